@@ -1,0 +1,470 @@
+"""The `bench` command: a thin layer over the pipeline modules."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shlex
+import sys
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from bench import __version__
+from bench.errors import BenchError, UsageError, unknown
+
+
+class BenchGroup(click.Group):
+    """Turns a BenchError into one line on stderr and its exit status: no traceback for user errors."""
+
+    def main(self, args=None, **extra):
+        # Keep the command line as typed, to record it with the run.
+        args = list(sys.argv[1:] if args is None else args)
+        extra.setdefault("obj", {})["argv"] = args
+        return super().main(args=args, **extra)
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except BenchError as exc:
+            click.echo(f"Error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+
+
+class CommaList(click.ParamType):
+    """``1e-3,1e-2`` -> [0.001, 0.01]: each item checked by ``item`` (a click type); repeats dropped."""
+
+    def __init__(self, item: click.ParamType, finite: bool = True):
+        self.item = item
+        self.finite = finite
+        self.name = f"{item.name}[,...]"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, list):
+            return value
+        out = []
+        for raw in str(value).split(","):
+            raw = raw.strip()
+            if not raw:
+                self.fail(f"{value!r} has an empty item", param, ctx)
+            converted = self.item.convert(raw, param, ctx)
+            if self.finite and isinstance(converted, float) and not math.isfinite(converted):
+                self.fail(f"{raw!r} is not a finite number", param, ctx)
+            if converted not in out:
+                out.append(converted)
+        return out
+
+
+def store_option(f):
+    return click.option(
+        "--store",
+        "store_path",
+        type=click.Path(dir_okay=True),
+        envvar="BENCH_STORE",
+        show_envvar=True,
+        help="Results database (default: runs/bench.db).",
+    )(f)
+
+
+def json_option(f):
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")(f)
+
+
+def _console(stderr: bool = False, quiet: bool = False) -> Console:
+    """A console for tables; when output goes to a file or pipe, wide enough not to crush them."""
+    console = Console(highlight=False, stderr=stderr, quiet=quiet)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console = Console(highlight=False, stderr=stderr, quiet=quiet, width=200)
+    return console
+
+
+def _print_json(obj) -> None:
+    click.echo(json.dumps(obj, indent=2))
+
+
+@click.group(cls=BenchGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="cnnbench")
+def cli():
+    """cnnbench: train CNN architectures from plugins over a sweep of hyperparameters, keep the
+    best-validation checkpoint of every trial, and rank them.
+
+    Start with `bench run --plugin cnn_dropout`, then `bench report`."""
+
+
+# --- run --------------------------------------------------------------------------------------------
+
+
+def _parse_where(items: tuple[str, ...]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for item in items:
+        key, sep, values = item.partition("=")
+        parts = [v.strip() for v in values.split(",")]
+        if not sep or not key.strip() or not all(parts):
+            raise UsageError(f"invalid value for --where: {item!r} (expected PARAM=VALUE[,VALUE...])")
+        out.setdefault(key.strip(), []).extend(parts)
+    return out
+
+
+@cli.command()
+@click.option("--plugin", "-p", "plugin_names", multiple=True, help="Run every architecture of this plugin.")
+@click.option(
+    "--arch",
+    "-a",
+    "arch_patterns",
+    multiple=True,
+    help="Run architectures whose name matches this pattern (e.g. 'cnn_*').",
+)
+@click.option(
+    "--variants",
+    type=click.Choice(["default", "all"]),
+    default="default",
+    show_default=True,
+    help="The plugin's default variant set, or its whole variant space.",
+)
+@click.option(
+    "--where",
+    "where_items",
+    multiple=True,
+    metavar="PARAM=V[,V...]",
+    help="Keep variants whose PARAM is one of the values, e.g. --where kernel_size=3,5.",
+)
+@click.option("--dataset", "-d", default="digits", show_default=True, help="Dataset name (see `bench datasets`).")
+@click.option("--batch-size", "-b", type=CommaList(click.IntRange(min=1)), help="Batch sizes, e.g. 32,64.")
+@click.option("--lr", type=CommaList(click.FloatRange(min=0, min_open=True)), help="Learning rates, e.g. 1e-3,1e-2.")
+@click.option("--epochs", "-e", type=CommaList(click.IntRange(min=1)), help="Epochs per trial.")
+@click.option(
+    "--optimizer", type=CommaList(click.Choice(["sgd", "adam", "adamw"])), help="sgd (momentum), adam, adamw."
+)
+@click.option("--momentum", type=CommaList(click.FloatRange(0, 1, max_open=True)), help="SGD momentum (default 0.9).")
+@click.option("--weight-decay", type=CommaList(click.FloatRange(min=0)), help="Weight decay (default 0).")
+@click.option(
+    "--val-ratio",
+    type=CommaList(click.FloatRange(0, 1, min_open=True, max_open=True)),
+    help="Share of the training images held out for validation (default 0.2).",
+)
+@click.option("--seed", type=CommaList(click.IntRange(min=0)), help="Seeds (default 0): init, shuffling, split.")
+@click.option(
+    "--select",
+    type=click.Choice(["val_loss", "val_acc"]),
+    default="val_loss",
+    show_default=True,
+    help="The best checkpoint: lowest validation loss or highest validation accuracy.",
+)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--threads", type=click.IntRange(min=1), help="CPU threads for torch (default: torch's choice).")
+@store_option
+@click.option("--quiet", "-q", is_flag=True, help="No progress display.")
+@json_option
+@click.pass_context
+def run(
+    ctx,
+    plugin_names,
+    arch_patterns,
+    variants,
+    where_items,
+    dataset,
+    batch_size,
+    lr,
+    epochs,
+    optimizer,
+    momentum,
+    weight_decay,
+    val_ratio,
+    seed,
+    select,
+    device,
+    threads,
+    store_path,
+    quiet,
+    as_json,
+):
+    """Train every selected architecture variant over the grid of hyperparameters.
+
+    Each list option (comma-separated) is one axis of the grid; an axis not given takes the architecture's
+    default from its plugin. Every trial keeps its best-validation checkpoint and is recorded in the store
+    as soon as it ends.
+    """
+    import torch
+
+    from bench.data import load_dataset
+    from bench.environment import resolve_device
+    from bench.leaderboard import rank
+    from bench.plugins import get_plugins
+    from bench.runner import run_sweep
+    from bench.store import Store
+    from bench.sweep import plan
+
+    if not plugin_names and not arch_patterns:
+        raise UsageError("choose what to train: --plugin NAME or --arch PATTERN (see `bench list`)")
+    plugins = get_plugins()
+    archs = []
+    for name in plugin_names:
+        info = plugins.plugin(name)
+        if info.error:
+            raise BenchError(f"plugin '{name}' is broken: {info.error}")
+        archs += [a for a in plugins.registry.by_plugin(name) if a not in archs]
+    for pattern in arch_patterns:
+        found = plugins.registry.list(pattern)
+        if not found:
+            raise unknown("architecture", pattern, plugins.registry.names())
+        archs += [a for a in found if a not in archs]
+    if not archs:
+        raise UsageError(f"plugin {', '.join(plugin_names)} registers no architecture")
+
+    axes = {
+        "batch_size": batch_size,
+        "lr": lr,
+        "epochs": epochs,
+        "optimizer": optimizer,
+        "momentum": momentum,
+        "weight_decay": weight_decay,
+        "val_ratio": val_ratio,
+        "seed": seed,
+    }
+    specs = plan(archs, axes, variants=variants, where=_parse_where(where_items), select=select)
+    torch_device = resolve_device(device)
+    if threads:
+        torch.set_num_threads(threads)
+    data = load_dataset(dataset)
+    config = {
+        "plugins": list(plugin_names),
+        "architectures": [a.name for a in archs],
+        "variants": variants,
+        "where": _parse_where(where_items),
+        "dataset": dataset,
+        "axes": axes,
+        "select": select,
+        "device": device,
+        "threads": threads,
+    }
+    command = shlex.join(["bench", *ctx.obj["argv"]])
+    console = _console(stderr=as_json, quiet=quiet)
+    from bench.display import RichProgress, leaderboard_table, run_title
+
+    with Store(store_path) as store:
+        with RichProgress(console) as progress:
+            outcome = run_sweep(
+                store, specs, data, device=torch_device, command=command, config=config, progress=progress
+            )
+        ranked = rank(store.trials(outcome.run_id))
+        if as_json:
+            _print_json([_trial_json(store, outcome.run_id, t) for t in ranked])
+        else:
+            _console().print(leaderboard_table(ranked, run_title(store.run(outcome.run_id))))
+        if outcome.status == "interrupted":
+            click.echo(f"Interrupted: finished trials are kept in run {outcome.run_id}.", err=True)
+            ctx.exit(130)
+
+
+def _trial_json(store, run_id: str, t: dict) -> dict:
+    ckpt = store.checkpoint_path(t)
+    return {
+        "run": run_id,
+        "trial": t["idx"],
+        "rank": t["rank"],
+        "winner": t["winner"],
+        "architecture": t["architecture"],
+        "plugin": t["plugin"],
+        "variant": t["variant"],
+        "hparams": t["hparams"],
+        "status": t["status"],
+        "note": t["note"],
+        "params": t["params"],
+        "epochs_run": t["epochs_run"],
+        "best_epoch": t["best_epoch"],
+        "train_acc": t["train_acc"],
+        "val_acc": t["val_acc"],
+        "test_acc": t["test_acc"],
+        "train_loss": t["train_loss"],
+        "val_loss": t["val_loss"],
+        "test_loss": t["test_loss"],
+        "split": t["split"],
+        "duration_s": t["duration_s"],
+        "checkpoint": str(ckpt.resolve()) if ckpt else None,
+        "checkpoint_sha256": t["checkpoint_sha256"],
+    }
+
+
+# --- report, runs -----------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("run_id", required=False)
+@store_option
+@json_option
+def report(run_id, store_path, as_json):
+    """Show the leaderboard of a stored run (the latest by default)."""
+    from bench.display import leaderboard_table, run_title
+    from bench.leaderboard import rank
+    from bench.store import Store
+
+    with Store(store_path, create=False) as store:
+        run = store.run(run_id)
+        ranked = rank(store.trials(run["id"]))
+        if as_json:
+            _print_json([_trial_json(store, run["id"], t) for t in ranked])
+            return
+        console = _console()
+        console.print(f"[bold]{run['command']}[/]  ({run['created_at']})")
+        console.print(leaderboard_table(ranked, run_title(run)))
+
+
+@cli.command()
+@store_option
+@json_option
+def runs(store_path, as_json):
+    """List the runs in the store, oldest first."""
+    from bench.store import Store
+
+    with Store(store_path, create=False) as store:
+        rows = [{**r, "trials": len(store.trials(r["id"]))} for r in store.runs()]
+    if as_json:
+        _print_json(
+            [
+                {
+                    k: r[k]
+                    for k in (
+                        "id",
+                        "created_at",
+                        "finished_at",
+                        "status",
+                        "command",
+                        "dataset",
+                        "split",
+                        "seed",
+                        "trials",
+                    )
+                }
+                for r in rows
+            ]
+        )
+        return
+    table = Table("run", "created (UTC)", "status", "dataset", "trials", "command")
+    for r in rows:
+        table.add_row(r["id"], r["created_at"], r["status"], r["dataset"], str(r["trials"]), r["command"])
+    _console().print(table)
+
+
+# --- list, plugins, datasets ------------------------------------------------------------------------
+
+
+@cli.command(name="list")
+@click.argument("pattern", default="*")
+@click.option("--variants", type=click.Choice(["default", "all"]), default="default", show_default=True)
+@click.option(
+    "--dataset",
+    "-d",
+    default="digits",
+    show_default=True,
+    help="Parameter counts are for this dataset's image shape and classes.",
+)
+@json_option
+def list_(pattern, variants, dataset, as_json):
+    """List architectures (matching PATTERN) with their variants and parameter counts."""
+    from bench.architectures import format_variant
+    from bench.data import dataset_info
+    from bench.layers import count_parameters
+    from bench.plugins import get_registry
+
+    info = dataset_info(dataset)
+    archs = get_registry().list(pattern)
+    out = []
+    for arch in archs:
+        rows = []
+        for v in arch.variants(variants):
+            try:
+                n = count_parameters(arch.build(info.input_shape, info.num_classes, v))
+                rows.append({"variant": v, "params": n})
+            except Exception as exc:
+                rows.append({"variant": v, "params": None, "error": f"{exc.__class__.__name__}: {exc}"})
+        out.append(
+            {
+                "name": arch.name,
+                "plugin": arch.plugin,
+                "description": arch.description,
+                "parameters": {k: arch.values(k) for k in arch.parameters},
+                "defaults": arch.defaults,
+                "variants_default": len(arch.variants("default")),
+                "variants_all": len(arch.all_variants()),
+                "variants": rows,
+            }
+        )
+    if as_json:
+        _print_json(
+            {
+                "dataset": dataset,
+                "input_shape": list(info.input_shape),
+                "num_classes": info.num_classes,
+                "architectures": out,
+            }
+        )
+        return
+    from bench.display import count
+
+    console = _console()
+    if not out:
+        console.print(f"No architecture matches '{pattern}'.")
+    for a in out:
+        table = Table(
+            "variant",
+            "params",
+            title=f"[bold]{a['name']}[/] ({a['plugin']}): {a['description']}",
+            title_justify="left",
+            caption=f"{a['variants_default']} default variants of {a['variants_all']}; params for "
+            f"{dataset} {'x'.join(map(str, info.input_shape))}, {info.num_classes} classes",
+            caption_justify="left",
+        )
+        for row in a["variants"]:
+            table.add_row(
+                format_variant(row["variant"]) or "-",
+                count(row["params"]) if row["params"] is not None else f"error: {row['error']}",
+            )
+        console.print(table)
+
+
+@cli.command()
+@json_option
+def plugins(as_json):
+    """List plugins: version, hooks, what each registered, and errors of broken ones."""
+    from bench.plugins import get_plugins
+
+    infos = [i.as_dict() for i in get_plugins().info.values()]
+    if as_json:
+        _print_json(infos)
+        return
+    table = Table("plugin", "version", "source", "hooks", "registered", "error")
+    for i in infos:
+        table.add_row(
+            i["name"],
+            i["version"] or "-",
+            "built-in" if i["builtin"] else (i["distribution"] or "-"),
+            ", ".join(i["hooks"]) or "-",
+            ", ".join(i["architectures"]) or "-",
+            f"[red]{i['error']}[/]" if i["error"] else "",
+        )
+    _console().print(table)
+
+
+@cli.command()
+@json_option
+def datasets(as_json):
+    """List the datasets cnnbench can train on."""
+    from bench.data import DATASETS
+
+    rows = [
+        {"name": d.name, "input_shape": list(d.input_shape), "num_classes": d.num_classes, "description": d.description}
+        for d in DATASETS.values()
+    ]
+    if as_json:
+        _print_json(rows)
+        return
+    table = Table("dataset", "shape", "classes", "description")
+    for r in rows:
+        table.add_row(r["name"], "x".join(map(str, r["input_shape"])), str(r["num_classes"]), r["description"])
+    _console().print(table)
+
+
+def main():
+    cli()

@@ -1,0 +1,155 @@
+"""Datasets held in memory as uint8 tensors, split deterministically, normalized per batch."""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bench.errors import BenchError, UsageError, unknown
+
+
+@dataclass
+class Split:
+    images: torch.Tensor  # uint8 (N, C, H, W), raw pixel values
+    labels: torch.Tensor  # int64 (N,)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+@dataclass
+class Dataset:
+    """Everything needed to train on, and to describe, one dataset. ``pixel_scale``, ``mean`` and ``std``
+    say how a raw pixel becomes a model input: (pixel * pixel_scale - mean[c]) / std[c]."""
+
+    name: str
+    classes: list[str]
+    pixel_scale: float
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    train: Split  # everything that may be used for training and validation
+    test: Split  # held out; never seen before the final evaluation
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return tuple(self.train.images.shape[1:])
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def split(self, val_ratio: float, seed: int) -> Splits:
+        """Hold out ``val_ratio`` of the training images for validation, chosen by ``seed``."""
+        if not 0 < val_ratio < 1:
+            raise UsageError(f"--val-ratio must be between 0 and 1 (exclusive), not {val_ratio}")
+        n = len(self.train)
+        n_val = round(n * val_ratio)
+        if n_val < 1 or n - n_val < 1:
+            raise UsageError(
+                f"--val-ratio {val_ratio} leaves an empty split of the {n} training images of '{self.name}'"
+            )
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+        val, train = order[:n_val], order[n_val:]
+        return Splits(
+            train=Split(self.train.images[train], self.train.labels[train]),
+            val=Split(self.train.images[val], self.train.labels[val]),
+            test=self.test,
+        )
+
+
+@dataclass
+class Splits:
+    train: Split
+    val: Split
+    test: Split
+
+    def sizes(self) -> dict[str, int]:
+        return {"train": len(self.train), "val": len(self.val), "test": len(self.test)}
+
+
+class Normalizer:
+    """uint8 batch -> float batch on ``device``: one fused multiply-add per pixel."""
+
+    def __init__(self, dataset: Dataset, device: torch.device | str = "cpu"):
+        std = torch.tensor(dataset.std, dtype=torch.float32)
+        mean = torch.tensor(dataset.mean, dtype=torch.float32)
+        self.scale = (dataset.pixel_scale / std).view(1, -1, 1, 1).to(device)
+        self.shift = (-mean / std).view(1, -1, 1, 1).to(device)
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        return torch.addcmul(self.shift, images.float(), self.scale)
+
+
+# --- built-in datasets ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    name: str
+    description: str
+    input_shape: tuple[int, int, int]
+    num_classes: int
+    load: Callable[[], Dataset]
+
+
+def _load_digits() -> Dataset:
+    """scikit-learn's bundled 8x8 digits (1797 images, pixel values 0..16). The file is read directly,
+    without importing scikit-learn (which costs a second). The test split is fixed (20%, seed 0), like an
+    official test set, so that runs with different seeds are measured on the same images."""
+    spec = importlib.util.find_spec("sklearn")
+    path = Path(spec.origin).parent / "datasets" / "data" / "digits.csv.gz" if spec and spec.origin else None
+    if path is None or not path.is_file():
+        raise BenchError("the digits dataset comes with scikit-learn: pip install scikit-learn")
+    table = np.loadtxt(path, delimiter=",", dtype=np.float32)
+    images = torch.from_numpy(table[:, :64].astype(np.uint8)).view(-1, 1, 8, 8)
+    labels = torch.from_numpy(table[:, 64].astype(np.int64))
+    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(0))
+    n_test = round(0.2 * len(labels))
+    test, train = order[:n_test], order[n_test:]
+    return Dataset(
+        name="digits",
+        classes=[str(i) for i in range(10)],
+        pixel_scale=1 / 16,
+        mean=(0.3053,),  # of all digits pixels after scaling
+        std=(0.3760,),
+        train=Split(images[train], labels[train]),
+        test=Split(images[test], labels[test]),
+    )
+
+
+DATASETS: dict[str, DatasetInfo] = {
+    "digits": DatasetInfo(
+        "digits",
+        "scikit-learn's bundled 8x8 handwritten digits: 1438 train+val / 359 test, 10 classes, no download",
+        (1, 8, 8),
+        10,
+        _load_digits,
+    ),
+}
+
+
+def dataset_info(name: str) -> DatasetInfo:
+    if name not in DATASETS:
+        raise unknown("dataset", name, DATASETS)
+    return DATASETS[name]
+
+
+def load_dataset(name: str) -> Dataset:
+    data = dataset_info(name).load()
+    _check(data)
+    return data
+
+
+def _check(data: Dataset) -> None:
+    for split_name, split in (("train", data.train), ("test", data.test)):
+        if split.images.dtype != torch.uint8 or split.images.dim() != 4:
+            raise BenchError(f"dataset '{data.name}': {split_name} images must be uint8 (N, C, H, W)")
+        if len(split) and (int(split.labels.min()) < 0 or int(split.labels.max()) >= data.num_classes):
+            raise BenchError(f"dataset '{data.name}': {split_name} labels must lie in 0..{data.num_classes - 1}")
+    if len(data.mean) != data.input_shape[0] or len(data.std) != data.input_shape[0]:
+        raise BenchError(f"dataset '{data.name}': mean and std need one value per channel")

@@ -1,0 +1,163 @@
+"""Rich rendering for the CLI: sweep progress and leaderboards. No logic that the store depends on."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from bench.architectures import format_value, format_variant  # noqa: F401
+from bench.runner import Progress as SweepProgress
+from bench.sweep import TrialSpec
+from bench.training import EpochStats
+
+
+def pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.2f}"
+
+
+def seconds(x: float | None) -> str:
+    if x is None:
+        return "-"
+    return f"{x:.1f}s" if x < 120 else f"{x / 60:.1f}min"
+
+
+def count(n: int | None) -> str:
+    if n is None:
+        return "-"
+    return f"{n / 1e6:.2f}M" if n >= 1e6 else f"{n / 1e3:.1f}k" if n >= 1e3 else str(n)
+
+
+def varying(trials: list[dict]) -> dict[str, set[str]]:
+    """Per architecture, the variant parameters that differ between its trials."""
+    values: dict[str, dict[str, set[str]]] = {}
+    for t in trials:
+        for k, v in t["variant"].items():
+            values.setdefault(t["architecture"], {}).setdefault(k, set()).add(format_value(v))
+    return {arch: {k for k, vs in params.items() if len(vs) > 1} for arch, params in values.items()}
+
+
+def short_variant(trial: dict, keys: set[str]) -> str:
+    shown = {k: v for k, v in trial["variant"].items() if k in keys} if keys else trial["variant"]
+    return format_variant(shown) or "-"
+
+
+STATUS_STYLE = {"completed": "green", "diverged": "yellow", "failed": "red", "interrupted": "magenta"}
+
+
+def leaderboard_table(ranked: list[dict], title: str) -> Table:
+    table = Table(
+        title=title,
+        title_justify="left",
+        caption="★ best validation accuracy of its architecture",
+        caption_justify="left",
+    )
+    for name, justify in [
+        ("#", "right"),
+        ("trial", "left"),
+        ("architecture", "left"),
+        ("variant", "left"),
+        ("opt", "left"),
+        ("lr", "right"),
+        ("batch", "right"),
+        ("best/epochs", "right"),
+        ("val %", "right"),
+        ("test %", "right"),
+        ("params", "right"),
+        ("time", "right"),
+        ("status", "left"),
+    ]:
+        table.add_column(name, justify=justify, no_wrap=name not in ("variant", "status"))
+    keys = varying(ranked)
+    for t in ranked:
+        hp = t["hparams"]
+        status = t["status"] + (f": {t['note']}" if t.get("note") and t["status"] != "completed" else "")
+        table.add_row(
+            ("★ " if t["winner"] else "") + (str(t["rank"]) if t["rank"] else "-"),
+            f"t{t['idx']:03d}",
+            t["architecture"],
+            short_variant(t, keys.get(t["architecture"], set())),
+            hp["optimizer"],
+            f"{hp['lr']:g}",
+            str(hp["batch_size"]),
+            f"{t['best_epoch'] or '-'}/{t['epochs_run'] if t['epochs_run'] is not None else '-'}",
+            pct(t["val_acc"]),
+            pct(t["test_acc"]),
+            count(t["params"]),
+            seconds(t["duration_s"]),
+            f"[{STATUS_STYLE.get(t['status'], 'white')}]{status}[/]",
+        )
+    return table
+
+
+def run_title(run: dict) -> str:
+    split = run["split"]
+    sizes = " / ".join(f"{k} {v}" for k, v in split.items())
+    return (
+        f"Run {run['id']}: {run['dataset']} ({sizes}), {run['status']}; "
+        "ranked by validation accuracy (best checkpoint by "
+        f"{run['config'].get('select', 'val_loss').replace('_', ' ')})"
+    )
+
+
+class RichProgress(SweepProgress):
+    """A bar for the trials and one for the epochs of the current trial."""
+
+    def __init__(self, console: Console):
+        self.console = console
+        self.bar = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        )
+        self.trials_task = None
+        self.epochs_task = None
+        self.total = 0
+        self.keys: dict[str, set[str]] = {}
+
+    def __enter__(self):
+        self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        self.bar.__exit__(*exc)
+
+    def run_started(self, run_id: str, specs: list[TrialSpec]) -> None:
+        self.total = len(specs)
+        self.keys = varying([{"architecture": s.architecture.name, "variant": s.variant} for s in specs])
+        self.console.print(f"Run [bold]{run_id}[/]: {len(specs)} trial{'s' * (len(specs) != 1)}")
+        self.trials_task = self.bar.add_task("trials", total=len(specs))
+
+    def trial_started(self, spec: TrialSpec) -> None:
+        if self.epochs_task is not None:
+            self.bar.remove_task(self.epochs_task)
+        self.epochs_task = self.bar.add_task(
+            f"t{spec.idx:03d} {spec.architecture.name} epochs", total=spec.hparams.epochs
+        )
+
+    def epoch_done(self, spec: TrialSpec, stats: EpochStats) -> None:
+        self.bar.update(
+            self.epochs_task,
+            advance=1,
+            description=f"t{spec.idx:03d} {spec.architecture.name} val acc {pct(stats.val_acc)}%",
+        )
+
+    def trial_done(self, spec: TrialSpec, trial: dict) -> None:
+        self.bar.advance(self.trials_task)
+        hp = spec.hparams
+        mark = {"completed": "[green]✓[/]", "diverged": "[yellow]![/]"}.get(trial["status"], "[red]✗[/]")
+        figures = (
+            f"val {pct(trial['val_acc'])}% test {pct(trial['test_acc'])}% best epoch {trial['best_epoch']}"
+            if trial["val_acc"] is not None
+            else trial.get("note") or trial["status"]
+        )
+        self.console.print(
+            f"{mark} t{spec.idx:03d}/{self.total} {spec.architecture.name} "
+            f"{short_variant({'variant': spec.variant}, self.keys.get(spec.architecture.name, set()))} "
+            f"{hp.optimizer} lr={hp.lr:g} batch={hp.batch_size}: {trial['status']}, {figures} "
+            f"({seconds(trial['duration_s'])})",
+            highlight=False,
+        )

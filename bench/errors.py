@@ -1,0 +1,37 @@
+"""Errors that reach the user as one line, never as a traceback."""
+
+
+class BenchError(Exception):
+    """A problem the user can fix (bad option, unknown name, unreadable file). Exit status 1."""
+
+    exit_code = 1
+
+
+class UsageError(BenchError):
+    """Bad command-line input. Exit status 2, as click's own usage errors."""
+
+    exit_code = 2
+
+
+class PluginError(BenchError):
+    """A plugin did something wrong (bad registration, duplicate name)."""
+
+
+def closest(name: str, choices) -> list[str]:
+    """``choices`` ordered by similarity to ``name``, closest first (ties keep their order)."""
+    import difflib
+
+    choices = list(choices)
+
+    def score(choice: str) -> float:
+        return difflib.SequenceMatcher(None, name.lower(), choice.lower()).ratio()
+
+    return sorted(choices, key=score, reverse=True)
+
+
+def unknown(kind: str, name: str, choices) -> UsageError:
+    """``unknown plugin 'cnn_dropot'; did you mean cnn_dropout? (available: ...)``"""
+    ordered = closest(name, choices)
+    if not ordered:
+        return UsageError(f"unknown {kind} '{name}': none are available")
+    return UsageError(f"unknown {kind} '{name}'; did you mean {ordered[0]}? (available: {', '.join(ordered)})")

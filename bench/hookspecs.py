@@ -1,0 +1,29 @@
+"""The hooks a cnnbench plugin can implement. Markers and specs only."""
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("cnnbench")
+hookimpl = pluggy.HookimplMarker("cnnbench")
+
+
+@hookspec
+def register_architectures(register):
+    """Register CNN architecture families.
+
+    ``register`` is a callable; call it once per family::
+
+        register(
+            name,               # str: unique name, e.g. "cnn_vgg" ([a-z0-9_.-]+)
+            factory,            # callable(input_shape, num_classes, **params) -> torch.nn.Module
+            variants=...,       # dict: parameter -> list of values (their product is the space),
+                                #   or a list of such dicts (the union of their products)
+            description=...,    # str: one line
+            defaults=None,      # optional dict of training hyperparameters for this family:
+                                #   batch_size, lr, epochs, optimizer, weight_decay, momentum
+            default_variants=None,  # optional list of dicts: the subset run by default
+        )
+
+    ``input_shape`` is ``(channels, height, width)``; the factory must build a model for any shape the
+    datasets produce (1 or 3 channels, 8x8 and up), for example by computing the flattened size with a
+    dummy forward pass. The model returns logits of shape ``(batch, num_classes)``.
+    """

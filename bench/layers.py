@@ -1,0 +1,54 @@
+"""Small building blocks shared by architecture plugins (built-in and third-party)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def flat_features(features: nn.Module, input_shape: tuple[int, int, int]) -> int:
+    """Number of features ``features`` produces per image once flattened, found by a dummy forward pass
+    so that heads fit any input size."""
+    was_training = features.training
+    features.eval()  # batch norm cannot run in training mode on one 1x1 sample
+    with torch.no_grad():
+        n = features(torch.zeros(1, *input_shape)).flatten(1).shape[1]
+    features.train(was_training)
+    return n
+
+
+def conv_stage(in_channels: int, out_channels: int, kernel_size: int = 3, convs: int = 1) -> list[nn.Module]:
+    """``convs`` x [conv kxk (same padding) + ReLU], then a 2x2 max-pool that keeps a 1x1 map at 1x1
+    (ceil_mode), so deep stacks still build on 8x8 inputs."""
+    layers: list[nn.Module] = []
+    for i in range(convs):
+        layers += [
+            nn.Conv2d(in_channels if i == 0 else out_channels, out_channels, kernel_size, padding=kernel_size // 2),
+            nn.ReLU(inplace=True),
+        ]
+    layers.append(nn.MaxPool2d(2, ceil_mode=True))
+    return layers
+
+
+def mlp_head(
+    in_features: int,
+    hidden: tuple[int, ...],
+    num_classes: int,
+    dropout: float = 0.0,
+    dropout_at: set[int] | None = None,
+) -> nn.Sequential:
+    """Linear layers ``in_features -> hidden... -> num_classes`` with ReLU between them. ``dropout_at``
+    lists before which linear layers (0 = the first) a dropout of rate ``dropout`` is placed."""
+    sizes = [in_features, *hidden, num_classes]
+    layers: list[nn.Module] = []
+    for i in range(len(sizes) - 1):
+        if dropout > 0 and i in (dropout_at or set()):
+            layers.append(nn.Dropout(dropout))
+        layers.append(nn.Linear(sizes[i], sizes[i + 1]))
+        if i < len(sizes) - 2:
+            layers.append(nn.ReLU(inplace=True))
+    return nn.Sequential(*layers)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

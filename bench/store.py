@@ -1,0 +1,306 @@
+"""The results store: one SQLite file with runs, trials and per-epoch history.
+
+Every write is a transaction; a trial's results and history are committed together the moment it ends,
+so an interrupted sweep keeps every finished trial. Checkpoints and other artifacts live beside the
+database, under ``<store dir>/<run id>/t<NNN>/``; paths are stored relative to the store's folder."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import secrets
+import sqlite3
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+from bench.errors import BenchError, UsageError, unknown
+
+STORE_ENV = "BENCH_STORE"
+DEFAULT_STORE = Path("runs") / "bench.db"
+APPLICATION_ID = 0x434E4E42  # "CNNB": marks the file as a cnnbench database
+SCHEMA_VERSION = 1
+
+SCHEMA = """
+CREATE TABLE runs (
+    id TEXT PRIMARY KEY,
+    created_at TEXT NOT NULL,          -- ISO 8601, UTC
+    finished_at TEXT,
+    status TEXT NOT NULL,              -- running | completed | interrupted | failed
+    command TEXT NOT NULL,             -- the command line, as typed
+    dataset TEXT NOT NULL,
+    input_shape TEXT NOT NULL,         -- JSON [C, H, W]
+    classes TEXT NOT NULL,             -- JSON list of class names
+    split TEXT NOT NULL,               -- JSON {"train": n, "val": n, "test": n}
+    seed INTEGER NOT NULL,
+    config TEXT NOT NULL,              -- JSON: every option the sweep was run with
+    environment TEXT NOT NULL          -- JSON: versions, CPU, GPU, threads, device
+);
+CREATE TABLE trials (
+    id INTEGER PRIMARY KEY,
+    run_id TEXT NOT NULL REFERENCES runs(id),
+    idx INTEGER NOT NULL,              -- 1-based position in the run's plan
+    architecture TEXT NOT NULL,
+    plugin TEXT NOT NULL,
+    variant TEXT NOT NULL,             -- JSON: the architecture's parameters
+    hparams TEXT NOT NULL,             -- JSON: batch_size, lr, epochs, optimizer, momentum, weight_decay,
+                                       --   seed, val_ratio, select
+    split TEXT,                        -- JSON {"train": n, "val": n, "test": n}
+    status TEXT NOT NULL,              -- running | completed | diverged | failed | interrupted
+    note TEXT,                         -- why a trial diverged or failed
+    params INTEGER,                    -- trainable parameters
+    epochs_run INTEGER,
+    best_epoch INTEGER,
+    train_loss REAL, train_acc REAL,   -- of the best checkpoint, in eval mode
+    val_loss REAL, val_acc REAL,
+    test_loss REAL, test_acc REAL,
+    confusion TEXT,                    -- JSON test confusion matrix, rows = true class
+    checkpoint TEXT,                   -- path relative to the store's folder
+    checkpoint_sha256 TEXT,
+    started_at TEXT,
+    finished_at TEXT,
+    duration_s REAL,                   -- wall time of the trial: build, training, final evaluation
+    UNIQUE (run_id, idx)
+);
+CREATE TABLE epochs (
+    trial_id INTEGER NOT NULL REFERENCES trials(id),
+    epoch INTEGER NOT NULL,
+    train_loss REAL, train_acc REAL, val_loss REAL, val_acc REAL,
+    time_s REAL,
+    PRIMARY KEY (trial_id, epoch)
+);
+CREATE INDEX trials_run ON trials(run_id);
+"""
+
+JSON_COLUMNS = {"input_shape", "classes", "split", "config", "environment", "variant", "hparams", "confusion"}
+
+
+def now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def default_path() -> Path:
+    return Path(os.environ.get(STORE_ENV) or DEFAULT_STORE)
+
+
+def _num(x):
+    """SQLite has no NaN: a non-finite figure is stored as NULL."""
+    return x if x is None or math.isfinite(x) else None
+
+
+class Store:
+    def __init__(self, path: str | Path | None = None, create: bool = True):
+        self.path = Path(path) if path is not None else default_path()
+        self.root = self.path.parent
+        if self.path.is_dir():
+            raise UsageError(f"store {self.path} is a directory; give the path of a database file")
+        if not self.path.exists() and not create:
+            raise BenchError(f"no store at {self.path} (run `bench run` first, or pass --store)")
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite3.connect(self.path, timeout=30)
+        except (OSError, sqlite3.Error) as exc:
+            raise BenchError(f"cannot open store {self.path}: {exc}") from exc
+        self.db.row_factory = sqlite3.Row
+        try:
+            self._prepare()
+        except sqlite3.DatabaseError as exc:
+            self.db.close()
+            raise BenchError(f"{self.path} is not a cnnbench store ({exc})") from exc
+
+    def _prepare(self) -> None:
+        app_id = self.db.execute("PRAGMA application_id").fetchone()[0]
+        version = self.db.execute("PRAGMA user_version").fetchone()[0]
+        tables = self.db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+        if tables == 0 and app_id == 0:
+            with self.db:
+                self.db.executescript(SCHEMA)
+                self.db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+                self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            version = SCHEMA_VERSION
+        elif app_id != APPLICATION_ID:
+            raise BenchError(f"{self.path} is not a cnnbench store (it is another SQLite database)")
+        if version > SCHEMA_VERSION:
+            raise BenchError(
+                f"store {self.path} was written by a newer cnnbench (schema {version}, this one reads "
+                f"{SCHEMA_VERSION}): upgrade cnnbench"
+            )
+        # WAL: readers (bench report) never block the writer, and a crash leaves the file consistent.
+        self.db.execute("PRAGMA journal_mode = WAL")
+        self.db.execute("PRAGMA synchronous = NORMAL")
+        self.db.execute("PRAGMA foreign_keys = ON")
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    @contextmanager
+    def _tx(self):
+        try:
+            with self.db:
+                yield self.db
+        except sqlite3.OperationalError as exc:
+            raise BenchError(f"cannot write to store {self.path}: {exc}") from exc
+
+    # --- writing ------------------------------------------------------------------------------------
+
+    def create_run(
+        self,
+        *,
+        command: str,
+        dataset: str,
+        input_shape,
+        classes,
+        split: dict,
+        seed: int,
+        config: dict,
+        environment: dict,
+    ) -> str:
+        run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO runs (id, created_at, status, command, dataset, input_shape, classes, split, seed,"
+                " config, environment) VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    run_id,
+                    now(),
+                    command,
+                    dataset,
+                    json.dumps(list(input_shape)),
+                    json.dumps(classes),
+                    json.dumps(split),
+                    seed,
+                    json.dumps(config),
+                    json.dumps(environment),
+                ),
+            )
+        return run_id
+
+    def finish_run(self, run_id: str, status: str) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE runs SET status = ?, finished_at = ? WHERE id = ?", (status, now(), run_id))
+
+    def trial_dir(self, run_id: str, idx: int) -> Path:
+        return self.root / run_id / f"t{idx:03d}"
+
+    def start_trial(
+        self, run_id: str, idx: int, architecture: str, plugin: str, variant: dict, hparams: dict, split: dict
+    ) -> int:
+        with self._tx() as db:
+            cur = db.execute(
+                "INSERT INTO trials (run_id, idx, architecture, plugin, variant, hparams, split, status,"
+                " started_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'running', ?)",
+                (run_id, idx, architecture, plugin, json.dumps(variant), json.dumps(hparams), json.dumps(split), now()),
+            )
+            return cur.lastrowid
+
+    def finish_trial(
+        self,
+        trial_id: int,
+        *,
+        status: str,
+        note: str | None = None,
+        params: int | None = None,
+        result=None,
+        checkpoint: Path | None = None,
+        duration_s: float | None = None,
+    ) -> None:
+        """Record how a trial ended, with its figures and history, in one transaction."""
+        r = result
+        history = r.history if r is not None else []
+        ckpt = None
+        if checkpoint is not None and r is not None and r.checkpoint_sha256:
+            ckpt = os.path.relpath(checkpoint, self.root)
+        with self._tx() as db:
+            db.execute(
+                "UPDATE trials SET status = ?, note = ?, params = ?, epochs_run = ?, best_epoch = ?,"
+                " train_loss = ?, train_acc = ?, val_loss = ?, val_acc = ?, test_loss = ?, test_acc = ?,"
+                " confusion = ?, checkpoint = ?, checkpoint_sha256 = ?, finished_at = ?, duration_s = ?"
+                " WHERE id = ?",
+                (
+                    status,
+                    note,
+                    params,
+                    len(history) if r is not None else None,
+                    r.best_epoch if r else None,
+                    _num(r.train_loss) if r else None,
+                    r.train_acc if r else None,
+                    _num(r.val_loss) if r else None,
+                    r.val_acc if r else None,
+                    _num(r.test_loss) if r else None,
+                    r.test_acc if r else None,
+                    json.dumps(r.confusion) if r and r.confusion is not None else None,
+                    ckpt,
+                    r.checkpoint_sha256 if ckpt else None,
+                    now(),
+                    duration_s,
+                    trial_id,
+                ),
+            )
+            db.execute("DELETE FROM epochs WHERE trial_id = ?", (trial_id,))
+            db.executemany(
+                "INSERT INTO epochs (trial_id, epoch, train_loss, train_acc, val_loss, val_acc, time_s)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (trial_id, e.epoch, _num(e.train_loss), e.train_acc, _num(e.val_loss), e.val_acc, e.time_s)
+                    for e in history
+                ],
+            )
+
+    # --- reading ------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _decode(row: sqlite3.Row | None) -> dict | None:
+        if row is None:
+            return None
+        out = dict(row)
+        for key in JSON_COLUMNS & out.keys():
+            if out[key] is not None:
+                out[key] = json.loads(out[key])
+        return out
+
+    def runs(self) -> list[dict]:
+        rows = self.db.execute("SELECT * FROM runs ORDER BY created_at, rowid").fetchall()
+        return [self._decode(r) for r in rows]
+
+    def run(self, run_id: str | None = None) -> dict:
+        """The run ``run_id`` (a unique prefix will do), or the latest one."""
+        if run_id is None:
+            row = self.db.execute("SELECT * FROM runs ORDER BY created_at DESC, rowid DESC LIMIT 1").fetchone()
+            if row is None:
+                raise BenchError(f"store {self.path} has no runs yet (start one with `bench run`)")
+            return self._decode(row)
+        rows = self.db.execute(
+            "SELECT * FROM runs WHERE id = ? OR id LIKE ? ESCAPE '\\' ORDER BY id",
+            (run_id, run_id.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"),
+        ).fetchall()
+        exact = [r for r in rows if r["id"] == run_id]
+        if exact:
+            return self._decode(exact[0])
+        if len(rows) == 1:
+            return self._decode(rows[0])
+        if len(rows) > 1:
+            raise UsageError(f"run '{run_id}' is ambiguous: {', '.join(r['id'] for r in rows)}")
+        ids = [r["id"] for r in reversed(self.runs())]
+        raise unknown("run", run_id, ids)
+
+    def trials(self, run_id: str) -> list[dict]:
+        rows = self.db.execute("SELECT * FROM trials WHERE run_id = ? ORDER BY idx", (run_id,)).fetchall()
+        return [self._decode(r) for r in rows]
+
+    def history(self, trial_id: int) -> list[dict]:
+        rows = self.db.execute(
+            "SELECT epoch, train_loss, train_acc, val_loss, val_acc, time_s FROM epochs"
+            " WHERE trial_id = ? ORDER BY epoch",
+            (trial_id,),
+        ).fetchall()
+        return [dict(r) for r in rows]
+
+    def checkpoint_path(self, trial: dict) -> Path | None:
+        return self.root / trial["checkpoint"] if trial.get("checkpoint") else None

@@ -1,0 +1,225 @@
+"""One trial: train a model on in-memory tensors, keep the best-validation checkpoint, measure it."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from bench import checkpoints
+from bench.data import Normalizer, Split, Splits
+from bench.errors import UsageError
+
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SELECT = ("val_loss", "val_acc")
+EVAL_BATCH = 1024
+# A training loss this many times that of a uniform guess, ln(classes), means the run has blown up.
+DIVERGENCE_FACTOR = 10.0
+
+
+@dataclass(frozen=True)
+class HParams:
+    """The hyperparameters of one trial."""
+
+    batch_size: int = 64  # images per optimizer step
+    lr: float = 0.01  # learning rate
+    epochs: int = 20  # epochs to train (the best one is kept)
+    optimizer: str = "sgd"  # sgd (with momentum), adam or adamw
+    momentum: float = 0.9  # sgd only
+    weight_decay: float = 0.0  # L2 penalty, as the optimizer defines it
+    seed: int = 0  # model initialization, shuffling, dropout and the train/validation split
+    val_ratio: float = 0.2  # share of the training images held out for validation
+    select: str = "val_loss"  # best checkpoint: lowest val_loss or highest val_acc
+
+    def __post_init__(self):
+        checks = [
+            (
+                "batch-size",
+                self.batch_size,
+                isinstance(self.batch_size, int) and self.batch_size >= 1,
+                "an integer >= 1",
+            ),
+            ("lr", self.lr, _finite(self.lr) and self.lr > 0, "a number > 0"),
+            ("epochs", self.epochs, isinstance(self.epochs, int) and self.epochs >= 1, "an integer >= 1"),
+            ("optimizer", self.optimizer, self.optimizer in OPTIMIZERS, f"one of {', '.join(OPTIMIZERS)}"),
+            ("momentum", self.momentum, _finite(self.momentum) and 0 <= self.momentum < 1, "in [0, 1)"),
+            ("weight-decay", self.weight_decay, _finite(self.weight_decay) and self.weight_decay >= 0, "a number >= 0"),
+            ("seed", self.seed, isinstance(self.seed, int) and self.seed >= 0, "an integer >= 0"),
+            ("val-ratio", self.val_ratio, _finite(self.val_ratio) and 0 < self.val_ratio < 1, "between 0 and 1"),
+            ("select", self.select, self.select in SELECT, f"one of {', '.join(SELECT)}"),
+        ]
+        for option, value, ok, what in checks:
+            if not ok:
+                raise UsageError(f"invalid value for --{option}: {value!r} (must be {what})")
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> HParams:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+def _finite(x) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+
+
+@dataclass
+class EpochStats:
+    epoch: int  # 1-based
+    train_loss: float  # mean cross-entropy over the epoch's batches, weighted by batch size
+    train_acc: float  # accuracy of the training batches as they were seen (dropout on)
+    val_loss: float
+    val_acc: float
+    time_s: float  # wall time of the epoch, validation included
+
+
+@dataclass
+class TrialResult:
+    status: str  # completed | diverged
+    history: list[EpochStats] = field(default_factory=list)
+    best_epoch: int | None = None
+    train_loss: float | None = None  # of the best checkpoint, in eval mode
+    train_acc: float | None = None
+    val_loss: float | None = None
+    val_acc: float | None = None
+    test_loss: float | None = None
+    test_acc: float | None = None
+    confusion: list[list[int]] | None = None  # test set: rows = true class, columns = predicted
+    checkpoint_sha256: str | None = None
+    train_time_s: float = 0.0
+    note: str | None = None
+
+
+@dataclass
+class Evaluation:
+    loss: float
+    acc: float
+    predictions: torch.Tensor
+
+
+@torch.inference_mode()
+def evaluate(model: nn.Module, split: Split, normalize: Normalizer) -> Evaluation:
+    """Mean loss and accuracy of ``model`` (in eval mode) over every image of ``split``."""
+    model.eval()
+    loss_sum, preds = 0.0, []
+    for start in range(0, len(split), EVAL_BATCH):
+        x = normalize(split.images[start : start + EVAL_BATCH])
+        y = split.labels[start : start + EVAL_BATCH]
+        logits = model(x)
+        loss_sum += F.cross_entropy(logits.float(), y, reduction="sum").item()
+        preds.append(logits.argmax(1))
+    predictions = torch.cat(preds) if preds else torch.empty(0, dtype=torch.long)
+    correct = int((predictions == split.labels).sum())
+    n = max(len(split), 1)
+    return Evaluation(loss_sum / n, correct / n, predictions.cpu())
+
+
+def confusion_matrix(labels: torch.Tensor, predictions: torch.Tensor, num_classes: int) -> list[list[int]]:
+    counts = torch.bincount(labels.cpu() * num_classes + predictions.cpu(), minlength=num_classes**2)
+    return counts.view(num_classes, num_classes).tolist()
+
+
+def make_optimizer(model: nn.Module, hp: HParams) -> torch.optim.Optimizer:
+    params = model.parameters()
+    if hp.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay)
+    if hp.optimizer == "adam":
+        return torch.optim.Adam(params, lr=hp.lr, weight_decay=hp.weight_decay)
+    return torch.optim.AdamW(params, lr=hp.lr, weight_decay=hp.weight_decay)
+
+
+def _better(select: str, stats: EpochStats, best: EpochStats | None) -> bool:
+    if best is None:
+        return True
+    if select == "val_acc":  # ties go to the lower validation loss
+        return (stats.val_acc, -stats.val_loss) > (best.val_acc, -best.val_loss)
+    return stats.val_loss < best.val_loss
+
+
+def train_trial(
+    model: nn.Module,
+    splits: Splits,
+    normalize: Normalizer,
+    hp: HParams,
+    checkpoint_path: str | Path,
+    num_classes: int,
+    on_epoch: Callable[[EpochStats], None] | None = None,
+    checkpoint_meta: dict | None = None,
+) -> TrialResult:
+    """Train ``model`` (already on the data's device) for ``hp.epochs`` epochs. After every epoch that
+    improves the selection metric, the weights are written to ``checkpoint_path``; at the end the best
+    weights are restored and measured on the train, validation and test splits.
+
+    The caller seeds torch before building the model; shuffling uses its own generator seeded by
+    ``hp.seed``, so the same seed, data and machine give the same losses."""
+    started = time.perf_counter()
+    optimizer = make_optimizer(model, hp)
+    shuffle = torch.Generator().manual_seed(hp.seed)
+    x_train, y_train = splits.train.images, splits.train.labels
+    n = len(y_train)
+    device = y_train.device
+    limit = DIVERGENCE_FACTOR * math.log(max(num_classes, 2))
+    result = TrialResult(status="completed")
+    best: EpochStats | None = None
+    best_state: dict | None = None
+
+    for epoch in range(1, hp.epochs + 1):
+        t0 = time.perf_counter()
+        model.train()
+        order = torch.randperm(n, generator=shuffle).to(device)
+        loss_sum = torch.zeros((), device=device)
+        correct = torch.zeros((), dtype=torch.long, device=device)
+        for start in range(0, n, hp.batch_size):
+            idx = order[start : start + hp.batch_size]
+            x, y = normalize(x_train[idx]), y_train[idx]
+            logits = model(x)
+            loss = F.cross_entropy(logits, y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            # Accumulate on the device: no host sync per step.
+            loss_sum += loss.detach() * len(idx)
+            correct += (logits.detach().argmax(1) == y).sum()
+        train_loss, train_acc = loss_sum.item() / n, correct.item() / n
+        val = evaluate(model, splits.val, normalize)
+        stats = EpochStats(epoch, train_loss, train_acc, val.loss, val.acc, time.perf_counter() - t0)
+        result.history.append(stats)
+        if not (math.isfinite(train_loss) and math.isfinite(val.loss)) or train_loss > limit:
+            result.status = "diverged"
+            result.note = (
+                f"training loss {train_loss:.4g} at epoch {epoch} "
+                f"({'not finite' if not math.isfinite(train_loss) else f'above {limit:.3g}'})"
+                if not math.isfinite(train_loss) or train_loss > limit
+                else f"validation loss not finite at epoch {epoch}"
+            )
+            if on_epoch:
+                on_epoch(stats)
+            break
+        if _better(hp.select, stats, best):
+            best = stats
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            meta = {**(checkpoint_meta or {}), "epoch": epoch, "val_loss": val.loss, "val_acc": val.acc}
+            result.checkpoint_sha256 = checkpoints.save(checkpoint_path, best_state, meta)
+        if on_epoch:
+            on_epoch(stats)
+
+    result.train_time_s = time.perf_counter() - started
+    if best is None:  # diverged before any usable epoch: nothing to measure
+        return result
+    model.load_state_dict(best_state)
+    result.best_epoch = best.epoch
+    train_eval = evaluate(model, splits.train, normalize)
+    test_eval = evaluate(model, splits.test, normalize)
+    result.train_loss, result.train_acc = train_eval.loss, train_eval.acc
+    result.val_loss, result.val_acc = best.val_loss, best.val_acc
+    result.test_loss, result.test_acc = test_eval.loss, test_eval.acc
+    result.confusion = confusion_matrix(splits.test.labels, test_eval.predictions, num_classes)
+    return result

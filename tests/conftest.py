@@ -1,0 +1,85 @@
+import json
+
+import pytest
+import torch
+from click.testing import CliRunner
+from torch import nn
+
+import bench
+from bench import plugins
+from bench.cli import cli
+from bench.data import load_dataset
+
+
+class TinyPlugin:
+    """A test-only plugin: a small CNN that trains in a fraction of a second on digits."""
+
+    @staticmethod
+    def build(input_shape, num_classes, width=8):
+        return nn.Sequential(
+            nn.Conv2d(input_shape[0], width, 3, padding=1),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool2d(2),
+            nn.Flatten(),
+            nn.Linear(width * 4, num_classes),
+        )
+
+    @bench.hookimpl
+    def register_architectures(self, register):
+        register(
+            "tiny_cnn",
+            self.build,
+            variants={"width": [8, 16]},
+            description="A tiny test CNN.",
+            defaults={"optimizer": "adam", "lr": 0.01, "batch_size": 64, "epochs": 3},
+        )
+
+
+@pytest.fixture
+def tiny_plugin():
+    plugins.register_in_process(TinyPlugin(), name="tiny")
+    yield "tiny"
+    plugins.unregister_in_process("tiny")
+
+
+@pytest.fixture(scope="session")
+def digits():
+    return load_dataset("digits")
+
+
+@pytest.fixture
+def store_path(tmp_path):
+    return tmp_path / "runs" / "bench.db"
+
+
+class Invoker:
+    def __init__(self, store_path):
+        self.store_path = store_path
+
+    def __call__(self, *args, store=True):
+        args = [str(a) for a in args]
+        if store and args and args[0] in ("run", "report", "runs"):
+            args += ["--store", str(self.store_path)]
+        result = CliRunner().invoke(cli, args)
+        # A user error must never surface as a Python traceback.
+        assert result.exception is None or isinstance(result.exception, SystemExit), result.output
+        assert "Traceback" not in result.output
+        return result
+
+    def json(self, *args):
+        result = self(*args, "--json")
+        assert result.exit_code == 0, result.output
+        return json.loads(result.stdout)
+
+
+@pytest.fixture
+def invoke(store_path):
+    return Invoker(store_path)
+
+
+@pytest.fixture(autouse=True)
+def _fixed_threads():
+    # Results are reproducible for a fixed number of threads; tests change it, so restore it.
+    n = torch.get_num_threads()
+    yield
+    torch.set_num_threads(n)

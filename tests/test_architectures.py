@@ -1,0 +1,100 @@
+"""Every registered variant builds for every input shape the datasets produce, and trains."""
+
+import pytest
+import torch
+from torch import nn
+
+from bench.architectures import Registry, format_variant
+from bench.errors import PluginError, UsageError
+from bench.layers import count_parameters
+from bench.plugins import get_registry
+
+VARIANTS = [(a.name, v) for a in get_registry() for v in a.all_variants()]
+
+
+@pytest.mark.parametrize(("arch", "variant"), VARIANTS, ids=[f"{a}[{format_variant(v)}]" for a, v in VARIANTS])
+@pytest.mark.parametrize("shape", [(1, 8, 8), (3, 32, 32)], ids=["1x8x8", "3x32x32"])
+def test_every_variant_builds_runs_forward_and_backward(arch, variant, shape):
+    torch.manual_seed(0)
+    model = get_registry().create(arch, shape, 10, **variant)
+    x = torch.randn(2, *shape)
+    out = model(x)
+    assert out.shape == (2, 10)
+    assert torch.isfinite(out).all()
+    out.sum().backward()
+    grads = [p.grad for p in model.parameters()]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+
+
+def test_lab_models_have_the_lab_parameter_counts():
+    reg = get_registry()
+    # From the ROB313 reference: baseline 296k, VGG-like winner 2.21M on 3x32x32 CIFAR-10.
+    assert count_parameters(reg.create("cnn_baseline", (3, 32, 32), 10)) == 296_130
+    assert count_parameters(reg.create("cnn_vgg", (3, 32, 32), 10)) == 2_211_338
+
+
+def test_builtins_register_through_entry_points_with_their_plugin_name():
+    reg = get_registry()
+    assert {a.name: a.plugin for a in reg if a.plugin.startswith("cnn_")} == {
+        "cnn_baseline": "cnn_baseline",
+        "cnn_dropout": "cnn_dropout",
+        "cnn_vgg": "cnn_vgg",
+    }
+
+
+def test_cnn_dropout_default_set_is_small_and_full_space_is_selectable():
+    arch = get_registry().get("cnn_dropout")
+    assert len(arch.variants("default")) == 4
+    assert len(arch.variants("all")) == 120  # no repeats: "no dropout" counted once
+    k5 = arch.variants("all", where={"kernel_size": ["5"], "feature_maps": ["32-64"]})
+    assert len(k5) == 20 and all(v["kernel_size"] == 5 and v["feature_maps"] == (32, 64) for v in k5)
+
+
+def test_where_rejects_unknown_parameter_and_value():
+    arch = get_registry().get("cnn_dropout")
+    with pytest.raises(UsageError, match="no parameter 'kernel'.*kernel_size"):
+        arch.variants("all", where={"kernel": ["3"]})
+    with pytest.raises(UsageError, match="'4' is not a value of cnn_dropout.kernel_size"):
+        arch.variants("all", where={"kernel_size": ["4"]})
+
+
+def test_stored_variant_reads_back_equal():
+    arch = get_registry().get("cnn_dropout")
+    v = arch.variants()[3]
+    import json
+
+    assert arch.normalize(json.loads(json.dumps(v))) == v
+
+
+def _factory(shape, classes, **_):
+    return nn.Linear(1, classes)
+
+
+def test_duplicate_name_is_an_error_naming_both_plugins():
+    reg = Registry()
+    reg.register_callback("first")("dup", _factory, variants={"a": [1]})
+    with pytest.raises(PluginError, match="'dup' is registered twice: by plugin 'first' and by plugin 'second'"):
+        reg.register_callback("second")("dup", _factory, variants={"a": [1]})
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"name": "Bad Name"}, "invalid architecture name"),
+        ({"factory": 3}, "not callable"),
+        ({"variants": {"a": 1}}, "must be a list"),
+        ({"variants": {"a": []}}, "is empty"),
+        ({"defaults": {"learning_rate": 1}}, "unknown default hyperparameter 'learning_rate'"),
+        ({"default_variants": [{"a": 9}]}, "not in its variant space"),
+    ],
+)
+def test_bad_registrations_name_the_plugin(kwargs, message):
+    args = {"name": "x", "factory": _factory, "variants": {"a": [1, 2]}, **kwargs}
+    with pytest.raises(PluginError, match=message) as info:
+        Registry().register_callback("someplugin")(**args)
+    assert "someplugin" in str(info.value)
+
+
+def test_unknown_architecture_lists_closest_first():
+    with pytest.raises(UsageError, match="did you mean cnn_vgg\\?"):
+        get_registry().get("cnn_vgh")

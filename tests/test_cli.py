@@ -1,0 +1,226 @@
+"""The command line as a user drives it: runs, stored results, JSON outputs, and user errors."""
+
+import pytest
+
+from bench import __version__, checkpoints
+from bench.data import Normalizer, load_dataset
+from bench.plugins import get_registry
+from bench.store import Store
+from bench.training import evaluate
+
+
+def test_run_records_every_trial_and_ranks_by_validation_accuracy(invoke, tiny_plugin, store_path):
+    result = invoke("run", "--plugin", tiny_plugin, "--lr", "0.01,0.003", "--epochs", "2")
+    assert result.exit_code == 0, result.output
+    assert "ranked by validation accuracy" in result.stdout
+    rows = invoke.json("report")
+    assert len(rows) == 4  # 2 variants x 2 learning rates
+    assert {(r["variant"]["width"], r["hparams"]["lr"]) for r in rows} == {
+        (8, 0.01),
+        (8, 0.003),
+        (16, 0.01),
+        (16, 0.003),
+    }
+    assert [r["rank"] for r in rows] == [1, 2, 3, 4]
+    accs = [r["val_acc"] for r in rows]
+    assert accs == sorted(accs, reverse=True)
+    assert sum(r["winner"] for r in rows) == 1 and rows[0]["winner"]
+    for r in rows:
+        assert r["status"] == "completed" and r["epochs_run"] == 2
+        assert r["hparams"]["optimizer"] == "adam" and r["hparams"]["batch_size"] == 64  # the plugin's defaults
+        assert r["split"] == {"train": 1150, "val": 288, "test": 359}
+        assert r["checkpoint"].endswith(f"/t{r['trial']:03d}/best.pt")
+    with Store(store_path) as store:
+        run = store.run()
+        assert run["command"].startswith("bench run --plugin tiny --lr 0.01,0.003")
+        assert run["status"] == "completed"
+        assert run["environment"]["torch"] and run["environment"]["cpu"]
+        trial = store.trials(run["id"])[0]
+        history = store.history(trial["id"])
+        assert [h["epoch"] for h in history] == [1, 2]
+        assert all(h["train_loss"] > 0 and 0 <= h["val_acc"] <= 1 for h in history)
+
+
+def test_stored_checkpoint_reproduces_the_recorded_test_accuracy(invoke, store_path, digits):
+    assert invoke("run", "--arch", "cnn_baseline", "--epochs", "2", "-q").exit_code == 0
+    (row,) = invoke.json("report")
+    with Store(store_path) as store:
+        run = store.run(row["run"])
+    arch = get_registry().get(row["architecture"])
+    model = arch.build(tuple(run["input_shape"]), len(run["classes"]), row["variant"])
+    state, _ = checkpoints.load(row["checkpoint"], sha256=row["checkpoint_sha256"])
+    model.load_state_dict(state)
+    data = load_dataset(run["dataset"])
+    test = data.split(row["hparams"]["val_ratio"], row["hparams"]["seed"]).test
+    assert evaluate(model, test, Normalizer(data)).acc == row["test_acc"]
+
+
+def test_a_diverging_trial_is_marked_and_the_sweep_goes_on(invoke, tiny_plugin):
+    result = invoke(
+        "run", "--plugin", tiny_plugin, "--where", "width=8", "--optimizer", "sgd", "--lr", "50,0.05", "--epochs", "2"
+    )
+    assert result.exit_code == 0, result.output
+    by_lr = {r["hparams"]["lr"]: r for r in invoke.json("report")}
+    assert by_lr[50.0]["status"] == "diverged" and by_lr[50.0]["rank"] is None
+    assert by_lr[0.05]["status"] == "completed" and by_lr[0.05]["winner"]
+
+
+def test_interrupted_sweep_keeps_finished_trials(tiny_plugin, store_path, digits):
+    import torch
+
+    from bench.runner import Progress, run_sweep
+    from bench.sweep import plan
+
+    class StopInSecondTrial(Progress):
+        def epoch_done(self, spec, stats):
+            if spec.idx == 2:
+                raise KeyboardInterrupt
+
+    specs = plan(get_registry().list("tiny_cnn"), {"epochs": [2]})
+    with Store(store_path) as store:
+        outcome = run_sweep(
+            store, specs, digits, device=torch.device("cpu"), command="test", config={}, progress=StopInSecondTrial()
+        )
+    assert outcome.status == "interrupted"
+    with Store(store_path) as store:
+        trials = store.trials(outcome.run_id)
+        assert [t["status"] for t in trials] == ["completed", "interrupted"]
+        assert store.run(outcome.run_id)["status"] == "interrupted"
+        assert len(store.history(trials[0]["id"])) == 2
+
+
+def test_a_trial_that_raises_is_failed_and_the_sweep_goes_on(invoke, store_path):
+    from torch import nn
+
+    import bench
+    from bench import plugins
+
+    class Broken:
+        @bench.hookimpl
+        def register_architectures(self, register):
+            def build(shape, classes, ok):
+                if not ok:
+                    raise RuntimeError("cannot build this one")
+                return nn.Sequential(nn.Flatten(), nn.Linear(shape[0] * shape[1] * shape[2], classes))
+
+            register("flaky", build, variants={"ok": [False, True]})
+
+    plugins.register_in_process(Broken(), name="flaky_plugin")
+    try:
+        result = invoke("run", "--plugin", "flaky_plugin", "--variants", "all", "--epochs", "1")
+    finally:
+        plugins.unregister_in_process("flaky_plugin")
+    assert result.exit_code == 0, result.output
+    rows = {r["variant"]["ok"]: r for r in invoke.json("report")}
+    assert rows[False]["status"] == "failed" and "cannot build this one" in rows[False]["note"]
+    assert rows[True]["status"] == "completed"
+
+
+def test_list_json_has_variants_and_parameter_counts(invoke):
+    out = invoke.json("list", "cnn_*")
+    archs = {a["name"]: a for a in out["architectures"]}
+    assert set(archs) == {"cnn_baseline", "cnn_dropout", "cnn_vgg"}
+    assert out["input_shape"] == [1, 8, 8]
+    assert archs["cnn_dropout"]["variants_default"] == 4 and archs["cnn_dropout"]["variants_all"] == 120
+    assert archs["cnn_dropout"]["parameters"]["kernel_size"] == [3, 5, 7]
+    assert all(v["params"] > 1000 for v in archs["cnn_dropout"]["variants"])
+    cifar_like = invoke.json("list", "cnn_baseline")  # digits: 18*4*4 flattened features
+    assert cifar_like["architectures"][0]["variants"][0]["params"] == 18 * 9 + 18 + 288 * 64 + 64 + 650
+    assert len(invoke.json("list", "cnn_dropout", "--variants", "all")["architectures"][0]["variants"]) == 120
+
+
+def test_plugins_json_lists_builtins_and_a_fixture_plugin(invoke, tiny_plugin):
+    rows = {p["name"]: p for p in invoke.json("plugins")}
+    assert rows["cnn_vgg"] == {
+        "name": "cnn_vgg",
+        "version": __version__,
+        "distribution": "cnnbench",
+        "builtin": True,
+        "hooks": ["register_architectures"],
+        "architectures": ["cnn_vgg"],
+        "error": None,
+    }
+    assert rows[tiny_plugin]["architectures"] == ["tiny_cnn"]
+
+
+def test_version_and_help(invoke):
+    assert __version__ in invoke("--version").output
+    assert "bench run --plugin cnn_dropout" in invoke("-h").output
+
+
+# --- user errors: one line, no traceback, the right exit status ------------------------------------
+
+USAGE = 2
+
+
+@pytest.mark.parametrize(
+    ("args", "status", "message"),
+    [
+        (
+            ["run", "--plugin", "cnn_dropot"],
+            USAGE,
+            "unknown plugin 'cnn_dropot'; did you mean cnn_dropout? (available: cnn_dropout,",
+        ),
+        (["run", "--arch", "vgg"], USAGE, "unknown architecture 'vgg'; did you mean cnn_vgg?"),
+        (["run"], USAGE, "choose what to train: --plugin NAME or --arch PATTERN"),
+        (
+            ["run", "--plugin", "cnn_dropout", "--dataset", "digitz"],
+            USAGE,
+            "unknown dataset 'digitz'; did you mean digits?",
+        ),
+        (["run", "--plugin", "cnn_dropout", "--batch-size", "0"], USAGE, "Invalid value for '--batch-size'"),
+        (["run", "--plugin", "cnn_dropout", "--batch-size", "32,x"], USAGE, "Invalid value for '--batch-size'"),
+        (["run", "--plugin", "cnn_dropout", "--batch-size", "5000"], USAGE, "--batch-size: 5000 is larger than"),
+        (["run", "--plugin", "cnn_dropout", "--lr", "0"], USAGE, "Invalid value for '--lr'"),
+        (["run", "--plugin", "cnn_dropout", "--lr", "-0.1"], USAGE, "Invalid value for '--lr'"),
+        (
+            ["run", "--plugin", "cnn_dropout", "--lr", "1e-3,,x"],
+            USAGE,
+            "Invalid value for '--lr': '1e-3,,x' has an empty item",
+        ),
+        (["run", "--plugin", "cnn_dropout", "--lr", "nan"], USAGE, "Invalid value for '--lr'"),
+        (["run", "--plugin", "cnn_dropout", "--epochs", "0"], USAGE, "Invalid value for '--epochs'"),
+        (["run", "--plugin", "cnn_dropout", "--val-ratio", "0"], USAGE, "Invalid value for '--val-ratio'"),
+        (["run", "--plugin", "cnn_dropout", "--val-ratio", "1"], USAGE, "Invalid value for '--val-ratio'"),
+        (
+            ["run", "--plugin", "cnn_dropout", "--val-ratio", "0.0001"],
+            USAGE,
+            "--val-ratio 0.0001 leaves an empty split",
+        ),
+        (["run", "--plugin", "cnn_dropout", "--optimizer", "rmsprop"], USAGE, "Invalid value for '--optimizer'"),
+        (["run", "--plugin", "cnn_dropout", "--where", "kernel=3"], USAGE, "has no parameter 'kernel'"),
+        (["run", "--plugin", "cnn_dropout", "--where", "kernel_size"], USAGE, "invalid value for --where"),
+        (
+            ["run", "--plugin", "cnn_dropout", "--where", "kernel_size=4"],
+            USAGE,
+            "'4' is not a value of cnn_dropout.kernel_size",
+        ),
+        (["run", "--plugin", "cnn_dropout", "--device", "tpu"], USAGE, "invalid value for --device"),
+        (["report", "nosuchrun"], 1, "no store at"),
+    ],
+)
+def test_user_errors(invoke, args, status, message):
+    result = invoke(*args)
+    assert result.exit_code == status, result.output
+    assert message in result.output
+    assert result.output.count("Error:") == 1
+
+
+def test_user_errors_are_one_line_for_cnnbench_checks(invoke):
+    result = invoke("run", "--plugin", "cnn_dropot")
+    assert result.output.strip().count("\n") == 0
+
+
+def test_store_errors(invoke, tmp_path, tiny_plugin):
+    (tmp_path / "adir").mkdir()
+    result = invoke("run", "--plugin", tiny_plugin, "--store", tmp_path / "adir", store=False)
+    assert result.exit_code == USAGE and "is a directory" in result.output
+    (tmp_path / "foreign.db").write_bytes(b"x" * 4096)
+    result = invoke("report", "--store", tmp_path / "foreign.db", store=False)
+    assert result.exit_code == 1 and "not a cnnbench store" in result.output
+
+
+def test_unknown_run_lists_the_runs(invoke, tiny_plugin):
+    invoke("run", "--plugin", tiny_plugin, "--where", "width=8", "--epochs", "1", "-q")
+    result = invoke("report", "20990101")
+    assert result.exit_code == USAGE and "unknown run '20990101'" in result.output

@@ -1,0 +1,112 @@
+"""Training on real digits: best-epoch selection, checkpoint reload, determinism, divergence."""
+
+import math
+
+import pytest
+import torch
+
+from bench import checkpoints
+from bench.data import Normalizer
+from bench.errors import BenchError
+from bench.plugins import get_registry
+from bench.store import Store
+from bench.training import HParams, evaluate, train_trial
+
+
+def _train(digits, tmp_path, arch="cnn_dropout", variant=None, **hp):
+    a = get_registry().get(arch)
+    hp = HParams(**{"optimizer": "adam", "lr": 1e-3, "batch_size": 64, "epochs": 6, **hp})
+    splits = digits.split(hp.val_ratio, hp.seed)
+    torch.manual_seed(hp.seed)
+    model = a.build(digits.input_shape, digits.num_classes, variant or a.variants()[0])
+    result = train_trial(model, splits, Normalizer(digits), hp, tmp_path / "best.pt", digits.num_classes)
+    return model, splits, result
+
+
+def test_best_epoch_is_the_argmin_of_validation_loss(digits, tmp_path):
+    # A high learning rate makes the validation loss move up and down, so the best epoch is not the last.
+    _, _, r = _train(digits, tmp_path, lr=0.01, epochs=8, seed=1)
+    losses = [e.val_loss for e in r.history]
+    assert r.best_epoch < len(r.history), "the test needs a run whose last epoch is not the best"
+    assert r.best_epoch == 1 + losses.index(min(losses))
+    assert r.val_loss == min(losses)
+    assert r.val_acc == r.history[r.best_epoch - 1].val_acc
+
+
+def test_select_val_acc_keeps_the_most_accurate_epoch(digits, tmp_path):
+    _, _, r = _train(digits, tmp_path, lr=0.01, epochs=8, seed=1, select="val_acc")
+    best = max(r.history, key=lambda e: (e.val_acc, -e.val_loss))
+    assert r.best_epoch == best.epoch
+
+
+def test_restored_weights_are_the_best_epoch_and_the_file_reproduces_test_accuracy(digits, tmp_path):
+    model, splits, r = _train(digits, tmp_path, epochs=5)
+    assert r.status == "completed" and r.test_acc > 0.9
+    state, meta = checkpoints.load(tmp_path / "best.pt", sha256=r.checkpoint_sha256)
+    assert meta["epoch"] == r.best_epoch
+    fresh = (
+        get_registry().get("cnn_dropout").build(digits.input_shape, 10, get_registry().get("cnn_dropout").variants()[0])
+    )
+    fresh.load_state_dict(state)
+    norm = Normalizer(digits)
+    assert evaluate(fresh, splits.test, norm).acc == r.test_acc
+    assert evaluate(fresh, splits.val, norm).loss == pytest.approx(r.val_loss, abs=1e-6)
+    assert sum(map(sum, r.confusion)) == len(splits.test)
+    assert sum(r.confusion[i][i] for i in range(10)) == round(r.test_acc * len(splits.test))
+
+
+def test_same_seed_same_losses_and_another_seed_differs(digits, tmp_path):
+    runs = [_train(digits, tmp_path / str(i), epochs=3, seed=s)[2] for i, s in enumerate([7, 7, 8])]
+    first, again, other = ([(e.train_loss, e.val_loss) for e in r.history] for r in runs)
+    assert first == again
+    assert first != other
+
+
+def test_exploding_learning_rate_is_diverged_without_a_checkpoint(digits, tmp_path):
+    _, _, r = _train(digits, tmp_path, optimizer="sgd", lr=50.0, epochs=5)
+    assert r.status == "diverged"
+    assert len(r.history) == 1  # stopped at the first epoch, not trained on
+    assert "training loss" in r.note
+    assert r.test_acc is None and r.checkpoint_sha256 is None
+    assert not (tmp_path / "best.pt").exists()
+    assert not math.isfinite(r.history[0].train_loss) or r.history[0].train_loss > 23
+
+
+def test_checkpoint_that_was_replaced_or_is_not_one_is_refused(tmp_path):
+    sha = checkpoints.save(tmp_path / "a.pt", {"w": torch.ones(2)})
+    checkpoints.save(tmp_path / "b.pt", {"w": torch.zeros(2)})
+    with pytest.raises(BenchError, match="does not match its recorded SHA-256"):
+        checkpoints.load(tmp_path / "b.pt", sha256=sha)
+    (tmp_path / "c.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(BenchError, match="not a readable cnnbench checkpoint"):
+        checkpoints.load(tmp_path / "c.pt")
+
+
+def test_a_pickle_that_would_run_code_is_refused(tmp_path):
+    class Evil:
+        def __reduce__(self):
+            return (print, ("owned",))
+
+    torch.save({"state_dict": {}, "meta": Evil()}, tmp_path / "evil.pt")
+    with pytest.raises(BenchError, match="not a readable cnnbench checkpoint"):
+        checkpoints.load(tmp_path / "evil.pt")
+
+
+def test_store_refuses_foreign_and_newer_files(tmp_path):
+    import sqlite3
+
+    (tmp_path / "text.db").write_text("hello " * 200)
+    with pytest.raises(BenchError, match="not a cnnbench store"):
+        Store(tmp_path / "text.db")
+    other = sqlite3.connect(tmp_path / "other.db")
+    other.execute("CREATE TABLE t (x)")
+    other.commit()
+    other.close()
+    with pytest.raises(BenchError, match="another SQLite database"):
+        Store(tmp_path / "other.db")
+    Store(tmp_path / "new.db").close()
+    db = sqlite3.connect(tmp_path / "new.db")
+    db.execute("PRAGMA user_version = 99")
+    db.close()
+    with pytest.raises(BenchError, match="newer cnnbench"):
+        Store(tmp_path / "new.db")
