@@ -72,6 +72,132 @@ def json_option(f):
     return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")(f)
 
 
+def export_options(f):
+    f = click.option(
+        "--exporter",
+        type=click.Choice(["dynamo", "torchscript"]),
+        default="dynamo",
+        show_default=True,
+        help="torch.onnx exporter (dynamo falls back to torchscript if it fails, and says so).",
+    )(f)
+    f = click.option("--opset", type=click.IntRange(min=7), default=18, show_default=True, help="ONNX opset.")(f)
+    f = click.option(
+        "--tolerance",
+        type=click.FloatRange(min=0),
+        default=1e-4,
+        show_default=True,
+        help="Largest |logit difference| against PyTorch accepted.",
+    )(f)
+    return f
+
+
+def benchmark_options(f):
+    f = click.option(
+        "--graph-optimization",
+        type=click.Choice(["disable", "basic", "extended", "all"]),
+        default="all",
+        show_default=True,
+        help="onnxruntime graph optimization level.",
+    )(f)
+    f = click.option(
+        "--bench-threads",
+        type=click.IntRange(min=1),
+        help="Intra-op threads for onnxruntime and PyTorch (default: torch's thread count).",
+    )(f)
+    f = click.option(
+        "--min-time",
+        type=click.FloatRange(min=0),
+        default=1.0,
+        show_default=True,
+        help="Timed runs last at least this many seconds...",
+    )(f)
+    f = click.option(
+        "--min-runs",
+        type=click.IntRange(min=1),
+        default=100,
+        show_default=True,
+        help="...and count at least this many runs.",
+    )(f)
+    f = click.option(
+        "--warmup", type=click.IntRange(min=0), default=10, show_default=True, help="Untimed runs before timing."
+    )(f)
+    f = click.option(
+        "--providers",
+        type=CommaList(click.Choice(["auto", "cpu", "cuda"])),
+        default="auto",
+        show_default=True,
+        help="auto = cpu, plus cuda when a GPU is visible.",
+    )(f)
+    f = click.option(
+        "--batch-sizes",
+        type=CommaList(click.IntRange(min=1)),
+        default="1,64",
+        show_default=True,
+        help="Batch sizes to time.",
+    )(f)
+    return f
+
+
+def _settings(batch_sizes, providers, warmup, min_runs, min_time, bench_threads, graph_optimization):
+    from bench.inference import BenchSettings
+
+    return BenchSettings(tuple(batch_sizes), tuple(providers), warmup, min_runs, min_time, bench_threads,
+                         graph_optimization)  # fmt: skip
+
+
+def _deploy(store, run, trials, console, *, tolerance, opset, exporter, settings, as_json, reuse_exports=False):
+    """Export (and benchmark when ``settings``) ``trials``, showing each as it ends, then the table."""
+    from bench.deploy import export_and_benchmark
+    from bench.display import inference_table
+
+    def on_event(kind, trial, payload):
+        name = f"t{trial['idx']:03d} {trial['architecture']}"
+        if kind == "exported":
+            detail = (
+                payload["note"]
+                if payload["status"] != "ok"
+                else (f"max |Δ| {payload['max_abs_diff']:.1e}, ONNX test acc {100 * payload['onnx_test_acc']:.2f}%")
+            )
+            console.print(f"ONNX {name}: {payload['status']}, {detail}")
+        else:
+            console.print(f"Benchmarked {name}: {len(payload)} measurements")
+
+    with console.status("exporting and benchmarking" if settings else "exporting"):
+        problems = export_and_benchmark(
+            store, run, trials, tolerance=tolerance, opset=opset, exporter=exporter, settings=settings,
+            reuse_exports=reuse_exports, on_event=on_event,
+        )  # fmt: skip
+    entries = [(t, store.export_of(t["id"]), store.latency_of(t["id"])) for t in trials]
+    out = None
+    if as_json:
+        out = [_deployment_json(store, run["id"], t, e, rows) for t, e, rows in entries]
+    else:
+        what = " and inference benchmark (ONNX Runtime vs PyTorch eager)" if settings else ""
+        _console().print(inference_table(entries, f"Run {run['id']}: ONNX export{what}"))
+    if problems:
+        if out is not None:
+            _print_json(out)
+        raise BenchError("; ".join(problems))
+    return out
+
+
+def _deployment_json(store, run_id, trial, exp, rows) -> dict:
+    return {"run": run_id, "trial": trial["idx"], "architecture": trial["architecture"],
+            "onnx": _export_json(store, exp), "latency": [_latency_json(r) for r in rows]}  # fmt: skip
+
+
+def _export_json(store, exp: dict | None) -> dict | None:
+    if exp is None:
+        return None
+    out = {k: v for k, v in exp.items() if k != "trial_id"}
+    out["path"] = str(store.artifact_path(exp["path"]).resolve()) if exp["path"] else None
+    return out
+
+
+def _latency_json(row: dict) -> dict:
+    return {k: v for k, v in row.items() if k not in ("id", "trial_id", "samples")}
+
+
 def _console(stderr: bool = False, quiet: bool = False) -> Console:
     """A console for tables; when output goes to a file or pipe, wide enough not to crush them."""
     console = Console(highlight=False, stderr=stderr, quiet=quiet)
@@ -155,6 +281,16 @@ def _parse_where(items: tuple[str, ...]) -> dict[str, list[str]]:
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads for torch (default: torch's choice).")
 @store_option
+@click.option(
+    "--top-k",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Export and benchmark the best K trials of each architecture.",
+)
+@click.option("--no-benchmark", is_flag=True, help="Skip the ONNX export and inference benchmark of the winners.")
+@export_options
+@benchmark_options
 @click.option("--quiet", "-q", is_flag=True, help="No progress display.")
 @json_option
 @click.pass_context
@@ -177,6 +313,18 @@ def run(
     device,
     threads,
     store_path,
+    top_k,
+    no_benchmark,
+    tolerance,
+    opset,
+    exporter,
+    batch_sizes,
+    providers,
+    warmup,
+    min_runs,
+    min_time,
+    bench_threads,
+    graph_optimization,
     quiet,
     as_json,
 ):
@@ -189,6 +337,7 @@ def run(
     import torch
 
     from bench.data import load_dataset
+    from bench.deploy import winners
     from bench.environment import resolve_device
     from bench.leaderboard import rank
     from bench.plugins import get_plugins
@@ -249,10 +398,15 @@ def run(
                 store, specs, data, device=torch_device, command=command, config=config, progress=progress
             )
         ranked = rank(store.trials(outcome.run_id))
-        if as_json:
-            _print_json([_trial_json(store, outcome.run_id, t) for t in ranked])
-        else:
+        if not as_json:
             _console().print(leaderboard_table(ranked, run_title(store.run(outcome.run_id))))
+        chosen = winners(ranked, top_k)
+        if outcome.status == "completed" and not no_benchmark and chosen:
+            settings = _settings(batch_sizes, providers, warmup, min_runs, min_time, bench_threads, graph_optimization)
+            _deploy(store, store.run(outcome.run_id), chosen, console, tolerance=tolerance, opset=opset,
+                    exporter=exporter, settings=settings, as_json=as_json)  # fmt: skip
+        if as_json:
+            _print_json([_trial_json(store, outcome.run_id, t) for t in rank(store.trials(outcome.run_id))])
         if outcome.status == "interrupted":
             click.echo(f"Interrupted: finished trials are kept in run {outcome.run_id}.", err=True)
             ctx.exit(130)
@@ -284,7 +438,76 @@ def _trial_json(store, run_id: str, t: dict) -> dict:
         "duration_s": t["duration_s"],
         "checkpoint": str(ckpt.resolve()) if ckpt else None,
         "checkpoint_sha256": t["checkpoint_sha256"],
+        "onnx": _export_json(store, store.export_of(t["id"])),
+        "latency": [_latency_json(r) for r in store.latency_of(t["id"])],
     }
+
+
+# --- export, benchmark ---------------------------------------------------------------------------------
+
+
+def _run_and_trials(store, run_ref, trial_refs, top_k):
+    from bench.deploy import select_trials
+
+    run = store.run(None if run_ref == "latest" else run_ref)
+    return run, select_trials(store, run, trial_refs, top_k)
+
+
+@cli.command()
+@click.argument("run_ref", metavar="RUN")
+@click.argument("trial_refs", metavar="[TRIAL]...", nargs=-1)
+@click.option(
+    "--top-k",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Without TRIAL: the best K trials of each architecture.",
+)
+@export_options
+@store_option
+@json_option
+def export(run_ref, trial_refs, top_k, tolerance, opset, exporter, store_path, as_json):
+    """Export trials of RUN ('latest', an id or a unique prefix) to ONNX: by default the winner of each
+    architecture; TRIAL is a number (3 or t003). Each file is checked by onnx and compared with PyTorch on
+    real test images; it is written to <store dir>/<run>/t<NNN>/model.onnx."""
+    from bench.store import Store
+
+    with Store(store_path, create=False) as store:
+        run, trials = _run_and_trials(store, run_ref, trial_refs, top_k)
+        out = _deploy(store, run, trials, _console(stderr=as_json), tolerance=tolerance, opset=opset,
+                      exporter=exporter, settings=None, as_json=as_json)  # fmt: skip
+    if as_json:
+        _print_json(out)
+
+
+@cli.command(name="benchmark")
+@click.argument("run_ref", metavar="RUN")
+@click.argument("trial_refs", metavar="[TRIAL]...", nargs=-1)
+@click.option(
+    "--top-k",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Without TRIAL: the best K trials of each architecture.",
+)
+@benchmark_options
+@export_options
+@store_option
+@json_option
+def benchmark_cmd(run_ref, trial_refs, top_k, batch_sizes, providers, warmup, min_runs, min_time, bench_threads,
+                  graph_optimization, tolerance, opset, exporter, store_path, as_json):  # fmt: skip
+    """Benchmark trials of RUN with onnxruntime, beside PyTorch eager on the same real images: latency
+    percentiles and throughput per provider and batch size. Trials never exported are exported first (the
+    export options apply to them); an ONNX file that changed since its export is refused."""
+    from bench.store import Store
+
+    settings = _settings(batch_sizes, providers, warmup, min_runs, min_time, bench_threads, graph_optimization)
+    with Store(store_path, create=False) as store:
+        run, trials = _run_and_trials(store, run_ref, trial_refs, top_k)
+        out = _deploy(store, run, trials, _console(stderr=as_json), tolerance=tolerance, opset=opset,
+                      exporter=exporter, settings=settings, as_json=as_json, reuse_exports=True)  # fmt: skip
+    if as_json:
+        _print_json(out)
 
 
 # --- report, runs -----------------------------------------------------------------------------------
@@ -365,7 +588,7 @@ def list_(pattern, variants, dataset, as_json):
     """List architectures (matching PATTERN) with their variants and parameter counts."""
     from bench.architectures import format_variant
     from bench.data import dataset_info
-    from bench.layers import count_parameters
+    from bench.modelstats import count_parameters
     from bench.plugins import get_registry
 
     info = dataset_info(dataset)

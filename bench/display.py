@@ -161,3 +161,51 @@ class RichProgress(SweepProgress):
             f"({seconds(trial['duration_s'])})",
             highlight=False,
         )
+
+
+def inference_table(entries: list[tuple[dict, dict | None, list[dict]]], title: str) -> Table:
+    """One row per (trial, provider, batch size): ONNX Runtime beside PyTorch eager on the same inputs.
+    ``entries`` are (trial, export row, latency rows)."""
+    table = Table(title=title, title_justify="left", caption_justify="left")
+    for name in ["trial", "architecture", "export", "max |Δ|", "top-1 agree %", "test % torch/ORT", "provider",
+                 "batch", "ORT p50 / p90 / p99 ms", "n", "ORT img/s", "torch p50 ms", "ORT/torch"]:  # fmt: skip
+        table.add_column(name, justify="left" if name in ("trial", "architecture", "export", "provider") else "right")
+    methods = []
+    for trial, exp, rows in entries:
+        head = [
+            f"t{trial['idx']:03d}",
+            trial["architecture"],
+            (exp["status"] if exp["status"] == "ok" else f"[red]{exp['status']}[/]: {exp['note']}") if exp else "-",
+            f"{exp['max_abs_diff']:.1e}" if exp and exp["max_abs_diff"] is not None else "-",
+            pct(exp["top1_agreement"]) if exp else "-",
+            f"{pct(exp['torch_test_acc'])} / {pct(exp['onnx_test_acc'])}" if exp else "-",
+        ]
+        pairs: dict[tuple[str, int], dict] = {}
+        for r in rows:
+            key = ("cuda" if r["provider"] in ("cuda", "CUDAExecutionProvider") else "cpu", r["batch_size"])
+            pairs.setdefault(key, {})[r["engine"]] = r
+            if r["status"] == "ok" and r["method"] and r["method"] not in methods:
+                methods.append(r["method"])
+        if not pairs:
+            table.add_row(*head, *["-"] * 7)
+        for i, ((provider, batch), pair) in enumerate(pairs.items()):
+            o, t = pair.get("onnxruntime"), pair.get("torch")
+            if o and o["status"] != "ok":
+                cells = [f"[yellow]{o['status']}[/]: {o['note']}", "-", "-"]
+            elif o:
+                cells = [f"{o['p50_ms']:.3f} / {o['p90_ms']:.3f} / {o['p99_ms']:.3f}", str(o["n"]),
+                         f"{o['throughput']:,.0f}"]  # fmt: skip
+            else:
+                cells = ["-", "-", "-"]
+            tp50 = f"{t['p50_ms']:.3f}" if t and t["status"] == "ok" else (t["status"] if t else "-")
+            ratio = f"{o['p50_ms'] / t['p50_ms']:.2f}" if o and t and o["status"] == t["status"] == "ok" else "-"
+            table.add_row(*(head if i == 0 else [""] * 6), provider, str(batch), *cells, tp50, ratio)
+    if methods:
+        m = methods[0]
+        table.caption = (
+            f"Latency per call, first run and session creation kept apart; warm-up {m['warmup']} runs, then at "
+            f"least {m['min_runs']} runs and {m['min_time_s']:g} s; percentiles: {m['percentiles']}; intra-op "
+            f"threads {m['intra_op_threads']}; ORT graph optimization '{m.get('graph_optimization', 'all')}'. "
+            "Parity: max |logit difference| against PyTorch on real test images."
+        )
+    return table

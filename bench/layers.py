@@ -48,7 +48,3 @@ def mlp_head(
         if i < len(sizes) - 2:
             layers.append(nn.ReLU(inplace=True))
     return nn.Sequential(*layers)
-
-
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())

@@ -13,7 +13,7 @@ from bench.checkpoints import atomic_write
 from bench.data import Dataset, Normalizer, Split, Splits
 from bench.environment import environment
 from bench.errors import BenchError, UsageError
-from bench.layers import count_parameters
+from bench.modelstats import count_parameters
 from bench.store import Store
 from bench.sweep import TrialSpec
 from bench.training import EpochStats, train_trial

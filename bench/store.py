@@ -20,7 +20,7 @@ from bench.errors import BenchError, UsageError, unknown
 STORE_ENV = "BENCH_STORE"
 DEFAULT_STORE = Path("runs") / "bench.db"
 APPLICATION_ID = 0x434E4E42  # "CNNB": marks the file as a cnnbench database
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 SCHEMA = """
 CREATE TABLE runs (
@@ -73,7 +73,63 @@ CREATE TABLE epochs (
 CREATE INDEX trials_run ON trials(run_id);
 """
 
-JSON_COLUMNS = {"input_shape", "classes", "split", "config", "environment", "variant", "hparams", "confusion"}
+# MIGRATIONS[n] takes a store from schema n + 1 to n + 2; a store is never rebuilt, only extended.
+# Statements are split on semicolons: keep them out of the comments.
+MIGRATIONS = [
+    """
+CREATE TABLE exports (
+    trial_id INTEGER PRIMARY KEY REFERENCES trials(id),
+    status TEXT NOT NULL,              -- ok | export_failed | parity_failed
+    note TEXT,                         -- why it failed
+    path TEXT,                         -- model.onnx, relative to the store's folder
+    sha256 TEXT,
+    size_bytes INTEGER,
+    exporter TEXT,                     -- e.g. "torch.onnx dynamo (torch 2.14.1)"
+    opset INTEGER,
+    tolerance REAL,                    -- allowed max |logit difference| against PyTorch
+    parity_images INTEGER,             -- real test images compared
+    max_abs_diff REAL,
+    top1_agreement REAL,               -- share of those images with the same top-1 class
+    torch_test_acc REAL,               -- the checkpoint's test accuracy in PyTorch
+    onnx_test_acc REAL,                -- the same test set through onnxruntime (CPU)
+    flops INTEGER,                     -- forward FLOPs per image (torch's flop counter)
+    exported_at TEXT
+);
+CREATE TABLE latency (
+    id INTEGER PRIMARY KEY,
+    trial_id INTEGER NOT NULL REFERENCES trials(id),
+    engine TEXT NOT NULL,              -- onnxruntime | torch
+    provider TEXT NOT NULL,            -- CPUExecutionProvider, CUDAExecutionProvider, cpu, cuda
+    batch_size INTEGER NOT NULL,
+    status TEXT NOT NULL,              -- ok | unavailable | failed
+    note TEXT,                         -- why a provider was unavailable
+    session_ms REAL,                   -- session creation (onnxruntime) / model transfer (torch)
+    first_ms REAL,                     -- the first inference, apart from the steady state
+    warmup INTEGER,
+    n INTEGER,                         -- timed runs
+    total_s REAL,
+    p50_ms REAL, p90_ms REAL, p99_ms REAL, mean_ms REAL, std_ms REAL, min_ms REAL, max_ms REAL,
+    throughput REAL,                   -- images per second: batch_size / mean latency
+    samples TEXT,                      -- JSON: every timed run, in ms, in order
+    method TEXT,                       -- JSON: percentile method, threads, graph optimization, io binding...
+    measured_at TEXT,
+    UNIQUE (trial_id, engine, provider, batch_size)
+);
+""",
+]
+
+JSON_COLUMNS = {
+    "input_shape",
+    "classes",
+    "split",
+    "config",
+    "environment",
+    "variant",
+    "hparams",
+    "confusion",
+    "samples",
+    "method",
+}
 
 
 def now() -> str:
@@ -114,10 +170,7 @@ class Store:
         version = self.db.execute("PRAGMA user_version").fetchone()[0]
         tables = self.db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
         if tables == 0 and app_id == 0:
-            with self.db:
-                self.db.executescript(SCHEMA)
-                self.db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-                self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            self._apply(SCHEMA + "".join(MIGRATIONS), SCHEMA_VERSION, new=True)
             version = SCHEMA_VERSION
         elif app_id != APPLICATION_ID:
             raise BenchError(f"{self.path} is not a cnnbench store (it is another SQLite database)")
@@ -126,10 +179,29 @@ class Store:
                 f"store {self.path} was written by a newer cnnbench (schema {version}, this one reads "
                 f"{SCHEMA_VERSION}): upgrade cnnbench"
             )
+        if version < SCHEMA_VERSION:
+            self._apply("".join(MIGRATIONS[version - 1 :]), SCHEMA_VERSION)
         # WAL: readers (bench report) never block the writer, and a crash leaves the file consistent.
         self.db.execute("PRAGMA journal_mode = WAL")
         self.db.execute("PRAGMA synchronous = NORMAL")
         self.db.execute("PRAGMA foreign_keys = ON")
+
+    def _apply(self, script: str, version: int, new: bool = False) -> None:
+        """Run ``script`` and set the schema version in one transaction (executescript would commit
+        statement by statement)."""
+        statements = [s for s in script.split(";") if s.strip()]
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+            for statement in statements:
+                self.db.execute(statement)
+            if new:
+                self.db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            self.db.execute(f"PRAGMA user_version = {version}")
+            self.db.execute("COMMIT")
+        except sqlite3.OperationalError as exc:
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+            raise BenchError(f"cannot prepare store {self.path}: {exc}") from exc
 
     def close(self) -> None:
         self.db.close()
@@ -253,6 +325,30 @@ class Store:
                 ],
             )
 
+    def record_export(self, trial_id: int, row: dict) -> None:
+        """Replace the trial's export record with ``row`` (column -> value; path relative or absolute)."""
+        row = {**row, "trial_id": trial_id, "exported_at": now()}
+        if row.get("path"):
+            row["path"] = os.path.relpath(row["path"], self.root)
+        for key in ("max_abs_diff",):
+            row[key] = _num(row.get(key))
+        cols = ", ".join(row)
+        with self._tx() as db:
+            db.execute(
+                f"INSERT OR REPLACE INTO exports ({cols}) VALUES ({', '.join('?' * len(row))})", list(row.values())
+            )
+
+    def record_latency(self, trial_id: int, row: dict) -> None:
+        """Replace the trial's measurement for the same (engine, provider, batch size)."""
+        row = {**row, "trial_id": trial_id, "measured_at": now()}
+        for key in ("samples", "method"):
+            row[key] = json.dumps(row.get(key))
+        cols = ", ".join(row)
+        with self._tx() as db:
+            db.execute(
+                f"INSERT OR REPLACE INTO latency ({cols}) VALUES ({', '.join('?' * len(row))})", list(row.values())
+            )
+
     # --- reading ------------------------------------------------------------------------------------
 
     @staticmethod
@@ -301,6 +397,20 @@ class Store:
             (trial_id,),
         ).fetchall()
         return [dict(r) for r in rows]
+
+    def export_of(self, trial_id: int) -> dict | None:
+        return self._decode(self.db.execute("SELECT * FROM exports WHERE trial_id = ?", (trial_id,)).fetchone())
+
+    def latency_of(self, trial_id: int) -> list[dict]:
+        rows = self.db.execute(
+            "SELECT * FROM latency WHERE trial_id = ?"
+            " ORDER BY provider NOT IN ('CPUExecutionProvider', 'cpu'), batch_size, engine",
+            (trial_id,),
+        ).fetchall()
+        return [self._decode(r) for r in rows]
+
+    def artifact_path(self, relative: str | None) -> Path | None:
+        return self.root / relative if relative else None
 
     def checkpoint_path(self, trial: dict) -> Path | None:
         return self.root / trial["checkpoint"] if trial.get("checkpoint") else None

@@ -6,7 +6,7 @@ from torch import nn
 
 from bench.architectures import Registry, format_variant
 from bench.errors import PluginError, UsageError
-from bench.layers import count_parameters
+from bench.modelstats import count_parameters
 from bench.plugins import get_registry
 
 VARIANTS = [(a.name, v) for a in get_registry() for v in a.all_variants()]

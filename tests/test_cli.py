@@ -10,7 +10,7 @@ from bench.training import evaluate
 
 
 def test_run_records_every_trial_and_ranks_by_validation_accuracy(invoke, tiny_plugin, store_path):
-    result = invoke("run", "--plugin", tiny_plugin, "--lr", "0.01,0.003", "--epochs", "2")
+    result = invoke("run", "--plugin", tiny_plugin, "--lr", "0.01,0.003", "--epochs", "2", "--no-benchmark")
     assert result.exit_code == 0, result.output
     assert "ranked by validation accuracy" in result.stdout
     rows = invoke.json("report")
@@ -42,7 +42,7 @@ def test_run_records_every_trial_and_ranks_by_validation_accuracy(invoke, tiny_p
 
 
 def test_stored_checkpoint_reproduces_the_recorded_test_accuracy(invoke, store_path, digits):
-    assert invoke("run", "--arch", "cnn_baseline", "--epochs", "2", "-q").exit_code == 0
+    assert invoke("run", "--arch", "cnn_baseline", "--epochs", "2", "-q", "--no-benchmark").exit_code == 0
     (row,) = invoke.json("report")
     with Store(store_path) as store:
         run = store.run(row["run"])
@@ -57,7 +57,18 @@ def test_stored_checkpoint_reproduces_the_recorded_test_accuracy(invoke, store_p
 
 def test_a_diverging_trial_is_marked_and_the_sweep_goes_on(invoke, tiny_plugin):
     result = invoke(
-        "run", "--plugin", tiny_plugin, "--where", "width=8", "--optimizer", "sgd", "--lr", "50,0.05", "--epochs", "2"
+        "run",
+        "--plugin",
+        tiny_plugin,
+        "--where",
+        "width=8",
+        "--optimizer",
+        "sgd",
+        "--lr",
+        "50,0.05",
+        "--epochs",
+        "2",
+        "--no-benchmark",
     )
     assert result.exit_code == 0, result.output
     by_lr = {r["hparams"]["lr"]: r for r in invoke.json("report")}
@@ -107,7 +118,7 @@ def test_a_trial_that_raises_is_failed_and_the_sweep_goes_on(invoke, store_path)
 
     plugins.register_in_process(Broken(), name="flaky_plugin")
     try:
-        result = invoke("run", "--plugin", "flaky_plugin", "--variants", "all", "--epochs", "1")
+        result = invoke("run", "--plugin", "flaky_plugin", "--variants", "all", "--epochs", "1", "--no-benchmark")
     finally:
         plugins.unregister_in_process("flaky_plugin")
     assert result.exit_code == 0, result.output
@@ -221,6 +232,6 @@ def test_store_errors(invoke, tmp_path, tiny_plugin):
 
 
 def test_unknown_run_lists_the_runs(invoke, tiny_plugin):
-    invoke("run", "--plugin", tiny_plugin, "--where", "width=8", "--epochs", "1", "-q")
+    invoke("run", "--plugin", tiny_plugin, "--where", "width=8", "--epochs", "1", "-q", "--no-benchmark")
     result = invoke("report", "20990101")
     assert result.exit_code == USAGE and "unknown run '20990101'" in result.output

@@ -110,3 +110,25 @@ def test_store_refuses_foreign_and_newer_files(tmp_path):
     db.close()
     with pytest.raises(BenchError, match="newer cnnbench"):
         Store(tmp_path / "new.db")
+
+
+def test_an_older_store_is_migrated_in_place_and_keeps_its_runs(tmp_path):
+    import sqlite3
+
+    from bench import store as store_module
+
+    path = tmp_path / "v1.db"
+    db = sqlite3.connect(path)
+    db.executescript(store_module.SCHEMA)
+    db.execute(f"PRAGMA application_id = {store_module.APPLICATION_ID}")
+    db.execute("PRAGMA user_version = 1")
+    db.execute(
+        "INSERT INTO runs VALUES ('r1', '2026-01-01T00:00:00Z', NULL, 'completed', 'bench run', 'digits',"
+        " '[1, 8, 8]', '[]', '{}', 0, '{}', '{}')"
+    )
+    db.commit()
+    db.close()
+    with Store(path) as store:
+        assert store.db.execute("PRAGMA user_version").fetchone()[0] == store_module.SCHEMA_VERSION
+        assert store.run("r1")["command"] == "bench run"
+        assert store.export_of(1) is None and store.latency_of(1) == []

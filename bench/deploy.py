@@ -1,0 +1,173 @@
+"""From the store to deployment figures: pick the winners of a run, export them to ONNX, benchmark them,
+and record everything against their trials."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from bench import __version__, checkpoints, onnxrt
+from bench.data import Dataset, Normalizer, load_dataset
+from bench.errors import BenchError
+from bench.export import DEFAULT_OPSET, DEFAULT_TOLERANCE, export_model, run_session
+from bench.inference import BenchSettings, benchmark
+from bench.modelstats import count_flops
+from bench.plugins import get_registry
+from bench.store import Store
+
+
+def winners(ranked: list[dict], top_k: int = 1) -> list[dict]:
+    """The ``top_k`` best completed trials of each architecture, in leaderboard order."""
+    taken: dict[str, int] = {}
+    out = []
+    for t in ranked:
+        if t["rank"] is None or not t.get("checkpoint"):
+            continue
+        if taken.get(t["architecture"], 0) < top_k:
+            taken[t["architecture"]] = taken.get(t["architecture"], 0) + 1
+            out.append(t)
+    return out
+
+
+def select_trials(store: Store, run: dict, refs: tuple[str, ...], top_k: int) -> list[dict]:
+    """Trials named by ``refs`` (3 or t003), or the winners of the run."""
+    from bench.leaderboard import rank
+
+    ranked = rank(store.trials(run["id"]))
+    if not refs:
+        chosen = winners(ranked, top_k)
+        if not chosen:
+            raise BenchError(f"run {run['id']} has no completed trial with a checkpoint to export")
+        return chosen
+    by_idx = {t["idx"]: t for t in ranked}
+    out = []
+    for ref in refs:
+        text = ref.lower().removeprefix("t")
+        if not text.isdigit() or int(text) not in by_idx:
+            raise BenchError(f"run {run['id']} has no trial '{ref}' (trials: t001..t{max(by_idx, default=0):03d})")
+        trial = by_idx[int(text)]
+        if not trial.get("checkpoint"):
+            raise BenchError(f"trial t{trial['idx']:03d} has no checkpoint (status {trial['status']})")
+        out.append(trial)
+    return out
+
+
+def load_model(store: Store, run: dict, trial: dict) -> nn.Module:
+    """The trial's architecture with its best checkpoint, verified against the recorded hash."""
+    registry = get_registry()
+    if trial["architecture"] not in registry:
+        raise BenchError(
+            f"architecture '{trial['architecture']}' of trial t{trial['idx']:03d} is not available: "
+            f"is its plugin '{trial['plugin']}' installed?"
+        )
+    arch = registry.get(trial["architecture"])
+    model = arch.build(tuple(run["input_shape"]), len(run["classes"]), trial["variant"])
+    state, _ = checkpoints.load(store.checkpoint_path(trial), trial["checkpoint_sha256"])
+    model.load_state_dict(state)
+    return model.eval()
+
+
+def _test_images(data: Dataset, trial: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    hp = trial["hparams"]
+    test = data.split(hp["val_ratio"], hp["seed"]).test
+    with torch.no_grad():
+        return Normalizer(data)(test.images), test.labels
+
+
+def onnx_metadata(run: dict, trial: dict, data: Dataset) -> dict:
+    """What someone holding only the ONNX file needs to feed it raw images and name its predictions."""
+    return {
+        "classes": data.classes,
+        "input_shape": list(data.input_shape),
+        "pixel_scale": data.pixel_scale,
+        "mean": list(data.mean),
+        "std": list(data.std),
+        "preprocessing": "x = (raw_pixel * pixel_scale - mean[c]) / std[c]; float32, NCHW; input 'input', "
+        "output 'logits'",
+        "architecture": trial["architecture"],
+        "plugin": trial["plugin"],
+        "variant": trial["variant"],
+        "dataset": data.name,
+        "run": run["id"],
+        "trial": f"{run['id']}/t{trial['idx']:03d}",
+        "cnnbench_version": __version__,
+    }
+
+
+def export_trial(store: Store, run: dict, trial: dict, data: Dataset, *, tolerance: float = DEFAULT_TOLERANCE,
+                 opset: int = DEFAULT_OPSET, exporter: str = "dynamo") -> dict:  # fmt: skip
+    """Export one trial to <run>/t<NNN>/model.onnx and record how it went; failures are recorded, not raised."""
+    model = load_model(store, run, trial)
+    images, labels = _test_images(data, trial)
+    result = export_model(model, data.input_shape, onnx_metadata(run, trial, data), images, tolerance, opset, exporter)
+    row = {
+        "status": result.status, "note": result.note, "exporter": result.exporter, "opset": result.opset,
+        "tolerance": tolerance, "parity_images": result.parity_images, "max_abs_diff": result.max_abs_diff,
+        "top1_agreement": result.top1_agreement, "torch_test_acc": trial["test_acc"],
+        "flops": count_flops(model, data.input_shape),
+    }  # fmt: skip
+    if result.data is not None:
+        path = store.trial_dir(run["id"], trial["idx"]) / "model.onnx"
+        checkpoints.atomic_write(path, result.data)
+        row.update(path=path, sha256=hashlib.sha256(result.data).hexdigest(), size_bytes=len(result.data))
+        if result.status == "ok":
+            logits = run_session(onnxrt.session(path, "cpu"), images.numpy().astype(np.float32))
+            row["onnx_test_acc"] = float((logits.argmax(1) == labels.numpy()).mean())
+    store.record_export(trial["id"], row)
+    return store.export_of(trial["id"])
+
+
+def benchmark_trial(store: Store, run: dict, trial: dict, data: Dataset, settings: BenchSettings) -> list[dict]:
+    """Latency of the trial's verified ONNX file and of its PyTorch model; nothing for a failed export."""
+    exp = store.export_of(trial["id"])
+    if exp is None or exp["status"] != "ok":
+        raise BenchError(
+            f"trial t{trial['idx']:03d} has no verified ONNX export"
+            + (f" ({exp['status']}: {exp['note']})" if exp else " (run `bench export` first)")
+        )
+    path = store.artifact_path(exp["path"])
+    try:
+        data_bytes = path.read_bytes()
+    except OSError as exc:
+        raise BenchError(f"cannot read {path}: {exc.strerror}") from exc
+    if hashlib.sha256(data_bytes).hexdigest() != exp["sha256"]:
+        raise BenchError(f"{path} changed since it was exported and checked: export it again (`bench export`)")
+    model = load_model(store, run, trial)
+    images, _ = _test_images(data, trial)
+    for m in benchmark(model, path, images, settings):
+        store.record_latency(trial["id"], {
+            "engine": m.engine, "provider": m.provider, "batch_size": m.batch_size, "status": m.status,
+            "note": m.note, "session_ms": m.session_ms, "first_ms": m.first_ms, "warmup": m.warmup,
+            "total_s": m.total_s, "samples": [round(x, 4) for x in m.samples], "method": m.method,
+            **{k: v for k, v in m.summary().items()},
+        })  # fmt: skip
+    return store.latency_of(trial["id"])
+
+
+def export_and_benchmark(store: Store, run: dict, trials: list[dict], *, tolerance: float = DEFAULT_TOLERANCE,
+                         opset: int = DEFAULT_OPSET, exporter: str = "dynamo", settings: BenchSettings | None = None,
+                         reuse_exports: bool = False,
+                         on_event: Callable[[str, dict, dict | list], None] | None = None) -> list[str]:  # fmt: skip
+    """Export every trial (with ``reuse_exports``, only those never exported), then benchmark those whose
+    export is verified. One trial's failure never stops the others: export failures are recorded in the
+    store; problems with what is already there (a changed file, a missing checkpoint) are returned."""
+    data = load_dataset(run["dataset"])
+    problems = []
+    for trial in trials:
+        try:
+            exp = store.export_of(trial["id"]) if reuse_exports else None
+            if exp is None:
+                exp = export_trial(store, run, trial, data, tolerance=tolerance, opset=opset, exporter=exporter)
+                if on_event:
+                    on_event("exported", trial, exp)
+            if settings is not None and exp["status"] == "ok":
+                rows = benchmark_trial(store, run, trial, data, settings)
+                if on_event:
+                    on_event("benchmarked", trial, rows)
+        except BenchError as exc:
+            problems.append(f"t{trial['idx']:03d} {trial['architecture']}: {exc}")
+    return problems

@@ -1,0 +1,213 @@
+"""Export a trained model to ONNX: a self-describing file, checked by onnx, compared with PyTorch on
+real test images before anyone benchmarks it."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import re
+import sys
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+from torch import nn
+
+from bench import onnxrt
+
+DEFAULT_OPSET = 18
+DEFAULT_TOLERANCE = 1e-4
+EXPORTERS = ("dynamo", "torchscript")
+PARITY_IMAGES = 512  # at most this many test images are compared logit by logit
+INPUT_NAME, OUTPUT_NAME = "input", "logits"
+
+
+class ExportFailed(Exception):
+    pass
+
+
+@dataclass
+class ExportResult:
+    status: str  # ok | export_failed | parity_failed
+    tolerance: float
+    note: str | None = None
+    data: bytes | None = None  # the ONNX file
+    exporter: str | None = None
+    opset: int | None = None
+    parity_images: int | None = None
+    max_abs_diff: float | None = None
+    top1_agreement: float | None = None
+
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _one_line(exc: BaseException) -> str:
+    """The root cause of ``exc`` in one line: exporters wrap the reason in generic advice."""
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    text = " ".join(ANSI.sub("", str(exc)).split())
+    return f"{exc.__class__.__name__}: {text[:300]}" if text else exc.__class__.__name__
+
+
+@contextlib.contextmanager
+def _silenced():
+    """Exporters print graphs and progress from C++ as well as Python: silence both while they run."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    with open(os.devnull, "w") as null, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        os.dup2(null.fileno(), 1)
+        os.dup2(null.fileno(), 2)
+        try:
+            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+                yield
+        finally:
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
+
+
+def _export_with(exporter: str, model: nn.Module, example: torch.Tensor, path: Path, opset: int) -> None:
+    with _silenced():
+        if exporter == "dynamo":
+            torch.onnx.export(
+                model, (example,), str(path), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                opset_version=opset, dynamo=True, verbose=False, external_data=False,
+                dynamic_shapes=({0: torch.export.Dim("batch")},),
+            )  # fmt: skip
+        else:
+            torch.onnx.export(
+                model, (example,), str(path), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                opset_version=opset, dynamo=False,
+                dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+            )  # fmt: skip
+
+
+def to_onnx(model: nn.Module, input_shape, metadata: dict, opset: int = DEFAULT_OPSET, exporter: str = "dynamo"):
+    """The model as an onnx.ModelProto with a dynamic batch axis and ``metadata`` (JSON values) in its
+    metadata_props. Uses ``exporter``; if the dynamo exporter fails, tries the TorchScript one and says so.
+    Returns (proto, description of the exporter used). Raises ExportFailed with every reason."""
+    model = model.cpu().eval()
+    example = torch.zeros(2, *input_shape)  # batch 2, so that the batch axis is not specialized to 1
+    order = [exporter] + [e for e in EXPORTERS if e != exporter and exporter == "dynamo"]
+    failures = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in order:
+            path = Path(tmp) / f"{name}.onnx"
+            try:
+                _export_with(name, model, example, path, opset)
+                proto = onnx.load(str(path))
+                break
+            except Exception as exc:
+                failures.append(f"{name} exporter: {_one_line(exc)}")
+        else:
+            raise ExportFailed("; ".join(failures))
+    used = f"torch.onnx {name} (torch {torch.__version__})"
+    if failures:
+        used += f", after {failures[0]}"
+    for key, value in metadata.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, json.dumps(value)
+    try:
+        onnx.checker.check_model(proto, full_check=True)
+    except Exception as exc:
+        raise ExportFailed(f"onnx.checker rejected the exported model: {_one_line(exc)}") from exc
+    return proto, used
+
+
+def run_session(sess, images: np.ndarray, chunk: int = 256) -> np.ndarray:
+    """Logits for ``images`` (normalized float32 NCHW), through an ORT session, in chunks."""
+    name = sess.get_inputs()[0].name
+    return np.concatenate([sess.run(None, {name: images[i : i + chunk]})[0] for i in range(0, len(images), chunk)])
+
+
+@torch.inference_mode()
+def torch_logits(model: nn.Module, images: torch.Tensor, chunk: int = 256) -> torch.Tensor:
+    model.eval()
+    return torch.cat([model(images[i : i + chunk]) for i in range(0, len(images), chunk)]).float().cpu()
+
+
+def parity(model: nn.Module, sess, images: torch.Tensor) -> tuple[float, float]:
+    """(max |logit difference|, share of images with the same top-1 class) between PyTorch and ORT."""
+    expected = torch_logits(model, images).numpy()
+    got = run_session(sess, images.cpu().numpy().astype(np.float32))
+    if got.shape != expected.shape:
+        raise ExportFailed(f"onnxruntime returned logits of shape {got.shape}, PyTorch {expected.shape}")
+    diff = float(np.abs(got - expected).max()) if got.size else 0.0
+    if not np.isfinite(diff):
+        diff = float("inf")
+    agree = float((got.argmax(1) == expected.argmax(1)).mean()) if len(got) else 1.0
+    return diff, agree
+
+
+@dataclass
+class Parity:
+    ok: bool
+    images: int
+    max_abs_diff: float
+    top1_agreement: float
+    note: str | None = None
+
+
+def check_parity(model: nn.Module, path, images: torch.Tensor, tolerance: float = DEFAULT_TOLERANCE) -> Parity:
+    """Run the ONNX file at ``path`` in onnxruntime (CPU) and PyTorch on the same real, normalized images."""
+    images = images[:PARITY_IMAGES]
+    diff, agree = parity(model, onnxrt.session(path, "cpu"), images)
+    if diff <= tolerance:
+        return Parity(True, len(images), diff, agree)
+    note = (
+        f"ONNX logits differ from PyTorch by up to {diff:.3g} (tolerance {tolerance:g}); "
+        f"top-1 agreement {100 * agree:.2f}% on {len(images)} test images"
+    )
+    return Parity(False, len(images), diff, agree, note)
+
+
+def export_model(
+    model: nn.Module,
+    input_shape,
+    metadata: dict,
+    parity_images: torch.Tensor,
+    tolerance: float = DEFAULT_TOLERANCE,
+    opset: int = DEFAULT_OPSET,
+    exporter: str = "dynamo",
+) -> ExportResult:
+    """Export, check, and compare with PyTorch on ``parity_images`` (normalized, real test images). A file
+    beyond the tolerance keeps its bytes (to inspect) but its status is parity_failed."""
+    result = ExportResult(status="export_failed", tolerance=tolerance, opset=opset)
+    try:
+        proto, result.exporter = to_onnx(model, input_shape, metadata, opset, exporter)
+    except ExportFailed as exc:
+        result.note = str(exc)
+        return result
+    result.data = proto.SerializeToString()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "model.onnx"
+        path.write_bytes(result.data)
+        try:
+            check = check_parity(model, path, parity_images, tolerance)
+        except Exception as exc:
+            result.note = f"the exported model does not run in onnxruntime: {_one_line(exc)}"
+            return result
+    result.parity_images, result.max_abs_diff, result.top1_agreement = (
+        check.images,
+        check.max_abs_diff,
+        check.top1_agreement,
+    )
+    result.status = "ok" if check.ok else "parity_failed"
+    result.note = check.note
+    return result
+
+
+def read_metadata(path) -> dict:
+    """The metadata_props of an ONNX file, JSON-decoded."""
+    model = onnx.load(str(path), load_external_data=False)
+    return {p.key: json.loads(p.value) for p in model.metadata_props}

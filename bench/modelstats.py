@@ -1,0 +1,24 @@
+"""Model statistics: parameter count and forward FLOPs per image."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def count_flops(model: nn.Module, input_shape: tuple[int, int, int]) -> int:
+    """Forward FLOPs for one image, by torch's own flop counter (a multiply-add counts as 2 FLOPs;
+    convolutions and matrix products only, as torch counts them)."""
+    device = next(model.parameters(), torch.empty(0)).device
+    was_training = model.training
+    model.eval()
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        model(torch.zeros(1, *input_shape, device=device))
+    model.train(was_training)
+    return int(counter.get_total_flops())

@@ -1,0 +1,227 @@
+"""ONNX export and inference benchmark on real trained models, real files and real onnxruntime sessions."""
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from click.testing import CliRunner
+from onnx import numpy_helper
+from torch import nn
+
+import bench
+from bench import plugins
+from bench.cli import cli
+from bench.data import load_dataset
+from bench.deploy import load_model
+from bench.export import check_parity, read_metadata
+from bench.store import Store
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _cli(*args):
+    result = CliRunner().invoke(cli, [str(a) for a in args])
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
+    return result
+
+
+@pytest.fixture(scope="module")
+def deployed(tmp_path_factory):
+    """A real sweep of two architectures on digits, its winners exported and benchmarked with the defaults."""
+    store = tmp_path_factory.mktemp("deployed") / "bench.db"
+    result = _cli("run", "--arch", "cnn_baseline", "--arch", "cnn_dropout", "--epochs", "2", "--store", store)
+    assert result.exit_code == 0, result.output
+    rows = json.loads(_cli("report", "--json", "--store", store).stdout)
+    return store, rows
+
+
+def _raw_test_set(run_seed=0, val_ratio=0.2):
+    data = load_dataset("digits")
+    test = data.split(val_ratio, run_seed).test
+    return test.images.numpy(), test.labels.numpy()
+
+
+def test_each_winner_has_an_onnx_file_whose_accuracy_plain_onnxruntime_reproduces(deployed):
+    store, rows = deployed
+    winners = [r for r in rows if r["winner"]]
+    assert {r["architecture"] for r in winners} == {"cnn_baseline", "cnn_dropout"}
+    assert all(r["onnx"] is None for r in rows if not r["winner"])
+    raw, labels = _raw_test_set()
+    for r in winners:
+        exp = r["onnx"]
+        assert exp["status"] == "ok" and exp["path"].endswith(f"t{r['trial']:03d}/model.onnx")
+        # Independently of cnnbench: onnxruntime alone, preprocessing from the file's own metadata.
+        session = ort.InferenceSession(exp["path"], providers=["CPUExecutionProvider"])
+        meta = {k: json.loads(v) for k, v in session.get_modelmeta().custom_metadata_map.items()}
+        mean, std = (np.array(meta[k], np.float32).reshape(1, -1, 1, 1) for k in ("mean", "std"))
+        x = ((raw * meta["pixel_scale"] - mean) / std).astype(np.float32)
+        predictions = session.run(None, {"input": x})[0].argmax(1)
+        assert float((predictions == labels).mean()) == exp["onnx_test_acc"]
+        assert exp["onnx_test_acc"] == pytest.approx(exp["torch_test_acc"], abs=1 / len(labels))
+        assert exp["torch_test_acc"] == r["test_acc"]
+        assert exp["max_abs_diff"] <= exp["tolerance"] == 1e-4 and exp["top1_agreement"] == 1.0
+        assert exp["parity_images"] == len(labels)
+        assert exp["opset"] == 18 and "torch.onnx" in exp["exporter"]
+        assert exp["flops"] > 0 and exp["size_bytes"] == Path(exp["path"]).stat().st_size
+
+
+def test_onnx_file_is_checked_self_describing_and_has_a_dynamic_batch(deployed):
+    _, rows = deployed
+    r = next(r for r in rows if r["winner"] and r["architecture"] == "cnn_dropout")
+    path = r["onnx"]["path"]
+    onnx.checker.check_model(onnx.load(path), full_check=True)
+    meta = read_metadata(path)
+    assert meta["classes"] == [str(i) for i in range(10)]
+    assert meta["input_shape"] == [1, 8, 8] and meta["pixel_scale"] == 1 / 16
+    assert len(meta["mean"]) == len(meta["std"]) == 1
+    assert meta["architecture"] == "cnn_dropout" and meta["trial"] == f"{r['run']}/t{r['trial']:03d}"
+    assert meta["variant"] == json.loads(json.dumps(r["variant"]))
+    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    for n in (1, 7, 130):
+        assert session.run(None, {"input": np.zeros((n, 1, 8, 8), np.float32)})[0].shape == (n, 10)
+
+
+def test_latency_rows_have_enough_runs_ordered_percentiles_and_their_method(deployed):
+    _, rows = deployed
+    for r in (r for r in rows if r["winner"]):
+        latency = r["latency"]
+        keys = {(m["engine"], m["provider"], m["batch_size"]) for m in latency}
+        expected = {(e, p, b) for e, p in [("onnxruntime", "CPUExecutionProvider"), ("torch", "cpu")] for b in (1, 64)}
+        assert expected <= keys
+        for m in latency:
+            if m["status"] != "ok":
+                continue
+            assert m["n"] >= 100 and m["total_s"] >= 1.0
+            assert m["min_ms"] <= m["p50_ms"] <= m["p90_ms"] <= m["p99_ms"] <= m["max_ms"]
+            assert m["throughput"] == pytest.approx(m["batch_size"] / m["mean_ms"] * 1000)
+            assert m["session_ms"] > 0 and m["first_ms"] > 0 and m["warmup"] == 10
+            assert "linear interpolation" in m["method"]["percentiles"]
+            assert m["method"]["intra_op_threads"] >= 1
+    with Store(deployed[0]) as store:
+        trial = next(t for t in store.trials(rows[0]["run"]) if t["idx"] == rows[0]["trial"])
+        stored = store.latency_of(trial["id"])
+        assert all(len(m["samples"]) == m["n"] for m in stored if m["status"] == "ok")
+
+
+def test_readme_onnx_example_runs_as_written(deployed, capsys):
+    _, rows = deployed
+    path = next(r for r in rows if r["winner"])["onnx"]["path"]
+    readme = (ROOT / "README.md").read_text()
+    (code,) = [c for c in re.findall(r"```python\n(.+?)```", readme, flags=re.S) if "onnxruntime" in c]
+    assert len(code.strip().splitlines()) <= 10
+    exec(code.replace("runs/RUN/t003/model.onnx", path), {})
+    printed = capsys.readouterr().out
+    assert re.fullmatch(r"\[('\d', ){7}'\d'\]\n", printed)
+
+
+# --- failures: corrupted files, models that cannot be exported, CUDA without a GPU --------------------
+
+
+@pytest.fixture
+def tiny_run(invoke, tiny_plugin, store_path):
+    result = invoke("run", "--plugin", tiny_plugin, "--where", "width=8", "--epochs", "2", "--no-benchmark")
+    assert result.exit_code == 0, result.output
+    return invoke
+
+
+def test_parity_catches_a_weight_changed_after_export(tiny_run, store_path, tmp_path):
+    (row,) = tiny_run.json("export", "latest")
+    assert row["onnx"]["status"] == "ok"
+    model_proto = onnx.load(row["onnx"]["path"])
+    weights = max(model_proto.graph.initializer, key=lambda t: numpy_helper.to_array(t).size)
+    changed = numpy_helper.to_array(weights).copy()
+    changed.flat[0] += 0.5
+    weights.CopyFrom(numpy_helper.from_array(changed, weights.name))
+    onnx.save(model_proto, tmp_path / "corrupt.onnx")
+    with Store(store_path) as store:
+        run = store.run()
+        model = load_model(store, run, store.trials(run["id"])[0])
+    data = load_dataset("digits")
+    from bench.data import Normalizer
+
+    images = Normalizer(data)(data.test.images)
+    assert check_parity(model, row["onnx"]["path"], images).ok
+    bad = check_parity(model, tmp_path / "corrupt.onnx", images)
+    assert not bad.ok and bad.max_abs_diff > 1e-4 and "tolerance" in bad.note
+    # The same change in the exported file itself: the benchmark refuses it rather than time a wrong model.
+    onnx.save(model_proto, row["onnx"]["path"])
+    result = tiny_run("benchmark", "latest", "1", "--min-runs", "3", "--min-time", "0")
+    assert result.exit_code == 1 and "changed since it was exported" in result.output
+
+
+def test_tolerance_beyond_the_measured_difference_fails_the_export_and_skips_the_benchmark(tiny_run):
+    (row,) = tiny_run.json("benchmark", "latest", "--tolerance", "1e-12", "--min-runs", "3", "--min-time", "0")
+    exp = row["onnx"]
+    if exp["max_abs_diff"] > 1e-12:
+        assert exp["status"] == "parity_failed" and "tolerance 1e-12" in exp["note"]
+        assert row["latency"] == []
+    else:  # bit-identical logits: nothing to fail on
+        assert exp["status"] == "ok"
+
+
+@torch.library.custom_op("cnnbench_test::mystery", mutates_args=())
+def mystery(x: torch.Tensor) -> torch.Tensor:
+    """An operator with no ONNX mapping in either exporter, as a third-party layer might be."""
+    return x * 2
+
+
+@mystery.register_fake
+def _(x):
+    return torch.empty_like(x)
+
+
+mystery.register_autograd(lambda ctx, grad: grad * 2)
+
+
+class MixedPlugin:
+    @bench.hookimpl
+    def register_architectures(self, register):
+        def exportable(shape, classes):
+            return nn.Sequential(nn.Flatten(), nn.Linear(shape[0] * shape[1] * shape[2], classes))
+
+        class Unexportable(nn.Module):
+            def __init__(self, shape, classes):
+                super().__init__()
+                self.fc = nn.Linear(shape[0] * shape[1] * shape[2], classes)
+
+            def forward(self, x):
+                return self.fc(mystery(x).flatten(1))
+
+        register("mixed_ok", exportable, variants={})
+        register("mixed_custom_op", Unexportable, variants={})
+
+
+def test_a_model_that_cannot_be_exported_is_recorded_and_the_others_go_on(invoke):
+    plugins.register_in_process(MixedPlugin(), name="mixed")
+    try:
+        result = invoke("run", "--plugin", "mixed", "--epochs", "1", "--min-runs", "3", "--min-time", "0",
+                        "--batch-sizes", "1")  # fmt: skip
+        assert result.exit_code == 0, result.output
+        rows = {r["architecture"]: r for r in invoke.json("report")}
+    finally:
+        plugins.unregister_in_process("mixed")
+    failed, ok = rows["mixed_custom_op"]["onnx"], rows["mixed_ok"]["onnx"]
+    assert failed["status"] == "export_failed" and "cnnbench_test" in failed["note"] and failed["path"] is None
+    assert rows["mixed_custom_op"]["latency"] == []
+    assert ok["status"] == "ok" and {m["engine"] for m in rows["mixed_ok"]["latency"]} == {"onnxruntime", "torch"}
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU: CUDA is measured, not refused")
+def test_cuda_requested_without_a_gpu_is_reported_with_its_reason(tiny_run):
+    (row,) = tiny_run.json("benchmark", "latest", "--providers", "cuda", "--min-runs", "3", "--min-time", "0")
+    cuda = [m for m in row["latency"] if m["provider"] in ("CUDAExecutionProvider", "cuda")]
+    assert {m["engine"] for m in cuda} == {"onnxruntime", "torch"} and len(cuda) == 4
+    for m in cuda:
+        assert m["status"] == "unavailable" and m["n"] is None and m["p50_ms"] is None
+        assert "CUDA" in m["note"]
+    assert not any(m["provider"] == "CPUExecutionProvider" for m in row["latency"])
+
+
+def test_export_names_a_trial_that_does_not_exist(tiny_run):
+    result = tiny_run("export", "latest", "t009")
+    assert result.exit_code == 1 and "has no trial 't009'" in result.output
