@@ -7,6 +7,7 @@ import math
 import os
 import shlex
 import sys
+from pathlib import Path
 
 import click
 from rich.console import Console
@@ -514,24 +515,63 @@ def benchmark_cmd(run_ref, trial_refs, top_k, batch_sizes, providers, warmup, mi
 
 
 @cli.command()
-@click.argument("run_id", required=False)
-@store_option
+@click.argument("run_refs", metavar="[RUN]...", nargs=-1)
+@click.option("--all", "all_runs", is_flag=True, help="Every run in the store, in one leaderboard.")
+@click.option(
+    "--out",
+    "out_root",
+    type=click.Path(file_okay=False),
+    default="reports",
+    show_default=True,
+    help="Reports go to OUT/<run>/report.md, their figures beside them.",
+)
+@click.option(
+    "--top",
+    type=click.IntRange(min=0),
+    default=3,
+    show_default=True,
+    help="Trials shown in detail: loss plot, confusion matrix, per-class accuracy.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["md", "json", "csv"]),
+    default="md",
+    show_default=True,
+    help="md writes the report; json and csv print one record per trial.",
+)
 @json_option
-def report(run_id, store_path, as_json):
-    """Show the leaderboard of a stored run (the latest by default)."""
-    from bench.display import leaderboard_table, run_title
-    from bench.leaderboard import rank
+@store_option
+def report(run_refs, all_runs, out_root, top, fmt, as_json, store_path):
+    """Write the report of stored runs (the latest by default; RUN is 'latest', an id or a unique prefix):
+    leaderboard, every parameter, loss plots, confusion matrices, trade-offs, diagnosis and method."""
+    from bench.display import leaderboard_table
+    from bench.report import gather, to_csv, write_report
     from bench.store import Store
 
+    fmt = "json" if as_json else fmt
     with Store(store_path, create=False) as store:
-        run = store.run(run_id)
-        ranked = rank(store.trials(run["id"]))
-        if as_json:
-            _print_json([_trial_json(store, run["id"], t) for t in ranked])
+        if all_runs:
+            runs = store.runs()
+            if not runs:
+                raise BenchError(f"store {store.path} has no runs yet (start one with `bench run`)")
+        else:
+            refs = run_refs or ("latest",)
+            runs = list({r["id"]: r for r in (store.run(None if ref == "latest" else ref) for ref in refs)}.values())
+        if fmt == "json":
+            views = gather(store, runs)
+            _print_json([{**_trial_json(store, v.run["id"], v.trial), "test_rank": v.test_rank,
+                          "diagnosis": [f.text for f in v.findings]} for v in views])  # fmt: skip
             return
-        console = _console()
-        console.print(f"[bold]{run['command']}[/]  ({run['created_at']})")
-        console.print(leaderboard_table(ranked, run_title(run)))
+        if fmt == "csv":
+            click.echo(to_csv(gather(store, runs)), nl=False)
+            return
+        path, views = write_report(store, runs, Path(out_root), top)
+    ranked = [{**v.trial, "rank": v.test_rank} for v in views]
+    where = runs[0]["id"] if len(runs) == 1 else f"{len(runs)} runs"
+    console = _console()
+    console.print(leaderboard_table(ranked, f"{where}: ranked by test accuracy (★ selected by validation accuracy)"))
+    console.print(f"Report: {path}")
 
 
 @cli.command()

@@ -57,6 +57,8 @@ def environment(device: torch.device | None = None) -> dict:
         "torch": torch.__version__,
         "torchvision": _version("torchvision"),
         "numpy": _version("numpy"),
+        "onnxruntime": _version("onnxruntime-gpu") or _version("onnxruntime"),
+        "onnx": _version("onnx"),
         "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),

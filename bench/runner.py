@@ -13,7 +13,7 @@ from bench.checkpoints import atomic_write
 from bench.data import Dataset, Normalizer, Split, Splits
 from bench.environment import environment
 from bench.errors import BenchError, UsageError
-from bench.modelstats import count_parameters
+from bench.modelstats import count_flops, count_parameters
 from bench.store import Store
 from bench.sweep import TrialSpec
 from bench.training import EpochStats, train_trial
@@ -131,11 +131,12 @@ def run_trial(
     checkpoint = folder / "best.pt"
     progress.trial_started(spec)
     started = time.perf_counter()
-    params = None
+    params = flops = None
     try:
         torch.manual_seed(hp.seed)  # the same initial weights for every trial of a seed
         model = spec.architecture.build(data.input_shape, data.num_classes, spec.variant).to(device)
         params = count_parameters(model)
+        flops = count_flops(model, data.input_shape)
         result = train_trial(
             model,
             trial_splits,
@@ -151,6 +152,7 @@ def run_trial(
             status=result.status,
             note=result.note,
             params=params,
+            flops=flops,
             result=result,
             checkpoint=checkpoint,
             duration_s=time.perf_counter() - started,

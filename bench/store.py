@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import secrets
 import sqlite3
 import time
@@ -77,6 +78,7 @@ CREATE INDEX trials_run ON trials(run_id);
 # Statements are split on semicolons: keep them out of the comments.
 MIGRATIONS = [
     """
+ALTER TABLE trials ADD COLUMN flops INTEGER;  -- forward FLOPs per image, by torch's flop counter
 CREATE TABLE exports (
     trial_id INTEGER PRIMARY KEY REFERENCES trials(id),
     status TEXT NOT NULL,              -- ok | export_failed | parity_failed
@@ -134,6 +136,16 @@ JSON_COLUMNS = {
 
 def now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def safe_component(name: str) -> str:
+    """``name`` if it can be one path component under a folder of ours (no separators, no '..')."""
+    if not isinstance(name, str) or not SAFE_NAME.match(name) or ".." in name:
+        raise BenchError(f"refusing {name!r} as a file name: it could point outside the runs or reports folder")
+    return name
 
 
 def default_path() -> Path:
@@ -259,7 +271,7 @@ class Store:
             db.execute("UPDATE runs SET status = ?, finished_at = ? WHERE id = ?", (status, now(), run_id))
 
     def trial_dir(self, run_id: str, idx: int) -> Path:
-        return self.root / run_id / f"t{idx:03d}"
+        return self.root / safe_component(run_id) / f"t{int(idx):03d}"
 
     def start_trial(
         self, run_id: str, idx: int, architecture: str, plugin: str, variant: dict, hparams: dict, split: dict
@@ -279,6 +291,7 @@ class Store:
         status: str,
         note: str | None = None,
         params: int | None = None,
+        flops: int | None = None,
         result=None,
         checkpoint: Path | None = None,
         duration_s: float | None = None,
@@ -291,7 +304,7 @@ class Store:
             ckpt = os.path.relpath(checkpoint, self.root)
         with self._tx() as db:
             db.execute(
-                "UPDATE trials SET status = ?, note = ?, params = ?, epochs_run = ?, best_epoch = ?,"
+                "UPDATE trials SET status = ?, note = ?, params = ?, flops = ?, epochs_run = ?, best_epoch = ?,"
                 " train_loss = ?, train_acc = ?, val_loss = ?, val_acc = ?, test_loss = ?, test_acc = ?,"
                 " confusion = ?, checkpoint = ?, checkpoint_sha256 = ?, finished_at = ?, duration_s = ?"
                 " WHERE id = ?",
@@ -299,6 +312,7 @@ class Store:
                     status,
                     note,
                     params,
+                    flops,
                     len(history) if r is not None else None,
                     r.best_epoch if r else None,
                     _num(r.train_loss) if r else None,

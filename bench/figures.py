@@ -1,0 +1,119 @@
+"""Report figures as PNG bytes: loss curves, confusion matrices, accuracy-vs-cost trade-offs.
+matplotlib's object API with the Agg canvas: no display, no global pyplot state."""
+
+from __future__ import annotations
+
+import io
+import math
+
+from matplotlib import ticker
+from matplotlib.figure import Figure
+
+DPI = 110
+
+
+def _png(fig: Figure) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight")
+    return buf.getvalue()
+
+
+def _finite(x) -> float:
+    return float(x) if x is not None and math.isfinite(x) else float("nan")
+
+
+def loss_plot(history: list[dict], best_epoch: int | None, title: str) -> bytes:
+    """Training and validation loss per epoch, the kept (best) epoch marked."""
+    fig = Figure(figsize=(6.4, 4.0))
+    ax = fig.subplots()
+    epochs = [h["epoch"] for h in history]
+    train = [_finite(h["train_loss"]) for h in history]
+    val = [_finite(h["val_loss"]) for h in history]
+    ax.plot(epochs, train, marker="o", markersize=3, label="training loss")
+    ax.plot(epochs, val, marker="o", markersize=3, label="validation loss")
+    if best_epoch is not None:
+        ax.axvline(best_epoch, color="gray", linestyle="--", linewidth=1)
+        ax.plot([best_epoch], [val[best_epoch - 1]], marker="*", markersize=14, color="tab:red", linestyle="none",
+                label=f"kept checkpoint (epoch {best_epoch})")  # fmt: skip
+    values = [v for v in train + val if v == v and v > 0]
+    if values and max(values) / min(values) > 100:
+        ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("cross-entropy loss (mean per image)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, alpha=0.3)
+    if len(epochs) <= 20:
+        ax.set_xticks(epochs)
+    ax.legend()
+    return _png(fig)
+
+
+def confusion_plot(matrix: list[list[int]], classes: list[str], title: str) -> bytes:
+    """Row-normalized confusion matrix: each row is a true class, its cells the share predicted as each class."""
+    n = len(classes)
+    rows = [[c / max(sum(row), 1) for c in row] for row in matrix]
+    size = max(4.5, 0.55 * n + 2)
+    fig = Figure(figsize=(size + 1, size))
+    ax = fig.subplots()
+    image = ax.imshow(rows, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(n), labels=classes, rotation=45 if max(map(len, classes)) > 2 else 0, ha="right")
+    ax.set_yticks(range(n), labels=classes)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_title(title, fontsize=10)
+    if n <= 20:
+        for i in range(n):
+            for j in range(n):
+                if rows[i][j] >= 0.005:
+                    ax.text(j, i, f"{100 * rows[i][j]:.0f}", ha="center", va="center", fontsize=7,
+                            color="white" if rows[i][j] > 0.5 else "black")  # fmt: skip
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of the true class")
+    return _png(fig)
+
+
+def _short_number(x: float, _pos=None) -> str:
+    for div, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if x >= div:
+            return f"{x / div:g}{suffix}"
+    return f"{x:g}"
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[int]:
+    """Indices of the points (cost, accuracy) that no other point beats: lower or equal cost with higher or
+    equal accuracy, one of them strictly. Sorted by cost."""
+    front = []
+    for i, (c, a) in enumerate(points):
+        dominated = any((c2 <= c and a2 >= a) and (c2 < c or a2 > a) for j, (c2, a2) in enumerate(points) if j != i)
+        if not dominated:
+            front.append(i)
+    return sorted(front, key=lambda i: points[i][0])
+
+
+def tradeoff_plot(labels: list[str], costs: list[float], accuracies: list[float], xlabel: str, title: str,
+                  log_x: bool = False) -> bytes:  # fmt: skip
+    """Test accuracy against a cost, the Pareto front drawn and labelled."""
+    fig = Figure(figsize=(6.4, 4.4))
+    ax = fig.subplots()
+    front = pareto_front(list(zip(costs, accuracies, strict=True)))
+    others = [i for i in range(len(labels)) if i not in front]
+    ax.scatter([costs[i] for i in others], [100 * accuracies[i] for i in others], color="tab:gray", alpha=0.7,
+               label="trial")  # fmt: skip
+    ax.plot([costs[i] for i in front], [100 * accuracies[i] for i in front], color="tab:red", marker="o",
+            drawstyle="steps-post", label="Pareto front")  # fmt: skip
+    at: dict[tuple[float, float], list[str]] = {}  # trials at the same point share one label
+    for i in range(len(labels)):
+        at.setdefault((costs[i], accuracies[i]), []).append(labels[i])
+    for (cost, acc), names in at.items():
+        ax.annotate(", ".join(names), (cost, 100 * acc), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    if log_x:
+        ax.set_xscale("log")
+        ax.xaxis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(ticker.FuncFormatter(_short_number))
+        ax.xaxis.set_minor_formatter(ticker.NullFormatter())
+    ax.margins(x=0.15, y=0.12)  # room for the labels at the edges
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="lower right")
+    return _png(fig)

@@ -1,0 +1,419 @@
+"""The lab report, generated from the store: leaderboard, every parameter, loss plots, confusion matrices,
+trade-offs, diagnosis and method. Every figure in it is read from the store, never recomputed."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench import __version__, diagnosis, figures
+from bench.architectures import format_value, format_variant
+from bench.checkpoints import atomic_write
+from bench.leaderboard import rank
+from bench.store import Store, safe_component
+from bench.sweep import AXES
+
+CPU = ("CPUExecutionProvider", "cpu")
+GPU = ("CUDAExecutionProvider", "cuda")
+
+
+@dataclass
+class TrialView:
+    run: dict
+    trial: dict
+    history: list[dict]
+    export: dict | None
+    latency: list[dict]
+    findings: list[diagnosis.Finding] = field(default_factory=list)
+    test_rank: int | None = None
+    name: str = ""  # t003, or <run>/t003 in a report over several runs
+
+    @property
+    def slug(self) -> str:
+        return self.name.replace("/", "_")
+
+    def onnx(self, providers: tuple[str, str], batch: int | None = None) -> dict | None:
+        """The ONNX Runtime measurement on ``providers`` at ``batch`` (None: the largest batch measured)."""
+        rows = [
+            r for r in self.latency
+            if r["engine"] == "onnxruntime" and r["provider"] in providers and r["status"] == "ok"
+        ]  # fmt: skip
+        if batch is None:
+            return max(rows, key=lambda r: r["batch_size"], default=None)
+        return next((r for r in rows if r["batch_size"] == batch), None)
+
+    @property
+    def status(self) -> str:
+        s = self.trial["status"]
+        if self.export and self.export["status"] != "ok":
+            s += f", ONNX {self.export['status']}"
+        return s
+
+
+def gather(store: Store, runs: list[dict]) -> list[TrialView]:
+    """Every trial of ``runs`` with its history, export and latency, ranked by test accuracy (completed
+    trials first; the rest in trial order)."""
+    views = []
+    for run in runs:
+        for t in rank(store.trials(run["id"])):
+            name = f"t{t['idx']:03d}" if len(runs) == 1 else f"{run['id']}/t{t['idx']:03d}"
+            history = store.history(t["id"])
+            views.append(
+                TrialView(
+                    run,
+                    t,
+                    history,
+                    store.export_of(t["id"]),
+                    store.latency_of(t["id"]),
+                    diagnosis.diagnose(t, history),
+                    name=name,
+                )  # fmt: skip
+            )
+    ranked = [v for v in views if v.trial["status"] == "completed" and v.trial["test_acc"] is not None]
+    ranked.sort(key=lambda v: (-v.trial["test_acc"], -(v.trial["val_acc"] or 0), v.run["created_at"], v.trial["idx"]))
+    for i, v in enumerate(ranked, 1):
+        v.test_rank = i
+    return ranked + [v for v in views if v.test_rank is None]
+
+
+# --- formatting ---------------------------------------------------------------------------------------
+
+
+def pct(x) -> str:
+    return "-" if x is None else f"{100 * x:.2f}"
+
+
+def num(x, digits: int = 3) -> str:
+    return "-" if x is None else f"{x:.{digits}f}"
+
+
+def mflops(x) -> str:
+    return "-" if x is None else f"{x / 1e6:.2f}"
+
+
+def md_table(header: list[str], rows: list[list[str]]) -> str:
+    def cell(x) -> str:
+        return str(x).replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
+    lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def variant_text(v: TrialView) -> str:
+    return format_variant(v.trial["variant"]) or "-"
+
+
+def leaderboard_rows(views: list[TrialView], gpu: bool) -> tuple[list[str], list[list[str]]]:
+    batches = sorted({r["batch_size"] for v in views for r in v.latency if r["engine"] == "onnxruntime"})
+    large = batches[-1] if batches else 64
+    header = ["rank", "trial", "architecture", "variant", "optimizer", "lr", "batch", "epochs (best/run)",
+              "train %", "val %", "test %", "ONNX test %", "params", "MFLOPs", "ONNX CPU p50 batch 1 (ms)",
+              f"ONNX CPU images/s (batch {large})"]  # fmt: skip
+    if gpu:
+        header += ["ONNX GPU p50 batch 1 (ms)", f"ONNX GPU images/s (batch {large})"]
+    header += ["status", "diagnosis"]
+    rows = []
+    for v in views:
+        t, hp = v.trial, v.trial["hparams"]
+        row = [
+            str(v.test_rank or "-"), v.name + (" ★" if t["winner"] else ""), t["architecture"], variant_text(v),
+            hp["optimizer"], f"{hp['lr']:g}", str(hp["batch_size"]),
+            f"{t['best_epoch'] or '-'}/{t['epochs_run'] if t['epochs_run'] is not None else '-'}",
+            pct(t["train_acc"]), pct(t["val_acc"]), pct(t["test_acc"]),
+            pct(v.export["onnx_test_acc"]) if v.export else "-",
+            str(t["params"]) if t["params"] is not None else "-", mflops(t["flops"]),
+        ]  # fmt: skip
+        for providers in (CPU, GPU) if gpu else (CPU,):
+            b1, big = v.onnx(providers, 1), v.onnx(providers, large)
+            row += [num(b1["p50_ms"]) if b1 else "-", f"{big['throughput']:.0f}" if big else "-"]
+        row += [v.status, diagnosis.summary(v.findings)]
+        rows.append(row)
+    return header, rows
+
+
+# --- sections -----------------------------------------------------------------------------------------
+
+
+def header_section(runs: list[dict], store: Store) -> str:
+    out = []
+    for run in runs:
+        env, split = run["environment"], run["split"]
+        shape = "x".join(map(str, run["input_shape"]))
+        classes = run["classes"]
+        rows = [
+            ["run", f"`{run['id']}` ({run['status']})"],
+            ["command", f"`{run['command']}`"],
+            ["dataset", f"{run['dataset']}: {shape} images, {len(classes)} classes ({', '.join(classes)})"],
+            ["split", " / ".join(f"{k} {n}" for k, n in split.items())],
+            ["seed", str(run["seed"])],
+            ["date (UTC)", f"{run['created_at']} to {run['finished_at'] or '-'}"],
+            ["machine", f"{env.get('cpu')}, {env.get('cpu_count')} logical cores; GPU: {env.get('gpu') or 'none'}; "
+                        f"training device {env.get('device')}"],
+            ["threads", f"torch intra-op threads {env.get('torch_threads')}"],
+            ["versions", ", ".join(f"{k} {env.get(k)}" for k in ("cnnbench", "python", "torch", "torchvision",
+                                                                 "onnxruntime", "onnx") if env.get(k))],
+        ]  # fmt: skip
+        out.append(md_table(["", ""], rows))
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    return f"Generated {when} by cnnbench {__version__} from `{store.path}`.\n\n" + "\n\n".join(out)
+
+
+def parameters_section(views: list[TrialView]) -> str:
+    """Every parameter of every trial: one table per architecture, since their variant parameters differ."""
+    parts = []
+    for arch in dict.fromkeys(v.trial["architecture"] for v in views):
+        group = [v for v in views if v.trial["architecture"] == arch]
+        keys = list(dict.fromkeys(k for v in group for k in v.trial["variant"]))
+        hkeys = list(AXES) + ["select"]
+        header = ["trial", *keys, *hkeys]
+        rows = [[v.name, *(format_value(v.trial["variant"].get(k, "-")) for k in keys),
+                 *(str(v.trial["hparams"].get(k, "-")) for k in hkeys)] for v in group]  # fmt: skip
+        parts.append(f"### {arch}\n\n" + md_table(header, rows))
+    return "\n\n".join(parts)
+
+
+def per_class(v: TrialView) -> tuple[str, list[str]]:
+    classes, matrix = v.run["classes"], v.trial["confusion"]
+    rows = []
+    for i, name in enumerate(classes):
+        total = sum(matrix[i])
+        rows.append([name, pct(matrix[i][i] / total) if total else "-", str(total)])
+    pairs = [
+        (matrix[i][j] / sum(matrix[i]), matrix[i][j], sum(matrix[i]), i, j)
+        for i in range(len(classes)) for j in range(len(classes))
+        if i != j and matrix[i][j] > 0
+    ]  # fmt: skip
+    pairs.sort(key=lambda p: (-p[0], -p[1]))
+    words = [f"{classes[i]} -> {classes[j]} {pct(share)}% ({n} of {total})" for share, n, total, i, j in pairs[:5]]
+    return md_table(["class", "test accuracy %", "test images"], rows), words
+
+
+def top_section(views: list[TrialView], top: int, write_png) -> str:
+    parts = []
+    for v in [v for v in views if v.test_rank is not None][:top]:
+        t, hp = v.trial, v.trial["hparams"]
+        lines = [
+            f"### {v.test_rank}. {v.name}: {t['architecture']} ({variant_text(v)})",
+            "",
+            f"Test {pct(t['test_acc'])}%, validation {pct(t['val_acc'])}%, training {pct(t['train_acc'])}%; "
+            f"best epoch {t['best_epoch']} of {t['epochs_run']}; {hp['optimizer']} lr {hp['lr']:g}, batch "
+            f"{hp['batch_size']}.",
+            "",
+        ]
+        title = f"{v.name} {t['architecture']}: loss per epoch"
+        png = write_png(f"loss_{v.slug}.png", figures.loss_plot(v.history, t["best_epoch"], title))
+        lines.append(f"![Training and validation loss of {v.name}]({png})")
+        lines += ["", "**Diagnosis.** " + " ".join(f.text for f in v.findings), ""]
+        if t["confusion"]:
+            title = f"{v.name} {t['architecture']}: test confusion matrix (row-normalized)"
+            png = write_png(f"confusion_{v.slug}.png", figures.confusion_plot(t["confusion"], v.run["classes"], title))
+            table, words = per_class(v)
+            lines += [f"![Confusion matrix of {v.name}]({png})", "", table, "",
+                      "Largest confusions (true -> predicted, share of the true class): "
+                      + ("; ".join(words) if words else "none") + "."]  # fmt: skip
+        parts.append("\n".join(lines))
+    return "\n\n".join(parts) if parts else "No completed trial."
+
+
+def tradeoff_section(views: list[TrialView], write_png) -> str:
+    parts = []
+    done = [v for v in views if v.test_rank is not None]
+    timed = [(v, v.onnx(CPU, 1)) for v in done]
+    timed = [(v, m) for v, m in timed if m]
+    if timed:
+        labels = [v.name for v, _ in timed]
+        costs = [m["p50_ms"] for _, m in timed]
+        accs = [v.trial["test_acc"] for v, _ in timed]
+        png = write_png("tradeoff_latency.png", figures.tradeoff_plot(
+            labels, costs, accs, "ONNX Runtime CPU latency, p50 at batch 1 (ms)",
+            "Test accuracy against inference latency"))  # fmt: skip
+        front = figures.pareto_front(list(zip(costs, accs, strict=True)))
+        parts.append(
+            "### Test accuracy against ONNX latency\n\n"
+            f"![Test accuracy against ONNX latency]({png})\n\n"
+            "Pareto front (no other benchmarked trial is both faster and more accurate): "
+            + "; ".join(f"{labels[i]} ({pct(accs[i])}%, {num(costs[i])} ms)" for i in front)
+            + "."
+            + ("" if len(timed) > 1 else " Only one trial is benchmarked: `bench benchmark RUN --top-k N` adds more.")
+        )
+    sized = [v for v in done if v.trial["params"]]
+    if sized:
+        labels = [v.name for v in sized]
+        costs = [v.trial["params"] for v in sized]
+        accs = [v.trial["test_acc"] for v in sized]
+        png = write_png("tradeoff_params.png", figures.tradeoff_plot(
+            labels, costs, accs, "parameters", "Test accuracy against model size", log_x=True))  # fmt: skip
+        front = figures.pareto_front(list(zip(costs, accs, strict=True)))
+        parts.append(
+            "### Test accuracy against parameters\n\n"
+            f"![Test accuracy against parameters]({png})\n\n"
+            "Pareto front (no other trial is both smaller and more accurate): "
+            + "; ".join(f"{labels[i]} ({pct(accs[i])}%, {costs[i]} parameters)" for i in front)
+            + "."
+        )
+    parts.append("### Effect of each swept parameter on validation accuracy\n\n" + effects(done))
+    return "\n\n".join(parts)
+
+
+def effects(done: list[TrialView]) -> str:
+    axes: dict[str, dict[str, list[TrialView]]] = {}
+    for v in done:
+        for k in AXES:
+            axes.setdefault(k, {}).setdefault(format_value(v.trial["hparams"][k]), []).append(v)
+        for k, value in v.trial["variant"].items():
+            axes.setdefault(f"{v.trial['architecture']}.{k}", {}).setdefault(format_value(value), []).append(v)
+    parts = []
+    for axis, groups in axes.items():
+        if len(groups) < 2:
+            continue
+        rows = []
+        for value, group in groups.items():
+            vals = [g.trial["val_acc"] for g in group]
+            tests = [g.trial["test_acc"] for g in group]
+            rows.append([value, str(len(group)), pct(sum(vals) / len(vals)), pct(max(vals)),
+                         pct(sum(tests) / len(tests))])  # fmt: skip
+        parts.append(f"**{axis}**\n\n" + md_table(["value", "trials", "mean val %", "best val %", "mean test %"], rows))
+    return "\n\n".join(parts) or "Nothing was swept: every completed trial used the same parameters."
+
+
+def diagnosis_section(views: list[TrialView]) -> str:
+    rows = [[v.name, v.trial["architecture"], v.trial["status"], " ".join(f.text for f in v.findings) or "-"]
+            for v in views]  # fmt: skip
+    return md_table(["trial", "architecture", "status", "diagnosis"], rows)
+
+
+def method_section(runs: list[dict], views: list[TrialView]) -> str:
+    selects = sorted({v.trial["hparams"].get("select", "val_loss") for v in views})
+    lines = [
+        "- **Training.** One trial is one architecture variant with one set of hyperparameters. Every epoch "
+        "records the mean training loss and accuracy (as seen during training, dropout on) and the validation "
+        "loss and accuracy (eval mode, no gradients).",
+        "- **Best checkpoint.** "
+        + " / ".join(
+            {
+                "val_loss": "the epoch with the lowest validation loss",
+                "val_acc": "the epoch with the highest validation accuracy (ties: lower loss)",
+            }[s]
+            for s in selects
+        )
+        + "; its weights are restored, and the training, validation and test accuracies in this report are "
+        "measured on them (eval mode). Test images are never used for selection; the leaderboard is ranked by "
+        "test accuracy as the lab asks, and ★ marks the trial that validation accuracy selects for each "
+        "architecture.",
+        "- **Divergence.** A trial stops as `diverged` when its training loss is not finite or exceeds 10 x "
+        "ln(classes).",
+        f"- **Diagnosis.** Overfitting from epoch N: N is the kept epoch, at least {diagnosis.OVERFIT_MIN_EPOCHS} "
+        f"epochs follow it, the last validation loss is at least {100 * diagnosis.OVERFIT_RISE:.0f}% above its "
+        "minimum and the training loss kept falling. Still improving: the last epoch was the best. Underfitting: "
+        f"training accuracy below {100 * diagnosis.UNDERFIT_TRAIN_ACC:.0f}%. Generalization gap: training "
+        f"accuracy more than {100 * diagnosis.GAP:.0f} points above validation accuracy.",
+        "- **Model size.** Parameters counted from the model; FLOPs per image (forward) by torch's flop "
+        "counter (a multiply-add is 2 FLOPs).",
+    ]
+    exports = [v.export for v in views if v.export]
+    if exports:
+        e = exports[0]
+        lines.append(
+            f"- **ONNX.** {e['exporter']}, opset {e['opset']}, dynamic batch axis, checked by "
+            "`onnx.checker.check_model(full_check=True)`; compared with PyTorch on up to 512 real test images "
+            f"(tolerance {e['tolerance']:g} on the largest logit difference). ONNX test accuracy is computed by "
+            "onnxruntime on the CPU over the whole test set."
+        )
+    methods = [r for v in views for r in v.latency if r["status"] == "ok"]
+    if methods:
+        m = methods[0]["method"]
+        ort_providers = sorted({r["provider"] for r in methods if r["engine"] == "onnxruntime"})
+        torch_devices = sorted({r["provider"] for r in methods if r["engine"] == "torch"})
+        ns = [r["n"] for r in methods]
+        lines.append(
+            f"- **Latency.** Per call on real test images; session creation and the first run are recorded apart; "
+            f"{m['warmup']} warm-up runs, then timed runs until at least {m['min_runs']} runs and "
+            f"{m['min_time_s']:g} s ({min(ns)} to {max(ns)} runs here); {m['timer']}; percentiles: "
+            f"{m['percentiles']}. ONNX Runtime on {', '.join(ort_providers) or '-'}, PyTorch eager (the baseline) on "
+            f"{', '.join(torch_devices) or '-'}, same inputs; intra-op threads {m['intra_op_threads']}"
+            + (f", inter-op 1, graph optimization '{m['graph_optimization']}'" if "graph_optimization" in m else "")
+            + "; GPU timings use IO binding (no host copies timed). Throughput = batch size / mean latency."
+        )
+    unavailable = {r["provider"]: r["note"] for v in views for r in v.latency if r["status"] == "unavailable"}
+    lines += [f"- **{p} unavailable:** {note}" for p, note in unavailable.items()]
+    return "\n".join(lines)
+
+
+# --- the report ---------------------------------------------------------------------------------------
+
+
+def output_dir(out_root: Path, runs: list[dict]) -> Path:
+    if len(runs) == 1:
+        return Path(out_root) / safe_component(runs[0]["id"])
+    digest = hashlib.sha1(",".join(r["id"] for r in runs).encode()).hexdigest()[:8]
+    return Path(out_root) / f"combined-{digest}"
+
+
+def write_report(store: Store, runs: list[dict], out_root: Path, top: int = 3) -> tuple[Path, list[TrialView]]:
+    """Write report.md and its PNG figures under ``out_root``/<run>/; return the report's path."""
+    views = gather(store, runs)
+    folder = output_dir(out_root, runs)
+    written: list[str] = []
+
+    def write_png(name: str, data: bytes) -> str:
+        atomic_write(folder / name, data)
+        written.append(name)
+        return name
+
+    gpu = any(r["provider"] in GPU and r["status"] == "ok" for v in views for r in v.latency)
+    header, rows = leaderboard_rows(views, gpu)
+    title = runs[0]["id"] if len(runs) == 1 else f"{len(runs)} runs"
+    markdown = "\n\n".join([
+        f"# cnnbench report: {title}",
+        header_section(runs, store),
+        "## Leaderboard",
+        "Ranked by test accuracy; trials that did not complete follow. ★: selected by validation accuracy for its "
+        "architecture. Accuracies in %; latency and throughput from ONNX Runtime (see Method).",
+        md_table(header, rows),
+        "## Every parameter",
+        parameters_section(views),
+        f"## Top {top}",
+        top_section(views, top, write_png),
+        "## Trade-offs",
+        tradeoff_section(views, write_png),
+        "## Diagnosis of every trial",
+        diagnosis_section(views),
+        "## Method",
+        method_section(runs, views),
+    ]) + "\n"  # fmt: skip
+    path = folder / "report.md"
+    atomic_write(path, markdown.encode())
+    return path, views
+
+
+def to_csv(views: list[TrialView]) -> str:
+    buf = io.StringIO()
+    fields = ["run", "trial", "test_rank", "val_rank", "winner", "architecture", "plugin", "variant", *AXES, "select",
+              "status", "note", "epochs_run", "best_epoch", "train_acc", "val_acc", "test_acc", "onnx_status",
+              "onnx_test_acc", "params", "flops", "onnx_cpu_p50_batch1_ms", "onnx_cpu_throughput_largest_batch",
+              "diagnosis"]  # fmt: skip
+    writer = csv.DictWriter(buf, fieldnames=fields)
+    writer.writeheader()
+    for v in views:
+        t = v.trial
+        b1, big = v.onnx(CPU, 1), v.onnx(CPU)
+        writer.writerow({
+            "run": v.run["id"], "trial": t["idx"], "test_rank": v.test_rank, "val_rank": t["rank"],
+            "winner": t["winner"], "architecture": t["architecture"], "plugin": t["plugin"],
+            "variant": json.dumps(t["variant"]), **{k: t["hparams"].get(k) for k in (*AXES, "select")},
+            "status": t["status"], "note": t["note"], "epochs_run": t["epochs_run"], "best_epoch": t["best_epoch"],
+            "train_acc": t["train_acc"], "val_acc": t["val_acc"], "test_acc": t["test_acc"],
+            "onnx_status": v.export["status"] if v.export else None,
+            "onnx_test_acc": v.export["onnx_test_acc"] if v.export else None,
+            "params": t["params"], "flops": t["flops"],
+            "onnx_cpu_p50_batch1_ms": b1["p50_ms"] if b1 else None,
+            "onnx_cpu_throughput_largest_batch": big["throughput"] if big else None,
+            "diagnosis": diagnosis.summary(v.findings),
+        })  # fmt: skip
+    return buf.getvalue()

@@ -1,0 +1,164 @@
+"""`bench report`: the markdown report and its figures against the store, on real runs."""
+
+import csv
+import io
+import itertools
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from matplotlib.image import imread
+
+from bench.cli import cli
+from bench.store import Store
+
+
+def _cli(*args):
+    result = CliRunner().invoke(cli, [str(a) for a in args])
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def _table_after(markdown: str, heading: str) -> list[dict]:
+    """The first markdown table after ``heading``, as dicts keyed by its header."""
+    lines = markdown.split(heading, 1)[1].splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("|"))
+    lines = list(itertools.takewhile(lambda line: line.startswith("|"), lines[start:]))
+    header = [c.strip() for c in lines[0].strip("|").split(" | ")]
+    return [dict(zip(header, (c.strip() for c in ln.strip("|").split(" | ")), strict=True)) for ln in lines[2:]]
+
+
+@pytest.fixture(scope="module")
+def default_run(tmp_path_factory):
+    """The default cnn_dropout sweep (4 epochs to keep the suite short), two winners benchmarked."""
+    root = tmp_path_factory.mktemp("report")
+    store = root / "runs" / "bench.db"
+    _cli("run", "--plugin", "cnn_dropout", "--epochs", "4", "--top-k", "2", "--min-runs", "20", "--min-time", "0.1",
+         "--store", store, "-q")  # fmt: skip
+    result = _cli("report", "--store", store, "--out", root / "reports")
+    path = re.search(r"Report: (\S+)", result.output.replace("\n", "")).group(1)
+    return store, root / "reports", path
+
+
+def test_report_links_only_existing_pngs_and_shows_every_trial(default_run):
+    store, _, path = default_run
+    path = Path(path)
+    markdown = path.read_text()
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", markdown)
+    assert links and all(link.endswith(".png") and (path.parent / link).is_file() for link in links)
+    assert {"tradeoff_latency.png", "tradeoff_params.png"} <= set(links)
+    assert sum(link.startswith("loss_") for link in links) == 3  # --top 3
+    with Store(store) as s:
+        trials = s.trials(s.run()["id"])
+    board = _table_after(markdown, "## Leaderboard")
+    assert sorted(r["trial"].rstrip(" ★") for r in board) == sorted(f"t{t['idx']:03d}" for t in trials)
+
+
+def test_every_leaderboard_figure_equals_the_stored_value(default_run):
+    store, _, path = default_run
+    markdown = Path(path).read_text()
+    board = {r["trial"].rstrip(" ★"): r for r in _table_after(markdown, "## Leaderboard")}
+    with Store(store) as s:
+        run = s.run()
+        for t in s.trials(run["id"]):
+            row = board[f"t{t['idx']:03d}"]
+            assert row["train %"] == f"{100 * t['train_acc']:.2f}"
+            assert row["val %"] == f"{100 * t['val_acc']:.2f}"
+            assert row["test %"] == f"{100 * t['test_acc']:.2f}"
+            assert row["params"] == str(t["params"])
+            assert row["MFLOPs"] == f"{t['flops'] / 1e6:.2f}"
+            assert row["epochs (best/run)"] == f"{t['best_epoch']}/{t['epochs_run']}"
+            assert (row["optimizer"], row["lr"], row["batch"]) == (
+                t["hparams"]["optimizer"],
+                f"{t['hparams']['lr']:g}",
+                str(t["hparams"]["batch_size"]),
+            )
+            exp = s.export_of(t["id"])
+            latency = {(m["engine"], m["provider"], m["batch_size"]): m for m in s.latency_of(t["id"])}
+            if exp is None:
+                assert row["ONNX test %"] == row["ONNX CPU p50 batch 1 (ms)"] == "-"
+                continue
+            assert row["ONNX test %"] == f"{100 * exp['onnx_test_acc']:.2f}"
+            b1 = latency[("onnxruntime", "CPUExecutionProvider", 1)]
+            b64 = latency[("onnxruntime", "CPUExecutionProvider", 64)]
+            assert row["ONNX CPU p50 batch 1 (ms)"] == f"{b1['p50_ms']:.3f}"
+            assert row["ONNX CPU images/s (batch 64)"] == f"{b64['throughput']:.0f}"
+        ranks = [int(r["rank"]) for r in board.values()]
+        accs = [float(r["test %"]) for r in board.values()]
+        assert ranks == sorted(ranks) and accs == sorted(accs, reverse=True)
+
+
+def test_top_trial_per_class_accuracy_and_confusions_come_from_its_confusion_matrix(default_run):
+    store, _, path = default_run
+    markdown = Path(path).read_text()
+    top = _table_after(markdown, "## Leaderboard")[0]["trial"].rstrip(" ★")
+    section = markdown.split(f"### 1. {top}:", 1)[1].split("\n### ", 1)[0]
+    with Store(store) as s:
+        trial = next(t for t in s.trials(s.run()["id"]) if f"t{t['idx']:03d}" == top)
+    matrix = trial["confusion"]
+    rows = [ln.strip("|").split(" | ") for ln in section.splitlines() if re.match(r"\| \d \|", ln)]
+    for name, acc, n in rows:
+        i = int(name.strip())
+        assert acc.strip() == f"{100 * matrix[i][i] / sum(matrix[i]):.2f}" and int(n) == sum(matrix[i])
+    off = [(matrix[i][j] / sum(matrix[i]), i, j) for i in range(10) for j in range(10) if i != j and matrix[i][j]]
+    if off:
+        share, i, j = max(off)
+        assert f"{i} -> {j} {100 * share:.2f}%" in section
+
+
+def test_figures_are_real_images_with_content(default_run):
+    _, reports, path = default_run
+    for png in Path(path).parent.glob("*.png"):
+        pixels = imread(png)
+        assert pixels.shape[0] > 300 and pixels.shape[1] > 400, png.name
+        assert np.asarray(pixels).std() > 0.05, f"{png.name} looks blank"
+
+
+def test_csv_and_json_formats_carry_every_trial(default_run):
+    store = default_run[0]
+    rows = list(csv.DictReader(io.StringIO(_cli("report", "--store", store, "--format", "csv").stdout)))
+    records = json.loads(_cli("report", "--store", store, "--format", "json").stdout)
+    assert len(rows) == len(records) == 4
+    assert {r["trial"] for r in rows} == {str(r["trial"]) for r in records}
+    assert all(r["diagnosis"] for r in records) and [r["test_rank"] for r in records] == [1, 2, 3, 4]
+
+
+def test_diverged_and_overfitting_trials_are_diagnosed_on_real_data(tmp_path):
+    store = tmp_path / "bench.db"
+    common = ["--plugin", "cnn_dropout", "--variants", "all", "--where", "kernel_size=3", "--where",
+              "feature_maps=32-64", "--where", "convs_per_block=1", "--where", "head=256-64", "--where",
+              "dropout=0.0", "--store", store, "-q", "--no-benchmark"]  # fmt: skip
+    # A small training set, no dropout and 30 epochs: the validation loss turns up while the training loss falls.
+    _cli("run", *common, "--optimizer", "adam", "--lr", "3e-3", "--val-ratio", "0.9", "--batch-size", "16",
+         "--epochs", "30")  # fmt: skip
+    _cli("run", *common, "--optimizer", "sgd", "--lr", "50", "--epochs", "3")
+    records = json.loads(_cli("report", "--all", "--store", store, "--format", "json").stdout)
+    with Store(store) as s:
+        overfit = next(r for r in records if r["hparams"]["lr"] == 3e-3)
+        history = s.history(next(t["id"] for t in s.trials(overfit["run"])))
+    val = [h["val_loss"] for h in history]
+    best = 1 + val.index(min(val))
+    assert best < 25 and overfit["best_epoch"] == best
+    assert any(d.startswith(f"Overfitting from epoch {best}:") and f"the checkpoint of epoch {best} was kept" in d
+               for d in overfit["diagnosis"])  # fmt: skip
+    diverged = next(r for r in records if r["hparams"]["lr"] == 50)
+    assert diverged["status"] == "diverged"
+    assert diverged["diagnosis"][0].startswith("Training diverged") and "learning rate (50)" in diverged["diagnosis"][0]
+    # The markdown over both runs says the same.
+    result = _cli("report", "--all", "--store", store, "--out", tmp_path / "reports")
+    path = re.search(r"Report: (\S+)", result.output.replace("\n", "")).group(1)
+    markdown = Path(path).read_text()
+    assert "combined-" in path
+    board = _table_after(markdown, "## Leaderboard")
+    assert any(r["diagnosis"].startswith(f"overfitting from {best}") for r in board)
+    assert any(r["status"] == "diverged" and r["diagnosis"] == "diverged" for r in board)
+    assert board[-1]["status"] == "diverged" and board[-1]["rank"] == "-"
+
+
+def test_report_of_an_unknown_run_is_an_error(default_run):
+    result = CliRunner().invoke(cli, ["report", "nope", "--store", str(default_run[0])])
+    assert result.exit_code == 2 and "unknown run 'nope'" in result.output
