@@ -690,22 +690,27 @@ def list_(pattern, variants, dataset, as_json):
 @cli.command()
 @json_option
 def plugins(as_json):
-    """List plugins: version, hooks, what each registered, and errors of broken ones."""
-    from bench.plugins import get_plugins
+    """List plugins: version, hooks, what each registered, and errors of broken ones. Every architecture is
+    built and run forward once (1x8x8 and 3x32x32) so that a model that cannot run is named here."""
+    from bench.plugins import get_plugins, smoke_check
 
-    infos = [i.as_dict() for i in get_plugins().info.values()]
+    loaded = get_plugins()
+    smoke_check(loaded)
+    infos = [i.as_dict() for i in loaded.info.values()]
     if as_json:
         _print_json(infos)
         return
     table = Table("plugin", "version", "source", "hooks", "registered", "error")
     for i in infos:
+        errors = [i["error"]] if i["error"] else []
+        errors += [f"{name}: {err}" for name, err in i["architecture_errors"].items()]
         table.add_row(
             i["name"],
             i["version"] or "-",
             "built-in" if i["builtin"] else (i["distribution"] or "-"),
             ", ".join(i["hooks"]) or "-",
             ", ".join(i["architectures"]) or "-",
-            f"[red]{i['error']}[/]" if i["error"] else "",
+            f"[red]{'; '.join(errors)}[/]" if errors else "",
         )
     _console().print(table)
 
@@ -727,6 +732,29 @@ def datasets(as_json):
     for r in rows:
         table.add_row(r["name"], "x".join(map(str, r["input_shape"])), str(r["num_classes"]), r["description"])
     _console().print(table)
+
+
+@cli.command(name="new-plugin")
+@click.argument("name")
+@click.option(
+    "--dir",
+    "parent",
+    type=click.Path(file_okay=False),
+    default=".",
+    show_default=True,
+    help="Where to create the package folder.",
+)
+def new_plugin(name, parent):
+    """Create a plugin package cnnbench-NAME (module cnnbench_NAME, entry point NAME) with one registered
+    architecture and its tests, ready to `pip install -e`."""
+    from bench.plugins import get_registry
+    from bench.scaffold import new_plugin as scaffold
+
+    folder = scaffold(name, Path(parent), get_registry().names())
+    click.echo(f"Created {folder}/ (plugin '{name}', architecture '{name}'). Next:")
+    click.echo(f"  pip install -e {folder}")
+    click.echo(f"  bench run --plugin {name} --epochs 2")
+    click.echo(f"  pip install -e '{folder}[test]' && python -m pytest {folder}/tests")
 
 
 def main():

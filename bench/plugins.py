@@ -27,6 +27,7 @@ class PluginInfo:
     hooks: list[str] = field(default_factory=list)
     architectures: list[str] = field(default_factory=list)
     error: str | None = None
+    architecture_errors: dict[str, str] = field(default_factory=dict)  # filled by smoke_check()
 
     def as_dict(self) -> dict:
         return {
@@ -37,6 +38,7 @@ class PluginInfo:
             "hooks": self.hooks,
             "architectures": self.architectures,
             "error": self.error,
+            "architecture_errors": self.architecture_errors,
         }
 
 
@@ -123,6 +125,34 @@ def load() -> Plugins:
             registry.drop_plugin(name)  # all or nothing: no half-registered plugin
         entry.architectures = [n for n in registry.names() if n not in before]
     return Plugins(pm, registry, info)
+
+
+SMOKE_SHAPES = ((1, 8, 8), (3, 32, 32))
+
+
+def smoke_check(plugins: Plugins) -> None:
+    """Build every architecture's first variant for the smallest and a CIFAR-sized input and run one forward
+    pass; a failure is recorded against the plugin that registered it."""
+    import torch
+
+    for arch in plugins.registry:
+        params = arch.variants()[0] if arch.variants() else {}
+        for shape in SMOKE_SHAPES:
+            try:
+                torch.manual_seed(0)
+                model = arch.build(shape, 10, params).eval()
+                with torch.no_grad():
+                    out = model(torch.zeros(2, *shape))
+                if tuple(out.shape) != (2, 10):
+                    raise ValueError(f"output shape {tuple(out.shape)}, expected (2, 10) logits")
+                if not torch.isfinite(out).all():
+                    raise ValueError("output is not finite")
+            except Exception as exc:
+                shape_text = "x".join(map(str, shape))
+                plugins.info[arch.plugin].architecture_errors[arch.name] = (
+                    f"fails on its first forward pass ({shape_text}): {_error_line(exc)}"
+                )
+                break
 
 
 def _hook_names(pm: pluggy.PluginManager) -> list[str]:

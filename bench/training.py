@@ -165,6 +165,7 @@ def train_trial(
     shuffle = torch.Generator().manual_seed(hp.seed)
     x_train, y_train = splits.train.images, splits.train.labels
     n = len(y_train)
+    seen = n - 1 if n % hp.batch_size == 1 and n > 1 else n  # images per epoch (see the loop)
     device = y_train.device
     limit = DIVERGENCE_FACTOR * math.log(max(num_classes, 2))
     result = TrialResult(status="completed")
@@ -179,6 +180,8 @@ def train_trial(
         correct = torch.zeros((), dtype=torch.long, device=device)
         for start in range(0, n, hp.batch_size):
             idx = order[start : start + hp.batch_size]
+            if len(idx) == 1 and start > 0:
+                break  # batch norm cannot train on one image; the order changes every epoch, so none is lost for good
             x, y = normalize(x_train[idx]), y_train[idx]
             logits = model(x)
             loss = F.cross_entropy(logits, y)
@@ -188,7 +191,7 @@ def train_trial(
             # Accumulate on the device: no host sync per step.
             loss_sum += loss.detach() * len(idx)
             correct += (logits.detach().argmax(1) == y).sum()
-        train_loss, train_acc = loss_sum.item() / n, correct.item() / n
+        train_loss, train_acc = loss_sum.item() / seen, correct.item() / seen
         val = evaluate(model, splits.val, normalize)
         stats = EpochStats(epoch, train_loss, train_acc, val.loss, val.acc, time.perf_counter() - t0)
         result.history.append(stats)

@@ -150,6 +150,7 @@ def test_plugins_json_lists_builtins_and_a_fixture_plugin(invoke, tiny_plugin):
         "hooks": ["register_architectures"],
         "architectures": ["cnn_vgg"],
         "error": None,
+        "architecture_errors": {},
     }
     assert rows[tiny_plugin]["architectures"] == ["tiny_cnn"]
 

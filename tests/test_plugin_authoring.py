@@ -1,0 +1,262 @@
+"""The plugin author's path: entry-point discovery, broken plugins, the allow-list, the docs, the sample
+plugin and `bench new-plugin`, each through real entry points."""
+
+import inspect
+import json
+import os
+import re
+import subprocess
+import sys
+import textwrap
+import types
+from pathlib import Path
+
+import pytest
+
+from bench import hookspecs, plugins
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs" / "plugins.md"
+
+
+@pytest.fixture
+def installed(tmp_path, monkeypatch):
+    """Install fake distributions: a module plus a dist-info folder with an entry point in group cnnbench,
+    on sys.path, so that importlib.metadata finds them exactly as it finds pip-installed packages."""
+    root = tmp_path / "site"
+    root.mkdir()
+    modules = []
+
+    def install(name: str, source: str, version: str = "1.2.3"):
+        module = f"cnnbench_{name}"
+        (root / f"{module}.py").write_text(textwrap.dedent(source))
+        info = root / f"cnnbench_{name}-{version}.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: cnnbench-{name}\nVersion: {version}\n")
+        (info / "entry_points.txt").write_text(f"[cnnbench]\n{name} = {module}\n")
+        modules.append(module)
+
+    monkeypatch.syspath_prepend(str(root))
+    plugins.reset()
+    yield install
+    for module in modules:
+        sys.modules.pop(module, None)
+    plugins.reset()
+
+
+GOOD = """
+    import bench
+    from torch import nn
+
+    def build(shape, classes, width=4):
+        return nn.Sequential(nn.Flatten(), nn.Linear(shape[0] * shape[1] * shape[2], classes))
+
+    @bench.hookimpl
+    def register_architectures(register):
+        register("good_linear", build, variants={"width": [4]}, description="linear")
+"""
+
+BROKEN = {
+    "import": ('raise ImportError("needs libfoo, which is not installed")', "ImportError: needs libfoo"),
+    "hook": (
+        """
+        import bench
+
+        @bench.hookimpl
+        def register_architectures(register):
+            raise RuntimeError("boom inside the hook")
+        """,
+        "RuntimeError: boom inside the hook",
+    ),
+    "duplicate": (
+        """
+        import bench
+        from torch import nn
+
+        @bench.hookimpl
+        def register_architectures(register):
+            register("cnn_vgg", lambda s, c: nn.Linear(1, c), variants={})
+        """,
+        "'cnn_vgg' is registered twice: by plugin 'cnn_vgg' and by plugin 'duplicate'",
+    ),
+    "misspelled": (
+        """
+        import bench
+
+        @bench.hookimpl
+        def register_architecture(register):
+            pass
+        """,
+        "register_architecture",
+    ),
+}
+
+
+def _plugins_json(invoke):
+    return {p["name"]: p for p in invoke.json("plugins")}
+
+
+@pytest.mark.parametrize("kind", list(BROKEN))
+def test_a_broken_plugin_is_reported_by_name_and_the_others_work(installed, invoke, kind):
+    source, message = BROKEN[kind]
+    installed(kind, source)
+    installed("good", GOOD)
+    rows = _plugins_json(invoke)
+    assert message in rows[kind]["error"]
+    assert rows[kind]["architectures"] == [] and rows[kind]["version"] == "1.2.3"
+    assert rows["good"]["error"] is None and rows["good"]["architectures"] == ["good_linear"]
+    assert rows["cnn_vgg"]["error"] is None  # a duplicate takes nothing away from the first registrant
+    result = invoke("run", "--plugin", "good", "--epochs", "1", "--no-benchmark", "-q")
+    assert result.exit_code == 0, result.output
+    result = invoke("run", "--plugin", kind, "--epochs", "1")
+    assert result.exit_code == 1
+    assert result.output.strip().startswith(f"Error: plugin '{kind}' is broken:") and message in result.output
+    assert result.output.strip().count("\n") == 0
+
+
+def test_a_model_that_fails_on_its_first_forward_pass_is_named(installed, invoke):
+    installed(
+        "badforward",
+        """
+        import bench
+        from torch import nn
+
+        @bench.hookimpl
+        def register_architectures(register):
+            register("wrong_size", lambda shape, classes: nn.Sequential(nn.Flatten(), nn.Linear(5, classes)),
+                     variants={}, description="its linear layer expects 5 features")
+        """,
+    )
+    installed("good", GOOD)
+    rows = _plugins_json(invoke)
+    error = rows["badforward"]["architecture_errors"]["wrong_size"]
+    assert error.startswith("fails on its first forward pass (1x8x8): RuntimeError")
+    assert rows["good"]["architecture_errors"] == {}
+    result = invoke("run", "--plugin", "badforward", "--epochs", "1", "--no-benchmark")
+    assert result.exit_code == 0
+    (trial,) = invoke.json("report")
+    assert trial["status"] == "failed" and trial["plugin"] == "badforward" and "RuntimeError" in trial["note"]
+
+
+def test_the_allow_list_loads_only_the_named_third_party_plugins(installed, invoke, monkeypatch):
+    installed("import", BROKEN["import"][0])
+    installed("good", GOOD)
+    monkeypatch.setenv("BENCH_LOAD_PLUGINS", "good")
+    plugins.reset()
+    rows = _plugins_json(invoke)
+    assert "import" not in rows and "good" in rows and "cnn_vgg" in rows
+    monkeypatch.setenv("BENCH_LOAD_PLUGINS", "")
+    plugins.reset()
+    rows = _plugins_json(invoke)
+    assert "good" not in rows and {"cnn_baseline", "cnn_dropout", "cnn_vgg"} <= set(rows)
+
+
+def test_hook_register_architectures(installed, invoke):
+    """The hook end to end: an entry-point plugin's architectures are stamped with its name, listed, and run."""
+    installed("good", GOOD, version="2.0")
+    rows = _plugins_json(invoke)
+    assert rows["good"] == {
+        "name": "good", "version": "2.0", "distribution": "cnnbench-good", "builtin": False,
+        "hooks": ["register_architectures"], "architectures": ["good_linear"], "error": None,
+        "architecture_errors": {},
+    }  # fmt: skip
+    archs = {a["name"]: a for a in invoke.json("list")["architectures"]}
+    assert archs["good_linear"]["plugin"] == "good"
+
+
+def _hookspecs():
+    return [name for name, fn in inspect.getmembers(hookspecs, inspect.isfunction)
+            if hasattr(fn, "cnnbench_spec")]  # fmt: skip
+
+
+def test_every_hook_has_a_documentation_section_and_a_test():
+    docs = DOCS.read_text()
+    tests = "\n".join(p.read_text() for p in (ROOT / "tests").glob("test_*.py"))
+    assert _hookspecs() == ["register_architectures"]
+    for name in _hookspecs():
+        signature = f"{name}{inspect.signature(getattr(hookspecs, name))}"
+        assert f"\n## {signature}\n" in docs, f"docs/plugins.md needs a section headed '## {signature}'"
+        assert f"def test_hook_{name}(" in tests, f"tests need a test_hook_{name}"
+
+
+def test_the_documented_example_plugin_runs():
+    section = DOCS.read_text().split("## register_architectures(register)", 1)[1]
+    code = re.search(r"```python\n(.+?)```", section, flags=re.S).group(1)
+    module = types.ModuleType("docs_example")
+    exec(code, module.__dict__)
+    plugins.register_in_process(module, name="docs_example")
+    try:
+        loaded = plugins.get_plugins()
+        assert loaded.info["docs_example"].error is None
+        arch = loaded.registry.get("one_conv")
+        import torch
+
+        for shape in [(1, 8, 8), (3, 32, 32)]:
+            assert arch.build(shape, 10, {"width": 32})(torch.zeros(2, *shape)).shape == (2, 10)
+    finally:
+        plugins.unregister_in_process("docs_example")
+
+
+# --- real packages: built by pip, found through their entry points, run by the bench command -----------
+
+
+def _pip_install(package: Path, target: Path) -> None:
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), str(package)],
+                   check=True, capture_output=True)  # fmt: skip
+
+
+def _bench(args: list[str], site: Path, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(site), "COLUMNS": "200"}
+    env.pop("BENCH_STORE", None)
+    bench = Path(sys.executable).parent / "bench"
+    return subprocess.run([str(bench), *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=600)
+
+
+def _install_and_run(package: Path, plugin: str, architectures: list[str], tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    _pip_install(package, site)
+    listed = {p["name"]: p for p in json.loads(_bench(["plugins", "--json"], site, tmp_path).stdout)}
+    assert listed[plugin]["version"] == "0.1.0" and listed[plugin]["architectures"] == architectures
+    assert listed[plugin]["error"] is None and listed[plugin]["architecture_errors"] == {}
+    run = _bench(["run", "--plugin", plugin, "--epochs", "2", "--min-runs", "20", "--min-time", "0.1", "--json"],
+                 site, tmp_path)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    trials = json.loads(run.stdout)
+    assert all(t["status"] == "completed" for t in trials)
+    winner = next(t for t in trials if t["winner"])
+    assert winner["onnx"]["status"] == "ok" and winner["latency"]
+    assert _bench(["report"], site, tmp_path).returncode == 0
+    # The package's own tests, run with the package installed.
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(package / "tests")]
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    tests = subprocess.run(command, env=env, capture_output=True, text=True, cwd=tmp_path)
+    assert tests.returncode == 0, tests.stdout[-2000:]
+
+
+def test_new_plugin_output_installs_and_runs(tmp_path, invoke):
+    result = invoke("new-plugin", "foo", "--dir", tmp_path)
+    assert result.exit_code == 0, result.output
+    package = tmp_path / "cnnbench-foo"
+    assert {p.name for p in package.iterdir()} == {"pyproject.toml", "README.md", "cnnbench_foo.py", "tests"}
+    _install_and_run(package, "foo", ["foo"], tmp_path)
+
+
+def test_the_sample_plugin_installs_and_runs(tmp_path):
+    _install_and_run(ROOT / "examples" / "cnnbench-mobilenet", "mobilenet", ["mobilenet_ds"], tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [("Foo", "invalid plugin name"), ("cnn_vgg", "already exists"), ("9lives", "invalid plugin name")],
+)
+def test_new_plugin_refuses_bad_names(invoke, tmp_path, name, message):
+    result = invoke("new-plugin", name, "--dir", tmp_path)
+    assert result.exit_code == 2 and message in result.output
+
+
+def test_new_plugin_refuses_to_overwrite(invoke, tmp_path):
+    (tmp_path / "cnnbench-bar").mkdir()
+    (tmp_path / "cnnbench-bar" / "keep.txt").write_text("mine")
+    result = invoke("new-plugin", "bar", "--dir", tmp_path)
+    assert result.exit_code == 1 and "already exists and is not empty" in result.output
+    assert (tmp_path / "cnnbench-bar" / "keep.txt").read_text() == "mine"
