@@ -234,6 +234,12 @@ def _parse_where(items: tuple[str, ...]) -> dict[str, list[str]]:
     return out
 
 
+PLAN_OPTIONS = (
+    "plugin_names", "arch_patterns", "variants", "where_items", "dataset", "batch_size", "lr", "epochs", "optimizer",
+    "momentum", "weight_decay", "val_ratio", "seed", "select", "search", "trials", "patience",
+)  # fmt: skip
+
+
 @cli.command()
 @click.option("--plugin", "-p", "plugin_names", multiple=True, help="Run every architecture of this plugin.")
 @click.option(
@@ -279,7 +285,60 @@ def _parse_where(items: tuple[str, ...]) -> dict[str, list[str]]:
     show_default=True,
     help="The best checkpoint: lowest validation loss or highest validation accuracy.",
 )
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option(
+    "--search",
+    type=click.Choice(["grid", "random"]),
+    default="grid",
+    show_default=True,
+    help="Every combination, or --trials of them drawn without repeats (seeded by the first --seed).",
+)
+@click.option("--trials", type=click.IntRange(min=1), help="With --search random: how many trials.")
+@click.option(
+    "--patience",
+    type=click.IntRange(min=1),
+    help="Stop a trial after this many epochs without a better selection metric (early_stopped).",
+)
+@click.option(
+    "--resume",
+    "resume_ref",
+    metavar="RUN",
+    help="Run what RUN has not finished (pending, running or interrupted trials), in the same run.",
+)
+@click.option(
+    "--executor",
+    type=click.Choice(["local", "ray"]),
+    default="local",
+    show_default=True,
+    help="local: trial after trial in this process; ray: Ray Tune trials (pip install 'cnnbench[ray]').",
+)
+@click.option("--ray-address", help="With --executor ray: an existing cluster (default: start a local Ray).")
+@click.option(
+    "--cpus-per-trial",
+    type=click.FloatRange(min=0, min_open=True),
+    default=1,
+    show_default=True,
+    help="With --executor ray: CPUs (and torch threads) per trial.",
+)
+@click.option(
+    "--gpus-per-trial",
+    type=click.FloatRange(min=0),
+    default=0,
+    show_default=True,
+    help="With --executor ray: GPUs per trial.",
+)
+@click.option(
+    "--storage",
+    help="With --executor ray: where trials put checkpoints, reachable by every node "
+    "(a shared directory or a URI Ray accepts; default: <store dir>/ray).",
+)
+@click.option(
+    "--scheduler",
+    type=click.Choice(["fifo", "asha"]),
+    default="fifo",
+    show_default=True,
+    help="With --executor ray: asha stops weak trials early (recorded as pruned).",
+)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N (local executor).")
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads for torch (default: torch's choice).")
 @store_option
 @click.option(
@@ -295,122 +354,112 @@ def _parse_where(items: tuple[str, ...]) -> dict[str, list[str]]:
 @click.option("--quiet", "-q", is_flag=True, help="No progress display.")
 @json_option
 @click.pass_context
-def run(
-    ctx,
-    plugin_names,
-    arch_patterns,
-    variants,
-    where_items,
-    dataset,
-    batch_size,
-    lr,
-    epochs,
-    optimizer,
-    momentum,
-    weight_decay,
-    val_ratio,
-    seed,
-    select,
-    device,
-    threads,
-    store_path,
-    top_k,
-    no_benchmark,
-    tolerance,
-    opset,
-    exporter,
-    batch_sizes,
-    providers,
-    warmup,
-    min_runs,
-    min_time,
-    bench_threads,
-    graph_optimization,
-    quiet,
-    as_json,
-):
+def run(ctx, **o):  # fmt: skip
     """Train every selected architecture variant over the grid of hyperparameters.
 
     Each list option (comma-separated) is one axis of the grid; an axis not given takes the architecture's
-    default from its plugin. Every trial keeps its best-validation checkpoint and is recorded in the store
-    as soon as it ends.
+    default from its plugin. The whole plan is recorded first; every trial keeps its best-validation checkpoint
+    and is recorded the moment it ends, so `--resume RUN` finishes an interrupted run. At the end, the winner
+    of each architecture is exported to ONNX and benchmarked (unless --no-benchmark).
     """
     import torch
 
     from bench.data import load_dataset
     from bench.deploy import winners
+    from bench.display import RichProgress, leaderboard_table, run_title
     from bench.environment import resolve_device
     from bench.leaderboard import rank
-    from bench.plugins import get_plugins
-    from bench.runner import run_sweep
+    from bench.runner import create_run, pending, run_local
     from bench.store import Store
+
+    if o["threads"]:
+        torch.set_num_threads(o["threads"])
+    torch_device = resolve_device(o["device"])
+    console = _console(stderr=o["as_json"], quiet=o["quiet"])
+    with Store(o["store_path"]) as store:
+        if o["resume_ref"]:
+            given = [n for n in PLAN_OPTIONS if ctx.get_parameter_source(n) == click.core.ParameterSource.COMMANDLINE]
+            if given:
+                option = next(p.opts[0] for p in ctx.command.params if p.name == given[0])
+                raise UsageError(f"--resume runs the stored plan of its run: drop {option}")
+            run_id = store.run(None if o["resume_ref"] == "latest" else o["resume_ref"])["id"]
+            data = load_dataset(store.run(run_id)["dataset"])
+            specs = pending(store, run_id)
+            if not specs:
+                click.echo(f"Run {run_id} has nothing left to run.", err=True)
+        else:
+            specs, config = _plan(o)
+            data = load_dataset(o["dataset"])
+            command = shlex.join(["bench", *ctx.obj["argv"]])
+            run_id, specs = create_run(store, specs, data, device=torch_device, command=command, config=config)
+        outcome = None
+        if specs:
+            with RichProgress(console) as progress:
+                if o["executor"] == "ray":
+                    from bench.ray_executor import run_ray
+
+                    outcome = run_ray(
+                        store, run_id, specs, data, address=o["ray_address"], cpus_per_trial=o["cpus_per_trial"],
+                        gpus_per_trial=o["gpus_per_trial"], storage=o["storage"], scheduler=o["scheduler"],
+                        progress=progress,
+                    )  # fmt: skip
+                else:
+                    outcome = run_local(store, run_id, specs, data, device=torch_device, progress=progress)
+        ranked = rank(store.trials(run_id))
+        run_row = store.run(run_id)
+        if not o["as_json"]:
+            _console().print(leaderboard_table(ranked, run_title(run_row)))
+        chosen = winners(ranked, o["top_k"])
+        if run_row["status"] == "completed" and not o["no_benchmark"] and chosen and specs:
+            settings = _settings(o["batch_sizes"], o["providers"], o["warmup"], o["min_runs"], o["min_time"],
+                                 o["bench_threads"], o["graph_optimization"])  # fmt: skip
+            _deploy(store, run_row, chosen, console, tolerance=o["tolerance"], opset=o["opset"],
+                    exporter=o["exporter"], settings=settings, as_json=o["as_json"])  # fmt: skip
+        if o["as_json"]:
+            _print_json([_trial_json(store, run_id, t) for t in rank(store.trials(run_id))])
+        if outcome is not None and outcome.status == "interrupted":
+            click.echo(f"Interrupted: finished trials are kept; `bench run --resume {run_id}` runs the rest.", err=True)
+            ctx.exit(130)
+
+
+def _plan(o: dict):
+    """The trials the options describe, and the options as recorded with the run."""
+    from bench.data import dataset_info
+    from bench.plugins import get_plugins
     from bench.sweep import plan
 
-    if not plugin_names and not arch_patterns:
+    if not o["plugin_names"] and not o["arch_patterns"]:
         raise UsageError("choose what to train: --plugin NAME or --arch PATTERN (see `bench list`)")
+    if o["trials"] and o["search"] != "random":
+        raise UsageError("--trials needs --search random (a grid runs every combination)")
     plugins = get_plugins()
     archs = []
-    for name in plugin_names:
+    for name in o["plugin_names"]:
         info = plugins.plugin(name)
         if info.error:
             raise BenchError(f"plugin '{name}' is broken: {info.error}")
         archs += [a for a in plugins.registry.by_plugin(name) if a not in archs]
-    for pattern in arch_patterns:
+    for pattern in o["arch_patterns"]:
         found = plugins.registry.list(pattern)
         if not found:
             raise unknown("architecture", pattern, plugins.registry.names())
         archs += [a for a in found if a not in archs]
     if not archs:
-        raise UsageError(f"plugin {', '.join(plugin_names)} registers no architecture")
-
-    axes = {
-        "batch_size": batch_size,
-        "lr": lr,
-        "epochs": epochs,
-        "optimizer": optimizer,
-        "momentum": momentum,
-        "weight_decay": weight_decay,
-        "val_ratio": val_ratio,
-        "seed": seed,
-    }
-    specs = plan(archs, axes, variants=variants, where=_parse_where(where_items), select=select)
-    torch_device = resolve_device(device)
-    if threads:
-        torch.set_num_threads(threads)
-    data = load_dataset(dataset)
+        raise UsageError(f"plugin {', '.join(o['plugin_names'])} registers no architecture")
+    dataset_info(o["dataset"])  # an unknown dataset is reported before anything else
+    axes = {k: o[k] for k in ("batch_size", "lr", "epochs", "optimizer", "momentum", "weight_decay", "val_ratio",
+                              "seed")}  # fmt: skip
+    where = _parse_where(o["where_items"])
+    specs = plan(archs, axes, variants=o["variants"], where=where, select=o["select"], patience=o["patience"],
+                 search=o["search"], trials=o["trials"], search_seed=(o["seed"] or [0])[0])  # fmt: skip
     config = {
-        "plugins": list(plugin_names),
-        "architectures": [a.name for a in archs],
-        "variants": variants,
-        "where": _parse_where(where_items),
-        "dataset": dataset,
-        "axes": axes,
-        "select": select,
-        "device": device,
-        "threads": threads,
-    }
-    command = shlex.join(["bench", *ctx.obj["argv"]])
-    console = _console(stderr=as_json, quiet=quiet)
-    from bench.display import RichProgress, leaderboard_table, run_title
-
-    with Store(store_path) as store:
-        with RichProgress(console) as progress:
-            outcome = run_sweep(
-                store, specs, data, device=torch_device, command=command, config=config, progress=progress
-            )
-        ranked = rank(store.trials(outcome.run_id))
-        if not as_json:
-            _console().print(leaderboard_table(ranked, run_title(store.run(outcome.run_id))))
-        chosen = winners(ranked, top_k)
-        if outcome.status == "completed" and not no_benchmark and chosen:
-            settings = _settings(batch_sizes, providers, warmup, min_runs, min_time, bench_threads, graph_optimization)
-            _deploy(store, store.run(outcome.run_id), chosen, console, tolerance=tolerance, opset=opset,
-                    exporter=exporter, settings=settings, as_json=as_json)  # fmt: skip
-        if as_json:
-            _print_json([_trial_json(store, outcome.run_id, t) for t in rank(store.trials(outcome.run_id))])
-        if outcome.status == "interrupted":
-            click.echo(f"Interrupted: finished trials are kept in run {outcome.run_id}.", err=True)
-            ctx.exit(130)
+        "plugins": list(o["plugin_names"]), "architectures": [a.name for a in archs], "variants": o["variants"],
+        "where": where, "dataset": o["dataset"], "axes": axes, "select": o["select"], "search": o["search"],
+        "trials": o["trials"], "patience": o["patience"], "executor": o["executor"], "device": o["device"],
+        "threads": o["threads"], "cpus_per_trial": o["cpus_per_trial"], "gpus_per_trial": o["gpus_per_trial"],
+        "scheduler": o["scheduler"],
+    }  # fmt: skip
+    return specs, config
 
 
 def _trial_json(store, run_id: str, t: dict) -> dict:

@@ -34,7 +34,11 @@ def diagnose(trial: dict, history: list[dict]) -> list[Finding]:
         lr = trial["hparams"]["lr"]
         text = f"Training diverged ({why}): the learning rate ({lr:g}) is probably too high for this model."
         return [Finding("diverged", text)]
-    if status in ("failed", "interrupted", "running"):
+    if status == "pruned":
+        why = trial.get("note") or "stopped by the scheduler"
+        text = f"Pruned: {why}, its validation figures being among the weakest of its rung; its best epoch was kept."
+        return [Finding("pruned", text)]
+    if status in ("failed", "interrupted", "running", "pending"):
         return [
             Finding(
                 status, f"No diagnosis: the trial {status}" + (f" ({trial['note']})." if trial.get("note") else ".")
@@ -43,6 +47,8 @@ def diagnose(trial: dict, history: list[dict]) -> list[Finding]:
     if not history or trial.get("best_epoch") is None:
         return []
     findings: list[Finding] = []
+    if status == "early_stopped":
+        findings.append(Finding("early_stopped", f"Stopped early: {trial.get('note')}."))
     best = trial["best_epoch"]
     last = history[-1]
     at_best = history[best - 1]
@@ -82,7 +88,7 @@ def diagnose(trial: dict, history: list[dict]) -> list[Finding]:
             f"Generalization gap: {100 * train_acc:.2f}% on training images against {100 * val_acc:.2f}% on "
             "validation images; more data, augmentation or regularization may help.",
         ))  # fmt: skip
-    if not findings:
+    if all(f.kind == "early_stopped" for f in findings):
         findings.append(Finding(
             "converged",
             f"Converged: validation loss reached its lowest at epoch {best} of {last['epoch']} and did not rise "

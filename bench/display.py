@@ -42,7 +42,10 @@ def short_variant(trial: dict, keys: set[str]) -> str:
     return format_variant(shown) or "-"
 
 
-STATUS_STYLE = {"completed": "green", "diverged": "yellow", "failed": "red", "interrupted": "magenta"}
+STATUS_STYLE = {
+    "completed": "green", "early_stopped": "green", "pruned": "yellow", "diverged": "yellow", "failed": "red",
+    "interrupted": "magenta", "pending": "dim", "running": "cyan",
+}  # fmt: skip
 
 
 def leaderboard_table(ranked: list[dict], title: str) -> Table:
@@ -114,7 +117,7 @@ class RichProgress(SweepProgress):
             transient=True,
         )
         self.trials_task = None
-        self.epochs_task = None
+        self.epochs_tasks: dict[int, int] = {}  # trial idx -> its epochs bar (trials may run side by side)
         self.total = 0
         self.keys: dict[str, set[str]] = {}
 
@@ -132,23 +135,25 @@ class RichProgress(SweepProgress):
         self.trials_task = self.bar.add_task("trials", total=len(specs))
 
     def trial_started(self, spec: TrialSpec) -> None:
-        if self.epochs_task is not None:
-            self.bar.remove_task(self.epochs_task)
-        self.epochs_task = self.bar.add_task(
+        self.epochs_tasks[spec.idx] = self.bar.add_task(
             f"t{spec.idx:03d} {spec.architecture.name} epochs", total=spec.hparams.epochs
         )
 
     def epoch_done(self, spec: TrialSpec, stats: EpochStats) -> None:
-        self.bar.update(
-            self.epochs_task,
-            advance=1,
-            description=f"t{spec.idx:03d} {spec.architecture.name} val acc {pct(stats.val_acc)}%",
-        )
+        if spec.idx in self.epochs_tasks:
+            self.bar.update(
+                self.epochs_tasks[spec.idx],
+                advance=1,
+                description=f"t{spec.idx:03d} {spec.architecture.name} val acc {pct(stats.val_acc)}%",
+            )
 
     def trial_done(self, spec: TrialSpec, trial: dict) -> None:
+        if spec.idx in self.epochs_tasks:
+            self.bar.remove_task(self.epochs_tasks.pop(spec.idx))
         self.bar.advance(self.trials_task)
         hp = spec.hparams
-        mark = {"completed": "[green]✓[/]", "diverged": "[yellow]![/]"}.get(trial["status"], "[red]✗[/]")
+        mark = {"completed": "[green]✓[/]", "early_stopped": "[green]✓[/]", "pruned": "[yellow]-[/]",
+                "diverged": "[yellow]![/]"}.get(trial["status"], "[red]✗[/]")  # fmt: skip
         figures = (
             f"val {pct(trial['val_acc'])}% test {pct(trial['test_acc'])}% best epoch {trial['best_epoch']}"
             if trial["val_acc"] is not None

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-FINISHED = "completed"
+# Trials that ended with a measured best checkpoint: they are ranked. Pruned trials (stopped by ASHA) have
+# validation figures but no test figures; they rank by validation like the others.
+FINISHED = ("completed", "early_stopped", "pruned")
 
 
 def rank(trials: list[dict]) -> list[dict]:
-    """Completed trials by validation accuracy (ties: lower validation loss, then trial order), then the
+    """Finished trials (completed, early-stopped, pruned) by validation accuracy (ties: lower validation loss,
+    then trial order), then the
     others (diverged, failed, interrupted, running) in trial order. Each trial gets ``rank`` (1-based,
     completed trials only) and ``winner`` (best completed trial of its architecture)."""
-    done = [t for t in trials if t["status"] == FINISHED and t.get("val_acc") is not None]
+    done = [t for t in trials if t["status"] in FINISHED and t.get("val_acc") is not None]
     rest = [t for t in trials if t not in done]
     done.sort(key=lambda t: (-t["val_acc"], t["val_loss"] if t["val_loss"] is not None else float("inf"), t["idx"]))
     seen: set[str] = set()

@@ -14,7 +14,7 @@ from pathlib import Path
 from bench import __version__, diagnosis, figures
 from bench.architectures import format_value, format_variant
 from bench.checkpoints import atomic_write
-from bench.leaderboard import rank
+from bench.leaderboard import FINISHED, rank
 from bench.store import Store, safe_component
 from bench.sweep import AXES
 
@@ -74,7 +74,7 @@ def gather(store: Store, runs: list[dict]) -> list[TrialView]:
                     name=name,
                 )  # fmt: skip
             )
-    ranked = [v for v in views if v.trial["status"] == "completed" and v.trial["test_acc"] is not None]
+    ranked = [v for v in views if v.trial["status"] in FINISHED and v.trial["test_acc"] is not None]
     ranked.sort(key=lambda v: (-v.trial["test_acc"], -(v.trial["val_acc"] or 0), v.run["created_at"], v.trial["idx"]))
     for i, v in enumerate(ranked, 1):
         v.test_rank = i

@@ -1,8 +1,13 @@
-"""The local executor: run a planned sweep trial after trial in this process, recording each trial in
-the store the moment it ends."""
+"""Running a sweep: the run and its whole plan are recorded first (every trial 'pending'), then an
+executor runs what is pending. Resuming a run is running what is still pending, running or interrupted.
+
+The local executor lives here: trial after trial in this process, each recorded the moment it ends."""
 
 from __future__ import annotations
 
+import contextlib
+import shutil
+import signal
 import time
 import traceback
 from dataclasses import dataclass
@@ -15,8 +20,10 @@ from bench.environment import environment
 from bench.errors import BenchError, UsageError
 from bench.modelstats import count_flops, count_parameters
 from bench.store import Store
-from bench.sweep import TrialSpec
+from bench.sweep import TrialSpec, spec_from_row
 from bench.training import EpochStats, train_trial
+
+TO_RUN = ("pending", "running", "interrupted")  # what a resumed run trains (again)
 
 
 class Progress:
@@ -38,7 +45,7 @@ def _to(split: Split, device: torch.device) -> Split:
     return Split(split.images.to(device), split.labels.to(device))
 
 
-class _SplitCache:
+class SplitCache:
     """One train/validation split per (val_ratio, seed), moved to the device once."""
 
     def __init__(self, data: Dataset, device: torch.device):
@@ -53,81 +60,98 @@ class _SplitCache:
         return self.cache[key]
 
 
-def check_plan(specs: list[TrialSpec], splits: _SplitCache) -> None:
+def check_plan(specs: list[TrialSpec], data: Dataset) -> None:
     """Refuse a plan that cannot run, before anything is recorded."""
     if not specs:
         raise UsageError("nothing to run: the selection matches no variant")
+    sizes: dict[tuple, int] = {}
     for spec in specs:
         hp = spec.hparams
-        n_train = len(splits.get(hp.val_ratio, hp.seed).train)  # raises on an empty split
-        if hp.batch_size > n_train:
+        key = (hp.val_ratio, hp.seed)
+        if key not in sizes:
+            sizes[key] = len(data.split(*key).train)  # raises on an empty split
+        if hp.batch_size > sizes[key]:
             raise UsageError(
-                f"invalid value for --batch-size: {hp.batch_size} is larger than the {n_train} training "
-                f"images of '{splits.data.name}' (with --val-ratio {hp.val_ratio})"
+                f"invalid value for --batch-size: {hp.batch_size} is larger than the {sizes[key]} training "
+                f"images of '{data.name}' (with --val-ratio {hp.val_ratio})"
             )
 
 
-def run_sweep(
-    store: Store,
-    specs: list[TrialSpec],
-    data: Dataset,
-    *,
-    device: torch.device,
-    command: str,
-    config: dict,
-    progress: Progress | None = None,
-) -> SweepOutcome:
-    progress = progress or Progress()
-    splits = _SplitCache(data, device)
-    check_plan(specs, splits)
+def create_run(store: Store, specs: list[TrialSpec], data: Dataset, *, device: torch.device, command: str,
+               config: dict) -> tuple[str, list[TrialSpec]]:  # fmt: skip
+    """Record the run and its plan; return the run id and the specs with their store ids."""
+    check_plan(specs, data)
     first = specs[0].hparams
     run_id = store.create_run(
         command=command,
         dataset=data.name,
         input_shape=data.input_shape,
         classes=data.classes,
-        split=splits.get(first.val_ratio, first.seed).sizes(),
+        split=data.split(first.val_ratio, first.seed).sizes(),
         seed=first.seed,
         config=config,
         environment=environment(device),
     )
-    normalize = Normalizer(data, device)
-    progress.run_started(run_id, specs)
-    status = "running"
+    store.plan_trials(run_id, [s.row() for s in specs])
+    return run_id, pending(store, run_id)
+
+
+def pending(store: Store, run_id: str) -> list[TrialSpec]:
+    """The trials of ``run_id`` still to train, in plan order."""
+    from bench.plugins import get_registry
+
+    registry = get_registry()
+    return [spec_from_row(t, registry) for t in store.trials(run_id) if t["status"] in TO_RUN]
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt():
+    """SIGTERM (a scheduler's kill, `kill PID`) stops the sweep as Ctrl-C does: cleanly, trial marked."""
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
     try:
-        for spec in specs:
-            trial = run_trial(store, run_id, spec, splits, normalize, data, device, progress)
-            progress.trial_done(spec, trial)
-        status = "completed"
-    except KeyboardInterrupt:
-        status = "interrupted"
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
     finally:
-        store.finish_run(run_id, status if status != "running" else "failed")
+        signal.signal(signal.SIGTERM, previous)
+
+
+def run_local(store: Store, run_id: str, specs: list[TrialSpec], data: Dataset, *, device: torch.device,
+              progress: Progress | None = None) -> SweepOutcome:  # fmt: skip
+    """Train ``specs`` (trials of ``run_id``) one after the other in this process."""
+    progress = progress or Progress()
+    splits = SplitCache(data, device)
+    normalize = Normalizer(data, device)
+    store.reopen_run(run_id)
+    progress.run_started(run_id, specs)
+    status = "interrupted"
+    try:
+        with sigterm_as_interrupt():
+            for spec in specs:
+                trial = run_trial(store, run_id, spec, splits, normalize, data, device, progress)
+                progress.trial_done(spec, trial)
+            status = "completed"
+    except KeyboardInterrupt:
+        pass
+    finally:
+        store.interrupt_running(run_id, "stopped by the user")
+        store.finish_run(run_id, status)
     return SweepOutcome(run_id, status)
 
 
-def run_trial(
-    store: Store,
-    run_id: str,
-    spec: TrialSpec,
-    splits: _SplitCache,
-    normalize: Normalizer,
-    data: Dataset,
-    device: torch.device,
-    progress: Progress,
-) -> dict:
+def run_trial(store: Store, run_id: str, spec: TrialSpec, splits: SplitCache, normalize: Normalizer, data: Dataset,
+              device: torch.device, progress: Progress) -> dict:  # fmt: skip
     hp = spec.hparams
     trial_splits = splits.get(hp.val_ratio, hp.seed)
-    trial_id = store.start_trial(
-        run_id,
-        spec.idx,
-        spec.architecture.name,
-        spec.architecture.plugin,
-        spec.variant,
-        hp.as_dict(),
-        trial_splits.sizes(),
-    )
     folder = store.trial_dir(run_id, spec.idx)
+    shutil.rmtree(folder, ignore_errors=True)  # what an interrupted attempt left
+    store.start_trial(spec.trial_id, trial_splits.sizes())
     checkpoint = folder / "best.pt"
     progress.trial_started(spec)
     started = time.perf_counter()
@@ -138,33 +162,15 @@ def run_trial(
         params = count_parameters(model)
         flops = count_flops(model, data.input_shape)
         result = train_trial(
-            model,
-            trial_splits,
-            normalize,
-            hp,
-            checkpoint,
-            data.num_classes,
+            model, trial_splits, normalize, hp, checkpoint, data.num_classes,
             on_epoch=lambda stats: progress.epoch_done(spec, stats),
             checkpoint_meta={"run": run_id, "trial": spec.idx, "architecture": spec.architecture.name},
-        )
-        store.finish_trial(
-            trial_id,
-            status=result.status,
-            note=result.note,
-            params=params,
-            flops=flops,
-            result=result,
-            checkpoint=checkpoint,
-            duration_s=time.perf_counter() - started,
-        )
+        )  # fmt: skip
+        store.finish_trial(spec.trial_id, status=result.status, note=result.note, params=params, flops=flops,
+                           result=result, checkpoint=checkpoint, duration_s=time.perf_counter() - started)  # fmt: skip
     except KeyboardInterrupt:
-        store.finish_trial(
-            trial_id,
-            status="interrupted",
-            note="stopped by the user",
-            params=params,
-            duration_s=time.perf_counter() - started,
-        )
+        store.finish_trial(spec.trial_id, status="interrupted", note="stopped by the user", params=params,
+                           duration_s=time.perf_counter() - started)  # fmt: skip
         raise
     except Exception as exc:  # one broken trial must not end the sweep
         note = f"{exc.__class__.__name__}: {' '.join(str(exc).split())}"
@@ -174,7 +180,6 @@ def run_trial(
                 note += f" (traceback in {folder / 'error.txt'})"
             except OSError:
                 pass
-        store.finish_trial(
-            trial_id, status="failed", note=note, params=params, duration_s=time.perf_counter() - started
-        )
-    return next(t for t in store.trials(run_id) if t["idx"] == spec.idx)
+        store.finish_trial(spec.trial_id, status="failed", note=note, params=params,
+                           duration_s=time.perf_counter() - started)  # fmt: skip
+    return store.trial(spec.trial_id)

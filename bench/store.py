@@ -48,7 +48,8 @@ CREATE TABLE trials (
     hparams TEXT NOT NULL,             -- JSON: batch_size, lr, epochs, optimizer, momentum, weight_decay,
                                        --   seed, val_ratio, select
     split TEXT,                        -- JSON {"train": n, "val": n, "test": n}
-    status TEXT NOT NULL,              -- running | completed | diverged | failed | interrupted
+    status TEXT NOT NULL,              -- pending | running | completed | early_stopped | pruned | diverged
+                                       --   | failed | interrupted
     note TEXT,                         -- why a trial diverged or failed
     params INTEGER,                    -- trainable parameters
     epochs_run INTEGER,
@@ -273,16 +274,39 @@ class Store:
     def trial_dir(self, run_id: str, idx: int) -> Path:
         return self.root / safe_component(run_id) / f"t{int(idx):03d}"
 
-    def start_trial(
-        self, run_id: str, idx: int, architecture: str, plugin: str, variant: dict, hparams: dict, split: dict
-    ) -> int:
+    def plan_trials(self, run_id: str, trials: list[dict]) -> None:
+        """Record the whole plan as pending trials, so that an interrupted run knows what is missing.
+        Each dict has idx, architecture, plugin, variant, hparams."""
         with self._tx() as db:
-            cur = db.execute(
-                "INSERT INTO trials (run_id, idx, architecture, plugin, variant, hparams, split, status,"
-                " started_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'running', ?)",
-                (run_id, idx, architecture, plugin, json.dumps(variant), json.dumps(hparams), json.dumps(split), now()),
+            db.executemany(
+                "INSERT INTO trials (run_id, idx, architecture, plugin, variant, hparams, status)"
+                " VALUES (?, ?, ?, ?, ?, ?, 'pending')",
+                [(run_id, t["idx"], t["architecture"], t["plugin"], json.dumps(t["variant"]), json.dumps(t["hparams"]))
+                 for t in trials],
+            )  # fmt: skip
+
+    def start_trial(self, trial_id: int, split: dict) -> None:
+        """Mark a trial running, forgetting what an interrupted attempt left."""
+        with self._tx() as db:
+            db.execute(
+                "UPDATE trials SET status = 'running', note = NULL, split = ?, started_at = ?, finished_at = NULL,"
+                " best_epoch = NULL, epochs_run = NULL, checkpoint = NULL, checkpoint_sha256 = NULL WHERE id = ?",
+                (json.dumps(split), now(), trial_id),
             )
-            return cur.lastrowid
+            db.execute("DELETE FROM epochs WHERE trial_id = ?", (trial_id,))
+
+    def reopen_run(self, run_id: str) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE runs SET status = 'running', finished_at = NULL WHERE id = ?", (run_id,))
+
+    def interrupt_running(self, run_id: str, note: str) -> None:
+        """Trials left 'running' by an executor that stopped: interrupted, to be run again on resume."""
+        with self._tx() as db:
+            db.execute(
+                "UPDATE trials SET status = 'interrupted', note = ?, finished_at = ?"
+                " WHERE run_id = ? AND status = 'running'",
+                (note, now(), run_id),
+            )
 
     def finish_trial(
         self,
@@ -403,6 +427,9 @@ class Store:
     def trials(self, run_id: str) -> list[dict]:
         rows = self.db.execute("SELECT * FROM trials WHERE run_id = ? ORDER BY idx", (run_id,)).fetchall()
         return [self._decode(r) for r in rows]
+
+    def trial(self, trial_id: int) -> dict:
+        return self._decode(self.db.execute("SELECT * FROM trials WHERE id = ?", (trial_id,)).fetchone())
 
     def history(self, trial_id: int) -> list[dict]:
         rows = self.db.execute(

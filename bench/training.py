@@ -36,6 +36,7 @@ class HParams:
     seed: int = 0  # model initialization, shuffling, dropout and the train/validation split
     val_ratio: float = 0.2  # share of the training images held out for validation
     select: str = "val_loss"  # best checkpoint: lowest val_loss or highest val_acc
+    patience: int | None = None  # stop after this many epochs without a better selection metric
 
     def __post_init__(self):
         checks = [
@@ -53,6 +54,12 @@ class HParams:
             ("seed", self.seed, isinstance(self.seed, int) and self.seed >= 0, "an integer >= 0"),
             ("val-ratio", self.val_ratio, _finite(self.val_ratio) and 0 < self.val_ratio < 1, "between 0 and 1"),
             ("select", self.select, self.select in SELECT, f"one of {', '.join(SELECT)}"),
+            (
+                "patience",
+                self.patience,
+                self.patience is None or (isinstance(self.patience, int) and self.patience >= 1),
+                "an integer >= 1",
+            ),
         ]
         for option, value, ok, what in checks:
             if not ok:
@@ -79,11 +86,12 @@ class EpochStats:
     val_loss: float
     val_acc: float
     time_s: float  # wall time of the epoch, validation included
+    best: bool = False  # this epoch improved the selection metric (its weights are now the checkpoint)
 
 
 @dataclass
 class TrialResult:
-    status: str  # completed | diverged
+    status: str  # completed | early_stopped | diverged
     history: list[EpochStats] = field(default_factory=list)
     best_epoch: int | None = None
     train_loss: float | None = None  # of the best checkpoint, in eval mode
@@ -207,12 +215,17 @@ def train_trial(
                 on_epoch(stats)
             break
         if _better(hp.select, stats, best):
+            stats.best = True
             best = stats
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
             meta = {**(checkpoint_meta or {}), "epoch": epoch, "val_loss": val.loss, "val_acc": val.acc}
             result.checkpoint_sha256 = checkpoints.save(checkpoint_path, best_state, meta)
         if on_epoch:
             on_epoch(stats)
+        if hp.patience and epoch - best.epoch >= hp.patience and epoch < hp.epochs:
+            result.status = "early_stopped"
+            result.note = f"no better {hp.select.replace('_', ' ')} for {hp.patience} epochs after epoch {best.epoch}"
+            break
 
     result.train_time_s = time.perf_counter() - started
     if best is None:  # diverged before any usable epoch: nothing to measure

@@ -66,8 +66,8 @@ class Invoker:
         assert "Traceback" not in result.output
         return result
 
-    def json(self, *args):
-        result = self(*args, "--json")
+    def json(self, *args, store=True):
+        result = self(*args, "--json", store=store)
         assert result.exit_code == 0, result.output
         return json.loads(result.stdout)
 

@@ -79,7 +79,7 @@ def test_a_diverging_trial_is_marked_and_the_sweep_goes_on(invoke, tiny_plugin):
 def test_interrupted_sweep_keeps_finished_trials(tiny_plugin, store_path, digits):
     import torch
 
-    from bench.runner import Progress, run_sweep
+    from bench.runner import Progress, create_run, run_local
     from bench.sweep import plan
 
     class StopInSecondTrial(Progress):
@@ -89,9 +89,8 @@ def test_interrupted_sweep_keeps_finished_trials(tiny_plugin, store_path, digits
 
     specs = plan(get_registry().list("tiny_cnn"), {"epochs": [2]})
     with Store(store_path) as store:
-        outcome = run_sweep(
-            store, specs, digits, device=torch.device("cpu"), command="test", config={}, progress=StopInSecondTrial()
-        )
+        run_id, specs = create_run(store, specs, digits, device=torch.device("cpu"), command="test", config={})
+        outcome = run_local(store, run_id, specs, digits, device=torch.device("cpu"), progress=StopInSecondTrial())
     assert outcome.status == "interrupted"
     with Store(store_path) as store:
         trials = store.trials(outcome.run_id)

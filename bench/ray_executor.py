@@ -1,0 +1,253 @@
+"""The Ray executor: the run's pending trials as Ray Tune trials, on a local Ray instance or a cluster.
+
+Trials run wherever Ray places them and report every epoch to the driver; a Tune callback in the driver
+(this process) writes the store, which only the driver touches. Each trial's best checkpoint goes to Ray's
+storage (`--storage`: a directory every node can reach, or any URI Ray accepts), and the driver copies it
+next to the store, so that export and reports work as after a local run. ASHA (`--scheduler asha`) stops
+weak trials at its rungs; they are recorded as `pruned`."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from bench.data import Dataset
+from bench.errors import BenchError, UsageError
+from bench.runner import Progress, SweepOutcome, sigterm_as_interrupt
+from bench.store import Store
+from bench.sweep import TrialSpec
+from bench.training import EpochStats, TrialResult
+
+CHECKPOINT_FILE = "best.pt"
+
+
+def _import_ray():
+    # Tune's new console output and its default result loggers are noise next to cnnbench's own display.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    try:
+        import ray
+        from ray import tune
+    except ImportError:
+        raise UsageError("--executor ray needs Ray Tune: pip install 'cnnbench[ray]'") from None
+    return ray, tune
+
+
+def train_on_worker(config: dict) -> None:
+    """A Tune function trainable: one cnnbench trial, wherever Ray runs it."""
+    from ray import tune
+
+    from bench.data import Normalizer, load_dataset
+    from bench.modelstats import count_flops, count_parameters
+    from bench.plugins import get_registry
+    from bench.runner import SplitCache
+    from bench.training import HParams, train_trial
+
+    config = config["trial"]
+    torch.set_num_threads(max(1, int(config["cpus"])))
+    device = torch.device("cuda" if config["gpus"] > 0 and torch.cuda.is_available() else "cpu")
+    data = load_dataset(config["dataset"])
+    arch = get_registry().get(config["architecture"])
+    hp = HParams.from_dict(config["hparams"])
+    splits = SplitCache(data, device).get(hp.val_ratio, hp.seed)
+    torch.manual_seed(hp.seed)
+    model = arch.build(data.input_shape, data.num_classes, arch.normalize(config["variant"])).to(device)
+    params, flops = count_parameters(model), count_flops(model, data.input_shape)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / CHECKPOINT_FILE
+
+        def on_epoch(stats: EpochStats) -> None:
+            metrics = {**asdict(stats), "done_training": False}
+            if stats.best:  # a new best checkpoint: hand it to Ray's storage with this epoch's figures
+                tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
+            else:
+                tune.report(metrics)
+
+        result = train_trial(model, splits, Normalizer(data, device), hp, path, data.num_classes, on_epoch=on_epoch,
+                             checkpoint_meta={"trial": config["idx"], "architecture": arch.name})  # fmt: skip
+        final = {k: v for k, v in asdict(result).items() if k != "history"}
+        last = result.history[-1] if result.history else None
+        tune.report({**final, "params": params, "flops": flops, "done_training": True,
+                     "epoch": last.epoch if last else 0, "val_loss": result.val_loss, "val_acc": result.val_acc,
+                     "device": str(device)})  # fmt: skip
+
+
+def run_ray(
+    store: Store,
+    run_id: str,
+    specs: list[TrialSpec],
+    data: Dataset,
+    *,
+    address: str | None = None,
+    cpus_per_trial: float = 1,
+    gpus_per_trial: float = 0,
+    storage: str | None = None,
+    scheduler: str = "fifo",
+    grace_period: int = 1,
+    progress: Progress | None = None,
+) -> SweepOutcome:
+    ray, tune = _import_ray()
+    progress = progress or Progress()
+    by_idx = {s.idx: s for s in specs}
+    sizes = {s.idx: data.split(s.hparams.val_ratio, s.hparams.seed).sizes() for s in specs}
+    storage = storage or str((store.root / "ray").resolve())
+
+    ToStore = _callback_class(tune)
+    metric = specs[0].hparams.select
+    mode = "min" if metric == "val_loss" else "max"
+    sched = None
+    if scheduler == "asha":
+        from ray.tune.schedulers import ASHAScheduler
+
+        # max_t one past the last epoch: ASHA stops any trial that reaches max_t, which would cut off the
+        # trial's final report (its test figures).
+        sched = ASHAScheduler(time_attr="epoch", metric=metric, mode=mode,
+                              max_t=max(s.hparams.epochs for s in specs) + 1, grace_period=grace_period)  # fmt: skip
+    configs = [
+        {"idx": s.idx, "architecture": s.architecture.name, "variant": s.variant, "hparams": s.hparams.as_dict(),
+         "dataset": data.name, "cpus": cpus_per_trial, "gpus": gpus_per_trial}
+        for s in specs
+    ]  # fmt: skip
+    store.reopen_run(run_id)
+    status = "interrupted"
+    started_ray = False
+    try:
+        with sigterm_as_interrupt():
+            if not ray.is_initialized():
+                ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level="ERROR",
+                         configure_logging=True)  # fmt: skip
+                started_ray = True
+            progress.run_started(run_id, specs)
+            tuner = tune.Tuner(
+                tune.with_resources(train_on_worker, {"cpu": cpus_per_trial, "gpu": gpus_per_trial}),
+                param_space={"trial": tune.grid_search(configs)},
+                tune_config=tune.TuneConfig(scheduler=sched, reuse_actors=True),  # no torch import per trial
+                run_config=tune.RunConfig(
+                    storage_path=storage, name=run_id, verbose=0,
+                    callbacks=[ToStore(store, run_id, by_idx, sizes, progress)],
+                    checkpoint_config=tune.CheckpointConfig(num_to_keep=1),  # only the best is ever reported
+                ),
+            )  # fmt: skip
+            tuner.fit()
+            status = "completed" if all(t["status"] not in ("pending", "running") for t in store.trials(run_id)) \
+                else "interrupted"  # fmt: skip
+    except KeyboardInterrupt:
+        pass
+    except ConnectionError as exc:
+        raise BenchError(f"cannot reach the Ray cluster at {address}: {exc}") from exc
+    finally:
+        store.interrupt_running(run_id, "stopped by the user")
+        store.finish_run(run_id, status)
+        if started_ray:
+            ray.shutdown()
+    return SweepOutcome(run_id, status)
+
+
+def _callback_class(tune):
+    class ToStore(tune.Callback):
+        """Runs in the driver: every result and every ending goes to the store, in the driver's thread. Tune
+        pickles its callbacks with its own state; the store and the display stay behind."""
+
+        def __init__(self, store: Store, run_id: str, by_idx: dict, sizes: dict, progress: Progress):
+            self.store, self.run_id, self.by_idx, self.sizes, self.progress = store, run_id, by_idx, sizes, progress
+            self.history: dict[int, list[EpochStats]] = {}
+            self.last: dict[int, dict] = {}
+            self.started: dict[int, float] = {}
+
+        def __getstate__(self):
+            return {"run_id": self.run_id}
+
+        def spec(self, trial) -> TrialSpec:
+            return self.by_idx[trial.config["trial"]["idx"]]
+
+        def elapsed(self, spec: TrialSpec) -> float:
+            return time.perf_counter() - self.started.get(spec.idx, time.perf_counter())
+
+        def on_trial_start(self, iteration, trials, trial, **info):
+            spec = self.spec(trial)
+            shutil.rmtree(self.store.trial_dir(self.run_id, spec.idx), ignore_errors=True)
+            self.store.start_trial(spec.trial_id, self.sizes[spec.idx])
+            self.history[spec.idx], self.started[spec.idx] = [], time.perf_counter()
+            self.progress.trial_started(spec)
+
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            spec = self.spec(trial)
+            self.last[spec.idx] = result
+            if not result.get("done_training"):
+                stats = EpochStats(**{k: result[k] for k in EpochStats.__dataclass_fields__})
+                self.history.setdefault(spec.idx, []).append(stats)
+                self.progress.epoch_done(spec, stats)
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            spec = self.spec(trial)
+            last = self.last.get(spec.idx, {})
+            history = self.history.get(spec.idx, [])
+            checkpoint = _fetch_checkpoint(trial, self.store.trial_dir(self.run_id, spec.idx))
+            if last.get("done_training"):
+                fields = {k: last.get(k) for k in TrialResult.__dataclass_fields__ if k != "history"}
+                result = TrialResult(**{**fields, "history": history})
+                params, flops = last.get("params"), last.get("flops")
+            else:  # stopped by the scheduler after its last report
+                if spec.hparams.select == "val_acc":
+                    best = max(history, key=lambda e: (e.val_acc, -e.val_loss), default=None)
+                else:
+                    best = min(history, key=lambda e: e.val_loss, default=None)
+                result = TrialResult(
+                    status="pruned", history=history, best_epoch=best.epoch if best else None,
+                    val_loss=best.val_loss if best else None, val_acc=best.val_acc if best else None,
+                    note=f"stopped by ASHA after epoch {history[-1].epoch if history else 0}",
+                )  # fmt: skip
+                params = flops = None
+            if checkpoint is not None:
+                result.checkpoint_sha256 = _sha256(checkpoint)
+            self.store.finish_trial(spec.trial_id, status=result.status, note=result.note, params=params,
+                                    flops=flops, result=result, checkpoint=checkpoint,
+                                    duration_s=self.elapsed(spec))  # fmt: skip
+            self.progress.trial_done(spec, self.store.trial(spec.trial_id))
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            spec = self.spec(trial)
+            self.store.finish_trial(spec.trial_id, status="failed", note=_error_of(trial),
+                                    duration_s=self.elapsed(spec))  # fmt: skip
+            self.progress.trial_done(spec, self.store.trial(spec.trial_id))
+
+    return ToStore
+
+
+def _fetch_checkpoint(trial, folder: Path) -> Path | None:
+    """Copy the trial's latest reported checkpoint (its best) from Ray's storage next to the store."""
+    checkpoint = getattr(trial, "checkpoint", None)
+    if checkpoint is None:
+        return None
+    with checkpoint.as_directory() as directory:
+        source = Path(directory) / CHECKPOINT_FILE
+        if not source.is_file():
+            return None
+        folder.mkdir(parents=True, exist_ok=True)
+        target = folder / CHECKPOINT_FILE
+        tmp = folder / f".{CHECKPOINT_FILE}.tmp"
+        shutil.copyfile(source, tmp)
+        os.replace(tmp, target)
+    return target
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _error_of(trial) -> str:
+    text = ""
+    path = getattr(trial, "error_file", None) or ""
+    if path and Path(path).is_file():
+        text = Path(path).read_text()
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    return lines[-1][:400] if lines else "the trial failed on its Ray worker"

@@ -1,0 +1,217 @@
+"""Sweeps that scale: random search, early stopping, resume after Ctrl-C / SIGTERM / SIGKILL, and Ray."""
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from bench import checkpoints
+from bench.plugins import get_registry
+from bench.store import Store
+from bench.sweep import plan
+
+BENCH = str(Path(sys.executable).parent / "bench")
+
+
+def test_random_search_is_seeded_without_repeats_and_inside_the_grid():
+    archs = [get_registry().get("cnn_dropout")]
+    axes = {"lr": [1e-3, 1e-2, 1e-1], "batch_size": [16, 32, 64]}
+    grid = plan(archs, axes, variants="all")
+    key = lambda s: (json.dumps(s.variant, sort_keys=True), s.hparams)  # noqa: E731
+    sample = plan(archs, axes, variants="all", search="random", trials=25, search_seed=7)
+    assert len(sample) == 25 and len({key(s) for s in sample}) == 25
+    assert {key(s) for s in sample} <= {key(s) for s in grid}
+    assert [key(s) for s in sample] == [
+        key(s) for s in plan(archs, axes, "all", search="random", trials=25, search_seed=7)
+    ]
+    assert [key(s) for s in sample] != [
+        key(s) for s in plan(archs, axes, "all", search="random", trials=25, search_seed=8)
+    ]
+    everything = plan(archs, axes, variants="all", search="random", trials=10_000)
+    assert len(everything) == len(grid) == 120 * 9
+
+
+def test_random_search_from_the_command_line(invoke):
+    result = invoke("run", "--plugin", "cnn_dropout", "--variants", "all", "--search", "random", "--trials", "3",
+                    "--epochs", "1", "--no-benchmark", "-q")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    rows = invoke.json("report")
+    assert len(rows) == 3 and all(r["status"] == "completed" for r in rows)
+    result = invoke("run", "--plugin", "cnn_dropout", "--trials", "3")
+    assert result.exit_code == 2 and "--trials needs --search random" in result.output
+
+
+def test_patience_stops_a_trial_that_stopped_improving(invoke):
+    # A small training set and no dropout: the validation loss bottoms out, then rises.
+    result = invoke("run", "--plugin", "cnn_dropout", "--variants", "all", "--where", "kernel_size=3", "--where",
+                    "feature_maps=32-64", "--where", "convs_per_block=1", "--where", "head=256-64", "--where",
+                    "dropout=0.0", "--optimizer", "adam", "--lr", "3e-3", "--val-ratio", "0.9", "--batch-size", "16",
+                    "--epochs", "30", "--patience", "3", "--no-benchmark", "-q")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    (row,) = invoke.json("report")
+    assert row["status"] == "early_stopped"
+    assert row["epochs_run"] == row["best_epoch"] + 3 < 30
+    assert row["note"] == f"no better val loss for 3 epochs after epoch {row['best_epoch']}"
+    assert row["rank"] == 1 and row["test_acc"] is not None and row["winner"]
+
+
+def _interrupt_second_trial(store_path, digits, tiny):
+    import torch
+
+    from bench.runner import Progress, create_run, run_local
+    from bench.sweep import plan as make_plan
+
+    class StopInSecondTrial(Progress):
+        def epoch_done(self, spec, stats):
+            if spec.idx == 2:
+                raise KeyboardInterrupt
+
+    specs = make_plan(get_registry().list("tiny_cnn"), {"epochs": [2], "lr": [0.01, 0.02]})
+    with Store(store_path) as store:
+        run_id, specs = create_run(store, specs, digits, device=torch.device("cpu"), command="test", config={})
+        outcome = run_local(store, run_id, specs, digits, device=torch.device("cpu"), progress=StopInSecondTrial())
+    assert outcome.status == "interrupted"
+    return run_id
+
+
+def test_resume_runs_only_what_is_missing_in_the_same_run(invoke, tiny_plugin, store_path, digits):
+    run_id = _interrupt_second_trial(store_path, digits, tiny_plugin)
+    with Store(store_path) as store:
+        before = {t["idx"]: t for t in store.trials(run_id)}
+    assert [before[i]["status"] for i in (1, 2, 3, 4)] == ["completed", "interrupted", "pending", "pending"]
+    result = invoke("run", "--resume", run_id, "--no-benchmark", "-q")
+    assert result.exit_code == 0, result.output
+    with Store(store_path) as store:
+        after = {t["idx"]: t for t in store.trials(run_id)}
+        assert len(store.runs()) == 1 and store.run(run_id)["status"] == "completed"
+    assert all(t["status"] == "completed" for t in after.values())
+    for key in ("started_at", "finished_at", "checkpoint_sha256", "val_loss"):
+        assert after[1][key] == before[1][key]  # the finished trial was not trained again
+    assert f"Run {run_id} has nothing left to run." in invoke("run", "--resume", run_id, "-q").output
+    result = invoke("run", "--resume", run_id, "--lr", "0.1")
+    assert result.exit_code == 2 and "--resume runs the stored plan of its run: drop --lr" in result.output
+
+
+def _start(args, store):
+    env = {**os.environ, "COLUMNS": "200"}
+    return subprocess.Popen([BENCH, "run", *args, "--store", str(store)], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+
+
+def _wait_for(store, condition, process, timeout=120):
+    """Poll the store (read-only, as another process would) until ``condition(trials)`` holds."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        assert process.poll() is None, process.communicate()
+        if store.exists():
+            db = sqlite3.connect(f"file:{store}?mode=ro", uri=True)
+            try:
+                trials = [dict(zip(("idx", "status"), r, strict=True))
+                          for r in db.execute("SELECT idx, status FROM trials ORDER BY idx")]  # fmt: skip
+            except sqlite3.OperationalError:
+                trials = []
+            finally:
+                db.close()
+            if trials and condition(trials):
+                return trials
+        time.sleep(0.05)
+    raise AssertionError("the run did not get there in time")
+
+
+SWEEP = ["--plugin", "cnn_dropout", "--epochs", "8", "--no-benchmark"]
+
+
+def test_sigterm_marks_the_running_trial_interrupted_and_exits_cleanly(tmp_path):
+    store = tmp_path / "bench.db"
+    process = _start(SWEEP, store)
+    _wait_for(store, lambda ts: ts[0]["status"] == "completed" and ts[1]["status"] == "running", process)
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    assert "Traceback" not in err and "bench run --resume" in err
+    with Store(store) as s:
+        run = s.run()
+        assert run["status"] == "interrupted"
+        assert [t["status"] for t in s.trials(run["id"])][:2] == ["completed", "interrupted"]
+
+
+def test_kill_9_mid_trial_then_resume_completes_without_retraining(tmp_path, invoke):
+    store = tmp_path / "bench.db"
+    process = _start(SWEEP, store)
+    _wait_for(store, lambda ts: ts[0]["status"] == "completed" and ts[1]["status"] == "running", process)
+    time.sleep(0.3)  # inside the trial, between checkpoint writes
+    process.kill()
+    process.communicate()
+    with Store(store) as s:  # opens cleanly after SIGKILL
+        run = s.run()
+        before = {t["idx"]: t for t in s.trials(run["id"])}
+        assert run["status"] == "running" and before[1]["status"] == "completed"
+        assert before[2]["status"] == "running"
+    result = invoke("run", "--resume", run["id"], "--store", store, "-q", "--no-benchmark", store=False)
+    assert result.exit_code == 0, result.output
+    with Store(store) as s:
+        after = {t["idx"]: t for t in s.trials(run["id"])}
+        assert s.run(run["id"])["status"] == "completed" and len(s.runs()) == 1
+        for t in after.values():
+            assert t["status"] == "completed"
+            checkpoints.load(s.checkpoint_path(t), t["checkpoint_sha256"])  # each checkpoint is whole and its own
+    assert after[1]["finished_at"] == before[1]["finished_at"]
+    report = invoke.json("report", "--store", store, store=False)
+    assert sorted(r["trial"] for r in report) == [1, 2, 3, 4]
+
+
+# --- the Ray executor ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """One local Ray instance (2 CPUs, as on this machine) for the module; the executor reuses it."""
+    ray = pytest.importorskip("ray")
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    yield ray
+    ray.shutdown()
+
+
+def test_ray_executor_records_the_same_rows_as_the_local_one(ray_cluster, invoke, store_path):
+    result = invoke("run", "--plugin", "cnn_dropout", "--epochs", "2", "--executor", "ray", "--min-runs", "20",
+                    "--min-time", "0.1")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert invoke("run", "--plugin", "cnn_dropout", "--epochs", "2", "--no-benchmark", "-q").exit_code == 0
+    with Store(store_path) as s:
+        ray_run, local_run = s.runs()
+        ray_trials, local_trials = s.trials(ray_run["id"]), s.trials(local_run["id"])
+        assert ray_run["config"]["executor"] == "ray" and ray_run["status"] == "completed"
+        assert len(ray_trials) == len(local_trials) == 4
+        for rt, lt in zip(ray_trials, local_trials, strict=True):
+            assert rt["status"] == lt["status"] == "completed"
+            filled = {k for k, v in lt.items() if v is not None}
+            assert filled == {k for k, v in rt.items() if v is not None}
+            assert (rt["variant"], rt["hparams"], rt["params"], rt["flops"]) == (
+                lt["variant"], lt["hparams"], lt["params"], lt["flops"])  # fmt: skip
+            assert len(s.history(rt["id"])) == 2
+            checkpoints.load(s.checkpoint_path(rt), rt["checkpoint_sha256"])
+    rows = invoke.json("report", ray_run["id"])
+    winner = next(r for r in rows if r["winner"])
+    assert winner["onnx"]["status"] == "ok" and winner["latency"]
+    result = invoke("report", ray_run["id"], "--out", store_path.parent / "reports")
+    assert result.exit_code == 0 and "Report:" in result.output
+
+
+def test_asha_spends_fewer_epochs_and_records_what_it_pruned(ray_cluster, invoke):
+    result = invoke("run", "--plugin", "cnn_dropout", "--lr", "1e-5,3e-3", "--epochs", "6", "--executor", "ray",
+                    "--scheduler", "asha", "--no-benchmark", "-q")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    rows = invoke.json("report")
+    assert len(rows) == 8
+    assert sum(r["epochs_run"] for r in rows) < 8 * 6
+    pruned = [r for r in rows if r["status"] == "pruned"]
+    assert pruned and all(r["note"].startswith("stopped by ASHA after epoch") for r in pruned)
+    assert all(r["epochs_run"] < 6 for r in pruned)
+    assert {r["status"] for r in rows} <= {"completed", "pruned"}
