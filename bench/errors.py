@@ -13,6 +13,10 @@ class UsageError(BenchError):
     exit_code = 2
 
 
+class DiskFull(BenchError):
+    """No room to write (disk full, quota, file size limit): the sweep stops, what is recorded stays."""
+
+
 class PluginError(BenchError):
     """A plugin did something wrong (bad registration, duplicate name)."""
 

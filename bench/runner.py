@@ -17,7 +17,7 @@ import torch
 from bench.checkpoints import atomic_write
 from bench.data import Dataset, Normalizer, Split, Splits
 from bench.environment import environment
-from bench.errors import BenchError, UsageError
+from bench.errors import BenchError, DiskFull, UsageError
 from bench.modelstats import count_flops, count_parameters
 from bench.store import Store
 from bench.sweep import TrialSpec, spec_from_row
@@ -139,6 +139,9 @@ def run_local(store: Store, run_id: str, specs: list[TrialSpec], data: Dataset, 
             status = "completed"
     except KeyboardInterrupt:
         pass
+    except DiskFull:
+        status = "failed"
+        raise
     finally:
         store.interrupt_running(run_id, "stopped by the user")
         store.finish_run(run_id, status)
@@ -172,14 +175,18 @@ def run_trial(store: Store, run_id: str, spec: TrialSpec, splits: SplitCache, no
         store.finish_trial(spec.trial_id, status="interrupted", note="stopped by the user", params=params,
                            duration_s=time.perf_counter() - started)  # fmt: skip
         raise
+    except DiskFull as exc:  # every later trial would fail the same way: stop the sweep
+        store.finish_trial(spec.trial_id, status="interrupted", note=str(exc), params=params,
+                           duration_s=time.perf_counter() - started)  # fmt: skip
+        raise
     except Exception as exc:  # one broken trial must not end the sweep
         note = f"{exc.__class__.__name__}: {' '.join(str(exc).split())}"
         if not isinstance(exc, BenchError):  # keep the traceback for whoever debugs the plugin
             try:
                 atomic_write(folder / "error.txt", traceback.format_exc().encode())
                 note += f" (traceback in {folder / 'error.txt'})"
-            except OSError:
-                pass
+            except BenchError:
+                pass  # the note still says what went wrong
         store.finish_trial(spec.trial_id, status="failed", note=note, params=params,
                            duration_s=time.perf_counter() - started)  # fmt: skip
     return store.trial(spec.trial_id)

@@ -176,7 +176,9 @@ class Store:
             self._prepare()
         except sqlite3.DatabaseError as exc:
             self.db.close()
-            raise BenchError(f"{self.path} is not a cnnbench store ({exc})") from exc
+            if "not a database" in str(exc):
+                raise BenchError(f"{self.path} is not a cnnbench store ({exc})") from exc
+            raise BenchError(f"cannot open store {self.path}: {exc}") from exc
 
     def _prepare(self) -> None:
         app_id = self.db.execute("PRAGMA application_id").fetchone()[0]
