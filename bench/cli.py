@@ -236,11 +236,75 @@ def _parse_where(items: tuple[str, ...]) -> dict[str, list[str]]:
 
 PLAN_OPTIONS = (
     "plugin_names", "arch_patterns", "variants", "where_items", "dataset", "batch_size", "lr", "epochs", "optimizer",
-    "momentum", "weight_decay", "val_ratio", "seed", "select", "search", "trials", "patience",
+    "momentum", "weight_decay", "val_ratio", "seed", "select", "search", "trials", "patience", "augment", "precision",
+    "channels_last", "compile", "data_dir", "image_size", "mean", "std", "config",
 )  # fmt: skip
+# Keys of a --config file that name an option differently.
+CONFIG_ALIASES = {"plugin": "plugin_names", "plugins": "plugin_names", "arch": "arch_patterns", "where": "where_items"}
+
+
+def load_config(ctx, param, value):
+    """--config FILE.toml: the file's keys become the defaults of `bench run`'s options, so options given on
+    the command line override them. Every key is checked against its option, with the file named."""
+    import tomllib
+
+    if not value:
+        return value
+    path = Path(value)
+    try:
+        table = tomllib.loads(path.read_text())
+    except OSError as exc:
+        raise click.BadParameter(f"cannot read {path}: {exc.strerror}", ctx, param) from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise click.BadParameter(f"{path} is not valid TOML: {exc}", ctx, param) from None
+    params = {p.name: p for p in ctx.command.params}
+    defaults = {}
+    for key, raw in table.items():
+        name = CONFIG_ALIASES.get(key, key.replace("-", "_"))
+        if name not in params or name in ("config", "resume_ref", "store_path", "as_json", "quiet"):
+            known = sorted(k for k in params if k not in ("config", "resume_ref", "store_path", "as_json", "quiet"))
+            raise click.UsageError(f"{path}: unknown key '{key}' (known: {', '.join(known)})", ctx)
+        option = params[name]
+        try:
+            defaults[name] = _config_value(raw, option, ctx)
+        except click.BadParameter as exc:
+            raise click.UsageError(f"{path}: key '{key}': {exc.message}", ctx) from None
+    ctx.default_map = {**(ctx.default_map or {}), **defaults}
+    return value
+
+
+def _config_value(raw, option, ctx):
+    """A TOML value checked and converted as the option would convert it from the command line."""
+    if option.name == "where_items":
+        if not isinstance(raw, dict):
+            raise click.BadParameter("expected a table, e.g. where = { kernel_size = [3, 5] }")
+        return tuple(f"{k}={','.join(map(str, v if isinstance(v, list) else [v]))}" for k, v in raw.items())
+    if option.multiple:
+        items = raw if isinstance(raw, list) else [raw]
+        if not all(isinstance(i, str) for i in items):
+            raise click.BadParameter(f"expected text or a list of text, not {raw!r}")
+        return tuple(items)
+    if option.is_flag:
+        if not isinstance(raw, bool):
+            raise click.BadParameter(f"expected true or false, not {raw!r}")
+        return raw
+    if isinstance(raw, bool | dict):
+        raise click.BadParameter(f"unexpected value {raw!r}")
+    text = ",".join(map(str, raw)) if isinstance(raw, list) else str(raw)
+    if isinstance(raw, list) and not isinstance(option.type, CommaList):
+        raise click.BadParameter(f"takes one value, not a list ({raw!r})")
+    return option.type.convert(text, option, ctx)
 
 
 @cli.command()
+@click.option(
+    "--config",
+    type=click.Path(dir_okay=False),
+    is_eager=True,
+    expose_value=True,
+    callback=load_config,
+    help="A TOML file of these options (e.g. configs/rob313.toml); options given here override it.",
+)
 @click.option("--plugin", "-p", "plugin_names", multiple=True, help="Run every architecture of this plugin.")
 @click.option(
     "--arch",
@@ -263,7 +327,28 @@ PLAN_OPTIONS = (
     metavar="PARAM=V[,V...]",
     help="Keep variants whose PARAM is one of the values, e.g. --where kernel_size=3,5.",
 )
-@click.option("--dataset", "-d", default="digits", show_default=True, help="Dataset name (see `bench datasets`).")
+@click.option(
+    "--dataset",
+    "-d",
+    default="digits",
+    show_default=True,
+    help="Dataset name, or imagefolder:PATH (see `bench datasets`).",
+)
+@click.option("--data-dir", type=click.Path(file_okay=False), help="Where the dataset's files are (default: ./data).")
+@click.option("--download", is_flag=True, help="Download the dataset's files into --data-dir when missing.")
+@click.option("--image-size", type=click.IntRange(min=4), help="imagefolder: resize images to this size (default 32).")
+@click.option("--mean", type=CommaList(click.FLOAT), help="Replace the dataset's per-channel mean (after scaling).")
+@click.option("--std", type=CommaList(click.FloatRange(min=0, min_open=True)), help="Replace its per-channel std.")
+@click.option("--augment", default="", help="Augmentations on the training device: flip,crop,grayscale.")
+@click.option(
+    "--precision",
+    type=click.Choice(["fp32", "bf16"]),
+    default="fp32",
+    show_default=True,
+    help="bf16: autocast the training steps (evaluation stays fp32).",
+)
+@click.option("--channels-last", is_flag=True, help="NHWC memory layout for training (faster convs on many CPUs).")
+@click.option("--compile", is_flag=True, help="torch.compile the model for training (slow start, faster steps).")
 @click.option("--batch-size", "-b", type=CommaList(click.IntRange(min=1)), help="Batch sizes, e.g. 32,64.")
 @click.option("--lr", type=CommaList(click.FloatRange(min=0, min_open=True)), help="Learning rates, e.g. 1e-3,1e-2.")
 @click.option("--epochs", "-e", type=CommaList(click.IntRange(min=1)), help="Epochs per trial.")
@@ -364,7 +449,7 @@ def run(ctx, **o):  # fmt: skip
     """
     import torch
 
-    from bench.data import load_dataset
+    from bench.data import load_dataset, load_run_dataset
     from bench.deploy import winners
     from bench.display import RichProgress, leaderboard_table, run_title
     from bench.environment import resolve_device
@@ -383,13 +468,13 @@ def run(ctx, **o):  # fmt: skip
                 option = next(p.opts[0] for p in ctx.command.params if p.name == given[0])
                 raise UsageError(f"--resume runs the stored plan of its run: drop {option}")
             run_id = store.run(None if o["resume_ref"] == "latest" else o["resume_ref"])["id"]
-            data = load_dataset(store.run(run_id)["dataset"])
+            data = load_run_dataset(store.run(run_id))
             specs = pending(store, run_id)
             if not specs:
                 click.echo(f"Run {run_id} has nothing left to run.", err=True)
         else:
             specs, config = _plan(o)
-            data = load_dataset(o["dataset"])
+            data = load_dataset(o["dataset"], download=o["download"], **config["data"])
             command = shlex.join(["bench", *ctx.obj["argv"]])
             run_id, specs = create_run(store, specs, data, device=torch_device, command=command, config=config)
         outcome = None
@@ -401,7 +486,7 @@ def run(ctx, **o):  # fmt: skip
                     outcome = run_ray(
                         store, run_id, specs, data, address=o["ray_address"], cpus_per_trial=o["cpus_per_trial"],
                         gpus_per_trial=o["gpus_per_trial"], storage=o["storage"], scheduler=o["scheduler"],
-                        progress=progress,
+                        data_options=store.run(run_id)["config"].get("data"), progress=progress,
                     )  # fmt: skip
                 else:
                     outcome = run_local(store, run_id, specs, data, device=torch_device, progress=progress)
@@ -447,17 +532,23 @@ def _plan(o: dict):
     if not archs:
         raise UsageError(f"plugin {', '.join(o['plugin_names'])} registers no architecture")
     dataset_info(o["dataset"])  # an unknown dataset is reported before anything else
+    from bench.augment import parse
+
+    fixed = {"augment": ",".join(parse(o["augment"])), "precision": o["precision"],
+             "channels_last": o["channels_last"], "compile": o["compile"]}  # fmt: skip
+    data_options = {"data_dir": str(Path(o["data_dir"]).resolve()) if o["data_dir"] else None,
+                    "image_size": o["image_size"], "mean": o["mean"], "std": o["std"]}  # fmt: skip
     axes = {k: o[k] for k in ("batch_size", "lr", "epochs", "optimizer", "momentum", "weight_decay", "val_ratio",
                               "seed")}  # fmt: skip
     where = _parse_where(o["where_items"])
     specs = plan(archs, axes, variants=o["variants"], where=where, select=o["select"], patience=o["patience"],
-                 search=o["search"], trials=o["trials"], search_seed=(o["seed"] or [0])[0])  # fmt: skip
+                 search=o["search"], trials=o["trials"], search_seed=(o["seed"] or [0])[0], fixed=fixed)  # fmt: skip
     config = {
         "plugins": list(o["plugin_names"]), "architectures": [a.name for a in archs], "variants": o["variants"],
         "where": where, "dataset": o["dataset"], "axes": axes, "select": o["select"], "search": o["search"],
         "trials": o["trials"], "patience": o["patience"], "executor": o["executor"], "device": o["device"],
         "threads": o["threads"], "cpus_per_trial": o["cpus_per_trial"], "gpus_per_trial": o["gpus_per_trial"],
-        "scheduler": o["scheduler"],
+        "scheduler": o["scheduler"], "data": data_options, "config_file": o["config"],
     }  # fmt: skip
     return specs, config
 
@@ -681,6 +772,11 @@ def list_(pattern, variants, dataset, as_json):
     from bench.plugins import get_registry
 
     info = dataset_info(dataset)
+    if info.input_shape is None or info.num_classes is None:  # known only once loaded (e.g. an image folder)
+        from bench.data import load_dataset
+
+        loaded = load_dataset(dataset)
+        info = type(info)(**{**info.__dict__, "input_shape": loaded.input_shape, "num_classes": loaded.num_classes})
     archs = get_registry().list(pattern)
     out = []
     for arch in archs:
@@ -768,18 +864,21 @@ def plugins(as_json):
 @json_option
 def datasets(as_json):
     """List the datasets cnnbench can train on."""
-    from bench.data import DATASETS
+    from bench.plugins import get_plugins
 
     rows = [
-        {"name": d.name, "input_shape": list(d.input_shape), "num_classes": d.num_classes, "description": d.description}
-        for d in DATASETS.values()
-    ]
+        {"name": d.name + (":ARGUMENT" if d.takes_argument else ""), "plugin": d.plugin,
+         "input_shape": list(d.input_shape) if d.input_shape else None, "num_classes": d.num_classes,
+         "description": d.description}
+        for d in get_plugins().datasets.entries.values()
+    ]  # fmt: skip
     if as_json:
         _print_json(rows)
         return
-    table = Table("dataset", "shape", "classes", "description")
+    table = Table("dataset", "plugin", "shape", "classes", "description")
     for r in rows:
-        table.add_row(r["name"], "x".join(map(str, r["input_shape"])), str(r["num_classes"]), r["description"])
+        shape = "x".join(map(str, r["input_shape"])) if r["input_shape"] else "-"
+        table.add_row(r["name"], r["plugin"], shape, str(r["num_classes"] or "-"), r["description"])
     _console().print(table)
 
 

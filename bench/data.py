@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
-from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from bench.errors import BenchError, UsageError, unknown
+from bench.errors import BenchError, UsageError
 
 
 @dataclass
@@ -85,64 +82,43 @@ class Normalizer:
         return torch.addcmul(self.shift, images.float(), self.scale)
 
 
-# --- built-in datasets ------------------------------------------------------------------------------
+# --- finding and loading datasets ---------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class DatasetInfo:
-    name: str
-    description: str
-    input_shape: tuple[int, int, int]
-    num_classes: int
-    load: Callable[[], Dataset]
+def dataset_info(spec: str):
+    """The registered dataset for ``name`` or ``name:argument`` (see `bench datasets`)."""
+    from bench.plugins import get_plugins
+
+    return get_plugins().datasets.entry(spec)[0]
 
 
-def _load_digits() -> Dataset:
-    """scikit-learn's bundled 8x8 digits (1797 images, pixel values 0..16). The file is read directly,
-    without importing scikit-learn (which costs a second). The test split is fixed (20%, seed 0), like an
-    official test set, so that runs with different seeds are measured on the same images."""
-    spec = importlib.util.find_spec("sklearn")
-    path = Path(spec.origin).parent / "datasets" / "data" / "digits.csv.gz" if spec and spec.origin else None
-    if path is None or not path.is_file():
-        raise BenchError("the digits dataset comes with scikit-learn: pip install scikit-learn")
-    table = np.loadtxt(path, delimiter=",", dtype=np.float32)
-    images = torch.from_numpy(table[:, :64].astype(np.uint8)).view(-1, 1, 8, 8)
-    labels = torch.from_numpy(table[:, 64].astype(np.int64))
-    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(0))
-    n_test = round(0.2 * len(labels))
-    test, train = order[:n_test], order[n_test:]
-    return Dataset(
-        name="digits",
-        classes=[str(i) for i in range(10)],
-        pixel_scale=1 / 16,
-        mean=(0.3053,),  # of all digits pixels after scaling
-        std=(0.3760,),
-        train=Split(images[train], labels[train]),
-        test=Split(images[test], labels[test]),
-    )
+def load_dataset(spec: str, data_dir=None, download: bool = False, image_size: int | None = None,
+                 mean=None, std=None) -> Dataset:  # fmt: skip
+    """Load ``name`` or ``name:argument`` through its plugin. ``mean`` and ``std`` replace the dataset's own
+    normalization (one value per channel, or one for all)."""
 
+    from bench.datasets import Request
+    from bench.plugins import get_plugins
 
-DATASETS: dict[str, DatasetInfo] = {
-    "digits": DatasetInfo(
-        "digits",
-        "scikit-learn's bundled 8x8 handwritten digits: 1438 train+val / 359 test, 10 classes, no download",
-        (1, 8, 8),
-        10,
-        _load_digits,
-    ),
-}
-
-
-def dataset_info(name: str) -> DatasetInfo:
-    if name not in DATASETS:
-        raise unknown("dataset", name, DATASETS)
-    return DATASETS[name]
-
-
-def load_dataset(name: str) -> Dataset:
-    data = dataset_info(name).load()
+    entry, argument = get_plugins().datasets.entry(spec)
+    request = Request(entry.name, argument, Path(data_dir) if data_dir else None, download, image_size)
+    data = entry.load(request)
+    channels = data.input_shape[0]
+    for option, values in (("mean", mean), ("std", std)):
+        if values:
+            values = tuple(values) * channels if len(values) == 1 else tuple(values)
+            if len(values) != channels:
+                raise UsageError(f"--{option} needs 1 or {channels} values for '{spec}', not {len(values)}")
+            if option == "std" and min(values) <= 0:
+                raise UsageError("--std values must be > 0")
+            data = replace(data, **{option: values})
     _check(data)
     return data
+
+
+def load_run_dataset(run: dict) -> Dataset:
+    """The dataset a stored run trained on, loaded with the same options."""
+    return load_dataset(run["dataset"], **(run["config"].get("data") or {}))
 
 
 def _check(data: Dataset) -> None:
@@ -151,5 +127,7 @@ def _check(data: Dataset) -> None:
             raise BenchError(f"dataset '{data.name}': {split_name} images must be uint8 (N, C, H, W)")
         if len(split) and (int(split.labels.min()) < 0 or int(split.labels.max()) >= data.num_classes):
             raise BenchError(f"dataset '{data.name}': {split_name} labels must lie in 0..{data.num_classes - 1}")
+        if len(split) == 0:
+            raise BenchError(f"dataset '{data.name}': the {split_name} split is empty")
     if len(data.mean) != data.input_shape[0] or len(data.std) != data.input_shape[0]:
         raise BenchError(f"dataset '{data.name}': mean and std need one value per channel")

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from bench import __version__, checkpoints, onnxrt
-from bench.data import Dataset, Normalizer, load_dataset
+from bench.data import Dataset, Normalizer, load_run_dataset
 from bench.errors import BenchError
 from bench.export import DEFAULT_OPSET, DEFAULT_TOLERANCE, export_model, run_session
 from bench.inference import BenchSettings, benchmark
@@ -155,7 +155,7 @@ def export_and_benchmark(store: Store, run: dict, trials: list[dict], *, toleran
     """Export every trial (with ``reuse_exports``, only those never exported), then benchmark those whose
     export is verified. One trial's failure never stops the others: export failures are recorded in the
     store; problems with what is already there (a changed file, a missing checkpoint) are returned."""
-    data = load_dataset(run["dataset"])
+    data = load_run_dataset(run)
     problems = []
     for trial in trials:
         try:

@@ -20,6 +20,16 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def cpu_features() -> list[str]:
+    """The CPU features that decide which precisions are fast (x86 flags from /proc/cpuinfo)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+    except OSError:
+        return []
+    return [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile") if f in flags]
+
+
 def _version(dist: str) -> str | None:
     try:
         return version(dist)
@@ -61,6 +71,7 @@ def environment(device: torch.device | None = None) -> dict:
         "onnx": _version("onnx"),
         "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
+        "cpu_features": cpu_features(),
         "torch_threads": torch.get_num_threads(),
         "cuda": torch.version.cuda,
         "gpu": gpu,

@@ -27,3 +27,24 @@ def register_architectures(register):
     datasets produce (1 or 3 channels, 8x8 and up), for example by computing the flattened size with a
     dummy forward pass. The model returns logits of shape ``(batch, num_classes)``.
     """
+
+
+@hookspec
+def register_datasets(register):
+    """Register datasets.
+
+    ``register`` is a callable; call it once per dataset::
+
+        register(
+            name,               # str: unique name, e.g. "mnist" ([a-z0-9_.-]+)
+            load,               # callable(request: bench.datasets.Request) -> bench.data.Dataset
+            description=...,    # str: one line
+            input_shape=None,   # (C, H, W) when known without loading (None: depends on the argument)
+            num_classes=None,   # int when known without loading
+            takes_argument=False,  # True: used as "name:ARGUMENT" (e.g. imagefolder:PATH)
+        )
+
+    ``load`` receives the request (argument, data directory, download flag, image size) and returns the whole
+    dataset as uint8 tensors; a missing or damaged file should raise ``bench.errors.BenchError`` with one
+    line naming the file and how to get it.
+    """

@@ -11,6 +11,7 @@ import pluggy
 
 from bench import hookspecs
 from bench.architectures import Registry
+from bench.datasets import DatasetRegistry
 from bench.errors import unknown
 
 GROUP = "cnnbench"
@@ -26,6 +27,7 @@ class PluginInfo:
     builtin: bool = False
     hooks: list[str] = field(default_factory=list)
     architectures: list[str] = field(default_factory=list)
+    datasets: list[str] = field(default_factory=list)
     error: str | None = None
     architecture_errors: dict[str, str] = field(default_factory=dict)  # filled by smoke_check()
 
@@ -37,6 +39,7 @@ class PluginInfo:
             "builtin": self.builtin,
             "hooks": self.hooks,
             "architectures": self.architectures,
+            "datasets": self.datasets,
             "error": self.error,
             "architecture_errors": self.architecture_errors,
         }
@@ -47,6 +50,7 @@ class Plugins:
     manager: pluggy.PluginManager
     registry: Registry
     info: dict[str, PluginInfo]
+    datasets: DatasetRegistry
 
     def plugin(self, name: str) -> PluginInfo:
         """The plugin called ``name``; an unknown name is a usage error listing the closest ones."""
@@ -109,22 +113,25 @@ def load() -> Plugins:
             info[name].error = f"{exc} (known hooks: {', '.join(_hook_names(pm))})"
             pm.unregister(exc.plugin)
 
-    registry = Registry()
+    registry, datasets = Registry(), DatasetRegistry()
     for name, entry in info.items():
         plugin = pm.get_plugin(name)
         if plugin is None:
             continue
         entry.hooks = sorted(h.name for h in pm.get_hookcallers(plugin) or [])
-        if not hasattr(plugin, "register_architectures"):
-            continue
-        before = set(registry.names())
+        before, before_data = set(registry.names()), set(datasets.entries)
         try:
-            plugin.register_architectures(register=registry.register_callback(name))
+            if hasattr(plugin, "register_architectures"):
+                plugin.register_architectures(register=registry.register_callback(name))
+            if hasattr(plugin, "register_datasets"):
+                plugin.register_datasets(register=datasets.register_callback(name))
         except Exception as exc:
             entry.error = _error_line(exc)
             registry.drop_plugin(name)  # all or nothing: no half-registered plugin
+            datasets.drop_plugin(name)
         entry.architectures = [n for n in registry.names() if n not in before]
-    return Plugins(pm, registry, info)
+        entry.datasets = [n for n in datasets.entries if n not in before_data]
+    return Plugins(pm, registry, info, datasets)
 
 
 SMOKE_SHAPES = ((1, 8, 8), (3, 32, 32))

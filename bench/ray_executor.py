@@ -53,7 +53,7 @@ def train_on_worker(config: dict) -> None:
     config = config["trial"]
     torch.set_num_threads(max(1, int(config["cpus"])))
     device = torch.device("cuda" if config["gpus"] > 0 and torch.cuda.is_available() else "cpu")
-    data = load_dataset(config["dataset"])
+    data = load_dataset(config["dataset"], **config["data"])
     arch = get_registry().get(config["architecture"])
     hp = HParams.from_dict(config["hparams"])
     splits = SplitCache(data, device).get(hp.val_ratio, hp.seed)
@@ -85,6 +85,7 @@ def run_ray(
     specs: list[TrialSpec],
     data: Dataset,
     *,
+    data_options: dict | None = None,
     address: str | None = None,
     cpus_per_trial: float = 1,
     gpus_per_trial: float = 0,
@@ -112,7 +113,7 @@ def run_ray(
                               max_t=max(s.hparams.epochs for s in specs) + 1, grace_period=grace_period)  # fmt: skip
     configs = [
         {"idx": s.idx, "architecture": s.architecture.name, "variant": s.variant, "hparams": s.hparams.as_dict(),
-         "dataset": data.name, "cpus": cpus_per_trial, "gpus": gpus_per_trial}
+         "dataset": data.name, "data": data_options or {}, "cpus": cpus_per_trial, "gpus": gpus_per_trial}
         for s in specs
     ]  # fmt: skip
     store.reopen_run(run_id)

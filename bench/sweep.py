@@ -61,6 +61,7 @@ def plan(
     search: str = "grid",
     trials: int | None = None,
     search_seed: int = 0,
+    fixed: dict | None = None,
 ) -> list[TrialSpec]:
     """Every variant of every architecture under every combination of the swept hyperparameters (grid), or
     ``trials`` of them drawn without repeats by ``search_seed`` (random). An axis left as None takes the
@@ -87,7 +88,7 @@ def plan(
         k = next(n for n, end in enumerate(offsets) if i < end)
         space = spaces[k]
         variant, values = space.at(i - (offsets[k - 1] if k else 0))
-        hp = HParams(**values, select=select, patience=patience)
+        hp = HParams(**values, select=select, patience=patience, **(fixed or {}))
         specs.append(TrialSpec(len(specs) + 1, space.arch, variant, hp))
     return specs
 

@@ -13,10 +13,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench import checkpoints
+from bench.augment import AUGMENTATIONS, augment, parse
 from bench.data import Normalizer, Split, Splits
 from bench.errors import UsageError
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
+PRECISIONS = ("fp32", "bf16")
 SELECT = ("val_loss", "val_acc")
 EVAL_BATCH = 1024
 # A training loss this many times that of a uniform guess, ln(classes), means the run has blown up.
@@ -37,6 +39,10 @@ class HParams:
     val_ratio: float = 0.2  # share of the training images held out for validation
     select: str = "val_loss"  # best checkpoint: lowest val_loss or highest val_acc
     patience: int | None = None  # stop after this many epochs without a better selection metric
+    augment: str = ""  # comma-separated, on the training device: flip, crop (4 px padding), grayscale (p=0.1)
+    precision: str = "fp32"  # fp32, or bf16 autocast for the training steps (evaluation is always fp32)
+    channels_last: bool = False  # NHWC memory layout for the training steps
+    compile: bool = False  # torch.compile the model for the training steps
 
     def __post_init__(self):
         checks = [
@@ -72,6 +78,10 @@ class HParams:
     def from_dict(cls, d: dict) -> HParams:
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
+
+
+def _augment_ok(spec) -> bool:
+    return isinstance(spec, str) and all(s.strip() in AUGMENTATIONS for s in spec.split(",") if s.strip())
 
 
 def _finite(x) -> bool:
@@ -175,6 +185,12 @@ def train_trial(
     n = len(y_train)
     seen = n - 1 if n % hp.batch_size == 1 and n > 1 else n  # images per epoch (see the loop)
     device = y_train.device
+    augmentations = parse(hp.augment)
+    augment_rng = torch.Generator(device=device).manual_seed(hp.seed + 1)
+    layout = torch.channels_last if hp.channels_last else torch.contiguous_format
+    model.to(memory_format=layout)
+    step_model = torch.compile(model) if hp.compile else model
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=hp.precision == "bf16")
     limit = DIVERGENCE_FACTOR * math.log(max(num_classes, 2))
     result = TrialResult(status="completed")
     best: EpochStats | None = None
@@ -190,9 +206,11 @@ def train_trial(
             idx = order[start : start + hp.batch_size]
             if len(idx) == 1 and start > 0:
                 break  # batch norm cannot train on one image; the order changes every epoch, so none is lost for good
-            x, y = normalize(x_train[idx]), y_train[idx]
-            logits = model(x)
-            loss = F.cross_entropy(logits, y)
+            x = normalize(augment(x_train[idx], augmentations, augment_rng)).contiguous(memory_format=layout)
+            y = y_train[idx]
+            with autocast:
+                logits = step_model(x)
+                loss = F.cross_entropy(logits.float(), y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -230,6 +248,8 @@ def train_trial(
     result.train_time_s = time.perf_counter() - started
     if best is None:  # diverged before any usable epoch: nothing to measure
         return result
+    # The kept weights are measured as anyone reloading the checkpoint would: fp32, standard layout.
+    model.to(memory_format=torch.contiguous_format)
     model.load_state_dict(best_state)
     result.best_epoch = best.epoch
     train_eval = evaluate(model, splits.train, normalize)

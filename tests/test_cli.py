@@ -148,6 +148,7 @@ def test_plugins_json_lists_builtins_and_a_fixture_plugin(invoke, tiny_plugin):
         "builtin": True,
         "hooks": ["register_architectures"],
         "architectures": ["cnn_vgg"],
+        "datasets": [],
         "error": None,
         "architecture_errors": {},
     }

@@ -157,7 +157,7 @@ def test_hook_register_architectures(installed, invoke):
     rows = _plugins_json(invoke)
     assert rows["good"] == {
         "name": "good", "version": "2.0", "distribution": "cnnbench-good", "builtin": False,
-        "hooks": ["register_architectures"], "architectures": ["good_linear"], "error": None,
+        "hooks": ["register_architectures"], "architectures": ["good_linear"], "datasets": [], "error": None,
         "architecture_errors": {},
     }  # fmt: skip
     archs = {a["name"]: a for a in invoke.json("list")["architectures"]}
@@ -172,7 +172,7 @@ def _hookspecs():
 def test_every_hook_has_a_documentation_section_and_a_test():
     docs = DOCS.read_text()
     tests = "\n".join(p.read_text() for p in (ROOT / "tests").glob("test_*.py"))
-    assert _hookspecs() == ["register_architectures"]
+    assert _hookspecs() == ["register_architectures", "register_datasets"]
     for name in _hookspecs():
         signature = f"{name}{inspect.signature(getattr(hookspecs, name))}"
         assert f"\n## {signature}\n" in docs, f"docs/plugins.md needs a section headed '## {signature}'"

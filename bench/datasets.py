@@ -1,0 +1,246 @@
+"""The dataset registry and the building blocks of dataset plugins: format readers (IDX, CIFAR batches,
+image folders) that decode once into uint8 tensors, and an on-disk cache of the decoded arrays."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import os
+import pickle
+import re
+import struct
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bench.errors import BenchError, PluginError, UsageError, unknown
+
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
+
+
+@dataclass(frozen=True)
+class Request:
+    """What the user asked for: ``bench run --dataset NAME[:ARGUMENT] --data-dir DIR --download ...``."""
+
+    name: str
+    argument: str | None = None
+    data_dir: Path | None = None
+    download: bool = False
+    image_size: int | None = None  # for image folders: resize to image_size x image_size
+
+    @property
+    def label(self) -> str:
+        return f"{self.name}:{self.argument}" if self.argument else self.name
+
+
+@dataclass(frozen=True)
+class DatasetEntry:
+    name: str
+    load: Callable[[Request], object]
+    description: str
+    plugin: str
+    input_shape: tuple[int, int, int] | None = None
+    num_classes: int | None = None
+    takes_argument: bool = False
+
+
+@dataclass
+class DatasetRegistry:
+    entries: dict[str, DatasetEntry] = field(default_factory=dict)
+
+    def register_callback(self, plugin: str) -> Callable:
+        def register(name, load, description="", input_shape=None, num_classes=None, takes_argument=False):
+            if not isinstance(name, str) or not NAME_RE.match(name):
+                raise PluginError(f"plugin '{plugin}' registered an invalid dataset name {name!r}")
+            if name in self.entries:
+                raise PluginError(
+                    f"dataset '{name}' is registered twice: by plugin '{self.entries[name].plugin}' and by plugin "
+                    f"'{plugin}'"
+                )
+            if not callable(load):
+                raise PluginError(f"plugin '{plugin}': the loader of dataset '{name}' is not callable")
+            shape = tuple(input_shape) if input_shape is not None else None
+            self.entries[name] = DatasetEntry(name, load, " ".join(str(description).split()), plugin, shape,
+                                              num_classes, bool(takes_argument))  # fmt: skip
+
+        return register
+
+    def drop_plugin(self, plugin: str) -> None:
+        for name in [n for n, e in self.entries.items() if e.plugin == plugin]:
+            del self.entries[name]
+
+    def entry(self, spec: str) -> tuple[DatasetEntry, str | None]:
+        """The entry for ``name`` or ``name:argument``."""
+        name, sep, argument = spec.partition(":")
+        if name not in self.entries:
+            raise unknown("dataset", name, self.entries)
+        entry = self.entries[name]
+        if entry.takes_argument and not argument:
+            raise UsageError(f"dataset '{name}' needs an argument: --dataset {name}:ARGUMENT")
+        if sep and not entry.takes_argument:
+            raise UsageError(f"dataset '{name}' takes no argument (got '{spec}')")
+        return entry, argument or None
+
+
+# --- the decode cache ---------------------------------------------------------------------------------
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("BENCH_CACHE") or Path.home() / ".cache" / "cnnbench")
+
+
+def cached(sources: list[Path], key: dict, build: Callable[[], dict[str, np.ndarray]], near: Path) -> dict:
+    """Arrays decoded from ``sources`` by ``build``, kept in a .npz beside the data (``near``), or in the user
+    cache when that folder is read-only. The cache key covers every source's path, size and mtime and ``key``,
+    so a changed file is decoded again."""
+    stamp = [(str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in sources]
+    digest = hashlib.sha256(json.dumps([stamp, key], sort_keys=True).encode()).hexdigest()[:16]
+    name = f"{key.get('name', 'data')}-{digest}.npz"
+    # Beside the data when we may write there (never into system folders such as /usr/share), else the user cache.
+    local = near / ".cnnbench-cache" / name
+    candidates = [cache_dir() / name] if str(near.resolve()).startswith("/usr/") else [local, cache_dir() / name]
+    for path in candidates:
+        if path.is_file():
+            try:
+                with np.load(path, allow_pickle=False) as npz:
+                    return {k: npz[k] for k in npz.files}
+            except (OSError, ValueError, zlib.error, EOFError):
+                path.unlink(missing_ok=True)  # a damaged cache is rebuilt, never trusted
+    arrays = build()
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    from bench.checkpoints import atomic_write
+
+    for path in candidates:
+        try:
+            atomic_write(path, buf.getvalue())
+            break
+        except BenchError:  # read-only or full: the cache is an optimization, the data is already decoded
+            continue
+    return arrays
+
+
+# --- readers ------------------------------------------------------------------------------------------
+
+
+def find_files(name: str, names: list[str], folders: list[Path], how_to_get: str) -> list[Path]:
+    """The files ``names`` (each also accepted with a .gz suffix) from the first folder that has them all."""
+    for folder in folders:
+        found = []
+        for n in names:
+            for candidate in (folder / n, folder / f"{n}.gz"):
+                if candidate.is_file():
+                    found.append(candidate)
+                    break
+        if len(found) == len(names):
+            return found
+    where = " or ".join(str(f) for f in folders)
+    raise BenchError(f"{name}: files not found: expected {', '.join(names)} (optionally .gz) in {where}; {how_to_get}")
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        if path.suffix == ".gz":
+            with gzip.open(path) as f:
+                return f.read()
+        return path.read_bytes()
+    except (OSError, EOFError, zlib.error) as exc:
+        raise BenchError(f"{path} is damaged or unreadable ({exc.__class__.__name__}: {exc})") from exc
+
+
+def read_idx(path: Path, dims: int) -> np.ndarray:
+    """An IDX file (the MNIST format): uint8 array of ``dims`` dimensions."""
+    data = _read_bytes(path)
+    if len(data) < 4 + 4 * dims:
+        raise BenchError(f"{path} is damaged: too short for an IDX header")
+    magic = struct.unpack(">I", data[:4])[0]
+    if magic != 0x800 + dims:
+        raise BenchError(f"{path} is not an IDX file of {dims} dimensions (magic number {magic:#x})")
+    shape = struct.unpack(f">{dims}I", data[4 : 4 + 4 * dims])
+    body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * dims)
+    if body.size != int(np.prod(shape)):
+        raise BenchError(f"{path} is damaged: {body.size} bytes of data for shape {shape}")
+    return body.reshape(shape)
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    """CIFAR's python batches are pickles; this reads them without letting a file run code: only the numpy
+    constructors a batch needs are allowed."""
+
+    ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"),
+        ("numpy._core.multiarray", "scalar"), ("_codecs", "encode"),
+    }  # fmt: skip
+
+    def find_class(self, module, name):
+        if (module, name) in self.ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+
+
+def read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """A CIFAR-10 batch: python pickle (data_batch_N, test_batch) or binary (data_batch_N.bin, test_batch.bin).
+    Returns uint8 images (N, 3, 32, 32) and int64 labels."""
+    data = _read_bytes(path)
+    if path.suffix == ".bin":
+        if len(data) % 3073:
+            raise BenchError(f"{path} is damaged: {len(data)} bytes is not a whole number of 3073-byte records")
+        records = np.frombuffer(data, dtype=np.uint8).reshape(-1, 3073)
+        return records[:, 1:].reshape(-1, 3, 32, 32), records[:, 0].astype(np.int64)
+    try:
+        batch = _CifarUnpickler(io.BytesIO(data), encoding="bytes").load()
+        images = np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
+        labels = np.asarray(batch[b"labels"], dtype=np.int64)
+    except Exception as exc:
+        raise BenchError(f"{path} is not a readable CIFAR-10 batch ({exc.__class__.__name__}: {exc})") from exc
+    if len(images) != len(labels):
+        raise BenchError(f"{path} is damaged: {len(images)} images but {len(labels)} labels")
+    return images, labels
+
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
+
+
+def read_image_folder(root: Path, image_size: int) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
+    """One subfolder per class (sorted names = class names). Every image decoded once with Pillow, resized
+    to image_size x image_size; grayscale if every image is, else RGB. Returns images, labels, classes and
+    the relative paths, in a stable order."""
+    from PIL import Image, UnidentifiedImageError
+
+    if not root.is_dir():
+        raise BenchError(f"image folder {root} does not exist (expected one subfolder of images per class)")
+    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if len(classes) < 2:
+        raise BenchError(f"image folder {root} needs at least two class subfolders, found {len(classes)}")
+    files: list[tuple[Path, int]] = []
+    for label, name in enumerate(classes):
+        images = sorted(p for p in (root / name).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        if not images:
+            raise BenchError(f"class folder {root / name} has no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        files += [(p, label) for p in images]
+    decoded = []
+    for path, _ in files:
+        try:
+            with Image.open(path) as im:
+                im.load()  # a truncated file fails here, not later
+                mode = "L" if im.mode in ("1", "L", "I;16", "I") else "RGB"
+                decoded.append(im.convert(mode).resize((image_size, image_size), Image.Resampling.BILINEAR))
+        except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as exc:
+            raise BenchError(f"cannot read image {path}: {exc}") from exc
+    gray = all(im.mode == "L" for im in decoded)
+    arrays = [np.asarray(im if gray else im.convert("RGB"), dtype=np.uint8) for im in decoded]
+    images = np.stack(arrays)[:, None] if gray else np.stack(arrays).transpose(0, 3, 1, 2)
+    labels = np.array([label for _, label in files], dtype=np.int64)
+    return np.ascontiguousarray(images), labels, classes, [str(p.relative_to(root)) for p, _ in files]
+
+
+def tensors(images: np.ndarray, labels: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    images = np.require(images, dtype=np.uint8, requirements=["C", "W"])  # torch wants writable memory
+    return torch.from_numpy(images), torch.from_numpy(labels.astype(np.int64))

@@ -1,0 +1,331 @@
+"""Datasets: real Fashion-MNIST, image folders of real JPEGs, CIFAR-10's file formats, the decode cache,
+batched augmentation and sweep files (--config), with the errors a user sees when something is wrong."""
+
+import gzip
+import os
+import pickle
+import re
+import struct
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from bench import plugins
+from bench.augment import augment
+from bench.data import load_dataset
+from bench.datasets import read_idx
+from bench.errors import BenchError
+
+ROOT = Path(__file__).resolve().parent.parent
+DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
+
+
+@pytest.fixture(autouse=True)
+def _own_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("BENCH_CACHE", str(tmp_path / "cache"))
+
+
+# --- Fashion-MNIST, from Debian's package --------------------------------------------------------------
+
+
+def _need_fashion():
+    if not DEBIAN_FASHION.is_dir():
+        if os.environ.get("BENCH_REQUIRE_FASHION"):
+            pytest.fail("Fashion-MNIST is required here: apt install dataset-fashion-mnist")
+        pytest.skip("apt install dataset-fashion-mnist to run this real-data test")
+
+
+def test_fashion_mnist_is_found_in_debians_folder_with_its_class_names():
+    _need_fashion()
+    data = load_dataset("fashion-mnist")
+    assert data.input_shape == (1, 28, 28) and len(data.train) == 60_000 and len(data.test) == 10_000
+    assert data.classes[0] == "T-shirt/top" and data.classes[9] == "Ankle boot"
+    assert data.train.images.dtype == torch.uint8 and int(data.train.labels.max()) == 9
+    assert torch.bincount(data.test.labels).tolist() == [1000] * 10
+
+
+def test_a_real_data_run_on_fashion_mnist(invoke):
+    _need_fashion()
+    result = invoke("run", "--plugin", "cnn_baseline", "--dataset", "fashion-mnist", "--epochs", "1",
+                    "--batch-size", "128", "--lr", "0.05", "--no-benchmark", "-q")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    (row,) = invoke.json("report")
+    assert row["status"] == "completed" and row["test_acc"] > 0.80
+    assert row["split"] == {"train": 48_000, "val": 12_000, "test": 10_000}
+
+
+# --- image folders of real JPEG files ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def photo_folder(tmp_path_factory):
+    """Two classes of real JPEG images: crops of scikit-learn's two sample photographs (a temple in China,
+    a flower), 40 per class, written with Pillow."""
+    from PIL import Image
+    from sklearn.datasets import load_sample_images
+
+    root = tmp_path_factory.mktemp("photos")
+    rng = np.random.default_rng(0)
+    for name, photo in zip(("china", "flower"), load_sample_images().images, strict=True):
+        (root / name).mkdir()
+        for i in range(40):
+            y, x = rng.integers(0, photo.shape[0] - 96), rng.integers(0, photo.shape[1] - 96)
+            Image.fromarray(photo[y : y + 96, x : x + 96]).save(root / name / f"{i:03d}.jpg", quality=90)
+    return root
+
+
+def test_image_folder_of_jpegs_trains_with_class_names_from_the_folders(invoke, photo_folder):
+    data = load_dataset(f"imagefolder:{photo_folder}", image_size=24)
+    assert data.classes == ["china", "flower"] and data.input_shape == (3, 24, 24)
+    assert len(data.train) + len(data.test) == 80 and len(data.test) == 16
+    assert min(data.std) > 0 and all(0 < m < 1 for m in data.mean)
+    dataset = f"imagefolder:{photo_folder}"
+    result = invoke("run", "--plugin", "cnn_baseline", "--dataset", dataset, "--image-size", "24", "--epochs", "8",
+                    "--lr", "0.01", "--batch-size", "16", "--min-runs", "5", "--min-time", "0")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    (row,) = invoke.json("report")
+    assert row["status"] == "completed" and row["test_acc"] >= 0.75
+    assert row["onnx"]["status"] == "ok"  # export reloads the folder with the same options
+    from bench.export import read_metadata
+
+    meta = read_metadata(row["onnx"]["path"])
+    assert meta["classes"] == ["china", "flower"] and meta["input_shape"] == [3, 24, 24]
+
+
+def test_image_folder_errors_name_the_problem(tmp_path, photo_folder):
+    import shutil
+
+    with pytest.raises(BenchError, match="does not exist"):
+        load_dataset(f"imagefolder:{tmp_path / 'nope'}")
+    one = tmp_path / "one"
+    shutil.copytree(photo_folder / "china", one / "china")
+    with pytest.raises(BenchError, match="needs at least two class subfolders"):
+        load_dataset(f"imagefolder:{one}")
+    empty = tmp_path / "empty"
+    shutil.copytree(photo_folder, empty)
+    (empty / "dog").mkdir()
+    (empty / "dog" / "notes.txt").write_text("not an image")
+    with pytest.raises(BenchError, match=f"class folder {re.escape(str(empty / 'dog'))} has no images"):
+        load_dataset(f"imagefolder:{empty}")
+    broken = tmp_path / "broken"
+    shutil.copytree(photo_folder, broken)
+    jpeg = broken / "flower" / "007.jpg"
+    jpeg.write_bytes(jpeg.read_bytes()[:300])  # truncated
+    with pytest.raises(BenchError, match=f"cannot read image {re.escape(str(jpeg))}"):
+        load_dataset(f"imagefolder:{broken}")
+
+
+def test_decoded_arrays_are_cached_and_a_changed_file_is_decoded_again(tmp_path, photo_folder):
+    import shutil
+
+    folder = tmp_path / "photos"
+    shutil.copytree(photo_folder, folder, ignore=shutil.ignore_patterns(".cnnbench-cache"))
+    caches = lambda: set((folder / ".cnnbench-cache").glob("*.npz"))  # noqa: E731
+    first = load_dataset(f"imagefolder:{folder}", image_size=16)
+    assert len(caches()) == 1
+    (cache,) = caches()
+    stamp = cache.stat().st_mtime_ns
+    assert torch.equal(load_dataset(f"imagefolder:{folder}", image_size=16).train.images, first.train.images)
+    assert caches() == {cache} and cache.stat().st_mtime_ns == stamp  # read from the cache, not rebuilt
+    from PIL import Image
+
+    Image.new("RGB", (50, 50), (255, 0, 0)).save(folder / "china" / "000.jpg")
+    again = load_dataset(f"imagefolder:{folder}", image_size=16)
+    assert len(caches()) == 2
+    assert not torch.equal(again.train.images, first.train.images) or not torch.equal(
+        again.test.images, first.test.images
+    )
+
+
+# --- CIFAR-10 and MNIST file formats -------------------------------------------------------------------
+
+
+def _write_cifar(root: Path, n: int = 20) -> Path:
+    """torchvision's cifar-10-batches-py layout, in CIFAR's own pickle format (random pixels)."""
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        batch = {b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8), b"labels": list(rng.integers(0, 10, n))}
+        with open(folder / name, "wb") as f:
+            pickle.dump(batch, f)
+    return folder
+
+
+def test_cifar10_python_batches_are_read(tmp_path):
+    _write_cifar(tmp_path)
+    data = load_dataset("cifar10", data_dir=tmp_path)
+    assert data.input_shape == (3, 32, 32) and len(data.train) == 100 and len(data.test) == 20
+    assert data.classes[3] == "cat"
+
+
+def test_cifar10_binary_batches_are_read(tmp_path):
+    folder = tmp_path / "cifar-10-batches-bin"
+    folder.mkdir()
+    rng = np.random.default_rng(1)
+    for name in [f"data_batch_{i}.bin" for i in range(1, 6)] + ["test_batch.bin"]:
+        records = rng.integers(0, 256, (10, 3073), dtype=np.uint8)
+        records[:, 0] %= 10
+        (folder / name).write_bytes(records.tobytes())
+    data = load_dataset("cifar10", data_dir=tmp_path)
+    assert len(data.train) == 50 and data.test.images.shape == (10, 3, 32, 32)
+
+
+def test_a_cifar_batch_that_would_run_code_is_refused(tmp_path):
+    folder = _write_cifar(tmp_path)
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("echo owned",))
+
+    with open(folder / "data_batch_3", "wb") as f:
+        pickle.dump({b"data": Evil(), b"labels": [0]}, f)
+    with pytest.raises(BenchError, match="data_batch_3 is not a readable CIFAR-10 batch.*refusing to load"):
+        load_dataset("cifar10", data_dir=tmp_path)
+
+
+def test_missing_cifar10_is_one_line_naming_the_files(invoke, tmp_path):
+    result = invoke("run", "--plugin", "cnn_vgg", "--dataset", "cifar10", "--data-dir", tmp_path / "none")
+    assert result.exit_code == 1
+    assert result.output.count("\n") == 1 and "cifar10: files not found: expected data_batch_1" in result.output
+    assert "--download" in result.output
+
+
+def _idx(path: Path, array: np.ndarray) -> None:
+    header = struct.pack(">I", 0x800 + array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + array.astype(np.uint8).tobytes())
+
+
+def _write_mnist(root: Path, labels_max: int = 9) -> Path:
+    raw = root / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 30), ("t10k", 10)):
+        _idx(raw / f"{split}-images-idx3-ubyte.gz", rng.integers(0, 256, (n, 28, 28)))
+        _idx(raw / f"{split}-labels-idx1-ubyte.gz", rng.integers(0, labels_max + 1, n))
+    return raw
+
+
+def test_mnist_files_damaged_or_with_bad_labels_are_named(tmp_path):
+    raw = _write_mnist(tmp_path / "ok")
+    assert len(load_dataset("mnist", data_dir=tmp_path / "ok").train) == 30
+    bad_labels = _write_mnist(tmp_path / "labels", labels_max=12)
+    with pytest.raises(BenchError, match=f"{re.escape(str(bad_labels))}.*label 1[0-2] out of range"):
+        load_dataset("mnist", data_dir=tmp_path / "labels")
+    truncated = _write_mnist(tmp_path / "truncated")
+    path = truncated / "train-images-idx3-ubyte.gz"
+    path.write_bytes(path.read_bytes()[:200])
+    with pytest.raises(BenchError, match=f"{re.escape(str(path))} is damaged"):
+        load_dataset("mnist", data_dir=tmp_path / "truncated")
+    with pytest.raises(BenchError, match="not an IDX file"):
+        (tmp_path / "x.idx").write_bytes(b"\x00\x00\x09\x03" + b"\x00" * 20)
+        read_idx(tmp_path / "x.idx", 3)
+    assert raw.is_dir()
+
+
+# --- augmentation ----------------------------------------------------------------------------------------
+
+
+def test_augmentations_are_what_they_say_and_seeded():
+    x = torch.randint(0, 256, (256, 3, 12, 12), dtype=torch.uint8)
+    g = lambda: torch.Generator().manual_seed(5)  # noqa: E731
+    flipped = augment(x, ("flip",), g())
+    same, mirrored = [torch.equal(a, b) for a, b in zip(flipped, x, strict=True)], [
+        torch.equal(a, b.flip(2)) for a, b in zip(flipped, x, strict=True)]  # fmt: skip
+    assert all(s or m for s, m in zip(same, mirrored, strict=True)) and 80 < sum(mirrored) < 176
+    cropped = augment(x, ("crop",), g())
+    padded = F.pad(x, (4, 4, 4, 4))
+    for i in range(0, 256, 37):
+        assert any(
+            torch.equal(cropped[i], padded[i, :, dy : dy + 12, dx : dx + 12]) for dy in range(9) for dx in range(9)
+        )
+    gray = augment(x, ("grayscale",), g())
+    changed = [i for i in range(256) if not torch.equal(gray[i], x[i])]
+    assert 5 < len(changed) < 60 and all(torch.equal(gray[i, 0], gray[i, 1]) for i in changed)
+    assert torch.equal(augment(x, ("flip", "crop", "grayscale"), g()), augment(x, ("flip", "crop", "grayscale"), g()))
+    assert augment(x, (), g()) is x
+
+
+def test_bf16_channels_last_and_augment_are_recorded_and_the_checkpoint_reproduces(invoke, store_path):
+    result = invoke("run", "--arch", "cnn_baseline", "--epochs", "2", "--precision", "bf16", "--channels-last",
+                    "--augment", "flip", "--no-benchmark", "-q")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    (row,) = invoke.json("report")
+    hp = row["hparams"]
+    assert (hp["precision"], hp["channels_last"], hp["augment"], hp["compile"]) == ("bf16", True, "flip", False)
+    from bench import checkpoints
+    from bench.data import Normalizer
+    from bench.plugins import get_registry
+    from bench.training import evaluate
+
+    model = get_registry().get("cnn_baseline").build((1, 8, 8), 10, row["variant"])
+    model.load_state_dict(checkpoints.load(row["checkpoint"], row["checkpoint_sha256"])[0])
+    data = load_dataset("digits")
+    assert evaluate(model, data.test, Normalizer(data)).acc == row["test_acc"]
+
+
+# --- sweep files -------------------------------------------------------------------------------------------
+
+
+def test_config_file_sets_options_and_the_command_line_overrides_it(invoke, tmp_path):
+    config = tmp_path / "sweep.toml"
+    config.write_text('plugin = "cnn_dropout"\nlr = [0.001, 0.003]\nepochs = 5\noptimizer = "adam"\n'
+                      'where = { kernel_size = [3], dropout = [0.0] }\nno-benchmark = true\n')  # fmt: skip
+    result = invoke("run", "--config", config, "--epochs", "1", "-q")
+    assert result.exit_code == 0, result.output
+    rows = invoke.json("report")
+    assert sorted(r["hparams"]["lr"] for r in rows) == [0.001, 0.003]
+    assert {r["hparams"]["epochs"] for r in rows} == {1} and all(r["onnx"] is None for r in rows)
+    assert all(r["variant"]["kernel_size"] == 3 and r["variant"]["dropout"] == 0.0 for r in rows)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("learning_rate = 0.1", "unknown key 'learning_rate'"),
+        ('lr = "fast"', "key 'lr': 'fast' is not a valid float"),
+        ("epochs = 0", "key 'epochs': 0 is not in the range x>=1"),
+        ("batch_size = [32, 0]", "key 'batch_size'"),
+        ('epochs = [1, "x"]', "key 'epochs'"),
+        ("no-benchmark = 3", "key 'no-benchmark': expected true or false"),
+        ("where = 3", "key 'where': expected a table"),
+        ("lr = ", "is not valid TOML"),
+    ],
+)
+def test_config_file_errors_name_the_key_and_the_file(invoke, tmp_path, content, message):
+    config = tmp_path / "bad.toml"
+    config.write_text(f'plugin = "cnn_dropout"\n{content}\n')
+    result = invoke("run", "--config", config)
+    assert result.exit_code == 2 and message in result.output and "bad.toml" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_the_lab_config_parses_and_asks_for_cifar10(invoke, tmp_path):
+    result = invoke("run", "--config", ROOT / "configs" / "rob313.toml", "--data-dir", tmp_path)
+    assert result.exit_code == 1 and "cifar10: files not found" in result.output
+
+
+# --- the hook -----------------------------------------------------------------------------------------------
+
+
+def test_hook_register_datasets(invoke):
+    """The documented dataset plugin: registered, listed, and trained on."""
+    section = (ROOT / "docs" / "plugins.md").read_text().split("## register_datasets(register)", 1)[1]
+    code = re.search(r"```python\n(.+?)```", section, flags=re.S).group(1)
+    module = types.ModuleType("noise_plugin")
+    exec(code, module.__dict__)
+    plugins.register_in_process(module, name="noise_plugin")
+    try:
+        listed = {d["name"]: d for d in invoke.json("datasets")}
+        assert listed["noise"]["plugin"] == "noise_plugin" and listed["noise"]["input_shape"] == [3, 16, 16]
+        result = invoke("run", "--arch", "cnn_baseline", "--dataset", "noise", "--epochs", "1", "--no-benchmark", "-q")
+        assert result.exit_code == 0, result.output
+        (row,) = invoke.json("report")
+        assert row["status"] == "completed" and row["split"]["test"] == 50
+    finally:
+        plugins.unregister_in_process("noise_plugin")
