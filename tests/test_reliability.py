@@ -1,0 +1,269 @@
+"""Bad input, damage and running out of room: a one-line error, a non-zero exit, never a traceback, and
+nothing already recorded lost."""
+
+import json
+import resource
+import signal
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from bench.cli import CommaList, _parse_where, cli, load_config
+from bench.errors import UsageError
+from bench.store import Store
+
+BENCH = str(Path(sys.executable).parent / "bench")
+RUN = ["run", "--plugin", "cnn_dropout"]
+
+# Every bad input a user can type: (arguments, exit status, part of the message).
+BAD_INPUTS = [
+    # unknown names
+    (["run", "--plugin", "nope"], 2, "unknown plugin 'nope'"),
+    (["run", "--arch", "resnett"], 2, "unknown architecture 'resnett'; did you mean resnet?"),
+    ([*RUN, "--dataset", "cifar100"], 2, "unknown dataset 'cifar100'; did you mean cifar10?"),
+    ([*RUN, "--dataset", "imagefolder"], 2, "dataset 'imagefolder' needs an argument"),
+    ([*RUN, "--dataset", "digits:x"], 2, "dataset 'digits' takes no argument"),
+    ([*RUN, "--executor", "slurm"], 2, "Invalid value for '--executor'"),
+    ([*RUN, "--scheduler", "hyperband"], 2, "Invalid value for '--scheduler'"),
+    ([*RUN, "--search", "bayes"], 2, "Invalid value for '--search'"),
+    ([*RUN, "--optimizer", "lion"], 2, "Invalid value for '--optimizer'"),
+    ([*RUN, "--precision", "fp8"], 2, "Invalid value for '--precision'"),
+    ([*RUN, "--augment", "blur"], 2, "invalid value for --augment: 'blur'"),
+    ([*RUN, "--where", "kernel=3"], 2, "has no parameter 'kernel'"),
+    ([*RUN, "--where", "kernel_size=4"], 2, "'4' is not a value of cnn_dropout.kernel_size"),
+    ([*RUN, "--select", "acc"], 2, "Invalid value for '--select'"),
+    # invalid numbers
+    ([*RUN, "--batch-size", "0"], 2, "Invalid value for '--batch-size'"),
+    ([*RUN, "--batch-size", "-3"], 2, "Invalid value for '--batch-size'"),
+    ([*RUN, "--batch-size", "2.5"], 2, "Invalid value for '--batch-size'"),
+    ([*RUN, "--batch-size", "100000"], 2, "is larger than the 1150 training images"),
+    ([*RUN, "--lr", "0"], 2, "Invalid value for '--lr'"),
+    ([*RUN, "--lr", "-1e-3"], 2, "Invalid value for '--lr'"),
+    ([*RUN, "--lr", "inf"], 2, "Invalid value for '--lr'"),
+    ([*RUN, "--lr", "nan"], 2, "Invalid value for '--lr'"),
+    ([*RUN, "--epochs", "0"], 2, "Invalid value for '--epochs'"),
+    ([*RUN, "--val-ratio", "0"], 2, "Invalid value for '--val-ratio'"),
+    ([*RUN, "--val-ratio", "1"], 2, "Invalid value for '--val-ratio'"),
+    ([*RUN, "--val-ratio", "1.5"], 2, "Invalid value for '--val-ratio'"),
+    ([*RUN, "--val-ratio", "0.0001"], 2, "leaves an empty split"),
+    ([*RUN, "--momentum", "1"], 2, "Invalid value for '--momentum'"),
+    ([*RUN, "--weight-decay", "-1"], 2, "Invalid value for '--weight-decay'"),
+    ([*RUN, "--seed", "-1"], 2, "Invalid value for '--seed'"),
+    ([*RUN, "--top-k", "0"], 2, "Invalid value for '--top-k'"),
+    ([*RUN, "--patience", "0"], 2, "Invalid value for '--patience'"),
+    ([*RUN, "--search", "random"], 2, "--search random needs --trials N"),
+    ([*RUN, "--trials", "3"], 2, "--trials needs --search random"),
+    ([*RUN, "--search", "random", "--trials", "0"], 2, "Invalid value for '--trials'"),
+    ([*RUN, "--cpus-per-trial", "0"], 2, "Invalid value for '--cpus-per-trial'"),
+    ([*RUN, "--threads", "0"], 2, "Invalid value for '--threads'"),
+    ([*RUN, "--std", "0"], 2, "Invalid value for '--std'"),
+    ([*RUN, "--mean", "0.1,0.2"], 2, "--mean needs 1 or 1 values"),
+    ([*RUN, "--image-size", "0"], 2, "Invalid value for '--image-size'"),
+    ([*RUN, "--device", "tpu"], 2, "invalid value for --device"),
+    ([*RUN, "--device", "cuda:0"], 2, "CUDA is not available"),
+    ([*RUN, "--min-runs", "0"], 2, "Invalid value for '--min-runs'"),
+    ([*RUN, "--batch-sizes", "0"], 2, "Invalid value for '--batch-sizes'"),
+    ([*RUN, "--providers", "tpu"], 2, "Invalid value for '--providers'"),
+    ([*RUN, "--tolerance", "-1"], 2, "Invalid value for '--tolerance'"),
+    ([*RUN, "--opset", "3"], 2, "Invalid value for '--opset'"),
+    # malformed lists
+    ([*RUN, "--lr", "1e-3,,x"], 2, "'1e-3,,x' has an empty item"),
+    ([*RUN, "--lr", "1e-3,x"], 2, "Invalid value for '--lr'"),
+    ([*RUN, "--lr", ","], 2, "has an empty item"),
+    ([*RUN, "--where", "kernel_size"], 2, "invalid value for --where"),
+    ([*RUN, "--where", "=3"], 2, "invalid value for --where"),
+    ([*RUN, "--where", "kernel_size=3,"], 2, "invalid value for --where"),
+    # data
+    ([*RUN, "--dataset", "mnist", "--data-dir", "/nonexistent"], 1, "mnist: files not found"),
+    ([*RUN, "--dataset", "cifar10", "--data-dir", "/nonexistent"], 1, "cifar10: files not found"),
+    ([*RUN, "--dataset", "imagefolder:/nonexistent"], 1, "image folder /nonexistent does not exist"),
+    # stores
+    (["report", "--store", "/nonexistent/bench.db"], 1, "no store at /nonexistent/bench.db"),
+    ([*RUN, "--store", "/proc/cnnbench/bench.db"], 1, "cannot open store /proc/cnnbench/bench.db"),
+    # other commands
+    (["report", "--top", "-1"], 2, "Invalid value for '--top'"),
+    (["report", "--format", "xml"], 2, "Invalid value for '--format'"),
+    (["export"], 2, "Missing argument 'RUN'"),
+    (["new-plugin", "Bad-Name"], 2, "invalid plugin name"),
+    (["list", "--dataset", "nope"], 2, "unknown dataset 'nope'"),
+    (["frobnicate"], 2, "No such command 'frobnicate'"),
+]
+
+
+@pytest.mark.parametrize(
+    ("args", "status", "message"), BAD_INPUTS, ids=[" ".join(map(str, a[1:4])) for a, _, _ in BAD_INPUTS]
+)
+def test_bad_input_is_one_error_line_and_a_non_zero_exit(invoke, tmp_path, args, status, message):
+    if "--store" not in args:
+        args = [*args, "--store", str(tmp_path / "bench.db")] if args[0] in ("run", "report") else args
+    result = invoke(*args, store=False)
+    assert result.exit_code == status, result.output
+    assert message in result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and message in errors[0]
+
+
+def test_the_table_of_bad_inputs_is_large():
+    assert len(BAD_INPUTS) >= 60  # the closing note quotes this count
+
+
+# --- parsers, by property -------------------------------------------------------------------------------
+
+FLOAT_LIST = CommaList(click.FloatRange(min=0, min_open=True))
+
+
+@given(st.lists(st.floats(min_value=1e-9, max_value=1e6, allow_nan=False), min_size=1, max_size=6))
+def test_a_list_of_positive_numbers_reads_back_in_order_without_repeats(values):
+    text = ",".join(repr(v) for v in values)
+    assert FLOAT_LIST.convert(text, None, None) == list(dict.fromkeys(values))
+
+
+@given(st.text(max_size=40))
+def test_any_text_for_a_list_option_is_a_list_or_a_bad_parameter(text):
+    try:
+        out = FLOAT_LIST.convert(text, None, None)
+    except click.BadParameter:
+        return
+    assert out and all(isinstance(v, float) and v > 0 for v in out)
+
+
+@given(st.lists(st.text(max_size=20), max_size=4))
+def test_any_where_filter_is_a_dict_or_a_usage_error(items):
+    try:
+        out = _parse_where(tuple(items))
+    except UsageError as exc:
+        assert "invalid value for --where" in str(exc)
+        return
+    assert all(key and values and all(values) for key, values in out.items())
+
+
+TOML_VALUES = st.one_of(st.integers(-5, 100), st.floats(-1, 10, allow_nan=False), st.booleans(),
+                        st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789_-,. ", max_size=12),
+                        st.lists(st.integers(-2, 64), max_size=3))  # fmt: skip
+TOML_KEYS = st.sampled_from([
+    "lr", "epochs", "batch_size", "optimizer", "plugin", "where", "seed", "val-ratio", "patience", "no-benchmark",
+    "precision", "augment", "mean", "learning_rate", "top_k",
+])  # fmt: skip
+
+
+def _toml(value) -> str:
+    return json.dumps(value) if not isinstance(value, bool) else str(value).lower()
+
+
+@settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.dictionaries(TOML_KEYS, TOML_VALUES, max_size=5))
+def test_any_config_file_is_accepted_or_rejected_naming_key_and_file(tmp_path, table):
+    path = tmp_path / "sweep.toml"
+    path.write_text("".join(f"{key} = {_toml(value)}\n" for key, value in table.items()))
+    command = cli.commands["run"]
+    ctx = click.Context(command)
+    param = next(p for p in command.params if p.name == "config")
+    try:
+        load_config(ctx, param, str(path))
+    except click.UsageError as exc:
+        message = exc.format_message()
+        assert str(path) in message and ("key '" in message or "unknown key" in message)
+        return
+    assert set(ctx.default_map) <= {p.name for p in command.params}
+
+
+# --- running out of room ------------------------------------------------------------------------------
+
+
+def _limited(limit_bytes: int):
+    def preexec():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails (EFBIG) instead of killing
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
+
+    return preexec
+
+
+def test_no_room_for_a_checkpoint_stops_the_sweep_cleanly_and_keeps_what_was_recorded(tmp_path, invoke):
+    store = tmp_path / "bench.db"
+    # The baseline's checkpoint (~80 KB) fits under 1 MB; the VGG's (~4.7 MB) does not.
+    result = subprocess.run(
+        [BENCH, "run", "--arch", "cnn_baseline", "--arch", "cnn_vgg", "--epochs", "1", "--no-benchmark", "--store",
+         str(store)], capture_output=True, text=True, preexec_fn=_limited(1 << 20), timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    (error,) = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert "no room to write" in error and "best.pt" in error and "earlier results are intact" in error
+    with Store(store) as s:
+        run = s.run()
+        trials = {t["architecture"]: t for t in s.trials(run["id"])}
+        assert run["status"] == "failed"
+        assert trials["cnn_baseline"]["status"] == "completed"
+        assert trials["cnn_vgg"]["status"] == "interrupted" and "no room" in trials["cnn_vgg"]["note"]
+    assert not list(store.parent.rglob(".best.pt.*.tmp"))  # no half-written file left behind
+    result = invoke("run", "--resume", "latest", "--store", store, "--no-benchmark", "-q", store=False)
+    assert result.exit_code == 0, result.output  # with room again, the run finishes
+
+
+def test_no_room_for_a_report_keeps_the_previous_report(tmp_path, invoke):
+    store = tmp_path / "bench.db"
+    assert invoke("run", "--arch", "cnn_baseline", "--epochs", "1", "--no-benchmark", "-q", "--store", store,
+                  store=False).exit_code == 0  # fmt: skip
+    out = tmp_path / "reports"
+    assert invoke("report", "--store", store, "--out", out, store=False).exit_code == 0
+    (report,) = out.glob("*/report.md")
+    before = report.read_text()
+    # 36 KB: room for SQLite's 32 KB shared memory and the loss plot, not for the confusion matrix (~40 KB).
+    result = subprocess.run([BENCH, "report", "--store", str(store), "--out", str(out), "--top", "1"],
+                            capture_output=True, text=True, preexec_fn=_limited(36 << 10), timeout=300)  # fmt: skip
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "no room to write" in result.stderr
+    assert report.read_text() == before
+
+
+# --- damaged and hostile files ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def one_trial(tmp_path, invoke):
+    store = tmp_path / "runs" / "bench.db"
+    result = invoke("run", "--arch", "cnn_baseline", "--epochs", "1", "--min-runs", "5", "--min-time", "0",
+                    "--batch-sizes", "1", "--store", store, store=False)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    (row,) = invoke.json("report", "--store", store, store=False)
+    return store, row
+
+
+def test_a_truncated_or_replaced_checkpoint_is_refused_by_name(one_trial, invoke):
+    store, row = one_trial
+    checkpoint = Path(row["checkpoint"])
+    checkpoint.write_bytes(checkpoint.read_bytes()[:1000])
+    result = invoke("export", "latest", "--store", store, store=False)
+    assert result.exit_code == 1 and f"checkpoint {checkpoint} does not match its recorded SHA-256" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_a_damaged_or_missing_onnx_file_is_refused(one_trial, invoke):
+    store, row = one_trial
+    model = Path(row["onnx"]["path"])
+    model.write_bytes(model.read_bytes()[:500])
+    result = invoke("benchmark", "latest", "--store", store, "--min-runs", "3", "--min-time", "0", store=False)
+    assert result.exit_code == 1 and "changed since it was exported" in result.output
+    model.unlink()
+    result = invoke("benchmark", "latest", "--store", store, "--min-runs", "3", "--min-time", "0", store=False)
+    assert result.exit_code == 1 and f"cannot read {model}" in result.output
+
+
+def test_run_names_that_would_escape_the_runs_folder_are_refused(one_trial, invoke, tmp_path):
+    store, row = one_trial
+    db = sqlite3.connect(store)
+    db.execute("PRAGMA foreign_keys = OFF")
+    db.execute("UPDATE trials SET run_id = '../../escaped' WHERE run_id = ?", (row["run"],))
+    db.execute("UPDATE runs SET id = '../../escaped' WHERE id = ?", (row["run"],))
+    db.commit()
+    db.close()
+    for args in (["report", "--out", tmp_path / "reports"], ["export", "latest"]):
+        result = invoke(*args, "--store", store, store=False)
+        assert result.exit_code == 1 and "could point outside" in result.output, result.output
+    assert not (tmp_path.parent / "escaped").exists() and not (tmp_path / "escaped").exists()
