@@ -48,24 +48,3 @@ def augment(images: torch.Tensor, names: tuple[str, ...], generator: torch.Gener
             images = images.clone()
             images[pick] = gray.round().clamp(0, 255).to(torch.uint8).expand(-1, 3, h, w)
     return images
-    n, c, h, w = images.shape
-    device = images.device
-    if "flip" in names:
-        flip = torch.rand(n, generator=generator, device=device) < 0.5
-        images = torch.where(flip.view(n, 1, 1, 1), images.flip(3), images)
-    if "crop" in names:
-        p = CROP_PADDING
-        padded = F.pad(images, (p, p, p, p))
-        dy = torch.randint(0, 2 * p + 1, (n,), generator=generator, device=device)
-        dx = torch.randint(0, 2 * p + 1, (n,), generator=generator, device=device)
-        rows = (torch.arange(h, device=device).view(1, h) + dy.view(n, 1)).view(n, 1, h, 1).expand(n, c, h, w)
-        cols = (torch.arange(w, device=device).view(1, w) + dx.view(n, 1)).view(n, 1, 1, w).expand(n, c, h, w)
-        batch = torch.arange(n, device=device).view(n, 1, 1, 1)
-        channel = torch.arange(c, device=device).view(1, c, 1, 1)
-        images = padded[batch, channel, rows, cols]
-    if "grayscale" in names and c == 3:
-        gray = (images.float() * torch.tensor([0.299, 0.587, 0.114], device=device).view(1, 3, 1, 1)).sum(1, True)
-        gray = gray.round().clamp(0, 255).to(torch.uint8).expand(n, 3, h, w)
-        pick = torch.rand(n, generator=generator, device=device) < GRAYSCALE_P
-        images = torch.where(pick.view(n, 1, 1, 1), gray, images)
-    return images

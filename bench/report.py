@@ -227,38 +227,36 @@ def tradeoff_section(views: list[TrialView], write_png) -> str:
     timed = [(v, v.onnx(CPU, 1)) for v in done]
     timed = [(v, m) for v, m in timed if m]
     if timed:
-        labels = [v.name for v, _ in timed]
-        costs = [m["p50_ms"] for _, m in timed]
-        accs = [v.trial["test_acc"] for v, _ in timed]
-        png = write_png("tradeoff_latency.png", figures.tradeoff_plot(
-            labels, costs, accs, "ONNX Runtime CPU latency, p50 at batch 1 (ms)",
-            "Test accuracy against inference latency"))  # fmt: skip
-        front = figures.pareto_front(list(zip(costs, accs, strict=True)))
-        parts.append(
-            "### Test accuracy against ONNX latency\n\n"
-            f"![Test accuracy against ONNX latency]({png})\n\n"
-            "Pareto front (no other benchmarked trial is both faster and more accurate): "
-            + "; ".join(f"{labels[i]} ({pct(accs[i])}%, {num(costs[i])} ms)" for i in front)
-            + "."
-            + ("" if len(timed) > 1 else " Only one trial is benchmarked: `bench benchmark RUN --top-k N` adds more.")
-        )
+        text = _tradeoff(
+            write_png, "tradeoff_latency.png", [v for v, _ in timed], [m["p50_ms"] for _, m in timed],
+            "ONNX latency", "ONNX Runtime CPU latency, p50 at batch 1 (ms)", "Test accuracy against inference latency",
+            "no other benchmarked trial is both faster and more accurate", lambda c: f"{num(c)} ms",
+        )  # fmt: skip
+        if len(timed) == 1:
+            text += " Only one trial is benchmarked: `bench benchmark RUN --top-k N` adds more."
+        parts.append(text)
     sized = [v for v in done if v.trial["params"]]
     if sized:
-        labels = [v.name for v in sized]
-        costs = [v.trial["params"] for v in sized]
-        accs = [v.trial["test_acc"] for v in sized]
-        png = write_png("tradeoff_params.png", figures.tradeoff_plot(
-            labels, costs, accs, "parameters", "Test accuracy against model size", log_x=True))  # fmt: skip
-        front = figures.pareto_front(list(zip(costs, accs, strict=True)))
-        parts.append(
-            "### Test accuracy against parameters\n\n"
-            f"![Test accuracy against parameters]({png})\n\n"
-            "Pareto front (no other trial is both smaller and more accurate): "
-            + "; ".join(f"{labels[i]} ({pct(accs[i])}%, {costs[i]} parameters)" for i in front)
-            + "."
-        )
+        parts.append(_tradeoff(
+            write_png, "tradeoff_params.png", sized, [v.trial["params"] for v in sized], "parameters", "parameters",
+            "Test accuracy against model size", "no other trial is both smaller and more accurate",
+            lambda c: f"{c} parameters", log_x=True,
+        ))  # fmt: skip
     parts.append("### Effect of each swept parameter on validation accuracy\n\n" + effects(done))
     return "\n\n".join(parts)
+
+
+def _tradeoff(write_png, filename, views, costs, what, xlabel, title, rule, show, log_x=False) -> str:
+    """A test-accuracy-against-cost figure and its Pareto front in words."""
+    labels = [v.name for v in views]
+    accs = [v.trial["test_acc"] for v in views]
+    png = write_png(filename, figures.tradeoff_plot(labels, costs, accs, xlabel, title, log_x=log_x))
+    front = figures.pareto_front(list(zip(costs, accs, strict=True)))
+    return (
+        f"### Test accuracy against {what}\n\n![Test accuracy against {what}]({png})\n\nPareto front ({rule}): "
+        + "; ".join(f"{labels[i]} ({pct(accs[i])}%, {show(costs[i])})" for i in front)
+        + "."
+    )
 
 
 def effects(done: list[TrialView]) -> str:

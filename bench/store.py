@@ -367,27 +367,22 @@ class Store:
 
     def record_export(self, trial_id: int, row: dict) -> None:
         """Replace the trial's export record with ``row`` (column -> value; path relative or absolute)."""
-        row = {**row, "trial_id": trial_id, "exported_at": now()}
+        row = {**row, "trial_id": trial_id, "exported_at": now(), "max_abs_diff": _num(row.get("max_abs_diff"))}
         if row.get("path"):
             row["path"] = os.path.relpath(row["path"], self.root)
-        for key in ("max_abs_diff",):
-            row[key] = _num(row.get(key))
-        cols = ", ".join(row)
-        with self._tx() as db:
-            db.execute(
-                f"INSERT OR REPLACE INTO exports ({cols}) VALUES ({', '.join('?' * len(row))})", list(row.values())
-            )
+        self._replace("exports", row)
 
     def record_latency(self, trial_id: int, row: dict) -> None:
         """Replace the trial's measurement for the same (engine, provider, batch size)."""
         row = {**row, "trial_id": trial_id, "measured_at": now()}
-        for key in ("samples", "method"):
-            row[key] = json.dumps(row.get(key))
-        cols = ", ".join(row)
+        self._replace(
+            "latency", {**row, "samples": json.dumps(row.get("samples")), "method": json.dumps(row.get("method"))}
+        )
+
+    def _replace(self, table: str, row: dict) -> None:
         with self._tx() as db:
-            db.execute(
-                f"INSERT OR REPLACE INTO latency ({cols}) VALUES ({', '.join('?' * len(row))})", list(row.values())
-            )
+            db.execute(f"INSERT OR REPLACE INTO {table} ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                       list(row.values()))  # fmt: skip
 
     # --- reading ------------------------------------------------------------------------------------
 

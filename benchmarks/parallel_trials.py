@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
+from record import record
 
 
 def worker(threads: int, indices: list[int], epochs: int) -> None:
@@ -99,15 +99,7 @@ def main() -> None:
         f"defaults to --cpus-per-trial {1 if b < a else cores} (torch threads per trial = its CPUs).",
         "",
     ])  # fmt: skip
-    results = HERE / "RESULTS.md"
-    text = results.read_text() if results.exists() else "# Benchmark results\n\n"
-    start = text.find("## Parallel trials")
-    if start >= 0:
-        end = text.find("\n## ", start + 1)
-        text = text[:start] + table + (text[end + 1 :] if end >= 0 else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + table
-    results.write_text(text)
+    record("Parallel trials", table)
     print(table)
 
 

@@ -24,8 +24,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-
-HERE = Path(__file__).resolve().parent
+from record import record
 
 
 def classic_epoch(images, labels, model, workers: int, mean: float, std: float) -> float:
@@ -117,15 +116,7 @@ def main() -> None:
         lines.append(f"| {k} | {v:.2f} | {n / v:.0f} | {', '.join(f'{r[k]:.2f}' for r in rounds)} |")
     lines += ["", f"cnnbench is {ratio:.2f}x faster per epoch than the faster classic setting (target: 2x).", ""]
     table = "\n".join(lines)
-    results = HERE / "RESULTS.md"
-    text = results.read_text() if results.exists() else "# Benchmark results\n\n"
-    start = text.find("## Data pipeline")
-    if start >= 0:
-        end = text.find("\n## ", start + 1)
-        text = text[:start] + table + (text[end + 1 :] if end >= 0 else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + table
-    results.write_text(text)
+    record("Data pipeline", table)
     print(table)
 
 

@@ -1,0 +1,17 @@
+"""Write one section of benchmarks/RESULTS.md, replacing that section's previous figures only."""
+
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+
+
+def record(heading: str, section: str) -> None:
+    """``section`` starts with ``## heading``; the other sections of RESULTS.md are kept as they are."""
+    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n\n"
+    start = text.find(f"## {heading}")
+    if start >= 0:
+        end = text.find("\n## ", start + 1)
+        text = text[:start] + section + (text[end + 1 :] if end >= 0 else "")
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    RESULTS.write_text(text)
