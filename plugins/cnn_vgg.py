@@ -30,5 +30,7 @@ def register_architectures(register):
         },
         default_variants=[{"widths": (64, 128, 256), "head": (256, 64), "dropout": 0.2}],
         description="The lab's winner: 3 x [conv-conv-pool] 64/128/256, FC 256-64 with dropout 0.2.",
-        defaults={"optimizer": "sgd", "lr": 0.01, "momentum": 0.9, "batch_size": 64, "epochs": 20},
+        # Adam rather than the lab's SGD 0.01: without batch norm this net starts slowly under SGD (84.09% on
+        # Fashion-MNIST after 2 epochs). configs/rob313.toml keeps the lab's settings for the reproduction.
+        defaults={"optimizer": "adam", "lr": 0.001, "batch_size": 64, "epochs": 20},
     )

@@ -127,11 +127,12 @@ def _wait_for(store, condition, process, timeout=120):
 SWEEP = ["--plugin", "cnn_dropout", "--epochs", "8", "--no-benchmark"]
 
 
-def test_sigterm_marks_the_running_trial_interrupted_and_exits_cleanly(tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
+def test_a_stop_signal_marks_the_running_trial_interrupted_and_exits_cleanly(tmp_path, signum):
     store = tmp_path / "bench.db"
     process = _start(SWEEP, store)
     _wait_for(store, lambda ts: ts[0]["status"] == "completed" and ts[1]["status"] == "running", process)
-    process.send_signal(signal.SIGTERM)
+    process.send_signal(signum)
     out, err = process.communicate(timeout=60)
     assert process.returncode == 130, err
     assert "Traceback" not in err and "bench run --resume" in err
