@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import fnmatch
 import itertools
-import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from bench.errors import PluginError, UsageError, unknown
+from bench.errors import PluginError, UsageError, check_registration, unknown
 
-NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 HPARAM_KEYS = {"batch_size", "lr", "epochs", "optimizer", "weight_decay", "momentum"}
 
 
@@ -144,15 +142,7 @@ class Registry:
         """The ``register`` passed to one plugin's hook: it stamps each entry with that plugin."""
 
         def register(name, factory, variants=None, description="", defaults=None, default_variants=None):
-            if not isinstance(name, str) or not NAME_RE.match(name):
-                raise PluginError(f"plugin '{plugin}' registered an invalid architecture name {name!r}")
-            if name in self._archs:
-                raise PluginError(
-                    f"architecture '{name}' is registered twice: by plugin '{self._archs[name].plugin}' "
-                    f"and by plugin '{plugin}'"
-                )
-            if not callable(factory):
-                raise PluginError(f"plugin '{plugin}': the factory of '{name}' is not callable")
+            check_registration("architecture", name, plugin, self._archs, factory)
             space = _check_space(plugin, name, variants if variants is not None else {})
             defaults = dict(defaults or {})
             bad = set(defaults) - HPARAM_KEYS

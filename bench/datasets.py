@@ -9,7 +9,6 @@ import io
 import json
 import os
 import pickle
-import re
 import struct
 import zlib
 from collections.abc import Callable
@@ -19,9 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.errors import BenchError, PluginError, UsageError, unknown
-
-NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
+from bench.errors import BenchError, UsageError, check_registration, unknown
 
 
 @dataclass(frozen=True)
@@ -56,15 +53,7 @@ class DatasetRegistry:
 
     def register_callback(self, plugin: str) -> Callable:
         def register(name, load, description="", input_shape=None, num_classes=None, takes_argument=False):
-            if not isinstance(name, str) or not NAME_RE.match(name):
-                raise PluginError(f"plugin '{plugin}' registered an invalid dataset name {name!r}")
-            if name in self.entries:
-                raise PluginError(
-                    f"dataset '{name}' is registered twice: by plugin '{self.entries[name].plugin}' and by plugin "
-                    f"'{plugin}'"
-                )
-            if not callable(load):
-                raise PluginError(f"plugin '{plugin}': the loader of dataset '{name}' is not callable")
+            check_registration("dataset", name, plugin, self.entries, load)
             shape = tuple(input_shape) if input_shape is not None else None
             self.entries[name] = DatasetEntry(name, load, " ".join(str(description).split()), plugin, shape,
                                               num_classes, bool(takes_argument))  # fmt: skip

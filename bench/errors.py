@@ -21,6 +21,20 @@ class PluginError(BenchError):
     """A plugin did something wrong (bad registration, duplicate name)."""
 
 
+def check_registration(kind: str, name, plugin: str, registered: dict, make: object) -> None:
+    """What every register() refuses: a bad name, a name taken (naming both plugins), a non-callable."""
+    import re
+
+    if not isinstance(name, str) or not re.match(r"^[a-z0-9][a-z0-9_.-]*$", name):
+        raise PluginError(f"plugin '{plugin}' registered an invalid {kind} name {name!r}")
+    if name in registered:
+        raise PluginError(
+            f"{kind} '{name}' is registered twice: by plugin '{registered[name].plugin}' and by plugin '{plugin}'"
+        )
+    if not callable(make):
+        raise PluginError(f"plugin '{plugin}': the factory of {kind} '{name}' is not callable")
+
+
 def closest(name: str, choices) -> list[str]:
     """``choices`` ordered by similarity to ``name``, closest first (ties keep their order)."""
     import difflib
