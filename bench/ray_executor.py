@@ -9,7 +9,6 @@ weak trials at its rungs; they are recorded as `pruned`."""
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
 import time
 from dataclasses import asdict
@@ -17,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from bench.checkpoints import atomic_write
 from bench.data import Dataset
 from bench.errors import BenchError, UsageError
 from bench.runner import Progress, SweepOutcome, sigterm_as_interrupt
@@ -173,7 +173,6 @@ def _callback_class(tune):
 
         def on_trial_start(self, iteration, trials, trial, **info):
             spec = self.spec(trial)
-            shutil.rmtree(self.store.trial_dir(self.run_id, spec.idx), ignore_errors=True)
             self.store.start_trial(spec.trial_id, self.sizes[spec.idx])
             self.history[spec.idx], self.started[spec.idx] = [], time.perf_counter()
             self.progress.trial_started(spec)
@@ -231,11 +230,8 @@ def _fetch_checkpoint(trial, folder: Path) -> Path | None:
         source = Path(directory) / CHECKPOINT_FILE
         if not source.is_file():
             return None
-        folder.mkdir(parents=True, exist_ok=True)
         target = folder / CHECKPOINT_FILE
-        tmp = folder / f".{CHECKPOINT_FILE}.tmp"
-        shutil.copyfile(source, tmp)
-        os.replace(tmp, target)
+        atomic_write(target, source.read_bytes())
     return target
 
 

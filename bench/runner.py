@@ -6,7 +6,6 @@ The local executor lives here: trial after trial in this process, each recorded 
 from __future__ import annotations
 
 import contextlib
-import shutil
 import signal
 import time
 import traceback
@@ -153,7 +152,6 @@ def run_trial(store: Store, run_id: str, spec: TrialSpec, splits: SplitCache, no
     hp = spec.hparams
     trial_splits = splits.get(hp.val_ratio, hp.seed)
     folder = store.trial_dir(run_id, spec.idx)
-    shutil.rmtree(folder, ignore_errors=True)  # what an interrupted attempt left
     store.start_trial(spec.trial_id, trial_splits.sizes())
     checkpoint = folder / "best.pt"
     progress.trial_started(spec)

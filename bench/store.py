@@ -11,6 +11,7 @@ import math
 import os
 import re
 import secrets
+import shutil
 import sqlite3
 import time
 from contextlib import contextmanager
@@ -288,7 +289,9 @@ class Store:
             )  # fmt: skip
 
     def start_trial(self, trial_id: int, split: dict) -> None:
-        """Mark a trial running, forgetting what an interrupted attempt left."""
+        """Mark a trial running, forgetting what an interrupted attempt left: its figures, history and files."""
+        row = self.db.execute("SELECT run_id, idx FROM trials WHERE id = ?", (trial_id,)).fetchone()
+        shutil.rmtree(self.trial_dir(row["run_id"], row["idx"]), ignore_errors=True)
         with self._tx() as db:
             db.execute(
                 "UPDATE trials SET status = 'running', note = NULL, split = ?, started_at = ?, finished_at = NULL,"
