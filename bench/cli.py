@@ -342,12 +342,17 @@ def _config_value(raw, option, ctx):
 @click.option("--augment", default="", help="Augmentations on the training device: flip,crop,grayscale.")
 @click.option(
     "--precision",
-    type=click.Choice(["fp32", "bf16"]),
-    default="fp32",
+    type=click.Choice(["auto", "fp32", "bf16"]),
+    default="auto",
     show_default=True,
-    help="bf16: autocast the training steps (evaluation stays fp32).",
+    help="bf16: autocast the training steps (evaluation stays fp32). auto: bf16 where it was measured faster "
+    "(CPUs with AMX/AVX-512 bf16, models of 5 MFLOPs or more per image), else fp32.",
 )
-@click.option("--channels-last", is_flag=True, help="NHWC memory layout for training (faster convs on many CPUs).")
+@click.option(
+    "--channels-last/--no-channels-last",
+    default=None,
+    help="NHWC memory layout for training (default: on when the model accepts it; it was never slower).",
+)
 @click.option("--compile", is_flag=True, help="torch.compile the model for training (slow start, faster steps).")
 @click.option("--batch-size", "-b", type=CommaList(click.IntRange(min=1)), help="Batch sizes, e.g. 32,64.")
 @click.option("--lr", type=CommaList(click.FloatRange(min=0, min_open=True)), help="Learning rates, e.g. 1e-3,1e-2.")

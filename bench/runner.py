@@ -9,7 +9,7 @@ import contextlib
 import signal
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -20,7 +20,7 @@ from bench.errors import BenchError, DiskFull, UsageError
 from bench.modelstats import count_flops, count_parameters
 from bench.store import Store
 from bench.sweep import TrialSpec, spec_from_row
-from bench.training import EpochStats, train_trial
+from bench.training import EpochStats, resolve_speed, train_trial
 
 TO_RUN = ("pending", "running", "interrupted")  # what a resumed run trains (again)
 
@@ -76,10 +76,33 @@ def check_plan(specs: list[TrialSpec], data: Dataset) -> None:
             )
 
 
+def resolve_plan(specs: list[TrialSpec], data: Dataset, device: torch.device) -> list[TrialSpec]:
+    """Replace 'auto' precision and layout by their values on ``device`` before the plan is recorded, so
+    every trial says what it trains in from the start and a resumed run trains the same way. A model
+    that cannot be built here keeps 'auto': its trial fails, or resolves, when it runs."""
+    chosen: dict[tuple, object] = {}
+    out = []
+    for spec in specs:
+        hp = spec.hparams
+        if hp.precision == "auto" or hp.channels_last is None:
+            key = (spec.architecture.name, repr(spec.variant), hp.precision, hp.channels_last)
+            if key not in chosen:
+                try:
+                    model = spec.architecture.build(data.input_shape, data.num_classes, spec.variant).to(device)
+                    resolved = resolve_speed(hp, model, data.input_shape, device)
+                    chosen[key] = {"precision": resolved.precision, "channels_last": resolved.channels_last}
+                except Exception:  # noqa: BLE001 - recorded when the trial itself runs
+                    chosen[key] = {}
+            spec = replace(spec, hparams=replace(hp, **chosen[key]))
+        out.append(spec)
+    return out
+
+
 def create_run(store: Store, specs: list[TrialSpec], data: Dataset, *, device: torch.device, command: str,
                config: dict) -> tuple[str, list[TrialSpec]]:  # fmt: skip
     """Record the run and its plan; return the run id and the specs with their store ids."""
     check_plan(specs, data)
+    specs = resolve_plan(specs, data, device)
     first = specs[0].hparams
     run_id = store.create_run(
         command=command,

@@ -358,6 +358,12 @@ class Store:
                     trial_id,
                 ),
             )
+            if r is not None and getattr(r, "precision", None):  # what 'auto' became, if the trainer chose
+                db.execute(
+                    "UPDATE trials SET hparams = json_set(hparams, '$.precision', ?, '$.channels_last', json(?))"
+                    " WHERE id = ?",
+                    (r.precision, json.dumps(bool(r.channels_last)), trial_id),
+                )
             db.execute("DELETE FROM epochs WHERE trial_id = ?", (trial_id,))
             db.executemany(
                 "INSERT INTO epochs (trial_id, epoch, train_loss, train_acc, val_loss, val_acc, time_s)"

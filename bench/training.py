@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import torch
@@ -15,10 +15,15 @@ from torch import nn
 from bench import checkpoints
 from bench.augment import AUGMENTATIONS, augment, parse
 from bench.data import Normalizer, Split, Splits
+from bench.environment import cpu_features
 from bench.errors import UsageError
+from bench.modelstats import count_flops
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("auto", "fp32", "bf16")
+# From this many forward FLOPs per image, bf16 autocast trains faster than fp32 on a CPU with AMX or
+# AVX-512 bf16; below it the casts cost more than they save (benchmarks/precision.py, RESULTS.md).
+BF16_MIN_FLOPS = 5e6
 SELECT = ("val_loss", "val_acc")
 EVAL_BATCH = 1024
 # A training loss this many times that of a uniform guess, ln(classes), means the run has blown up.
@@ -40,8 +45,8 @@ class HParams:
     select: str = "val_loss"  # best checkpoint: lowest val_loss or highest val_acc
     patience: int | None = None  # stop after this many epochs without a better selection metric
     augment: str = ""  # comma-separated, on the training device: flip, crop (4 px padding), grayscale (p=0.1)
-    precision: str = "fp32"  # fp32, or bf16 autocast for the training steps (evaluation is always fp32)
-    channels_last: bool = False  # NHWC memory layout for the training steps
+    precision: str = "auto"  # fp32, bf16 autocast of the training steps, or auto (see resolve_speed)
+    channels_last: bool | None = None  # NHWC memory layout for the training steps; None = auto (see resolve_speed)
     compile: bool = False  # torch.compile the model for the training steps
 
     def __post_init__(self):
@@ -60,6 +65,7 @@ class HParams:
             ("seed", self.seed, isinstance(self.seed, int) and self.seed >= 0, "an integer >= 0"),
             ("val-ratio", self.val_ratio, _finite(self.val_ratio) and 0 < self.val_ratio < 1, "between 0 and 1"),
             ("select", self.select, self.select in SELECT, f"one of {', '.join(SELECT)}"),
+            ("precision", self.precision, self.precision in PRECISIONS, f"one of {', '.join(PRECISIONS)}"),
             (
                 "patience",
                 self.patience,
@@ -78,6 +84,42 @@ class HParams:
     def from_dict(cls, d: dict) -> HParams:
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
+
+
+def bf16_is_fast(device: torch.device) -> bool:
+    """Whether bf16 autocast can train faster than fp32 on ``device``: a CPU with AMX or AVX-512 bf16, as
+    measured in benchmarks/precision.py. GPUs are not measured yet, so they keep fp32."""
+    return device.type == "cpu" and bool({"amx_bf16", "avx512_bf16"} & set(cpu_features()))
+
+
+def channels_last_works(model: nn.Module, input_shape: tuple[int, ...], device: torch.device) -> bool:
+    """Whether ``model`` runs on NHWC inputs (a ``.view`` after a convolution, for one, does not)."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model.to(memory_format=torch.channels_last)
+            x = torch.zeros(2, *input_shape, device=device).contiguous(memory_format=torch.channels_last)
+            model(x)
+        return True
+    except RuntimeError:
+        return False
+    finally:
+        model.to(memory_format=torch.contiguous_format)
+        model.train(was_training)
+
+
+def resolve_speed(hp: HParams, model: nn.Module, input_shape: tuple[int, ...], device: torch.device) -> HParams:
+    """``hp`` with 'auto' precision and layout replaced by what trains fastest here at the same accuracy
+    (benchmarks/precision.py): channels_last whenever the model accepts it; bf16 autocast where
+    ``bf16_is_fast`` and the model does at least BF16_MIN_FLOPS forward FLOPs per image."""
+    changes: dict = {}
+    if hp.channels_last is None:
+        changes["channels_last"] = channels_last_works(model, input_shape, device)
+    if hp.precision == "auto":
+        fast = bf16_is_fast(device) and count_flops(model, input_shape) >= BF16_MIN_FLOPS
+        changes["precision"] = "bf16" if fast else "fp32"
+    return replace(hp, **changes) if changes else hp
 
 
 def _augment_ok(spec) -> bool:
@@ -114,6 +156,8 @@ class TrialResult:
     checkpoint_sha256: str | None = None
     train_time_s: float = 0.0
     note: str | None = None
+    precision: str | None = None  # what the training steps ran in (after resolve_speed)
+    channels_last: bool | None = None
 
 
 @dataclass
@@ -179,12 +223,13 @@ def train_trial(
     The caller seeds torch before building the model; shuffling uses its own generator seeded by
     ``hp.seed``, so the same seed, data and machine give the same losses."""
     started = time.perf_counter()
+    x_train, y_train = splits.train.images, splits.train.labels
+    device = y_train.device
+    hp = resolve_speed(hp, model, tuple(x_train.shape[1:]), device)
     optimizer = make_optimizer(model, hp)
     shuffle = torch.Generator().manual_seed(hp.seed)
-    x_train, y_train = splits.train.images, splits.train.labels
     n = len(y_train)
     seen = n - 1 if n % hp.batch_size == 1 and n > 1 else n  # images per epoch (see the loop)
-    device = y_train.device
     augmentations = parse(hp.augment)
     augment_rng = torch.Generator(device=device).manual_seed(hp.seed + 1)
     layout = torch.channels_last if hp.channels_last else torch.contiguous_format
@@ -192,7 +237,7 @@ def train_trial(
     step_model = torch.compile(model) if hp.compile else model
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=hp.precision == "bf16")
     limit = DIVERGENCE_FACTOR * math.log(max(num_classes, 2))
-    result = TrialResult(status="completed")
+    result = TrialResult(status="completed", precision=hp.precision, channels_last=hp.channels_last)
     best: EpochStats | None = None
     best_state: dict | None = None
 

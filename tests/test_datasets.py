@@ -13,12 +13,15 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 
+import bench
 from bench import plugins
 from bench.augment import augment
 from bench.data import load_dataset
 from bench.datasets import read_idx
 from bench.errors import BenchError
+from bench.training import bf16_is_fast
 
 ROOT = Path(__file__).resolve().parent.parent
 DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
@@ -267,6 +270,60 @@ def test_bf16_channels_last_and_augment_are_recorded_and_the_checkpoint_reproduc
     model.load_state_dict(checkpoints.load(row["checkpoint"], row["checkpoint_sha256"])[0])
     data = load_dataset("digits")
     assert evaluate(model, data.test, Normalizer(data)).acc == row["test_acc"]
+
+
+class ViewNet(nn.Module):
+    """Flattens with .view, as many hand-written models do: that fails on channels_last activations."""
+
+    def __init__(self, input_shape, num_classes):
+        super().__init__()
+        self.conv = nn.Conv2d(input_shape[0], 8, 3, padding=1)
+        self.fc = nn.Linear(8 * input_shape[1] * input_shape[2], num_classes)
+
+    def forward(self, x):
+        x = torch.relu(self.conv(x))
+        return self.fc(x.view(x.size(0), -1))
+
+
+class ViewPlugin:
+    @bench.hookimpl
+    def register_architectures(self, register):
+        register("view_net", ViewNet, defaults={"epochs": 1})
+
+
+def test_default_precision_and_layout_are_the_measured_fastest_and_recorded_per_trial(invoke):
+    # auto: channels_last when the model accepts it; bf16 for a model of >= 5 MFLOPs per image on a CPU with
+    # fast bf16 (the VGG-like net at 8x8 is 19 MFLOPs), fp32 for the tiny baseline (0.06 MFLOPs).
+    plugins.register_in_process(ViewPlugin(), name="view_plugin")
+    try:
+        result = invoke("run", *("--arch", "cnn_baseline", "--arch", "cnn_vgg", "--arch", "view_net"), "--epochs", "1",
+                        "--no-benchmark", "-q")  # fmt: skip
+    finally:
+        plugins.unregister_in_process("view_plugin")
+    assert result.exit_code == 0, result.output
+    rows = {r["architecture"]: r for r in invoke.json("report")}
+    assert all(r["status"] == "completed" for r in rows.values())
+    modes = {a: (r["hparams"]["precision"], r["hparams"]["channels_last"]) for a, r in rows.items()}
+    fast_bf16 = bf16_is_fast(torch.device("cpu"))
+    assert modes == {
+        "cnn_baseline": ("fp32", True),
+        "cnn_vgg": ("bf16" if fast_bf16 else "fp32", True),
+        "view_net": ("fp32", False),  # .view cannot take NHWC activations: standard layout, and it trains
+    }
+    result = invoke("run", "--arch", "cnn_vgg", "--epochs", "1", "--precision", "fp32", "--no-channels-last",
+                    "--no-benchmark", "-q")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    row = invoke.json("report")[0]
+    assert (row["hparams"]["precision"], row["hparams"]["channels_last"]) == ("fp32", False)
+
+
+def test_the_trainer_resolves_auto_itself_and_says_what_it_ran(digits, tmp_path):
+    from bench.data import Normalizer
+    from bench.training import HParams, train_trial
+
+    model = ViewNet(digits.input_shape, digits.num_classes)
+    result = train_trial(model, digits.split(0.2, 0), Normalizer(digits), HParams(epochs=1), tmp_path / "b.pt", 10)
+    assert (result.status, result.precision, result.channels_last) == ("completed", "fp32", False)
 
 
 # --- sweep files -------------------------------------------------------------------------------------------
