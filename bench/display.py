@@ -206,11 +206,13 @@ def inference_table(entries: list[tuple[dict, dict | None, list[dict]]], title: 
             ratio = f"{o['p50_ms'] / t['p50_ms']:.2f}" if o and t and o["status"] == t["status"] == "ok" else "-"
             table.add_row(*(head if i == 0 else [""] * 6), provider, str(batch), *cells, tp50, ratio)
     if methods:
+        from bench.inference import graph_levels
+
         m = methods[0]
         table.caption = (
             f"Latency per call, first run and session creation kept apart; warm-up {m['warmup']} runs, then at "
             f"least {m['min_runs']} runs and {m['min_time_s']:g} s; percentiles: {m['percentiles']}; intra-op "
-            f"threads {m['intra_op_threads']}; ORT graph optimization '{m.get('graph_optimization', 'all')}'. "
+            f"threads {m['intra_op_threads']}; ORT graph optimization {graph_levels(methods)}. "
             "Parity: max |logit difference| against PyTorch on real test images."
         )
     return table

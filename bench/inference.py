@@ -15,6 +15,8 @@ from torch import nn
 from bench import onnxrt
 
 PERCENTILE_METHOD = "numpy.percentile, linear interpolation between closest ranks"
+AUTO_LEVELS = ("extended", "all")
+PROBE_RUNS = 20  # timed runs per level when choosing one, after 3 warm-up runs
 
 
 @dataclass(frozen=True)
@@ -25,7 +27,10 @@ class BenchSettings:
     min_runs: int = 100  # timed runs: at least this many...
     min_time_s: float = 1.0  # ...and for at least this long
     threads: int | None = None  # intra-op threads for both engines; None = torch.get_num_threads()
-    graph_optimization: str = "all"  # onnxruntime graph optimization level
+    # onnxruntime graph optimization level, or auto: the faster of AUTO_LEVELS in a short probe, per model and
+    # batch size ('all' adds NCHWc layouts, much faster for most CNNs, 2.7x slower for the smallest one:
+    # benchmarks/inference.py)
+    graph_optimization: str = "auto"
 
     def resolved_providers(self) -> list[str]:
         out: list[str] = []
@@ -94,6 +99,15 @@ def timed_runs(run: Callable[[], object], settings: BenchSettings, sync: Callabl
     return first_ms, samples, time.perf_counter() - start
 
 
+def graph_levels(methods: list[dict]) -> str:
+    """The ORT graph optimization levels that ``methods`` (recorded with measurements) used, and how chosen."""
+    ort_methods = [m for m in methods if m and "graph_optimization" in m]
+    used = ", ".join(f"'{v}'" for v in sorted({m["graph_optimization"] for m in ort_methods}))
+    if any("graph_optimization_probe_p50_ms" in m for m in ort_methods):
+        used += f" (auto: the faster of {' and '.join(AUTO_LEVELS)} in a {PROBE_RUNS}-run probe, per model and batch)"
+    return used or "-"
+
+
 def batch_of(images: torch.Tensor, batch_size: int) -> torch.Tensor:
     """The first ``batch_size`` real images, repeated if the set is smaller."""
     reps = -(-batch_size // len(images))
@@ -109,14 +123,26 @@ def bench_onnxruntime(path, images: torch.Tensor, batch_size: int, provider: str
         "io_binding": provider == "cuda", "timer": "time.perf_counter",
         "warmup": settings.warmup, "min_runs": settings.min_runs, "min_time_s": settings.min_time_s,
     }  # fmt: skip
-    t0 = time.perf_counter()
-    try:
-        sess = onnxrt.session(path, provider, threads, settings.graph_optimization)
-    except onnxrt.ProviderUnavailable as exc:
-        m.status, m.note = "unavailable", str(exc)
-        return m
-    m.session_ms = (time.perf_counter() - t0) * 1000
     x = batch_of(images, batch_size).cpu().numpy().astype(np.float32)
+    levels = AUTO_LEVELS if settings.graph_optimization == "auto" else (settings.graph_optimization,)
+    probe: dict[str, float] = {}
+    first_ms = None
+    for level in levels:
+        t0 = time.perf_counter()
+        try:
+            candidate = onnxrt.session(path, provider, threads, level)
+        except onnxrt.ProviderUnavailable as exc:
+            m.status, m.note = "unavailable", str(exc)
+            return m
+        session_ms = (time.perf_counter() - t0) * 1000
+        if len(levels) > 1:  # auto: keep the faster session in a short probe
+            first, probe[level] = _probe(candidate, x)
+            if min(probe.values()) < probe[level]:
+                continue
+            first_ms = first
+        sess, m.session_ms, m.method["graph_optimization"] = candidate, session_ms, level
+    if probe:
+        m.method["graph_optimization_probe_p50_ms"] = probe
     name, out = sess.get_inputs()[0].name, sess.get_outputs()[0].name
     if provider == "cuda":
         # IO binding: input and output stay on the GPU, so no host<->device copy is timed.
@@ -131,7 +157,17 @@ def bench_onnxruntime(path, images: torch.Tensor, batch_size: int, provider: str
     else:
         feed = {name: x}
         m.first_ms, m.samples, m.total_s = timed_runs(lambda: sess.run([out], feed), settings)
+    if first_ms is not None:  # the session's real first run was in the probe
+        m.first_ms = first_ms
     return m
+
+
+def _probe(sess, x: np.ndarray) -> tuple[float, float]:
+    """(first run ms, median of PROBE_RUNS warm runs ms) of ``sess`` on ``x``, to choose between sessions."""
+    feed = {sess.get_inputs()[0].name: x}
+    first_ms, samples, _ = timed_runs(lambda: sess.run(None, feed), BenchSettings(warmup=3, min_runs=PROBE_RUNS,
+                                                                                   min_time_s=0.0))  # fmt: skip
+    return first_ms, float(np.median(samples))
 
 
 def bench_torch(model: nn.Module, images: torch.Tensor, batch_size: int, device: str, settings: BenchSettings,

@@ -325,6 +325,8 @@ def method_section(runs: list[dict], views: list[TrialView]) -> str:
         )
     methods = [r for v in views for r in v.latency if r["status"] == "ok"]
     if methods:
+        from bench.inference import graph_levels
+
         m = methods[0]["method"]
         ort_providers = sorted({r["provider"] for r in methods if r["engine"] == "onnxruntime"})
         torch_devices = sorted({r["provider"] for r in methods if r["engine"] == "torch"})
@@ -335,7 +337,7 @@ def method_section(runs: list[dict], views: list[TrialView]) -> str:
             f"{m['min_time_s']:g} s ({min(ns)} to {max(ns)} runs here); {m['timer']}; percentiles: "
             f"{m['percentiles']}. ONNX Runtime on {', '.join(ort_providers) or '-'}, PyTorch eager (the baseline) on "
             f"{', '.join(torch_devices) or '-'}, same inputs; intra-op threads {m['intra_op_threads']}"
-            + (f", inter-op 1, graph optimization '{m['graph_optimization']}'" if "graph_optimization" in m else "")
+            + f", inter-op 1, ORT graph optimization {graph_levels([r['method'] for r in methods])}"
             + "; GPU timings use IO binding (no host copies timed). Throughput = batch size / mean latency."
         )
     unavailable = {r["provider"]: r["note"] for v in views for r in v.latency if r["status"] == "unavailable"}

@@ -102,6 +102,10 @@ def test_latency_rows_have_enough_runs_ordered_percentiles_and_their_method(depl
             assert m["session_ms"] > 0 and m["first_ms"] > 0 and m["warmup"] == 10
             assert "linear interpolation" in m["method"]["percentiles"]
             assert m["method"]["intra_op_threads"] >= 1
+            if m["engine"] == "onnxruntime":  # auto: the faster level in the probe is the one measured
+                probe = m["method"]["graph_optimization_probe_p50_ms"]
+                assert set(probe) == {"extended", "all"}
+                assert m["method"]["graph_optimization"] == min(probe, key=probe.get)
     with Store(deployed[0]) as store:
         trial = next(t for t in store.trials(rows[0]["run"]) if t["idx"] == rows[0]["trial"])
         stored = store.latency_of(trial["id"])
