@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 
 from bench.errors import PluginError, UsageError, check_registration, unknown
 
-HPARAM_KEYS = {"batch_size", "lr", "epochs", "optimizer", "weight_decay", "momentum"}
+HPARAM_KEYS = {"batch_size", "lr", "epochs", "optimizer", "weight_decay", "momentum", "precision"}
+PRECISION_DEFAULTS = ("auto", "fp32", "bf16")
 
 
 def format_value(value) -> str:
@@ -150,6 +151,11 @@ class Registry:
                 raise PluginError(
                     f"plugin '{plugin}': '{name}' has unknown default hyperparameter '{sorted(bad)[0]}' "
                     f"(known: {', '.join(sorted(HPARAM_KEYS))})"
+                )
+            if defaults.get("precision", "auto") not in PRECISION_DEFAULTS:
+                raise PluginError(
+                    f"plugin '{plugin}': '{name}' has default precision {defaults['precision']!r} "
+                    f"(one of {', '.join(PRECISION_DEFAULTS)})"
                 )
             arch = Architecture(
                 name=name,

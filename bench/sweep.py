@@ -88,7 +88,10 @@ def plan(
         k = next(n for n, end in enumerate(offsets) if i < end)
         space = spaces[k]
         variant, values = space.at(i - (offsets[k - 1] if k else 0))
-        hp = HParams(**values, select=select, patience=patience, **(fixed or {}))
+        extra = dict(fixed or {})
+        if extra.get("precision", "auto") == "auto" and "precision" in space.arch.defaults:
+            extra["precision"] = space.arch.defaults["precision"]  # the plugin's measured choice
+        hp = HParams(**values, select=select, patience=patience, **extra)
         specs.append(TrialSpec(len(specs) + 1, space.arch, variant, hp))
     return specs
 

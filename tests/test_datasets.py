@@ -317,6 +317,38 @@ def test_default_precision_and_layout_are_the_measured_fastest_and_recorded_per_
     assert (row["hparams"]["precision"], row["hparams"]["channels_last"]) == ("fp32", False)
 
 
+class WideNet(nn.Sequential):
+    """19 MFLOPs per digits image: 'auto' would pick bf16 on a CPU with fast bf16."""
+
+    def __init__(self, input_shape, num_classes):
+        super().__init__(nn.Conv2d(input_shape[0], 128, 3, padding=1), nn.ReLU(), nn.Conv2d(128, 128, 3, padding=1),
+                         nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(128, num_classes))  # fmt: skip
+
+
+class MeasuredPlugin:
+    @bench.hookimpl
+    def register_architectures(self, register):
+        register("wide_fp32", WideNet, defaults={"epochs": 1, "precision": "fp32"})
+
+
+def test_a_plugin_default_precision_replaces_auto_and_an_explicit_one_wins(invoke):
+    plugins.register_in_process(MeasuredPlugin(), name="measured_plugin")
+    try:
+        precisions = []
+        for extra in ((), ("--precision", "bf16")):
+            result = invoke("run", "--arch", "wide_fp32", *extra, "--no-benchmark", "-q")
+            assert result.exit_code == 0, result.output
+            precisions.append(invoke.json("report")[0]["hparams"]["precision"])
+    finally:
+        plugins.unregister_in_process("measured_plugin")
+    assert precisions == ["fp32", "bf16"]
+    from bench.architectures import Registry
+    from bench.errors import PluginError
+
+    with pytest.raises(PluginError, match="default precision 'fp16'"):
+        Registry().register_callback("p")("x", WideNet, defaults={"precision": "fp16"})
+
+
 def test_the_trainer_resolves_auto_itself_and_says_what_it_ran(digits, tmp_path):
     from bench.data import Normalizer
     from bench.training import HParams, train_trial
