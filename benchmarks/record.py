@@ -7,6 +7,7 @@ RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 
 def record(heading: str, section: str) -> None:
     """``section`` starts with ``## heading``; the other sections of RESULTS.md are kept as they are."""
+    section = section.rstrip("\n") + "\n\n"
     text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n\n"
     start = text.find(f"## {heading}")
     if start >= 0:
@@ -14,4 +15,4 @@ def record(heading: str, section: str) -> None:
         text = text[:start] + section + (text[end + 1 :] if end >= 0 else "")
     else:
         text = text.rstrip("\n") + "\n\n" + section
-    RESULTS.write_text(text)
+    RESULTS.write_text(text.rstrip("\n") + "\n")

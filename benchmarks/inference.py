@@ -1,0 +1,204 @@
+"""Inference: ONNX Runtime against PyTorch eager, at batch 1 and 64, with achieved GFLOP/s against the
+machine's measured peak, and ORT's graph optimization levels and thread counts tried.
+
+Peak: fp32 GFLOP/s of large operations on every core, the best of a 4096^3 matrix product and a 3x3
+convolution (32x256x32x32 input, 256 filters), each run by torch and by onnxruntime; each the fastest of 5
+timed runs after a warm-up run (other work on a shared machine only adds time). Nets: the lab's nets at
+CIFAR-10 size (3x32x32, 10 classes) with seeded random weights (latency does not depend on the weights'
+values), exported by cnnbench's exporter. 'ORT' is what `bench benchmark` measures by default (graph
+optimization auto: the faster of 'extended' and 'all' in a probe); every level x thread count is also timed.
+Latency: cnnbench's own measurement (bench.inference: warm-up, then at least --runs timed runs and 1 s, p50
+by numpy), the same input batch for both engines; PyTorch eager in eval + inference_mode with every core.
+FLOPs per image: torch's flop counter (convolutions and matrix products, a multiply-add = 2). Achieved
+GFLOP/s = FLOPs x batch / p50.
+
+    python benchmarks/inference.py [--runs 100]
+
+Writes the section "Inference" of benchmarks/RESULTS.md and prints it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from record import record
+
+NETS = [("cnn_baseline", 0), ("cnn_dropout", 1), ("cnn_dropout", 3), ("cnn_vgg", 0)]
+LEVELS = ("disable", "basic", "extended", "all")
+
+
+def _best_time(fn, runs: int = 5) -> float:
+    """The fastest of ``runs`` timed calls after one warm-up call: other work on a shared machine only ever
+    adds time, so the fastest call is the closest to what the hardware does."""
+    fn()
+    best = float("inf")
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def _ort_model(nodes, inputs, outputs, initializers, path: Path) -> None:
+    import onnx
+    from onnx import helper
+
+    graph = helper.make_graph(nodes, "peak", inputs, outputs, initializers)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=10), str(path))
+
+
+def peak(threads: int) -> dict[str, float]:
+    """GFLOP/s of large fp32 operations, by torch and by onnxruntime."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from bench import onnxrt
+
+    n = 4096
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    out = {f"torch.mm {n}x{n}x{n}": 2 * n**3 / _best_time(lambda: torch.mm(a, b)) / 1e9}
+    x, w = torch.randn(32, 256, 32, 32), torch.randn(256, 256, 3, 3)
+    conv_flops = 2 * 32 * 256 * 32 * 32 * 256 * 9
+    conv = "conv2d 32x256x32x32, 256 filters 3x3"
+    with torch.inference_mode():
+        out[f"torch {conv}"] = conv_flops / _best_time(lambda: torch.nn.functional.conv2d(x, w, padding=1)) / 1e9
+    f32 = TensorProto.FLOAT
+    with tempfile.TemporaryDirectory() as tmp:
+        mm, cv = Path(tmp) / "mm.onnx", Path(tmp) / "conv.onnx"
+        _ort_model(
+            [helper.make_node("MatMul", ["A", "B"], ["C"])],
+            [helper.make_tensor_value_info("A", f32, [n, n])],
+            [helper.make_tensor_value_info("C", f32, [n, n])],
+            [numpy_helper.from_array(b.numpy(), "B")],
+            mm,
+        )
+        _ort_model([helper.make_node("Conv", ["X", "W"], ["Y"], pads=[1, 1, 1, 1])],
+                   [helper.make_tensor_value_info("X", f32, list(x.shape))],
+                   [helper.make_tensor_value_info("Y", f32, list(x.shape))], [numpy_helper.from_array(w.numpy(), "W")],
+                   cv)  # fmt: skip
+        sess = onnxrt.session(mm, "cpu", threads)
+        feed = {"A": a.numpy()}
+        out[f"onnxruntime MatMul {n}x{n}x{n}"] = 2 * n**3 / _best_time(lambda: sess.run(None, feed)) / 1e9
+        sess = onnxrt.session(cv, "cpu", threads)
+        feed = {"X": x.numpy()}
+        out[f"onnxruntime {conv}"] = conv_flops / _best_time(lambda: sess.run(None, feed)) / 1e9
+    return out
+
+
+def nominal_peak(cores: int) -> tuple[float, float] | None:
+    """(GHz, GFLOP/s) if every core ran two AVX-512 FMA units (32 fp32 FLOPs each per cycle) at the listed clock."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            mhz = next(float(line.split(":")[1]) for line in f if line.startswith("cpu MHz"))
+    except (OSError, StopIteration, ValueError):
+        return None
+    return mhz / 1000, cores * mhz / 1000 * 64
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=100)
+    args = parser.parse_args()
+    from bench.environment import cpu_features, cpu_model
+    from bench.export import to_onnx
+    from bench.inference import BenchSettings, bench_onnxruntime, bench_torch
+    from bench.modelstats import count_flops
+    from bench.plugins import get_registry
+
+    cores = os.cpu_count() or 1
+    torch.set_num_threads(cores)
+    peaks = peak(cores)
+    best_peak = max(peaks.values())
+    for k, v in peaks.items():
+        print(f"peak {k}: {v:.1f} GFLOP/s", flush=True)
+    registry = get_registry()
+    shape = (3, 32, 32)
+    images = torch.randn(64, *shape, generator=torch.Generator().manual_seed(0))
+    settings = BenchSettings(warmup=5, min_runs=args.runs, min_time_s=1.0)
+    summary, configs = [], []
+    wins: dict[str, int] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, index in NETS:
+            arch = registry.get(name)
+            torch.manual_seed(0)
+            model = arch.build(shape, 10, arch.variants()[index]).eval()
+            flops = count_flops(model, shape)
+            path = Path(tmp) / f"{name}{index}.onnx"
+            path.write_bytes(to_onnx(model, shape, {})[0].SerializeToString())
+            for batch in (1, 64):
+                eager = bench_torch(model, images, batch, "cpu", settings, cores).summary()["p50_ms"]
+                trials = {}
+                for level in LEVELS:
+                    for threads in sorted({1, cores}):
+                        s = BenchSettings(warmup=5, min_runs=args.runs, min_time_s=1.0, graph_optimization=level)
+                        trials[(level, threads)] = bench_onnxruntime(path, images, batch, "cpu", s, threads).summary()[
+                            "p50_ms"
+                        ]
+                (level, threads), ort_ms = min(trials.items(), key=lambda kv: kv[1])
+                default = bench_onnxruntime(path, images, batch, "cpu", settings, cores)
+                default_ms, chosen = default.summary()["p50_ms"], default.method["graph_optimization"]
+                wins[f"{level}, {threads} thread{'s' if threads > 1 else ''}"] = wins.get(
+                    f"{level}, {threads} thread{'s' if threads > 1 else ''}", 0) + 1  # fmt: skip
+                gflops = flops * batch / (default_ms / 1000) / 1e9
+                summary.append(
+                    f"| {name} v{index} | {flops / 1e6:.1f} | {batch} | {eager:.3f} | {default_ms:.3f} ({chosen}) | "
+                    f"{default_ms / eager:.2f} | {gflops:.1f} | {100 * gflops / best_peak:.0f}% | "
+                    f"{level}, {threads} | {ort_ms:.3f} |"
+                )
+                configs.append(
+                    f"| {name} v{index} | {batch} | "
+                    + " | ".join(f"{trials[(lv, t)]:.3f}" for lv in LEVELS for t in sorted({1, cores})) + " |"
+                )  # fmt: skip
+                print(summary[-1], flush=True)
+    t_heads = [f"{lv}, {t}t" for lv in LEVELS for t in sorted({1, cores})]
+    ghz_peak = nominal_peak(cores)
+    nominal = (
+        f" For scale: {ghz_peak[1]:.0f} GFLOP/s would be {cores} cores x {ghz_peak[0]:.1f} GHz (the listed clock) x 64 "
+        "FLOPs per cycle (two AVX-512 FMA units), if this virtual CPU has them and holds that clock."
+        if ghz_peak
+        else ""
+    )
+    lines = [
+        "## Inference",
+        "",
+        f"{cores} cores of {cpu_model()} ({', '.join(cpu_features())}); torch {torch.__version__}, "
+        f"onnxruntime {__import__('onnxruntime').__version__}, numpy {np.__version__}. Command: "
+        "`python benchmarks/inference.py`.",
+        "",
+        "Measured peak (fp32, every core; the fastest of 5 runs after a warm-up run):",
+        "",
+        *[f"- {k}: {v:.1f} GFLOP/s" for k, v in peaks.items()],
+        "",
+        f"Peak used below: {best_peak:.1f} GFLOP/s (the best of these).{nominal}",
+        "",
+        "Latency p50 in ms. 'ORT' is cnnbench's default (graph optimization auto, the level it chose in brackets; "
+        "intra-op threads = cores, sequential); 'ORT / eager' is its p50 over PyTorch eager's; GFLOP/s and '% of "
+        "peak' are ORT's. The last two columns are the fastest ORT setting tried and its p50.",
+        "",
+        "| net | MFLOPs/img | batch | PyTorch eager | ORT | ORT / eager | GFLOP/s | % of peak | fastest ORT "
+        "setting (level, threads) | its p50 |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        *summary,
+        "",
+        "Every ORT setting tried, p50 in ms (graph optimization level, intra-op threads):",
+        "",
+        "| net | batch | " + " | ".join(t_heads) + " |",
+        "| --- | --- | " + " | ".join("---" for _ in t_heads) + " |",
+        *configs,
+        "",
+        "Fastest setting, times won: " + ", ".join(f"{k}: {v}" for k, v in sorted(wins.items(), key=lambda kv: -kv[1]))
+        + ".",
+        "",
+    ]  # fmt: skip
+    section = "\n".join(lines)
+    record("Inference", section)
+    print(section)
+
+
+if __name__ == "__main__":
+    main()
