@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench import checkpoints
-from bench.augment import AUGMENTATIONS, augment, parse
+from bench.augment import augment, parse
 from bench.data import Normalizer, Split, Splits
 from bench.environment import cpu_features
 from bench.errors import UsageError
@@ -120,10 +120,6 @@ def resolve_speed(hp: HParams, model: nn.Module, input_shape: tuple[int, ...], d
         fast = bf16_is_fast(device) and count_flops(model, input_shape) >= BF16_MIN_FLOPS
         changes["precision"] = "bf16" if fast else "fp32"
     return replace(hp, **changes) if changes else hp
-
-
-def _augment_ok(spec) -> bool:
-    return isinstance(spec, str) and all(s.strip() in AUGMENTATIONS for s in spec.split(",") if s.strip())
 
 
 def _finite(x) -> bool:
