@@ -28,8 +28,8 @@ class BenchSettings:
     min_time_s: float = 1.0  # ...and for at least this long
     threads: int | None = None  # intra-op threads for both engines; None = torch.get_num_threads()
     # onnxruntime graph optimization level, or auto: the faster of AUTO_LEVELS in a short probe, per model and
-    # batch size ('all' adds NCHWc layouts, much faster for most CNNs, 2.7x slower for the smallest one:
-    # benchmarks/inference.py)
+    # batch size ('all' adds NCHWc layouts and won 7 of 8 cases in benchmarks/inference.py, often by 2x;
+    # 'extended' won the smallest net at batch 64)
     graph_optimization: str = "auto"
 
     def resolved_providers(self) -> list[str]:
