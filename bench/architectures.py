@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 
 from bench.errors import PluginError, UsageError, check_registration, unknown
 
-HPARAM_KEYS = {"batch_size", "lr", "epochs", "optimizer", "weight_decay", "momentum", "precision"}
+HPARAM_KEYS = {"batch_size", "lr", "epochs", "optimizer", "weight_decay", "momentum", "precision", "schedule",
+               "warmup_epochs", "label_smoothing", "nesterov"}  # fmt: skip
 PRECISION_DEFAULTS = ("auto", "fp32", "bf16")
 
 

@@ -238,7 +238,8 @@ def _parse_where(items: tuple[str, ...]) -> dict[str, list[str]]:
 PLAN_OPTIONS = (
     "plugin_names", "arch_patterns", "variants", "where_items", "dataset", "batch_size", "lr", "epochs", "optimizer",
     "momentum", "weight_decay", "val_ratio", "seed", "select", "search", "trials", "patience", "augment", "precision",
-    "channels_last", "compile", "data_dir", "image_size", "mean", "std", "config",
+    "channels_last", "compile", "data_dir", "image_size", "mean", "std", "config", "schedule", "warmup_epochs",
+    "label_smoothing", "nesterov",
 )  # fmt: skip
 # Keys of a --config file that name an option differently.
 CONFIG_ALIASES = {"plugin": "plugin_names", "plugins": "plugin_names", "arch": "arch_patterns", "where": "where_items"}
@@ -370,6 +371,23 @@ def _config_value(raw, option, ctx):
 )
 @click.option("--seed", type=CommaList(click.IntRange(min=0)), help="Seeds (default 0): init, shuffling, split.")
 @click.option(
+    "--schedule",
+    type=CommaList(click.Choice(["constant", "cosine", "onecycle", "step"])),
+    help="Learning rate over the steps (default constant): cosine annealing to 0, onecycle (torch's OneCycleLR), "
+    "step (x0.1 at 50% and 75%).",
+)
+@click.option(
+    "--warmup-epochs",
+    type=CommaList(click.FloatRange(min=0)),
+    help="Linear warm-up to --lr over this many epochs (default none; onecycle: 30% of the steps).",
+)
+@click.option(
+    "--label-smoothing",
+    type=CommaList(click.FloatRange(0, 1, max_open=True)),
+    help="Label smoothing of the training loss (default 0).",
+)
+@click.option("--nesterov/--no-nesterov", default=None, help="Nesterov momentum for SGD (default off).")
+@click.option(
     "--select",
     type=click.Choice(["val_loss", "val_acc"]),
     default="val_loss",
@@ -474,6 +492,9 @@ def run(ctx, **o):  # fmt: skip
                 option = next(p.opts[0] for p in ctx.command.params if p.name == given[0])
                 raise UsageError(f"--resume runs the stored plan of its run: drop {option}")
             run_id = store.run(None if o["resume_ref"] == "latest" else o["resume_ref"])["id"]
+            recorded_threads = store.run(run_id)["config"].get("threads")
+            if recorded_threads and not o["threads"]:  # the same arithmetic as the run's first part
+                torch.set_num_threads(recorded_threads)
             data = load_run_dataset(store.run(run_id))
             specs = pending(store, run_id)
             if not specs:
@@ -517,7 +538,7 @@ def _plan(o: dict):
     """The trials the options describe, and the options as recorded with the run."""
     from bench.data import dataset_info
     from bench.plugins import get_plugins
-    from bench.sweep import plan
+    from bench.sweep import AXES, plan
 
     if not o["plugin_names"] and not o["arch_patterns"]:
         raise UsageError("choose what to train: --plugin NAME or --arch PATTERN (see `bench list`)")
@@ -544,8 +565,8 @@ def _plan(o: dict):
              "channels_last": o["channels_last"], "compile": o["compile"]}  # fmt: skip
     data_options = {"data_dir": str(Path(o["data_dir"]).resolve()) if o["data_dir"] else None,
                     "image_size": o["image_size"], "mean": o["mean"], "std": o["std"]}  # fmt: skip
-    axes = {k: o[k] for k in ("batch_size", "lr", "epochs", "optimizer", "momentum", "weight_decay", "val_ratio",
-                              "seed")}  # fmt: skip
+    axes = {k: o[k] for k in AXES if k != "nesterov"}
+    axes["nesterov"] = None if o["nesterov"] is None else [o["nesterov"]]
     where = _parse_where(o["where_items"])
     specs = plan(archs, axes, variants=o["variants"], where=where, select=o["select"], patience=o["patience"],
                  search=o["search"], trials=o["trials"], search_seed=(o["seed"] or [0])[0], fixed=fixed)  # fmt: skip

@@ -9,6 +9,7 @@ weak trials at its rungs; they are recorded as `pruned`."""
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import time
 from dataclasses import asdict
@@ -19,12 +20,12 @@ import torch
 from bench.checkpoints import atomic_write
 from bench.data import Dataset
 from bench.errors import BenchError, UsageError
-from bench.runner import Progress, SweepOutcome, sigterm_as_interrupt
+from bench.runner import CHECKPOINT_FILE, STATE_FILE, Progress, SweepOutcome, sigterm_as_interrupt
 from bench.store import Store
 from bench.sweep import TrialSpec
 from bench.training import EpochStats, TrialResult
 
-CHECKPOINT_FILE = "best.pt"
+RAY_CHECKPOINT = "ray-checkpoint.txt"  # in the trial's folder beside the store: its latest Tune checkpoint
 
 
 def _import_ray():
@@ -61,20 +62,28 @@ def train_on_worker(config: dict) -> None:
     model = arch.build(data.input_shape, data.num_classes, arch.normalize(config["variant"])).to(device)
     params, flops = count_parameters(model), count_flops(model, data.input_shape)
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / CHECKPOINT_FILE
+        path, state = Path(tmp) / CHECKPOINT_FILE, Path(tmp) / STATE_FILE
+        # Tune's own restore (a retried trial), else the interrupted attempt's last checkpoint (bench run --resume).
+        restore = tune.get_checkpoint()
+        if restore is None and config.get("resume_from"):
+            restore = tune.Checkpoint(config["resume_from"])
+        if restore is not None:
+            with restore.as_directory() as directory:
+                for name in (CHECKPOINT_FILE, STATE_FILE):
+                    if (Path(directory) / name).is_file():
+                        shutil.copy(Path(directory) / name, Path(tmp) / name)
 
         def on_epoch(stats: EpochStats) -> None:
-            metrics = {**asdict(stats), "done_training": False}
-            if stats.best:  # a new best checkpoint: hand it to Ray's storage with this epoch's figures
-                tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
-            else:
-                tune.report(metrics)
+            # Every epoch hands Tune a checkpoint: the best weights so far and the state to continue from.
+            tune.report({**asdict(stats), "done_training": False}, checkpoint=tune.Checkpoint.from_directory(tmp))
 
         result = train_trial(model, splits, Normalizer(data, device), hp, path, data.num_classes, on_epoch=on_epoch,
-                             checkpoint_meta={"trial": config["idx"], "architecture": arch.name})  # fmt: skip
+                             checkpoint_meta={"trial": config["idx"], "architecture": arch.name},
+                             state_path=state)  # fmt: skip
         final = {k: v for k, v in asdict(result).items() if k != "history"}
         last = result.history[-1] if result.history else None
         tune.report({**final, "params": params, "flops": flops, "done_training": True,
+                     "history": [asdict(e) for e in result.history],  # with the epochs of an earlier attempt
                      "epoch": last.epoch if last else 0, "val_loss": result.val_loss, "val_acc": result.val_acc,
                      "device": str(device)})  # fmt: skip
 
@@ -113,7 +122,8 @@ def run_ray(
                               max_t=max(s.hparams.epochs for s in specs) + 1, grace_period=grace_period)  # fmt: skip
     configs = [
         {"idx": s.idx, "architecture": s.architecture.name, "variant": s.variant, "hparams": s.hparams.as_dict(),
-         "dataset": data.name, "data": data_options or {}, "cpus": cpus_per_trial, "gpus": gpus_per_trial}
+         "dataset": data.name, "data": data_options or {}, "cpus": cpus_per_trial, "gpus": gpus_per_trial,
+         "resume_from": _last_checkpoint(store.trial_dir(run_id, s.idx))}
         for s in specs
     ]  # fmt: skip
     store.reopen_run(run_id)
@@ -173,7 +183,8 @@ def _callback_class(tune):
 
         def on_trial_start(self, iteration, trials, trial, **info):
             spec = self.spec(trial)
-            self.store.start_trial(spec.trial_id, self.sizes[spec.idx])
+            folder = self.store.trial_dir(self.run_id, spec.idx)
+            self.store.start_trial(spec.trial_id, self.sizes[spec.idx], keep_files=_last_checkpoint(folder) is not None)
             self.history[spec.idx], self.started[spec.idx] = [], time.perf_counter()
             self.progress.trial_started(spec)
 
@@ -185,10 +196,19 @@ def _callback_class(tune):
                 self.history.setdefault(spec.idx, []).append(stats)
                 self.progress.epoch_done(spec, stats)
 
+        def on_checkpoint(self, iteration, trials, trial, checkpoint, **info):
+            """Where the trial's latest state is, for a resume after the driver stops (local or shared storage)."""
+            path = getattr(checkpoint, "path", None)
+            if path and Path(path).is_dir():
+                folder = self.store.trial_dir(self.run_id, self.spec(trial).idx)
+                atomic_write(folder / RAY_CHECKPOINT, str(Path(path).resolve()).encode())
+
         def on_trial_complete(self, iteration, trials, trial, **info):
             spec = self.spec(trial)
             last = self.last.get(spec.idx, {})
             history = self.history.get(spec.idx, [])
+            if last.get("history") is not None:  # the worker's own, earlier attempts included
+                history = [EpochStats(**e) for e in last["history"]]
             checkpoint = _fetch_checkpoint(trial, self.store.trial_dir(self.run_id, spec.idx))
             if last.get("done_training"):
                 fields = {k: last.get(k) for k in TrialResult.__dataclass_fields__ if k != "history"}
@@ -207,6 +227,7 @@ def _callback_class(tune):
                 params = flops = None
             if checkpoint is not None:
                 result.checkpoint_sha256 = _sha256(checkpoint)
+            (self.store.trial_dir(self.run_id, spec.idx) / RAY_CHECKPOINT).unlink(missing_ok=True)  # trial ended
             self.store.finish_trial(spec.trial_id, status=result.status, note=result.note, params=params,
                                     flops=flops, result=result, checkpoint=checkpoint,
                                     duration_s=self.elapsed(spec))  # fmt: skip
@@ -219,6 +240,15 @@ def _callback_class(tune):
             self.progress.trial_done(spec, self.store.trial(spec.trial_id))
 
     return ToStore
+
+
+def _last_checkpoint(folder: Path) -> str | None:
+    """The Tune checkpoint an interrupted attempt of this trial left, if it is still there."""
+    try:
+        path = (folder / RAY_CHECKPOINT).read_text().strip()
+    except OSError:
+        return None
+    return path if (Path(path) / STATE_FILE).is_file() else None
 
 
 def _fetch_checkpoint(trial, folder: Path) -> Path | None:

@@ -263,7 +263,7 @@ def effects(done: list[TrialView]) -> str:
     axes: dict[str, dict[str, list[TrialView]]] = {}
     for v in done:
         for k in AXES:
-            axes.setdefault(k, {}).setdefault(format_value(v.trial["hparams"][k]), []).append(v)
+            axes.setdefault(k, {}).setdefault(format_value(v.trial["hparams"].get(k)), []).append(v)
         for k, value in v.trial["variant"].items():
             axes.setdefault(f"{v.trial['architecture']}.{k}", {}).setdefault(format_value(value), []).append(v)
     parts = []

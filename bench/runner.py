@@ -23,6 +23,8 @@ from bench.sweep import TrialSpec, spec_from_row
 from bench.training import EpochStats, resolve_speed, train_trial
 
 TO_RUN = ("pending", "running", "interrupted")  # what a resumed run trains (again)
+CHECKPOINT_FILE = "best.pt"  # the best epoch's weights, kept
+STATE_FILE = "state.pt"  # an unfinished trial's training state after its last finished epoch (training.save_state)
 
 
 class Progress:
@@ -175,8 +177,9 @@ def run_trial(store: Store, run_id: str, spec: TrialSpec, splits: SplitCache, no
     hp = spec.hparams
     trial_splits = splits.get(hp.val_ratio, hp.seed)
     folder = store.trial_dir(run_id, spec.idx)
-    store.start_trial(spec.trial_id, trial_splits.sizes())
-    checkpoint = folder / "best.pt"
+    state = folder / STATE_FILE
+    store.start_trial(spec.trial_id, trial_splits.sizes(), keep_files=state.is_file())  # continued, not redone
+    checkpoint = folder / CHECKPOINT_FILE
     progress.trial_started(spec)
     started = time.perf_counter()
     params = flops = None
@@ -189,6 +192,7 @@ def run_trial(store: Store, run_id: str, spec: TrialSpec, splits: SplitCache, no
             model, trial_splits, normalize, hp, checkpoint, data.num_classes,
             on_epoch=lambda stats: progress.epoch_done(spec, stats),
             checkpoint_meta={"run": run_id, "trial": spec.idx, "architecture": spec.architecture.name},
+            state_path=state,
         )  # fmt: skip
         store.finish_trial(spec.trial_id, status=result.status, note=result.note, params=params, flops=flops,
                            result=result, checkpoint=checkpoint, duration_s=time.perf_counter() - started)  # fmt: skip

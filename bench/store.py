@@ -22,7 +22,7 @@ from bench.errors import BenchError, UsageError, unknown
 STORE_ENV = "BENCH_STORE"
 DEFAULT_STORE = Path("runs") / "bench.db"
 APPLICATION_ID = 0x434E4E42  # "CNNB": marks the file as a cnnbench database
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 SCHEMA = """
 CREATE TABLE runs (
@@ -119,6 +119,10 @@ CREATE TABLE latency (
     measured_at TEXT,
     UNIQUE (trial_id, engine, provider, batch_size)
 );
+""",
+    """
+ALTER TABLE epochs ADD COLUMN lr REAL;         -- learning rate of the epoch's first step
+ALTER TABLE epochs ADD COLUMN elapsed_s REAL;  -- training seconds up to the end of this epoch (no validation)
 """,
 ]
 
@@ -288,10 +292,12 @@ class Store:
                  for t in trials],
             )  # fmt: skip
 
-    def start_trial(self, trial_id: int, split: dict) -> None:
-        """Mark a trial running, forgetting what an interrupted attempt left: its figures, history and files."""
+    def start_trial(self, trial_id: int, split: dict, keep_files: bool = False) -> None:
+        """Mark a trial running, forgetting what an interrupted attempt left: its figures, history and (unless
+        ``keep_files``: its saved training state is to be continued) its files."""
         row = self.db.execute("SELECT run_id, idx FROM trials WHERE id = ?", (trial_id,)).fetchone()
-        shutil.rmtree(self.trial_dir(row["run_id"], row["idx"]), ignore_errors=True)
+        if not keep_files:
+            shutil.rmtree(self.trial_dir(row["run_id"], row["idx"]), ignore_errors=True)
         with self._tx() as db:
             db.execute(
                 "UPDATE trials SET status = 'running', note = NULL, split = ?, started_at = ?, finished_at = NULL,"
@@ -366,13 +372,11 @@ class Store:
                 )
             db.execute("DELETE FROM epochs WHERE trial_id = ?", (trial_id,))
             db.executemany(
-                "INSERT INTO epochs (trial_id, epoch, train_loss, train_acc, val_loss, val_acc, time_s)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (trial_id, e.epoch, _num(e.train_loss), e.train_acc, _num(e.val_loss), e.val_acc, e.time_s)
-                    for e in history
-                ],
-            )
+                "INSERT INTO epochs (trial_id, epoch, train_loss, train_acc, val_loss, val_acc, time_s, lr, elapsed_s)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(trial_id, e.epoch, _num(e.train_loss), e.train_acc, _num(e.val_loss), e.val_acc, e.time_s, e.lr,
+                  e.elapsed_s) for e in history],
+            )  # fmt: skip
 
     def record_export(self, trial_id: int, row: dict) -> None:
         """Replace the trial's export record with ``row`` (column -> value; path relative or absolute)."""
@@ -439,7 +443,7 @@ class Store:
 
     def history(self, trial_id: int) -> list[dict]:
         rows = self.db.execute(
-            "SELECT epoch, train_loss, train_acc, val_loss, val_acc, time_s FROM epochs"
+            "SELECT epoch, train_loss, train_acc, val_loss, val_acc, time_s, lr, elapsed_s FROM epochs"
             " WHERE trial_id = ? ORDER BY epoch",
             (trial_id,),
         ).fetchall()

@@ -13,7 +13,8 @@ from bench.errors import BenchError, UsageError
 from bench.training import HParams
 
 # Hyperparameters that can be swept (a list of values each). The order is the nesting of the grid.
-AXES = ("optimizer", "lr", "batch_size", "epochs", "momentum", "weight_decay", "val_ratio", "seed")
+AXES = ("optimizer", "lr", "batch_size", "epochs", "momentum", "weight_decay", "val_ratio", "seed", "schedule",
+        "warmup_epochs", "label_smoothing", "nesterov")  # fmt: skip
 HPARAM_DEFAULTS = {f.name: f.default for f in fields(HParams)}
 SEARCHES = ("grid", "random")
 

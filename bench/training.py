@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import math
 import time
 from collections.abc import Callable
@@ -20,6 +21,8 @@ from bench.errors import UsageError
 from bench.modelstats import count_flops
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
+# Learning-rate schedules, all torch's own (make_scheduler), stepped after every optimizer step.
+SCHEDULES = ("constant", "cosine", "onecycle", "step")
 PRECISIONS = ("auto", "fp32", "bf16")
 # From this many forward FLOPs per image, bf16 autocast trains faster than fp32 on a CPU with AMX or
 # AVX-512 bf16; below it the casts cost more than they save (benchmarks/precision.py, RESULTS.md).
@@ -48,6 +51,10 @@ class HParams:
     precision: str = "auto"  # fp32, bf16 autocast of the training steps, or auto (see resolve_speed)
     channels_last: bool | None = None  # NHWC memory layout for the training steps; None = auto (see resolve_speed)
     compile: bool = False  # torch.compile the model for the training steps
+    schedule: str = "constant"  # learning rate over the steps: constant, cosine, onecycle or step (see make_scheduler)
+    warmup_epochs: float | None = None  # linear warm-up from lr/steps to lr; None: none (onecycle: torch's 30%)
+    label_smoothing: float = 0.0  # of the training loss only; validation and test losses are plain cross-entropy
+    nesterov: bool = False  # Nesterov momentum (sgd only)
 
     def __post_init__(self):
         checks = [
@@ -72,10 +79,27 @@ class HParams:
                 self.patience is None or (isinstance(self.patience, int) and self.patience >= 1),
                 "an integer >= 1",
             ),
+            ("schedule", self.schedule, self.schedule in SCHEDULES, f"one of {', '.join(SCHEDULES)}"),
+            (
+                "warmup-epochs",
+                self.warmup_epochs,
+                self.warmup_epochs is None
+                or (_finite(self.warmup_epochs) and 0 <= self.warmup_epochs < _int_or(self.epochs)),
+                "a number >= 0 and below --epochs",
+            ),
+            (
+                "label-smoothing",
+                self.label_smoothing,
+                _finite(self.label_smoothing) and 0 <= self.label_smoothing < 1,
+                "in [0, 1)",
+            ),
+            ("nesterov", self.nesterov, isinstance(self.nesterov, bool), "true or false"),
         ]
         for option, value, ok, what in checks:
             if not ok:
                 raise UsageError(f"invalid value for --{option}: {value!r} (must be {what})")
+        if self.nesterov and self.optimizer == "sgd" and self.momentum == 0:
+            raise UsageError("invalid value for --nesterov: Nesterov momentum needs --momentum above 0")
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -126,6 +150,10 @@ def _finite(x) -> bool:
     return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
 
 
+def _int_or(x, default: int = 0) -> int:
+    return x if isinstance(x, int) and not isinstance(x, bool) else default
+
+
 @dataclass
 class EpochStats:
     epoch: int  # 1-based
@@ -135,6 +163,8 @@ class EpochStats:
     val_acc: float
     time_s: float  # wall time of the epoch, validation included
     best: bool = False  # this epoch improved the selection metric (its weights are now the checkpoint)
+    lr: float | None = None  # learning rate of the epoch's first step
+    elapsed_s: float | None = None  # training seconds of this epoch and all before it (steps only, no validation)
 
 
 @dataclass
@@ -188,10 +218,42 @@ def confusion_matrix(labels: torch.Tensor, predictions: torch.Tensor, num_classe
 def make_optimizer(model: nn.Module, hp: HParams) -> torch.optim.Optimizer:
     params = model.parameters()
     if hp.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay)
+        return torch.optim.SGD(params, lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay,
+                               nesterov=hp.nesterov)  # fmt: skip
     if hp.optimizer == "adam":
         return torch.optim.Adam(params, lr=hp.lr, weight_decay=hp.weight_decay)
     return torch.optim.AdamW(params, lr=hp.lr, weight_decay=hp.weight_decay)
+
+
+def steps_per_epoch(n: int, batch_size: int) -> int:
+    """Optimizer steps in an epoch of ``n`` images: a last batch of one image is skipped (batch norm)."""
+    steps = math.ceil(n / batch_size)
+    return steps - 1 if n % batch_size == 1 and n > 1 else steps
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, hp: HParams, steps: int) -> torch.optim.lr_scheduler.LRScheduler:
+    """torch's scheduler for ``hp.schedule`` over ``hp.epochs`` epochs of ``steps`` steps, stepped after every
+    optimizer step. constant: ``hp.lr`` throughout; cosine: cosine annealing to 0; step: x0.1 at 50% and 75%
+    of the steps after warm-up; onecycle: OneCycleLR up to ``hp.lr`` (momentum left as set). A warm-up of
+    ``hp.warmup_epochs`` rises linearly to ``hp.lr`` first (onecycle: its own rising phase)."""
+    from torch.optim import lr_scheduler as sched
+
+    total = hp.epochs * steps
+    warmup = min(round((hp.warmup_epochs or 0) * steps), total - 1)
+    if hp.schedule == "onecycle":
+        pct = warmup / total if warmup else 0.3  # 0.3: torch's default rising phase
+        return sched.OneCycleLR(optimizer, max_lr=hp.lr, total_steps=total, pct_start=pct, cycle_momentum=False)
+    rest = total - warmup
+    if hp.schedule == "cosine":
+        main = sched.CosineAnnealingLR(optimizer, T_max=rest)
+    elif hp.schedule == "step":
+        main = sched.MultiStepLR(optimizer, milestones=[rest // 2, (3 * rest) // 4], gamma=0.1)
+    else:
+        main = sched.ConstantLR(optimizer, factor=1.0, total_iters=0)
+    if not warmup:
+        return main
+    rise = sched.LinearLR(optimizer, start_factor=1 / warmup, end_factor=1.0, total_iters=warmup)
+    return sched.SequentialLR(optimizer, [rise, main], milestones=[warmup])
 
 
 def _better(select: str, stats: EpochStats, best: EpochStats | None) -> bool:
@@ -211,20 +273,29 @@ def train_trial(
     num_classes: int,
     on_epoch: Callable[[EpochStats], None] | None = None,
     checkpoint_meta: dict | None = None,
+    state_path: str | Path | None = None,
+    on_state: Callable[[Path], None] | None = None,
 ) -> TrialResult:
     """Train ``model`` (already on the data's device) for ``hp.epochs`` epochs. After every epoch that
     improves the selection metric, the weights are written to ``checkpoint_path``; at the end the best
     weights are restored and measured on the train, validation and test splits.
 
+    With ``state_path``, the whole training state (weights, optimizer, schedule, every random generator,
+    history, best so far) is written there atomically after every epoch, and a state file already there for
+    the same hyperparameters is continued from its last finished epoch: an interrupted trial loses at most
+    the epoch it was in, and records the same losses as one never interrupted. The file goes when the trial
+    ends. ``on_state`` is called with its path after each write (the Ray executor hands it to Tune).
+
     The caller seeds torch before building the model; shuffling uses its own generator seeded by
     ``hp.seed``, so the same seed, data and machine give the same losses."""
-    started = time.perf_counter()
     x_train, y_train = splits.train.images, splits.train.labels
     device = y_train.device
     hp = resolve_speed(hp, model, tuple(x_train.shape[1:]), device)
     optimizer = make_optimizer(model, hp)
-    shuffle = torch.Generator().manual_seed(hp.seed)
     n = len(y_train)
+    steps = steps_per_epoch(n, hp.batch_size)
+    scheduler = make_scheduler(optimizer, hp, steps)
+    shuffle = torch.Generator().manual_seed(hp.seed)
     seen = n - 1 if n % hp.batch_size == 1 and n > 1 else n  # images per epoch (see the loop)
     augmentations = parse(hp.augment)
     augment_rng = torch.Generator(device=device).manual_seed(hp.seed + 1)
@@ -236,10 +307,27 @@ def train_trial(
     result = TrialResult(status="completed", precision=hp.precision, channels_last=hp.channels_last)
     best: EpochStats | None = None
     best_state: dict | None = None
+    generators = {"shuffle": shuffle, "augment": augment_rng}
+    state_path = Path(state_path) if state_path is not None else None
+    resumed = load_state(state_path, hp, checkpoint_meta) if state_path is not None else None
+    elapsed = 0.0
+    if resumed is not None:
+        model.load_state_dict(resumed["model"])
+        optimizer.load_state_dict(resumed["optimizer"])
+        scheduler.load_state_dict(resumed["scheduler"])
+        _set_rng(resumed["rng"], generators, device)
+        result.history = [EpochStats(**e) for e in resumed["history"]]
+        best = next(e for e in result.history if e.epoch == resumed["best_epoch"])
+        best_state = resumed["best_state"]
+        meta = {**(checkpoint_meta or {}), "epoch": best.epoch, "val_loss": best.val_loss, "val_acc": best.val_acc}
+        result.checkpoint_sha256 = checkpoints.save(checkpoint_path, best_state, meta)  # as it was at that epoch
+        elapsed = result.history[-1].elapsed_s or 0.0
+    first_epoch = len(result.history) + 1
 
-    for epoch in range(1, hp.epochs + 1):
+    for epoch in range(first_epoch, hp.epochs + 1):
         t0 = time.perf_counter()
         model.train()
+        lr = optimizer.param_groups[0]["lr"]
         order = torch.randperm(n, generator=shuffle).to(device)
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), dtype=torch.long, device=device)
@@ -251,16 +339,19 @@ def train_trial(
             y = y_train[idx]
             with autocast:
                 logits = step_model(x)
-                loss = F.cross_entropy(logits.float(), y)
+                loss = F.cross_entropy(logits.float(), y, label_smoothing=hp.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            scheduler.step()
             # Accumulate on the device: no host sync per step.
             loss_sum += loss.detach() * len(idx)
             correct += (logits.detach().argmax(1) == y).sum()
         train_loss, train_acc = loss_sum.item() / seen, correct.item() / seen
+        elapsed += time.perf_counter() - t0
         val = evaluate(model, splits.val, normalize)
-        stats = EpochStats(epoch, train_loss, train_acc, val.loss, val.acc, time.perf_counter() - t0)
+        stats = EpochStats(epoch, train_loss, train_acc, val.loss, val.acc, time.perf_counter() - t0, lr=lr,
+                           elapsed_s=elapsed)  # fmt: skip
         result.history.append(stats)
         if not (math.isfinite(train_loss) and math.isfinite(val.loss)) or train_loss > limit:
             result.status = "diverged"
@@ -279,14 +370,22 @@ def train_trial(
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
             meta = {**(checkpoint_meta or {}), "epoch": epoch, "val_loss": val.loss, "val_acc": val.acc}
             result.checkpoint_sha256 = checkpoints.save(checkpoint_path, best_state, meta)
+        stopping = bool(hp.patience and epoch - best.epoch >= hp.patience and epoch < hp.epochs)
+        if state_path is not None and epoch < hp.epochs and not stopping:
+            save_state(state_path, hp, checkpoint_meta, model, optimizer, scheduler, generators, device,
+                       result.history, best, best_state)  # fmt: skip
+            if on_state:
+                on_state(state_path)
         if on_epoch:
             on_epoch(stats)
-        if hp.patience and epoch - best.epoch >= hp.patience and epoch < hp.epochs:
+        if stopping:
             result.status = "early_stopped"
             result.note = f"no better {hp.select.replace('_', ' ')} for {hp.patience} epochs after epoch {best.epoch}"
             break
 
-    result.train_time_s = time.perf_counter() - started
+    result.train_time_s = elapsed
+    if state_path is not None:
+        state_path.unlink(missing_ok=True)  # the trial has ended: best.pt is what stays
     if best is None:  # diverged before any usable epoch: nothing to measure
         return result
     # The kept weights are measured as anyone reloading the checkpoint would: fp32, standard layout.
@@ -300,3 +399,60 @@ def train_trial(
     result.test_loss, result.test_acc = test_eval.loss, test_eval.acc
     result.confusion = confusion_matrix(splits.test.labels, test_eval.predictions, num_classes)
     return result
+
+
+# --- the training state of an unfinished trial ---------------------------------------------------------
+
+STATE_FORMAT = 1
+
+
+def _rng_state(generators: dict[str, torch.Generator], device: torch.device) -> dict:
+    state = {"torch": torch.get_rng_state(), **{k: g.get_state() for k, g in generators.items()}}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _set_rng(state: dict, generators: dict[str, torch.Generator], device: torch.device) -> None:
+    torch.set_rng_state(state["torch"])
+    for k, g in generators.items():
+        g.set_state(state[k])
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def save_state(path: Path, hp: HParams, meta: dict | None, model: nn.Module, optimizer, scheduler, generators,
+               device: torch.device, history: list[EpochStats], best: EpochStats,
+               best_state: dict) -> None:  # fmt: skip
+    """Everything needed to continue the trial after its last finished epoch, written atomically."""
+    state = {
+        "format": STATE_FORMAT,
+        "hparams": hp.as_dict(),
+        "meta": dict(meta or {}),
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "rng": _rng_state(generators, device),
+        "history": [asdict(e) for e in history],
+        "best_epoch": best.epoch,
+        "best_state": best_state,
+    }
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    checkpoints.atomic_write(path, buf.getvalue())
+
+
+def load_state(path: Path, hp: HParams, meta: dict | None) -> dict | None:
+    """The saved state at ``path`` if it continues this very trial (same hyperparameters and identity);
+    None when there is none, or it is unreadable or another trial's (the trial then starts afresh)."""
+    if not path.is_file():
+        return None
+    try:
+        state = torch.load(io.BytesIO(path.read_bytes()), map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - a damaged state only costs the epochs it held
+        return None
+    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+        return None
+    if state.get("hparams") != hp.as_dict() or state.get("meta") != dict(meta or {}):
+        return None
+    return state

@@ -208,6 +208,19 @@ USAGE = 2
             "'4' is not a value of cnn_dropout.kernel_size",
         ),
         (["run", "--plugin", "cnn_dropout", "--device", "tpu"], USAGE, "invalid value for --device"),
+        (["run", "--plugin", "cnn_dropout", "--schedule", "linear"], USAGE, "Invalid value for '--schedule'"),
+        (["run", "--plugin", "cnn_dropout", "--warmup-epochs", "-1"], USAGE, "Invalid value for '--warmup-epochs'"),
+        (
+            ["run", "--plugin", "cnn_dropout", "--warmup-epochs", "2", "--epochs", "2"],
+            USAGE,
+            "invalid value for --warmup-epochs: 2.0 (must be a number >= 0 and below --epochs)",
+        ),
+        (["run", "--plugin", "cnn_dropout", "--label-smoothing", "1"], USAGE, "Invalid value for '--label-smoothing'"),
+        (
+            ["run", "--plugin", "cnn_dropout", "--nesterov", "--optimizer", "sgd", "--momentum", "0"],
+            USAGE,
+            "Nesterov momentum needs --momentum above 0",
+        ),
         (["report", "nosuchrun"], 1, "no store at"),
     ],
 )

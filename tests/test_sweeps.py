@@ -216,3 +216,54 @@ def test_asha_spends_fewer_epochs_and_records_what_it_pruned(ray_cluster, invoke
     assert pruned and all(r["note"].startswith("stopped by ASHA after epoch") for r in pruned)
     assert all(r["epochs_run"] < 6 for r in pruned)
     assert {r["status"] for r in rows} <= {"completed", "pruned"}
+
+
+def _epochs_in_state(path: Path) -> int | None:
+    import torch
+
+    try:
+        return len(torch.load(path, weights_only=True)["history"])
+    except (OSError, RuntimeError, EOFError, KeyError):
+        return None
+
+
+def test_kill_9_in_epoch_3_of_6_then_resume_continues_with_the_same_losses(tmp_path, invoke):
+    args = ["--arch", "cnn_dropout", "--where", "kernel_size=3", "--where", "feature_maps=32-64", "--where",
+            "convs_per_block=1", "--where", "head=64", "--where", "dropout=0.2", "--where", "dropout_layers=1", "--epochs", "6", "--batch-size", "8", "--optimizer",
+            "sgd", "--lr", "0.02", "--schedule", "cosine", "--augment", "flip,crop", "--threads", "1",
+            "--no-benchmark"]  # fmt: skip
+    store = tmp_path / "killed.db"
+    process = _start(args, store)
+    deadline = time.time() + 120
+    state = None
+    while time.time() < deadline and process.poll() is None:  # the state after epoch 2 appears: epoch 3 is running
+        found = list(tmp_path.glob("*/t001/state.pt"))
+        if found and _epochs_in_state(found[0]) == 2:
+            state = found[0]
+            break
+        time.sleep(0.005)
+    assert state is not None, "the trial never saved its state after epoch 2"
+    process.kill()
+    process.communicate()
+    saved = [(e["epoch"], e["train_loss"], e["time_s"]) for e in torch_load(state)["history"]]
+    assert [e[0] for e in saved] == [1, 2]  # killed inside epoch 3
+    result = invoke("run", "--resume", "latest", "--store", store, "-q", "--no-benchmark", store=False)
+    assert result.exit_code == 0, result.output
+    assert invoke("run", *args, "-q", "--store", tmp_path / "whole.db", store=False).exit_code == 0
+    losses = {}
+    for name in ("killed", "whole"):
+        with Store(tmp_path / f"{name}.db") as s:
+            (trial,) = s.trials(s.run()["id"])
+            assert trial["status"] == "completed" and trial["epochs_run"] == 6
+            history = s.history(trial["id"])
+            losses[name] = [(h["train_loss"], h["val_loss"], h["lr"]) for h in history]
+            if name == "killed":  # epochs 1-2 come from the saved state, not from training them again
+                assert [(h["epoch"], h["train_loss"], h["time_s"]) for h in history[:2]] == saved
+                assert not state.exists()
+    assert losses["killed"] == losses["whole"]
+
+
+def torch_load(path):
+    import torch
+
+    return torch.load(path, weights_only=True)

@@ -1,9 +1,13 @@
 """Training on real digits: best-epoch selection, checkpoint reload, determinism, divergence."""
 
 import math
+import tempfile
+from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
+from torch import nn
 
 from bench import checkpoints
 from bench.data import Normalizer
@@ -132,3 +136,85 @@ def test_an_older_store_is_migrated_in_place_and_keeps_its_runs(tmp_path):
         assert store.db.execute("PRAGMA user_version").fetchone()[0] == store_module.SCHEMA_VERSION
         assert store.run("r1")["command"] == "bench run"
         assert store.export_of(1) is None and store.latency_of(1) == []
+
+
+# --- recipes: schedules, warm-up, label smoothing, Nesterov ----------------------------------------------
+
+
+def test_recipes_are_recorded_with_the_learning_rate_of_every_epoch(invoke, tiny_plugin, store_path):
+    result = invoke("run", "--plugin", tiny_plugin, "--where", "width=8", "--epochs", "4", "--optimizer", "sgd",
+                    "--lr", "0.05", "--schedule", "constant,cosine,onecycle,step", "--warmup-epochs", "1",
+                    "--label-smoothing", "0.1", "--nesterov", "-q", "--no-benchmark")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    rows = {r["hparams"]["schedule"]: r for r in invoke.json("report")}
+    assert set(rows) == {"constant", "cosine", "onecycle", "step"}
+    with Store(store_path) as store:
+        lrs = {k: [h["lr"] for h in store.history(store.trials(r["run"])[r["trial"] - 1]["id"])]
+               for k, r in rows.items()}  # fmt: skip
+        elapsed = [h["elapsed_s"] for h in store.history(store.trials(rows["cosine"]["run"])[0]["id"])]
+    for r in rows.values():
+        hp = r["hparams"]
+        assert (hp["warmup_epochs"], hp["label_smoothing"], hp["nesterov"]) == (1.0, 0.1, True)
+        assert r["status"] == "completed"
+    steps = 18  # 1150 training images in batches of 64
+    # Warm-up: the first epoch starts at lr / steps; after it, each schedule has its own shape.
+    assert lrs["constant"] == pytest.approx([0.05 / steps, 0.05, 0.05, 0.05])
+    assert lrs["cosine"][0] == pytest.approx(0.05 / steps) and lrs["cosine"][1] == pytest.approx(0.05)
+    assert lrs["cosine"][1] > lrs["cosine"][2] > lrs["cosine"][3] > 0
+    assert lrs["step"] == pytest.approx([0.05 / steps, 0.05, 0.05, 0.005])  # x0.1 at half of the 54 steps left
+    assert lrs["onecycle"][0] == pytest.approx(0.05 / 25) and max(lrs["onecycle"]) <= 0.05  # torch's div_factor
+    assert all(b > a for a, b in zip(elapsed, elapsed[1:], strict=False)) and elapsed[0] > 0
+
+
+def test_label_smoothing_changes_the_training_loss_not_the_validation_loss_definition(digits):
+    splits = digits.split(0.2, 0)
+    out = {}
+    for smoothing in (0.0, 0.3):
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
+        hp = HParams(epochs=1, lr=1e-9, optimizer="sgd", label_smoothing=smoothing)  # (almost) no learning
+        out[smoothing] = train_trial(model, splits, Normalizer(digits), hp, Path(tempfile.mkdtemp()) / "b.pt", 10)
+    plain, smoothed = out[0.0].history[0], out[0.3].history[0]
+    assert smoothed.train_loss != pytest.approx(plain.train_loss, rel=1e-3)
+    assert smoothed.val_loss == pytest.approx(plain.val_loss, rel=1e-6)  # plain cross-entropy either way
+
+
+def test_an_unfinished_trial_continues_from_its_saved_state_with_the_same_losses(digits, tmp_path):
+    """In-process: a state saved after epoch 2 of 4 and continued gives the uninterrupted losses."""
+    splits = digits.split(0.2, 0)
+    hp = HParams(epochs=4, lr=0.05, optimizer="sgd", schedule="cosine", augment="flip,crop", seed=3)
+
+    def fresh():
+        torch.manual_seed(hp.seed)
+        return nn.Sequential(nn.Conv2d(1, 4, 3), nn.Dropout(0.3), nn.ReLU(), nn.Flatten(), nn.Linear(144, 10))
+
+    whole = train_trial(fresh(), splits, Normalizer(digits), hp, tmp_path / "a.pt", 10, state_path=tmp_path / "a.st")
+    assert not (tmp_path / "a.st").exists()  # gone once the trial ended
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_2(stats):
+        if stats.epoch == 2:
+            raise Stop
+
+    with pytest.raises(Stop):
+        train_trial(fresh(), splits, Normalizer(digits), hp, tmp_path / "b.pt", 10, on_epoch=stop_after_2,
+                    state_path=tmp_path / "b.st")  # fmt: skip
+    assert (tmp_path / "b.st").is_file()
+    seen = []
+    resumed = train_trial(fresh(), splits, Normalizer(digits), hp, tmp_path / "b.pt", 10,
+                          on_epoch=lambda s: seen.append(s.epoch), state_path=tmp_path / "b.st")  # fmt: skip
+    assert seen == [3, 4]  # epochs 1-2 were not trained again
+    key = lambda r: [(e.train_loss, e.val_loss, e.lr) for e in r.history]  # noqa: E731
+    assert key(resumed) == key(whole)
+    assert (resumed.test_acc, resumed.best_epoch) == (whole.test_acc, whole.best_epoch)
+    # A state for other hyperparameters is not continued: that trial starts afresh.
+    other = replace(hp, lr=0.01)
+    with pytest.raises(Stop):
+        train_trial(fresh(), splits, Normalizer(digits), hp, tmp_path / "c.pt", 10, on_epoch=stop_after_2,
+                    state_path=tmp_path / "c.st")  # fmt: skip
+    seen.clear()
+    train_trial(fresh(), splits, Normalizer(digits), other, tmp_path / "c.pt", 10,
+                on_epoch=lambda s: seen.append(s.epoch), state_path=tmp_path / "c.st")  # fmt: skip
+    assert seen == [1, 2, 3, 4]
