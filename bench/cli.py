@@ -707,9 +707,15 @@ def benchmark_cmd(run_ref, trial_refs, top_k, batch_sizes, providers, warmup, mi
     show_default=True,
     help="md writes the report; json and csv print one record per trial.",
 )
+@click.option(
+    "--target-acc",
+    type=click.FloatRange(0, 100, min_open=True),
+    help="Time to accuracy: seconds of training to this validation accuracy, in % (default: the highest that "
+    "every completed trial reached, whole percent).",
+)
 @json_option
 @store_option
-def report(run_refs, all_runs, out_root, top, fmt, as_json, store_path):
+def report(run_refs, all_runs, out_root, top, fmt, target_acc, as_json, store_path):
     """Write the report of stored runs (the latest by default; RUN is 'latest', an id or a unique prefix):
     leaderboard, every parameter, loss plots, confusion matrices, trade-offs, diagnosis and method."""
     from bench.display import leaderboard_table
@@ -733,7 +739,7 @@ def report(run_refs, all_runs, out_root, top, fmt, as_json, store_path):
         if fmt == "csv":
             click.echo(to_csv(gather(store, runs)), nl=False)
             return
-        path, views = write_report(store, runs, Path(out_root), top)
+        path, views = write_report(store, runs, Path(out_root), top, None if target_acc is None else target_acc / 100)
     ranked = [{**v.trial, "rank": v.test_rank} for v in views]
     where = runs[0]["id"] if len(runs) == 1 else f"{len(runs)} runs"
     console = _console()

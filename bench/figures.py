@@ -117,3 +117,22 @@ def tradeoff_plot(labels: list[str], costs: list[float], accuracies: list[float]
     ax.grid(True, alpha=0.3)
     ax.legend(loc="lower right")
     return _png(fig)
+
+
+def accuracy_time_plot(series: list[tuple[str, list[float], list[float]]], target: float | None, title: str) -> bytes:
+    """Validation accuracy (%) against cumulative training seconds, one line per trial; the target dashed."""
+    fig = Figure(figsize=(7.2, 4.4))
+    ax = fig.subplots()
+    for label, seconds, accs in series:
+        ax.plot(seconds, [100 * a for a in accs], marker="o", markersize=2.5, linewidth=1.2, label=label)
+    if target is not None:
+        ax.axhline(100 * target, color="gray", linestyle="--", linewidth=1, label=f"target {100 * target:g}%")
+    ax.set_xlabel("training time (s, cumulative; validation excluded)")
+    ax.set_ylabel("validation accuracy (%)")
+    ax.set_ylim(0, 100)
+    ax.set_xlim(left=0)
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, alpha=0.3)
+    if len(series) <= 12:
+        ax.legend(fontsize=8)
+    return _png(fig)

@@ -7,6 +7,7 @@ import csv
 import hashlib
 import io
 import json
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,6 +93,10 @@ def num(x, digits: int = 3) -> str:
     return "-" if x is None else f"{x:.{digits}f}"
 
 
+def secs(x) -> str:
+    return "-" if x is None else f"{x:.1f}" if x < 100 else f"{x:.0f}"
+
+
 def mflops(x) -> str:
     return "-" if x is None else f"{x / 1e6:.2f}"
 
@@ -105,16 +110,37 @@ def md_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+def time_to(history: list[dict], target: float) -> tuple[float, int] | None:
+    """Cumulative training seconds and epoch at which validation accuracy first reached ``target``."""
+    for h in history:
+        if h["val_acc"] is not None and h["val_acc"] >= target - 1e-12 and h.get("elapsed_s") is not None:
+            return h["elapsed_s"], h["epoch"]
+    return None
+
+
+def training_seconds(history: list[dict]) -> float | None:
+    return history[-1].get("elapsed_s") if history else None
+
+
+def choose_target(views: list[TrialView]) -> float | None:
+    """The default time-to-accuracy target: the highest validation accuracy that every completed trial reached,
+    floored to a whole percent, so that every one of them has a time."""
+    bests = [max(h["val_acc"] for h in v.history) for v in views if v.test_rank is not None and v.history]
+    return math.floor(100 * min(bests)) / 100 if bests else None
+
+
 def variant_text(v: TrialView) -> str:
     return format_variant(v.trial["variant"]) or "-"
 
 
-def leaderboard_rows(views: list[TrialView], gpu: bool) -> tuple[list[str], list[list[str]]]:
+def leaderboard_rows(
+    views: list[TrialView], gpu: bool, target: float | None = None
+) -> tuple[list[str], list[list[str]]]:
     batches = sorted({r["batch_size"] for v in views for r in v.latency if r["engine"] == "onnxruntime"})
     large = batches[-1] if batches else 64
     header = ["rank", "trial", "architecture", "variant", "optimizer", "lr", "batch", "epochs (best/run)",
-              "train %", "val %", "test %", "ONNX test %", "params", "MFLOPs", "ONNX CPU p50 batch 1 (ms)",
-              f"ONNX CPU images/s (batch {large})"]  # fmt: skip
+              "train %", "val %", "test %", "training s", f"time to {pct(target)}% val (s)", "ONNX test %", "params",
+              "MFLOPs", "ONNX CPU p50 batch 1 (ms)", f"ONNX CPU images/s (batch {large})"]  # fmt: skip
     if gpu:
         header += ["ONNX GPU p50 batch 1 (ms)", f"ONNX GPU images/s (batch {large})"]
     header += ["status", "diagnosis"]
@@ -125,7 +151,8 @@ def leaderboard_rows(views: list[TrialView], gpu: bool) -> tuple[list[str], list
             str(v.test_rank or "-"), v.name + (" ★" if t["winner"] else ""), t["architecture"], variant_text(v),
             hp["optimizer"], f"{hp['lr']:g}", str(hp["batch_size"]),
             f"{t['best_epoch'] or '-'}/{t['epochs_run'] if t['epochs_run'] is not None else '-'}",
-            pct(t["train_acc"]), pct(t["val_acc"]), pct(t["test_acc"]),
+            pct(t["train_acc"]), pct(t["val_acc"]), pct(t["test_acc"]), secs(training_seconds(v.history)),
+            _time_text(v.history, target),
             pct(v.export["onnx_test_acc"]) if v.export else "-",
             str(t["params"]) if t["params"] is not None else "-", mflops(t["flops"]),
         ]  # fmt: skip
@@ -135,6 +162,13 @@ def leaderboard_rows(views: list[TrialView], gpu: bool) -> tuple[list[str], list
         row += [v.status, diagnosis.summary(v.findings)]
         rows.append(row)
     return header, rows
+
+
+def _time_text(history: list[dict], target: float | None) -> str:
+    if target is None:
+        return "-"
+    hit = time_to(history, target)
+    return f"{secs(hit[0])} (epoch {hit[1]})" if hit else "not reached"
 
 
 # --- sections -----------------------------------------------------------------------------------------
@@ -194,6 +228,47 @@ def per_class(v: TrialView) -> tuple[str, list[str]]:
     return md_table(["class", "test accuracy %", "test images"], rows), words
 
 
+def epochs_table(v: TrialView) -> str:
+    """Every epoch of a trial: learning rate, losses, accuracies, time; the kept epoch marked."""
+    rows = [
+        [str(h["epoch"]) + (" ★" if h["epoch"] == v.trial["best_epoch"] else ""),
+         f"{h['lr']:.4g}" if h.get("lr") is not None else "-", num(h["train_loss"]), pct(h["train_acc"]),
+         num(h["val_loss"]), pct(h["val_acc"]), secs(h.get("elapsed_s"))]
+        for h in v.history
+    ]  # fmt: skip
+    header = ["epoch", "lr (first step)", "train loss", "train %", "val loss", "val %", "training s (cumulative)"]
+    return md_table(header, rows)
+
+
+def time_section(views: list[TrialView], target: float | None, chosen: bool, write_png) -> str:
+    """Validation accuracy against training time for every trial, and the time each took to reach the target."""
+    timed = [v for v in views if v.history and v.history[-1].get("elapsed_s") is not None]
+    if not timed:
+        return "No trial recorded its training time per epoch (runs made before cnnbench recorded it)."
+    series = [(f"{v.name} {v.trial['architecture']}", [h["elapsed_s"] for h in v.history],
+               [h["val_acc"] for h in v.history]) for v in timed]  # fmt: skip
+    png = write_png("time_to_accuracy.png", figures.accuracy_time_plot(series, target, "Validation accuracy "
+                                                                         "against training time"))  # fmt: skip
+    how = (
+        "the highest validation accuracy every completed trial reached, floored to a whole percent"
+        if chosen
+        else "given with --target-acc"
+    )
+    rows = []
+    for v in timed:
+        hit = time_to(v.history, target) if target is not None else None
+        rows.append([v.name, v.trial["architecture"], secs(hit[0]) if hit else "not reached",
+                     str(hit[1]) if hit else "-", secs(training_seconds(v.history)),
+                     pct(max(h["val_acc"] for h in v.history))])  # fmt: skip
+    table = md_table(["trial", "architecture", f"time to {pct(target)}% val (s)", "epoch", "training s",
+                      "best val %"], rows)  # fmt: skip
+    return (
+        f"![Validation accuracy against training time]({png})\n\nTarget: **{pct(target)}%** validation accuracy "
+        f"({how}). Time is the cumulative wall time of the training steps up to the end of the first epoch that "
+        "reached it (validation passes excluded), as measured on the machine in the header.\n\n" + table
+    )
+
+
 def top_section(views: list[TrialView], top: int, write_png) -> str:
     parts = []
     for v in [v for v in views if v.test_rank is not None][:top]:
@@ -209,7 +284,7 @@ def top_section(views: list[TrialView], top: int, write_png) -> str:
         title = f"{v.name} {t['architecture']}: loss per epoch"
         png = write_png(f"loss_{v.slug}.png", figures.loss_plot(v.history, t["best_epoch"], title))
         lines.append(f"![Training and validation loss of {v.name}]({png})")
-        lines += ["", "**Diagnosis.** " + " ".join(f.text for f in v.findings), ""]
+        lines += ["", "**Diagnosis.** " + " ".join(f.text for f in v.findings), "", epochs_table(v), ""]
         if t["confusion"]:
             title = f"{v.name} {t['architecture']}: test confusion matrix (row-normalized)"
             png = write_png(f"confusion_{v.slug}.png", figures.confusion_plot(t["confusion"], v.run["classes"], title))
@@ -355,9 +430,12 @@ def output_dir(out_root: Path, runs: list[dict]) -> Path:
     return Path(out_root) / f"combined-{digest}"
 
 
-def write_report(store: Store, runs: list[dict], out_root: Path, top: int = 3) -> tuple[Path, list[TrialView]]:
-    """Write report.md and its PNG figures under ``out_root``/<run>/; return the report's path."""
+def write_report(store: Store, runs: list[dict], out_root: Path, top: int = 3,
+                 target_acc: float | None = None) -> tuple[Path, list[TrialView]]:  # fmt: skip
+    """Write report.md and its PNG figures under ``out_root``/<run>/; return the report's path. ``target_acc``
+    (a fraction) is the validation accuracy that time to accuracy is measured to (default: choose_target)."""
     views = gather(store, runs)
+    target = target_acc if target_acc is not None else choose_target(views)
     folder = output_dir(out_root, runs)
     written: list[str] = []
 
@@ -367,19 +445,22 @@ def write_report(store: Store, runs: list[dict], out_root: Path, top: int = 3) -
         return name
 
     gpu = any(r["provider"] in GPU and r["status"] == "ok" for v in views for r in v.latency)
-    header, rows = leaderboard_rows(views, gpu)
+    header, rows = leaderboard_rows(views, gpu, target)
     title = runs[0]["id"] if len(runs) == 1 else f"{len(runs)} runs"
     markdown = "\n\n".join([
         f"# cnnbench report: {title}",
         header_section(runs, store),
         "## Leaderboard",
         "Ranked by test accuracy; trials that did not complete follow. ★: selected by validation accuracy for its "
-        "architecture. Accuracies in %; latency and throughput from ONNX Runtime (see Method).",
+        "architecture. Accuracies in %; training s: the training steps' wall time (validation excluded); time to "
+        f"{pct(target)}% val: see Time to accuracy; latency and throughput from ONNX Runtime (see Method).",
         md_table(header, rows),
         "## Every parameter",
         parameters_section(views),
         f"## Top {top}",
         top_section(views, top, write_png),
+        "## Time to accuracy",
+        time_section(views, target, target_acc is None, write_png),
         "## Trade-offs",
         tradeoff_section(views, write_png),
         "## Diagnosis of every trial",

@@ -222,6 +222,8 @@ USAGE = 2
             "Nesterov momentum needs --momentum above 0",
         ),
         (["report", "nosuchrun"], 1, "no store at"),
+        (["report", "--target-acc", "0"], USAGE, "Invalid value for '--target-acc'"),
+        (["report", "--target-acc", "101"], USAGE, "Invalid value for '--target-acc'"),
     ],
 )
 def test_user_errors(invoke, args, status, message):

@@ -162,3 +162,29 @@ def test_diverged_and_overfitting_trials_are_diagnosed_on_real_data(tmp_path):
 def test_report_of_an_unknown_run_is_an_error(default_run):
     result = CliRunner().invoke(cli, ["report", "nope", "--store", str(default_run[0])])
     assert result.exit_code == 2 and "unknown run 'nope'" in result.output
+
+
+def test_time_to_accuracy_is_read_from_the_recorded_epochs(tmp_path, tiny_plugin):
+    store = tmp_path / "bench.db"
+    _cli("run", "--plugin", tiny_plugin, "--epochs", "4", "--lr", "0.003,0.03", "--where", "width=8", "--schedule",
+         "cosine", "-q", "--no-benchmark", "--store", store)  # fmt: skip
+    with Store(store) as s:
+        run = s.run()
+        histories = {f"t{t['idx']:03d}": s.history(t["id"]) for t in s.trials(run["id"])}
+    for target, chosen in ((None, True), (0.5, False)):
+        extra = [] if target is None else ["--target-acc", 100 * target]
+        _cli("report", "--store", store, "--out", tmp_path / "rep", *extra)
+        md = (tmp_path / "rep" / run["id"] / "report.md").read_text()
+        if chosen:  # the highest validation accuracy that both trials reached, whole percent
+            target = min(max(h["val_acc"] for h in hs) for hs in histories.values()) * 100 // 1 / 100
+        label = f"time to {100 * target:.2f}% val (s)"
+        rows = {r["trial"].split()[0]: r for r in _table_after(md, "## Time to accuracy")}
+        assert set(rows) == set(histories)
+        for name, history in histories.items():
+            first = next((h for h in history if h["val_acc"] >= target), None)
+            assert rows[name][label] == (f"{first['elapsed_s']:.1f}" if first else "not reached")
+            assert rows[name]["training s"] == f"{history[-1]['elapsed_s']:.1f}"
+            assert [h["elapsed_s"] for h in history] == sorted(h["elapsed_s"] for h in history)
+        assert ("floored to a whole percent" in md) == chosen
+        assert "| epoch | lr (first step) |" in md  # every epoch's learning rate, for the top trials
+        assert imread(tmp_path / "rep" / run["id"] / "time_to_accuracy.png").shape[0] > 100

@@ -228,10 +228,10 @@ def _epochs_in_state(path: Path) -> int | None:
 
 
 def test_kill_9_in_epoch_3_of_6_then_resume_continues_with_the_same_losses(tmp_path, invoke):
-    args = ["--arch", "cnn_dropout", "--where", "kernel_size=3", "--where", "feature_maps=32-64", "--where",
-            "convs_per_block=1", "--where", "head=64", "--where", "dropout=0.2", "--where", "dropout_layers=1", "--epochs", "6", "--batch-size", "8", "--optimizer",
-            "sgd", "--lr", "0.02", "--schedule", "cosine", "--augment", "flip,crop", "--threads", "1",
-            "--no-benchmark"]  # fmt: skip
+    variant = ["kernel_size=3", "feature_maps=32-64", "convs_per_block=1", "head=64", "dropout=0.2", "dropout_layers=1"]
+    args = ["--arch", "cnn_dropout", *(x for w in variant for x in ("--where", w)), "--epochs", "6", "--batch-size",
+            "8", "--optimizer", "sgd", "--lr", "0.02", "--schedule", "cosine", "--augment", "flip,crop", "--threads",
+            "1", "--no-benchmark"]  # fmt: skip
     store = tmp_path / "killed.db"
     process = _start(args, store)
     deadline = time.time() + 120
