@@ -35,11 +35,13 @@ class BenchGroup(click.Group):
 
 
 class CommaList(click.ParamType):
-    """``1e-3,1e-2`` -> [0.001, 0.01]: each item checked by ``item`` (a click type); repeats dropped."""
+    """``1e-3,1e-2`` -> [0.001, 0.01]: each item checked by ``item`` (a click type); repeats dropped, unless
+    ``unique`` is False (per-channel values such as --mean 0.5,0.5,0.4, where position matters)."""
 
-    def __init__(self, item: click.ParamType, finite: bool = True):
+    def __init__(self, item: click.ParamType, finite: bool = True, unique: bool = True):
         self.item = item
         self.finite = finite
+        self.unique = unique
         self.name = f"{item.name}[,...]"
 
     def convert(self, value, param, ctx):
@@ -53,7 +55,7 @@ class CommaList(click.ParamType):
             converted = self.item.convert(raw, param, ctx)
             if self.finite and isinstance(converted, float) and not math.isfinite(converted):
                 self.fail(f"{raw!r} is not a finite number", param, ctx)
-            if converted not in out:
+            if converted not in out or not self.unique:
                 out.append(converted)
         return out
 
@@ -339,8 +341,12 @@ def _config_value(raw, option, ctx):
 @click.option("--data-dir", type=click.Path(file_okay=False), help="Where the dataset's files are (default: ./data).")
 @click.option("--download", is_flag=True, help="Download the dataset's files into --data-dir when missing.")
 @click.option("--image-size", type=click.IntRange(min=4), help="imagefolder: resize images to this size (default 32).")
-@click.option("--mean", type=CommaList(click.FLOAT), help="Replace the dataset's per-channel mean (after scaling).")
-@click.option("--std", type=CommaList(click.FloatRange(min=0, min_open=True)), help="Replace its per-channel std.")
+@click.option(
+    "--mean", type=CommaList(click.FLOAT, unique=False), help="Replace the dataset's per-channel mean (after scaling)."
+)
+@click.option(
+    "--std", type=CommaList(click.FloatRange(min=0, min_open=True), unique=False), help="Replace its per-channel std."
+)
 @click.option("--augment", default="", help="Augmentations on the training device: flip,crop,grayscale.")
 @click.option(
     "--precision",

@@ -1,0 +1,57 @@
+"""The ROB313 lab's own experiment on real CIFAR-10 images (../shared/data/cifar10-jpeg.tar.gz), kept working in
+CI on a slice: the lab's config, unchanged but for the data location, for one epoch on 2,000 images."""
+
+import os
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from bench.store import Store
+
+ROOT = Path(__file__).resolve().parents[1]
+ARCHIVE = Path(os.environ.get("BENCH_CIFAR_ARCHIVE") or ROOT.parent / "shared" / "data" / "cifar10-jpeg.tar.gz")
+CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+
+
+@pytest.fixture(scope="module")
+def cifar_slice(tmp_path_factory):
+    """An image folder of the archive's first 200 training and 50 test images of each class."""
+    if not ARCHIVE.is_file():
+        if os.environ.get("BENCH_REQUIRE_CIFAR"):
+            pytest.fail(f"the CIFAR-10 archive is required here: {ARCHIVE}")
+        pytest.skip(f"no CIFAR-10 archive at {ARCHIVE} (set BENCH_CIFAR_ARCHIVE)")
+    root = tmp_path_factory.mktemp("cifar") / "cifar10-slice"
+    keep = {"train": 200, "test": 50}
+    taken: dict[tuple[str, str], int] = {}
+    with tarfile.open(ARCHIVE) as tar:
+        for member in tar:
+            parts = Path(member.name).parts  # cifar10-jpeg/<split>/<class>/NNNN.jpg
+            if not member.isfile() or len(parts) != 4 or parts[1] not in keep:
+                continue
+            key = (parts[1], parts[2])
+            if taken.get(key, 0) < keep[parts[1]]:
+                taken[key] = taken.get(key, 0) + 1
+                target = root / parts[1] / parts[2] / parts[3]
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(tar.extractfile(member).read())
+    assert sorted(taken.values()) == [50] * 10 + [200] * 10
+    return root
+
+
+def test_the_lab_config_runs_on_a_slice_of_cifar10(cifar_slice, invoke, store_path):
+    result = invoke("run", "--config", ROOT / "configs" / "rob313.toml", "--dataset", f"imagefolder:{cifar_slice}",
+                    "--epochs", "1", "-q", "--batch-sizes", "1", "--min-runs", "5", "--min-time", "0",
+                    "--warmup", "1")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    (row,) = invoke.json("report")
+    assert row["architecture"] == "cnn_vgg" and row["params"] == 2_211_338  # the lab's 2.21M
+    assert row["status"] == "completed" and row["split"] == {"train": 1960, "val": 40, "test": 500}
+    hp = row["hparams"]
+    assert (hp["optimizer"], hp["lr"], hp["momentum"], hp["batch_size"], hp["select"], hp["seed"], hp["augment"]) == (
+        "sgd", 0.01, 0.9, 64, "val_loss", 42, "flip,grayscale")  # fmt: skip
+    assert row["onnx"]["status"] == "ok" and row["onnx"]["top1_agreement"] == 1.0
+    with Store(store_path) as s:
+        run = s.run()
+        assert run["classes"] == CLASSES and run["input_shape"] == [3, 32, 32]
+        assert run["config"]["data"]["mean"] == [0.5, 0.5, 0.5]  # per channel, from the config file: repeats kept
