@@ -218,3 +218,15 @@ def test_an_unfinished_trial_continues_from_its_saved_state_with_the_same_losses
     train_trial(fresh(), splits, Normalizer(digits), other, tmp_path / "c.pt", 10,
                 on_epoch=lambda s: seen.append(s.epoch), state_path=tmp_path / "c.st")  # fmt: skip
     assert seen == [1, 2, 3, 4]
+
+
+def test_the_fast_recipe_runs_from_its_config_file(invoke):
+    config = Path(__file__).resolve().parents[1] / "configs" / "cifar10-fast.toml"
+    result = invoke("run", "--config", config, "--dataset", "digits", "--epochs", "5", "-q", "--no-benchmark")
+    assert result.exit_code == 0, result.output
+    (row,) = invoke.json("report")
+    hp = row["hparams"]
+    assert row["architecture"] == "fast_cnn" and row["status"] == "completed"
+    assert (hp["schedule"], hp["warmup_epochs"], hp["label_smoothing"], hp["nesterov"], hp["batch_size"]) == (
+        "onecycle", 4.0, 0.2, True, 512)  # fmt: skip
+    assert row["epochs_run"] == 5 and math.isfinite(row["val_loss"])

@@ -34,7 +34,7 @@ def build(input_shape, num_classes, widths=(64, 128, 256), stem=32):
 @bench.hookimpl
 def register_architectures(register):
     register(
-        "cnn_fast",
+        "fast_cnn",
         build,
         variants={"widths": [(64, 128, 256), (64, 256, 256), (32, 64, 128)], "stem": [32, 24]},
         default_variants=[{"widths": (64, 128, 256), "stem": 32}],

@@ -1,0 +1,106 @@
+"""Training time of two sweep configs on this machine, as a ratio measured in one run: the ROB313 lab's
+(configs/rob313.toml) against the fast recipe's (configs/cifar10-fast.toml), or any two --config files.
+
+Each config's trial is built as `bench run --config FILE` builds it (plugin defaults, then the file), and its
+training steps run through bench.training.train_trial, exactly as in a run, on the same --images real training
+images (one epoch per round); rounds alternate between the configs, and the median images/s of each is kept
+(other load on a shared machine only ever slows a round). The projected training time of a config is its
+epochs x 49,000 images / its rate; their ratio is what "at most half the lab's training time on the same
+machine" is judged by, next to the wall times the two full runs recorded.
+
+    python benchmarks/recipes.py --data data/cifar10-jpeg [--images 4096] [--repeats 3]
+        [--configs configs/rob313.toml configs/cifar10-fast.toml]
+
+Writes the section "Recipes" of benchmarks/RESULTS.md and prints it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import tomllib
+from pathlib import Path
+
+import torch
+from record import record
+
+ROOT = Path(__file__).resolve().parent.parent
+TRAIN_IMAGES = 49_000  # the lab's split: 49k training images
+
+
+def trial_of(config: Path):
+    """The (architecture, variant, hyperparameters) that `bench run --config FILE` trains first."""
+    from bench.plugins import get_registry
+    from bench.sweep import AXES, plan
+
+    table = tomllib.loads(config.read_text())
+    arch = get_registry().by_plugin(table["plugin"])[0]
+    axes = {k: [table[k]] for k in AXES if k in table}
+    fixed = {k: table[k] for k in ("augment", "precision") if k in table}
+    (spec,) = plan([arch], axes, select=table.get("select", "val_loss"), fixed=fixed)
+    return spec
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", default=str(ROOT / "data" / "cifar10-jpeg"), help="the CIFAR-10 image folder")
+    parser.add_argument("--images", type=int, default=4096, help="training images per round")
+    parser.add_argument("--repeats", type=int, default=3)
+    lab, fast = (str(ROOT / "configs" / name) for name in ("rob313.toml", "cifar10-fast.toml"))
+    parser.add_argument("--configs", nargs=2, default=[lab, fast], help="the reference config, then the other")
+    args = parser.parse_args()
+
+    from bench.data import Normalizer, Split, Splits, load_dataset
+    from bench.environment import environment
+    from bench.modelstats import count_flops
+    from bench.training import train_trial
+
+    data = load_dataset(f"imagefolder:{args.data}")
+    full = data.split(0.02, 42)
+    n = min(args.images, len(full.train))
+    splits = Splits(Split(full.train.images[:n], full.train.labels[:n]), Split(full.val.images[:256],
+                    full.val.labels[:256]), Split(full.test.images[:16], full.test.labels[:16]))  # fmt: skip
+    specs = [trial_of(Path(c)) for c in args.configs]
+    rates: dict[int, list[float]] = {i: [] for i in range(len(specs))}
+    for _ in range(args.repeats):
+        for i, spec in enumerate(specs):
+            hp = spec.hparams.__class__(**{**spec.hparams.as_dict(), "epochs": 1, "warmup_epochs": None})
+            torch.manual_seed(hp.seed)
+            model = spec.architecture.build(data.input_shape, data.num_classes, spec.variant)
+            with tempfile.TemporaryDirectory() as tmp:
+                result = train_trial(model, splits, Normalizer(data), hp, Path(tmp) / "best.pt", data.num_classes)
+            rates[i].append(n / result.history[0].elapsed_s)
+    env = environment(torch.device("cpu"))
+    rows, projected = [], []
+    for i, spec in enumerate(specs):
+        rate = statistics.median(rates[i])
+        seconds = spec.hparams.epochs * TRAIN_IMAGES / rate
+        projected.append(seconds)
+        model = spec.architecture.build(data.input_shape, data.num_classes, spec.variant)
+        rounds = ", ".join(f"{r:.0f}" for r in rates[i])
+        rows.append(f"| `{Path(args.configs[i]).name}` | {spec.architecture.name} | {spec.hparams.batch_size} | "
+                    f"{count_flops(model, data.input_shape) / 1e6:.0f} | {rate:.0f} ({rounds}) | "
+                    f"{spec.hparams.epochs} | {seconds / 60:.1f} |")  # fmt: skip
+    section = "\n".join([
+        "## Recipes",
+        "",
+        f"`python benchmarks/recipes.py --images {n} --repeats {args.repeats}`: training images/s of each config's "
+        f"trial on {n} real CIFAR-10 training images (JPEG archive), one epoch per round through `train_trial` "
+        "(the config's batch size, precision, layout, augmentation, optimizer; validation excluded), rounds "
+        "alternating, median of the rounds. Projected training time: epochs x 49,000 / rate.",
+        "",
+        "| config | architecture | batch | MFLOPs/image | images/s, median (rounds) | epochs | projected min |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+        *rows,
+        "",
+        f"**Ratio: {projected[1] / projected[0]:.2f}** ({Path(args.configs[1]).name} over "
+        f"{Path(args.configs[0]).name}). Machine: {env.get('cpu')}, {env.get('torch_threads')} torch threads, "
+        f"torch {env.get('torch')}.",
+    ])  # fmt: skip
+    record("Recipes", section)
+    print(section)
+
+
+if __name__ == "__main__":
+    main()
