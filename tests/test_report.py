@@ -100,7 +100,10 @@ def test_top_trial_per_class_accuracy_and_confusions_come_from_its_confusion_mat
     with Store(store) as s:
         trial = next(t for t in s.trials(s.run()["id"]) if f"t{t['idx']:03d}" == top)
     matrix = trial["confusion"]
-    rows = [ln.strip("|").split(" | ") for ln in section.splitlines() if re.match(r"\| \d \|", ln)]
+    per_class = section.split("| class | test accuracy % | test images |", 1)[1]  # the table with that header
+    lines = itertools.takewhile(lambda ln: ln.startswith("|"), per_class.splitlines()[2:])
+    rows = [ln.strip("|").split(" | ") for ln in lines]
+    assert len(rows) == 10
     for name, acc, n in rows:
         i = int(name.strip())
         assert acc.strip() == f"{100 * matrix[i][i] / sum(matrix[i]):.2f}" and int(n) == sum(matrix[i])
