@@ -14,7 +14,8 @@ from rich.console import Console
 from rich.table import Table
 
 from bench import __version__
-from bench.errors import BenchError, UsageError, unknown
+from bench.errors import BenchError, UsageError
+from bench.sweep.config import defaults as config_defaults
 
 
 class BenchGroup(click.Group):
@@ -75,109 +76,63 @@ def json_option(f):
     return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")(f)
 
 
-def export_options(f):
-    f = click.option(
-        "--exporter",
-        type=click.Choice(["dynamo", "torchscript"]),
-        default="dynamo",
-        show_default=True,
-        help="torch.onnx exporter (dynamo falls back to torchscript if it fails, and says so).",
-    )(f)
-    f = click.option("--opset", type=click.IntRange(min=7), default=18, show_default=True, help="ONNX opset.")(f)
-    f = click.option(
-        "--tolerance",
-        type=click.FloatRange(min=0),
-        default=1e-4,
-        show_default=True,
-        help="Largest |logit difference| against PyTorch accepted.",
-    )(f)
-    return f
+# fmt: off
+EXPORT_OPTIONS = [
+    click.option("--exporter", type=click.Choice(["dynamo", "torchscript"]), show_default=True,
+                 help="torch.onnx exporter (dynamo falls back to torchscript if it fails, and says so)."),
+    click.option("--opset", type=click.IntRange(min=7), show_default=True, help="ONNX opset."),
+    click.option("--tolerance", type=click.FloatRange(min=0), show_default=True,
+                 help="Largest |logit difference| against PyTorch accepted."),
+]
+BENCHMARK_OPTIONS = [
+    click.option("--batch-sizes", type=CommaList(click.IntRange(min=1)), show_default=True,
+                 help="Batch sizes to time."),
+    click.option("--providers", type=CommaList(click.Choice(["auto", "cpu", "cuda"])),
+                 show_default=True, help="auto = cpu, plus cuda when a GPU is visible."),
+    click.option("--warmup", type=click.IntRange(min=0), show_default=True,
+                 help="Untimed runs before timing."),
+    click.option("--min-runs", type=click.IntRange(min=1), show_default=True,
+                 help="...and count at least this many runs."),
+    click.option("--min-time", type=click.FloatRange(min=0), show_default=True,
+                 help="Timed runs last at least this many seconds..."),
+    click.option("--bench-threads", type=click.IntRange(min=1),
+                 help="Intra-op threads for onnxruntime and PyTorch (default: torch's thread count)."),
+    click.option("--graph-optimization", type=click.Choice(["auto", "disable", "basic", "extended", "all"]),
+                 show_default=True,
+                 help="onnxruntime graph optimization level; auto: the faster of extended and all in a 20-run "
+                 "probe, per model and batch size (recorded)."),
+]
+# fmt: on
 
 
-def benchmark_options(f):
-    f = click.option(
-        "--graph-optimization",
-        type=click.Choice(["auto", "disable", "basic", "extended", "all"]),
-        default="auto",
-        show_default=True,
-        help="onnxruntime graph optimization level; auto: the faster of extended and all in a 20-run probe, "
-        "per model and batch size (recorded).",
-    )(f)
-    f = click.option(
-        "--bench-threads",
-        type=click.IntRange(min=1),
-        help="Intra-op threads for onnxruntime and PyTorch (default: torch's thread count).",
-    )(f)
-    f = click.option(
-        "--min-time",
-        type=click.FloatRange(min=0),
-        default=1.0,
-        show_default=True,
-        help="Timed runs last at least this many seconds...",
-    )(f)
-    f = click.option(
-        "--min-runs",
-        type=click.IntRange(min=1),
-        default=100,
-        show_default=True,
-        help="...and count at least this many runs.",
-    )(f)
-    f = click.option(
-        "--warmup", type=click.IntRange(min=0), default=10, show_default=True, help="Untimed runs before timing."
-    )(f)
-    f = click.option(
-        "--providers",
-        type=CommaList(click.Choice(["auto", "cpu", "cuda"])),
-        default="auto",
-        show_default=True,
-        help="auto = cpu, plus cuda when a GPU is visible.",
-    )(f)
-    f = click.option(
-        "--batch-sizes",
-        type=CommaList(click.IntRange(min=1)),
-        default="1,64",
-        show_default=True,
-        help="Batch sizes to time.",
-    )(f)
-    return f
+def options(*groups):
+    """Apply lists of click options (and single decorators) in the order they are listed."""
+    decorators = [d for g in groups for d in (g if isinstance(g, list) else [g])]
+
+    def apply(f):
+        for decorate in reversed(decorators):
+            f = decorate(f)
+        return f
+
+    return apply
 
 
-def _settings(batch_sizes, providers, warmup, min_runs, min_time, bench_threads, graph_optimization):
-    from bench.inference import BenchSettings
-
-    return BenchSettings(tuple(batch_sizes), tuple(providers), warmup, min_runs, min_time, bench_threads,
-                         graph_optimization)  # fmt: skip
-
-
-def _deploy(store, run, trials, console, *, tolerance, opset, exporter, settings, as_json, reuse_exports=False):
-    """Export (and benchmark when ``settings``) ``trials``, showing each as it ends, then the table."""
+def _deploy(store, run, trials, *, as_json, settings=None, reuse_exports=False, **export):
+    """Export (and benchmark, with ``settings``) ``trials`` for `bench export` and `bench benchmark`, shown as
+    `bench run` shows its winners; returns their JSON records."""
     from bench.deploy import export_and_benchmark
-    from bench.display import inference_table
+    from bench.display import RichProgress
+    from bench.records import deployment_record
 
-    def on_event(kind, trial, payload):
-        name = f"t{trial['idx']:03d} {trial['architecture']}"
-        if kind == "exported":
-            detail = (
-                payload["note"]
-                if payload["status"] != "ok"
-                else (f"max |Δ| {payload['max_abs_diff']:.1e}, ONNX test acc {100 * payload['onnx_test_acc']:.2f}%")
-            )
-            console.print(f"ONNX {name}: {payload['status']}, {detail}")
-        else:
-            console.print(f"Benchmarked {name}: {len(payload)} measurements")
-
-    with console.status("exporting and benchmarking" if settings else "exporting"):
-        problems = export_and_benchmark(
-            store, run, trials, tolerance=tolerance, opset=opset, exporter=exporter, settings=settings,
-            reuse_exports=reuse_exports, on_event=on_event,
-        )  # fmt: skip
-    entries = [(t, store.export_of(t["id"]), store.latency_of(t["id"])) for t in trials]
-    out = None
-    if as_json:
-        out = [_deployment_json(store, run["id"], t, e, rows) for t, e, rows in entries]
-    else:
-        what = " and inference benchmark (ONNX Runtime vs PyTorch eager)" if settings else ""
-        _console().print(inference_table(entries, f"Run {run['id']}: ONNX export{what}"))
+    show = RichProgress(_console(stderr=as_json))
+    show.tables = None if as_json else _console()
+    show.deploy_started(trials, settings)
+    try:
+        problems = export_and_benchmark(store, run, trials, settings=settings, reuse_exports=reuse_exports,
+                                        on_event=show.deploy_event, **export)  # fmt: skip
+    finally:
+        show.deploy_done(run, [(t, store.export_of(t["id"]), store.latency_of(t["id"])) for t in trials], settings)
+    out = [deployment_record(store, run["id"], t) for t in trials] if as_json else None
     if problems:
         if out is not None:
             _print_json(out)
@@ -185,21 +140,11 @@ def _deploy(store, run, trials, console, *, tolerance, opset, exporter, settings
     return out
 
 
-def _deployment_json(store, run_id, trial, exp, rows) -> dict:
-    return {"run": run_id, "trial": trial["idx"], "architecture": trial["architecture"],
-            "onnx": _export_json(store, exp), "latency": [_latency_json(r) for r in rows]}  # fmt: skip
+def _settings(batch_sizes, providers, warmup, min_runs, min_time, bench_threads, graph_optimization):
+    from bench.inference import BenchSettings
 
-
-def _export_json(store, exp: dict | None) -> dict | None:
-    if exp is None:
-        return None
-    out = {k: v for k, v in exp.items() if k != "trial_id"}
-    out["path"] = str(store.artifact_path(exp["path"]).resolve()) if exp["path"] else None
-    return out
-
-
-def _latency_json(row: dict) -> dict:
-    return {k: v for k, v in row.items() if k not in ("id", "trial_id", "samples")}
+    return BenchSettings(tuple(batch_sizes), tuple(providers), warmup, min_runs, min_time, bench_threads,
+                         graph_optimization)  # fmt: skip
 
 
 def _console(stderr: bool = False, quiet: bool = False) -> Console:
@@ -237,20 +182,16 @@ def _parse_where(items: tuple[str, ...]) -> dict[str, list[str]]:
     return out
 
 
-PLAN_OPTIONS = (
-    "plugin_names", "arch_patterns", "variants", "where_items", "dataset", "batch_size", "lr", "epochs", "optimizer",
-    "momentum", "weight_decay", "val_ratio", "seed", "select", "search", "trials", "patience", "augment", "precision",
-    "channels_last", "compile", "data_dir", "image_size", "mean", "std", "config", "schedule", "warmup_epochs",
-    "label_smoothing", "nesterov",
-)  # fmt: skip
-# Keys of a --config file that name an option differently.
-CONFIG_ALIASES = {"plugin": "plugin_names", "plugins": "plugin_names", "arch": "arch_patterns", "where": "where_items"}
+# `bench run`'s parameters that are not RunConfig fields.
+NOT_CONFIG = ("config", "resume_ref", "store_path", "as_json", "quiet")
 
 
 def load_config(ctx, param, value):
-    """--config FILE.toml: the file's keys become the defaults of `bench run`'s options, so options given on
-    the command line override them. Every key is checked against its option, with the file named."""
+    """--config FILE.toml: the file's keys (RunConfig's fields) become the defaults of `bench run`'s options, so
+    options given on the command line override them. Every key is checked as its option, with the file named."""
     import tomllib
+
+    from bench.sweep.config import ALIASES
 
     if not value:
         return value
@@ -261,16 +202,14 @@ def load_config(ctx, param, value):
         raise click.BadParameter(f"cannot read {path}: {exc.strerror}", ctx, param) from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise click.BadParameter(f"{path} is not valid TOML: {exc}", ctx, param) from None
-    params = {p.name: p for p in ctx.command.params}
+    params = {p.name: p for p in ctx.command.params if p.name not in NOT_CONFIG}
     defaults = {}
     for key, raw in table.items():
-        name = CONFIG_ALIASES.get(key, key.replace("-", "_"))
-        if name not in params or name in ("config", "resume_ref", "store_path", "as_json", "quiet"):
-            known = sorted(k for k in params if k not in ("config", "resume_ref", "store_path", "as_json", "quiet"))
-            raise click.UsageError(f"{path}: unknown key '{key}' (known: {', '.join(known)})", ctx)
-        option = params[name]
+        name = ALIASES.get(key, key).replace("-", "_")
+        if name not in params:
+            raise click.UsageError(f"{path}: unknown key '{key}' (known: {', '.join(sorted(params))})", ctx)
         try:
-            defaults[name] = _config_value(raw, option, ctx)
+            defaults[name] = _config_value(raw, params[name], ctx)
         except click.BadParameter as exc:
             raise click.UsageError(f"{path}: key '{key}': {exc.message}", ctx) from None
     ctx.default_map = {**(ctx.default_map or {}), **defaults}
@@ -279,7 +218,7 @@ def load_config(ctx, param, value):
 
 def _config_value(raw, option, ctx):
     """A TOML value checked and converted as the option would convert it from the command line."""
-    if option.name == "where_items":
+    if option.name == "where":
         if not isinstance(raw, dict):
             raise click.BadParameter("expected a table, e.g. where = { kernel_size = [3, 5] }")
         return tuple(f"{k}={','.join(map(str, v if isinstance(v, list) else [v]))}" for k, v in raw.items())
@@ -300,176 +239,92 @@ def _config_value(raw, option, ctx):
     return option.type.convert(text, option, ctx)
 
 
+FLOATS, POSITIVE = CommaList(click.FLOAT, unique=False), CommaList(click.FloatRange(min=0, min_open=True), unique=False)
+
+
+_opt = click.option
+
+
+# fmt: off
+RUN_OPTIONS = [
+    _opt("--config", type=click.Path(dir_okay=False), is_eager=True, callback=load_config,
+         help="A TOML file of these options (e.g. configs/rob313.toml); options given here override it."),
+    _opt("--plugin", "-p", "plugin", multiple=True, help="Run every architecture of this plugin."),
+    _opt("--arch", "-a", "arch", multiple=True,
+         help="Run architectures whose name matches this pattern (e.g. 'cnn_*')."),
+    _opt("--variants", type=click.Choice(["default", "all"]), show_default=True,
+         help="The plugin's default variant set, or its whole variant space."),
+    _opt("--where", multiple=True, metavar="PARAM=V[,V...]",
+         help="Keep variants whose PARAM is one of the values, e.g. --where kernel_size=3,5."),
+    _opt("--dataset", "-d", show_default=True,
+         help="Dataset name, or imagefolder:PATH (see `bench datasets`)."),
+    _opt("--data-dir", type=click.Path(file_okay=False), help="Where the dataset's files are (default: ./data)."),
+    _opt("--download", is_flag=True, help="Download the dataset's files into --data-dir when missing."),
+    _opt("--image-size", type=click.IntRange(min=4), help="imagefolder: resize images to this size (default 32)."),
+    _opt("--mean", type=FLOATS, help="Replace the dataset's per-channel mean (after scaling)."),
+    _opt("--std", type=POSITIVE, help="Replace its per-channel std."),
+    _opt("--augment", help="Augmentations on the training device: flip,crop,grayscale."),
+    _opt("--precision", type=click.Choice(["auto", "fp32", "bf16"]), show_default=True,
+         help="bf16: autocast the training steps (evaluation stays fp32). auto: bf16 where it was measured faster "
+         "(CPUs with AMX/AVX-512 bf16, models of 5 MFLOPs or more per image), else fp32."),
+    _opt("--channels-last/--no-channels-last", default=None,
+         help="NHWC memory layout for training (default: on when the model accepts it; it was never slower)."),
+    _opt("--compile", is_flag=True, help="torch.compile the model for training (slow start, faster steps)."),
+    _opt("--batch-size", "-b", type=CommaList(click.IntRange(min=1)), help="Batch sizes, e.g. 32,64."),
+    _opt("--lr", type=CommaList(click.FloatRange(min=0, min_open=True)), help="Learning rates, e.g. 1e-3,1e-2."),
+    _opt("--epochs", "-e", type=CommaList(click.IntRange(min=1)), help="Epochs per trial."),
+    _opt("--optimizer", type=CommaList(click.Choice(["sgd", "adam", "adamw"])), help="sgd (momentum), adam, adamw."),
+    _opt("--momentum", type=CommaList(click.FloatRange(0, 1, max_open=True)), help="SGD momentum (default 0.9)."),
+    _opt("--weight-decay", type=CommaList(click.FloatRange(min=0)), help="Weight decay (default 0)."),
+    _opt("--val-ratio", type=CommaList(click.FloatRange(0, 1, min_open=True, max_open=True)),
+         help="Share of the training images held out for validation (default 0.2)."),
+    _opt("--seed", type=CommaList(click.IntRange(min=0)), help="Seeds (default 0): init, shuffling, split."),
+    _opt("--schedule", type=CommaList(click.Choice(["constant", "cosine", "onecycle", "step"])),
+         help="Learning rate over the steps (default constant): cosine annealing to 0, onecycle (torch's "
+         "OneCycleLR), step (x0.1 at 50% and 75%)."),
+    _opt("--warmup-epochs", type=CommaList(click.FloatRange(min=0)),
+         help="Linear warm-up to --lr over this many epochs (default none; onecycle: 30% of the steps)."),
+    _opt("--label-smoothing", type=CommaList(click.FloatRange(0, 1, max_open=True)),
+         help="Label smoothing of the training loss (default 0)."),
+    _opt("--nesterov/--no-nesterov", help="Nesterov momentum for SGD (default off)."),
+    _opt("--select", type=click.Choice(["val_loss", "val_acc"]), show_default=True,
+         help="The best checkpoint: lowest validation loss or highest validation accuracy."),
+    _opt("--search", type=click.Choice(["grid", "random"]), show_default=True,
+         help="Every combination, or --trials of them drawn without repeats (seeded by the first --seed)."),
+    _opt("--trials", type=click.IntRange(min=1), help="With --search random: how many trials."),
+    _opt("--patience", type=click.IntRange(min=1),
+         help="Stop a trial after this many epochs without a better selection metric (early_stopped)."),
+    _opt("--resume", "resume_ref", metavar="RUN",
+         help="Run what RUN has not finished (pending, running or interrupted trials), in the same run."),
+    _opt("--executor", type=click.Choice(["local", "ray"]), show_default=True,
+         help="local: trial after trial in this process; ray: Ray Tune trials (pip install 'cnnbench[ray]')."),
+    _opt("--ray-address", help="With --executor ray: an existing cluster (default: start a local Ray)."),
+    _opt("--cpus-per-trial", type=click.FloatRange(min=0, min_open=True), show_default=True,
+         help="With --executor ray: CPUs (and torch threads) per trial."),
+    _opt("--gpus-per-trial", type=click.FloatRange(min=0), show_default=True,
+         help="With --executor ray: GPUs per trial."),
+    _opt("--storage", help="With --executor ray: where trials put checkpoints, reachable by every node "
+         "(a shared directory or a URI Ray accepts; default: <store dir>/ray)."),
+    _opt("--scheduler", type=click.Choice(["fifo", "asha"]), show_default=True,
+         help="With --executor ray: asha stops weak trials early (recorded as pruned)."),
+    _opt("--device", show_default=True, help="auto, cpu, cuda or cuda:N (local executor)."),
+    _opt("--threads", type=click.IntRange(min=1), help="CPU threads for torch (default: torch's choice)."),
+    store_option,
+    _opt("--top-k", type=click.IntRange(min=1), show_default=True,
+         help="Export and benchmark the best K trials of each architecture."),
+    _opt("--no-benchmark", is_flag=True, help="Skip the ONNX export and inference benchmark of the winners."),
+    *EXPORT_OPTIONS,
+    *BENCHMARK_OPTIONS,
+    _opt("--quiet", "-q", is_flag=True, help="No progress display."),
+    json_option,
+]
+# fmt: on
+
+
 @cli.command()
-@click.option(
-    "--config",
-    type=click.Path(dir_okay=False),
-    is_eager=True,
-    expose_value=True,
-    callback=load_config,
-    help="A TOML file of these options (e.g. configs/rob313.toml); options given here override it.",
-)
-@click.option("--plugin", "-p", "plugin_names", multiple=True, help="Run every architecture of this plugin.")
-@click.option(
-    "--arch",
-    "-a",
-    "arch_patterns",
-    multiple=True,
-    help="Run architectures whose name matches this pattern (e.g. 'cnn_*').",
-)
-@click.option(
-    "--variants",
-    type=click.Choice(["default", "all"]),
-    default="default",
-    show_default=True,
-    help="The plugin's default variant set, or its whole variant space.",
-)
-@click.option(
-    "--where",
-    "where_items",
-    multiple=True,
-    metavar="PARAM=V[,V...]",
-    help="Keep variants whose PARAM is one of the values, e.g. --where kernel_size=3,5.",
-)
-@click.option(
-    "--dataset",
-    "-d",
-    default="digits",
-    show_default=True,
-    help="Dataset name, or imagefolder:PATH (see `bench datasets`).",
-)
-@click.option("--data-dir", type=click.Path(file_okay=False), help="Where the dataset's files are (default: ./data).")
-@click.option("--download", is_flag=True, help="Download the dataset's files into --data-dir when missing.")
-@click.option("--image-size", type=click.IntRange(min=4), help="imagefolder: resize images to this size (default 32).")
-@click.option(
-    "--mean", type=CommaList(click.FLOAT, unique=False), help="Replace the dataset's per-channel mean (after scaling)."
-)
-@click.option(
-    "--std", type=CommaList(click.FloatRange(min=0, min_open=True), unique=False), help="Replace its per-channel std."
-)
-@click.option("--augment", default="", help="Augmentations on the training device: flip,crop,grayscale.")
-@click.option(
-    "--precision",
-    type=click.Choice(["auto", "fp32", "bf16"]),
-    default="auto",
-    show_default=True,
-    help="bf16: autocast the training steps (evaluation stays fp32). auto: bf16 where it was measured faster "
-    "(CPUs with AMX/AVX-512 bf16, models of 5 MFLOPs or more per image), else fp32.",
-)
-@click.option(
-    "--channels-last/--no-channels-last",
-    default=None,
-    help="NHWC memory layout for training (default: on when the model accepts it; it was never slower).",
-)
-@click.option("--compile", is_flag=True, help="torch.compile the model for training (slow start, faster steps).")
-@click.option("--batch-size", "-b", type=CommaList(click.IntRange(min=1)), help="Batch sizes, e.g. 32,64.")
-@click.option("--lr", type=CommaList(click.FloatRange(min=0, min_open=True)), help="Learning rates, e.g. 1e-3,1e-2.")
-@click.option("--epochs", "-e", type=CommaList(click.IntRange(min=1)), help="Epochs per trial.")
-@click.option(
-    "--optimizer", type=CommaList(click.Choice(["sgd", "adam", "adamw"])), help="sgd (momentum), adam, adamw."
-)
-@click.option("--momentum", type=CommaList(click.FloatRange(0, 1, max_open=True)), help="SGD momentum (default 0.9).")
-@click.option("--weight-decay", type=CommaList(click.FloatRange(min=0)), help="Weight decay (default 0).")
-@click.option(
-    "--val-ratio",
-    type=CommaList(click.FloatRange(0, 1, min_open=True, max_open=True)),
-    help="Share of the training images held out for validation (default 0.2).",
-)
-@click.option("--seed", type=CommaList(click.IntRange(min=0)), help="Seeds (default 0): init, shuffling, split.")
-@click.option(
-    "--schedule",
-    type=CommaList(click.Choice(["constant", "cosine", "onecycle", "step"])),
-    help="Learning rate over the steps (default constant): cosine annealing to 0, onecycle (torch's OneCycleLR), "
-    "step (x0.1 at 50% and 75%).",
-)
-@click.option(
-    "--warmup-epochs",
-    type=CommaList(click.FloatRange(min=0)),
-    help="Linear warm-up to --lr over this many epochs (default none; onecycle: 30% of the steps).",
-)
-@click.option(
-    "--label-smoothing",
-    type=CommaList(click.FloatRange(0, 1, max_open=True)),
-    help="Label smoothing of the training loss (default 0).",
-)
-@click.option("--nesterov/--no-nesterov", default=None, help="Nesterov momentum for SGD (default off).")
-@click.option(
-    "--select",
-    type=click.Choice(["val_loss", "val_acc"]),
-    default="val_loss",
-    show_default=True,
-    help="The best checkpoint: lowest validation loss or highest validation accuracy.",
-)
-@click.option(
-    "--search",
-    type=click.Choice(["grid", "random"]),
-    default="grid",
-    show_default=True,
-    help="Every combination, or --trials of them drawn without repeats (seeded by the first --seed).",
-)
-@click.option("--trials", type=click.IntRange(min=1), help="With --search random: how many trials.")
-@click.option(
-    "--patience",
-    type=click.IntRange(min=1),
-    help="Stop a trial after this many epochs without a better selection metric (early_stopped).",
-)
-@click.option(
-    "--resume",
-    "resume_ref",
-    metavar="RUN",
-    help="Run what RUN has not finished (pending, running or interrupted trials), in the same run.",
-)
-@click.option(
-    "--executor",
-    type=click.Choice(["local", "ray"]),
-    default="local",
-    show_default=True,
-    help="local: trial after trial in this process; ray: Ray Tune trials (pip install 'cnnbench[ray]').",
-)
-@click.option("--ray-address", help="With --executor ray: an existing cluster (default: start a local Ray).")
-@click.option(
-    "--cpus-per-trial",
-    type=click.FloatRange(min=0, min_open=True),
-    default=1,
-    show_default=True,
-    help="With --executor ray: CPUs (and torch threads) per trial.",
-)
-@click.option(
-    "--gpus-per-trial",
-    type=click.FloatRange(min=0),
-    default=0,
-    show_default=True,
-    help="With --executor ray: GPUs per trial.",
-)
-@click.option(
-    "--storage",
-    help="With --executor ray: where trials put checkpoints, reachable by every node "
-    "(a shared directory or a URI Ray accepts; default: <store dir>/ray).",
-)
-@click.option(
-    "--scheduler",
-    type=click.Choice(["fifo", "asha"]),
-    default="fifo",
-    show_default=True,
-    help="With --executor ray: asha stops weak trials early (recorded as pruned).",
-)
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N (local executor).")
-@click.option("--threads", type=click.IntRange(min=1), help="CPU threads for torch (default: torch's choice).")
-@store_option
-@click.option(
-    "--top-k",
-    type=click.IntRange(min=1),
-    default=1,
-    show_default=True,
-    help="Export and benchmark the best K trials of each architecture.",
-)
-@click.option("--no-benchmark", is_flag=True, help="Skip the ONNX export and inference benchmark of the winners.")
-@export_options
-@benchmark_options
-@click.option("--quiet", "-q", is_flag=True, help="No progress display.")
-@json_option
+@options(RUN_OPTIONS)
 @click.pass_context
-def run(ctx, **o):  # fmt: skip
+def run(ctx, config, resume_ref, store_path, as_json, quiet, **options):  # fmt: skip
     """Train every selected architecture variant over the grid of hyperparameters.
 
     Each list option (comma-separated) is one axis of the grid; an axis not given takes the architecture's
@@ -477,144 +332,30 @@ def run(ctx, **o):  # fmt: skip
     and is recorded the moment it ends, so `--resume RUN` finishes an interrupted run. At the end, the winner
     of each architecture is exported to ONNX and benchmarked (unless --no-benchmark).
     """
-    import torch
+    import bench.sweep
+    from bench.display import RichProgress
 
-    from bench.data import load_dataset, load_run_dataset
-    from bench.deploy import winners
-    from bench.display import RichProgress, leaderboard_table, run_title
-    from bench.environment import resolve_device
-    from bench.leaderboard import rank
-    from bench.runner import create_run, pending, run_local
-    from bench.store import Store
-
-    if o["threads"]:
-        torch.set_num_threads(o["threads"])
-    torch_device = resolve_device(o["device"])
-    console = _console(stderr=o["as_json"], quiet=o["quiet"])
-    with Store(o["store_path"]) as store:
-        if o["resume_ref"]:
-            given = [n for n in PLAN_OPTIONS if ctx.get_parameter_source(n) == click.core.ParameterSource.COMMANDLINE]
-            if given:
-                option = next(p.opts[0] for p in ctx.command.params if p.name == given[0])
-                raise UsageError(f"--resume runs the stored plan of its run: drop {option}")
-            run_id = store.run(None if o["resume_ref"] == "latest" else o["resume_ref"])["id"]
-            recorded_threads = store.run(run_id)["config"].get("threads")
-            if recorded_threads and not o["threads"]:  # the same arithmetic as the run's first part
-                torch.set_num_threads(recorded_threads)
-            data = load_run_dataset(store.run(run_id))
-            specs = pending(store, run_id)
-            if not specs:
-                click.echo(f"Run {run_id} has nothing left to run.", err=True)
+    options["where"] = _parse_where(options["where"])
+    progress = RichProgress(_console(stderr=as_json, quiet=quiet))
+    progress.tables = None if as_json else _console()
+    with progress:
+        if resume_ref:
+            source = ctx.get_parameter_source
+            given = {k: v for k, v in options.items() if source(k) == click.core.ParameterSource.COMMANDLINE}
+            result = bench.sweep.resume(resume_ref, store=store_path, progress=progress, **given)
+            if not result.trained:
+                click.echo(f"Run {result.run_id} has nothing left to run.", err=True)
         else:
-            specs, config = _plan(o)
-            data = load_dataset(o["dataset"], download=o["download"], **config["data"])
-            command = shlex.join(["bench", *ctx.obj["argv"]])
-            run_id, specs = create_run(store, specs, data, device=torch_device, command=command, config=config)
-        outcome = None
-        if specs:
-            with RichProgress(console) as progress:
-                if o["executor"] == "ray":
-                    from bench.ray_executor import run_ray
-
-                    outcome = run_ray(
-                        store, run_id, specs, data, address=o["ray_address"], cpus_per_trial=o["cpus_per_trial"],
-                        gpus_per_trial=o["gpus_per_trial"], storage=o["storage"], scheduler=o["scheduler"],
-                        data_options=store.run(run_id)["config"].get("data"), progress=progress,
-                    )  # fmt: skip
-                else:
-                    outcome = run_local(store, run_id, specs, data, device=torch_device, progress=progress)
-        ranked = rank(store.trials(run_id))
-        run_row = store.run(run_id)
-        if not o["as_json"]:
-            _console().print(leaderboard_table(ranked, run_title(run_row)))
-        chosen = winners(ranked, o["top_k"])
-        if run_row["status"] == "completed" and not o["no_benchmark"] and chosen and specs:
-            settings = _settings(o["batch_sizes"], o["providers"], o["warmup"], o["min_runs"], o["min_time"],
-                                 o["bench_threads"], o["graph_optimization"])  # fmt: skip
-            _deploy(store, run_row, chosen, console, tolerance=o["tolerance"], opset=o["opset"],
-                    exporter=o["exporter"], settings=settings, as_json=o["as_json"])  # fmt: skip
-        if o["as_json"]:
-            _print_json([_trial_json(store, run_id, t) for t in rank(store.trials(run_id))])
-        if outcome is not None and outcome.status == "interrupted":
-            click.echo(f"Interrupted: finished trials are kept; `bench run --resume {run_id}` runs the rest.", err=True)
-            ctx.exit(130)
-
-
-def _plan(o: dict):
-    """The trials the options describe, and the options as recorded with the run."""
-    from bench.data import dataset_info
-    from bench.plugins import get_plugins
-    from bench.sweep import AXES, plan
-
-    if not o["plugin_names"] and not o["arch_patterns"]:
-        raise UsageError("choose what to train: --plugin NAME or --arch PATTERN (see `bench list`)")
-    if o["trials"] and o["search"] != "random":
-        raise UsageError("--trials needs --search random (a grid runs every combination)")
-    plugins = get_plugins()
-    archs = []
-    for name in o["plugin_names"]:
-        info = plugins.plugin(name)
-        if info.error:
-            raise BenchError(f"plugin '{name}' is broken: {info.error}")
-        archs += [a for a in plugins.registry.by_plugin(name) if a not in archs]
-    for pattern in o["arch_patterns"]:
-        found = plugins.registry.list(pattern)
-        if not found:
-            raise unknown("architecture", pattern, plugins.registry.names())
-        archs += [a for a in found if a not in archs]
-    if not archs:
-        raise UsageError(f"plugin {', '.join(o['plugin_names'])} registers no architecture")
-    dataset_info(o["dataset"])  # an unknown dataset is reported before anything else
-    from bench.augment import parse
-
-    fixed = {"augment": ",".join(parse(o["augment"])), "precision": o["precision"],
-             "channels_last": o["channels_last"], "compile": o["compile"]}  # fmt: skip
-    data_options = {"data_dir": str(Path(o["data_dir"]).resolve()) if o["data_dir"] else None,
-                    "image_size": o["image_size"], "mean": o["mean"], "std": o["std"]}  # fmt: skip
-    axes = {k: o[k] for k in AXES if k != "nesterov"}
-    axes["nesterov"] = None if o["nesterov"] is None else [o["nesterov"]]
-    where = _parse_where(o["where_items"])
-    specs = plan(archs, axes, variants=o["variants"], where=where, select=o["select"], patience=o["patience"],
-                 search=o["search"], trials=o["trials"], search_seed=(o["seed"] or [0])[0], fixed=fixed)  # fmt: skip
-    config = {
-        "plugins": list(o["plugin_names"]), "architectures": [a.name for a in archs], "variants": o["variants"],
-        "where": where, "dataset": o["dataset"], "axes": axes, "select": o["select"], "search": o["search"],
-        "trials": o["trials"], "patience": o["patience"], "executor": o["executor"], "device": o["device"],
-        "threads": o["threads"], "cpus_per_trial": o["cpus_per_trial"], "gpus_per_trial": o["gpus_per_trial"],
-        "scheduler": o["scheduler"], "data": data_options, "config_file": o["config"],
-    }  # fmt: skip
-    return specs, config
-
-
-def _trial_json(store, run_id: str, t: dict) -> dict:
-    ckpt = store.checkpoint_path(t)
-    return {
-        "run": run_id,
-        "trial": t["idx"],
-        "rank": t["rank"],
-        "winner": t["winner"],
-        "architecture": t["architecture"],
-        "plugin": t["plugin"],
-        "variant": t["variant"],
-        "hparams": t["hparams"],
-        "status": t["status"],
-        "note": t["note"],
-        "params": t["params"],
-        "epochs_run": t["epochs_run"],
-        "best_epoch": t["best_epoch"],
-        "train_acc": t["train_acc"],
-        "val_acc": t["val_acc"],
-        "test_acc": t["test_acc"],
-        "train_loss": t["train_loss"],
-        "val_loss": t["val_loss"],
-        "test_loss": t["test_loss"],
-        "split": t["split"],
-        "duration_s": t["duration_s"],
-        "checkpoint": str(ckpt.resolve()) if ckpt else None,
-        "checkpoint_sha256": t["checkpoint_sha256"],
-        "onnx": _export_json(store, store.export_of(t["id"])),
-        "latency": [_latency_json(r) for r in store.latency_of(t["id"])],
-    }
+            result = bench.sweep.run(bench.sweep.RunConfig(**options), store=store_path, progress=progress,
+                                     command=shlex.join(["bench", *ctx.obj["argv"]]))  # fmt: skip
+    if as_json:
+        _print_json(result.trials)
+    if result.problems:
+        raise BenchError("; ".join(result.problems))
+    if result.status == "interrupted":
+        click.echo(f"Interrupted: finished trials are kept; `bench run --resume {result.run_id}` runs the rest.",
+                   err=True)  # fmt: skip
+        ctx.exit(130)
 
 
 # --- export, benchmark ---------------------------------------------------------------------------------
@@ -637,7 +378,7 @@ def _run_and_trials(store, run_ref, trial_refs, top_k):
     show_default=True,
     help="Without TRIAL: the best K trials of each architecture.",
 )
-@export_options
+@options(EXPORT_OPTIONS)
 @store_option
 @json_option
 def export(run_ref, trial_refs, top_k, tolerance, opset, exporter, store_path, as_json):
@@ -648,8 +389,7 @@ def export(run_ref, trial_refs, top_k, tolerance, opset, exporter, store_path, a
 
     with Store(store_path, create=False) as store:
         run, trials = _run_and_trials(store, run_ref, trial_refs, top_k)
-        out = _deploy(store, run, trials, _console(stderr=as_json), tolerance=tolerance, opset=opset,
-                      exporter=exporter, settings=None, as_json=as_json)  # fmt: skip
+        out = _deploy(store, run, trials, as_json=as_json, tolerance=tolerance, opset=opset, exporter=exporter)
     if as_json:
         _print_json(out)
 
@@ -664,8 +404,8 @@ def export(run_ref, trial_refs, top_k, tolerance, opset, exporter, store_path, a
     show_default=True,
     help="Without TRIAL: the best K trials of each architecture.",
 )
-@benchmark_options
-@export_options
+@options(BENCHMARK_OPTIONS)
+@options(EXPORT_OPTIONS)
 @store_option
 @json_option
 def benchmark_cmd(run_ref, trial_refs, top_k, batch_sizes, providers, warmup, min_runs, min_time, bench_threads,
@@ -678,8 +418,8 @@ def benchmark_cmd(run_ref, trial_refs, top_k, batch_sizes, providers, warmup, mi
     settings = _settings(batch_sizes, providers, warmup, min_runs, min_time, bench_threads, graph_optimization)
     with Store(store_path, create=False) as store:
         run, trials = _run_and_trials(store, run_ref, trial_refs, top_k)
-        out = _deploy(store, run, trials, _console(stderr=as_json), tolerance=tolerance, opset=opset,
-                      exporter=exporter, settings=settings, as_json=as_json, reuse_exports=True)  # fmt: skip
+        out = _deploy(store, run, trials, as_json=as_json, settings=settings, reuse_exports=True, tolerance=tolerance,
+                      opset=opset, exporter=exporter)  # fmt: skip
     if as_json:
         _print_json(out)
 
@@ -705,14 +445,8 @@ def benchmark_cmd(run_ref, trial_refs, top_k, batch_sizes, providers, warmup, mi
     show_default=True,
     help="Trials shown in detail: loss plot, confusion matrix, per-class accuracy.",
 )
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["md", "json", "csv"]),
-    default="md",
-    show_default=True,
-    help="md writes the report; json and csv print one record per trial.",
-)
+@click.option("--format", "fmt", type=click.Choice(["md", "csv", "json"]), metavar="[md|csv]", default="md",
+              show_default=True, help="md writes the report; csv prints a row per trial (--json: JSON).")  # fmt: skip
 @click.option(
     "--target-acc",
     type=click.FloatRange(0, 100, min_open=True),
@@ -725,6 +459,7 @@ def report(run_refs, all_runs, out_root, top, fmt, target_acc, as_json, store_pa
     """Write the report of stored runs (the latest by default; RUN is 'latest', an id or a unique prefix):
     leaderboard, every parameter, loss plots, confusion matrices, trade-offs, diagnosis and method."""
     from bench.display import leaderboard_table
+    from bench.records import trial_record
     from bench.report import gather, to_csv, write_report
     from bench.store import Store
 
@@ -739,7 +474,7 @@ def report(run_refs, all_runs, out_root, top, fmt, target_acc, as_json, store_pa
             runs = list({r["id"]: r for r in (store.run(None if ref == "latest" else ref) for ref in refs)}.values())
         if fmt == "json":
             views = gather(store, runs)
-            _print_json([{**_trial_json(store, v.run["id"], v.trial), "test_rank": v.test_rank,
+            _print_json([{**trial_record(store, v.run["id"], v.trial), "test_rank": v.test_rank,
                           "diagnosis": [f.text for f in v.findings]} for v in views])  # fmt: skip
             return
         if fmt == "csv":
@@ -760,28 +495,11 @@ def runs(store_path, as_json):
     """List the runs in the store, oldest first."""
     from bench.store import Store
 
+    keys = ("id", "created_at", "finished_at", "status", "command", "dataset", "split", "seed", "trials")
     with Store(store_path, create=False) as store:
         rows = [{**r, "trials": len(store.trials(r["id"]))} for r in store.runs()]
     if as_json:
-        _print_json(
-            [
-                {
-                    k: r[k]
-                    for k in (
-                        "id",
-                        "created_at",
-                        "finished_at",
-                        "status",
-                        "command",
-                        "dataset",
-                        "split",
-                        "seed",
-                        "trials",
-                    )
-                }
-                for r in rows
-            ]
-        )
+        _print_json([{k: r[k] for k in keys} for r in rows])
         return
     table = Table("run", "created (UTC)", "status", "dataset", "trials", "command")
     for r in rows:
@@ -795,80 +513,25 @@ def runs(store_path, as_json):
 @cli.command(name="list")
 @click.argument("pattern", default="*")
 @click.option("--variants", type=click.Choice(["default", "all"]), default="default", show_default=True)
-@click.option(
-    "--dataset",
-    "-d",
-    default="digits",
-    show_default=True,
-    help="Parameter counts are for this dataset's image shape and classes.",
-)
+@click.option("--dataset", "-d", default="digits", show_default=True,
+              help="Parameter counts are for this dataset's image shape and classes.")  # fmt: skip
 @json_option
 def list_(pattern, variants, dataset, as_json):
     """List architectures (matching PATTERN) with their variants and parameter counts."""
-    from bench.architectures import format_variant
-    from bench.data import dataset_info
-    from bench.modelstats import count_parameters
-    from bench.plugins import get_registry
+    from bench.display import catalog_tables
+    from bench.plugins import catalog
 
-    info = dataset_info(dataset)
-    if info.input_shape is None or info.num_classes is None:  # known only once loaded (e.g. an image folder)
-        from bench.data import load_dataset
-
-        loaded = load_dataset(dataset)
-        info = type(info)(**{**info.__dict__, "input_shape": loaded.input_shape, "num_classes": loaded.num_classes})
-    archs = get_registry().list(pattern)
-    out = []
-    for arch in archs:
-        rows = []
-        for v in arch.variants(variants):
-            try:
-                n = count_parameters(arch.build(info.input_shape, info.num_classes, v))
-                rows.append({"variant": v, "params": n})
-            except Exception as exc:
-                rows.append({"variant": v, "params": None, "error": f"{exc.__class__.__name__}: {exc}"})
-        out.append(
-            {
-                "name": arch.name,
-                "plugin": arch.plugin,
-                "description": arch.description,
-                "parameters": {k: arch.values(k) for k in arch.parameters},
-                "defaults": arch.defaults,
-                "variants_default": len(arch.variants("default")),
-                "variants_all": len(arch.all_variants()),
-                "variants": rows,
-            }
-        )
+    out = catalog(pattern, variants, dataset)
     if as_json:
-        _print_json(
-            {
-                "dataset": dataset,
-                "input_shape": list(info.input_shape),
-                "num_classes": info.num_classes,
-                "architectures": out,
-            }
-        )
+        _print_json(out)
         return
-    from bench.display import count
-
     console = _console()
-    if not out:
+    if not out["architectures"]:
         console.print(f"No architecture matches '{pattern}'.")
-    for a in out:
-        table = Table(
-            "variant",
-            "params",
-            title=f"[bold]{a['name']}[/] ({a['plugin']}): {a['description']}",
-            title_justify="left",
-            caption=f"{a['variants_default']} default variants of {a['variants_all']}; params for "
-            f"{dataset} {'x'.join(map(str, info.input_shape))}, {info.num_classes} classes",
-            caption_justify="left",
-        )
-        for row in a["variants"]:
-            table.add_row(
-                format_variant(row["variant"]) or "-",
-                count(row["params"]) if row["params"] is not None else f"error: {row['error']}",
-            )
+    for heading, table, note in catalog_tables(out):
+        console.print(heading)
         console.print(table)
+        console.print(note)
 
 
 @cli.command()
@@ -942,6 +605,20 @@ def new_plugin(name, parent):
     click.echo(f"  pip install -e {folder}")
     click.echo(f"  bench run --plugin {name} --epochs 2")
     click.echo(f"  pip install -e '{folder}[test]' && python -m pytest {folder}/tests")
+
+
+def _defaults_from_run_config(*commands: click.Command) -> None:
+    """RunConfig holds the defaults of the run options; the commands show and use those."""
+    defaults = config_defaults()
+    for command in commands:
+        for param in command.params:
+            if param.name in defaults:
+                value = defaults[param.name]
+                param.default = tuple(value) if param.multiple else value
+                param.show_default = not getattr(param, "is_flag", False) and value not in (None, [], {}, "")
+
+
+_defaults_from_run_config(run, export, benchmark_cmd)
 
 
 def main():

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from pathlib import Path
+from dataclasses import dataclass
 
 import torch
 
@@ -82,46 +81,7 @@ class Normalizer:
         return torch.addcmul(self.shift, images.float(), self.scale)
 
 
-# --- finding and loading datasets ---------------------------------------------------------------------
-
-
-def dataset_info(spec: str):
-    """The registered dataset for ``name`` or ``name:argument`` (see `bench datasets`)."""
-    from bench.plugins import get_plugins
-
-    return get_plugins().datasets.entry(spec)[0]
-
-
-def load_dataset(spec: str, data_dir=None, download: bool = False, image_size: int | None = None,
-                 mean=None, std=None) -> Dataset:  # fmt: skip
-    """Load ``name`` or ``name:argument`` through its plugin. ``mean`` and ``std`` replace the dataset's own
-    normalization (one value per channel, or one for all)."""
-
-    from bench.datasets import Request
-    from bench.plugins import get_plugins
-
-    entry, argument = get_plugins().datasets.entry(spec)
-    request = Request(entry.name, argument, Path(data_dir) if data_dir else None, download, image_size)
-    data = entry.load(request)
-    channels = data.input_shape[0]
-    for option, values in (("mean", mean), ("std", std)):
-        if values:
-            values = tuple(values) * channels if len(values) == 1 else tuple(values)
-            if len(values) != channels:
-                raise UsageError(f"--{option} needs 1 or {channels} values for '{spec}', not {len(values)}")
-            if option == "std" and min(values) <= 0:
-                raise UsageError("--std values must be > 0")
-            data = replace(data, **{option: values})
-    _check(data)
-    return data
-
-
-def load_run_dataset(run: dict) -> Dataset:
-    """The dataset a stored run trained on, loaded with the same options."""
-    return load_dataset(run["dataset"], **(run["config"].get("data") or {}))
-
-
-def _check(data: Dataset) -> None:
+def check_dataset(data: Dataset) -> None:
     for split_name, split in (("train", data.train), ("test", data.test)):
         if split.images.dtype != torch.uint8 or split.images.dim() != 4:
             raise BenchError(f"dataset '{data.name}': {split_name} images must be uint8 (N, C, H, W)")
@@ -131,3 +91,7 @@ def _check(data: Dataset) -> None:
             raise BenchError(f"dataset '{data.name}': the {split_name} split is empty")
     if len(data.mean) != data.input_shape[0] or len(data.std) != data.input_shape[0]:
         raise BenchError(f"dataset '{data.name}': mean and std need one value per channel")
+
+
+# The keyword arguments of bench.plugins.load_dataset that a run records (RunConfig.data_options).
+DATA_OPTIONS = ("data_dir", "image_size", "mean", "std")

@@ -104,7 +104,7 @@ def cached(sources: list[Path], key: dict, build: Callable[[], dict[str, np.ndar
     arrays = build()
     buf = io.BytesIO()
     np.savez(buf, **arrays)
-    from bench.checkpoints import atomic_write
+    from bench.files import atomic_write
 
     for path in candidates:
         try:

@@ -11,13 +11,15 @@ import torch
 from torch import nn
 
 from bench import __version__, checkpoints, onnxrt
-from bench.data import Dataset, Normalizer, load_run_dataset
+from bench.data import Dataset, Normalizer
 from bench.errors import BenchError
 from bench.export import DEFAULT_OPSET, DEFAULT_TOLERANCE, export_model, run_session
+from bench.files import atomic_write
 from bench.inference import BenchSettings, benchmark
 from bench.modelstats import count_flops
 from bench.plugins import get_registry
 from bench.store import Store
+from bench.sweep import load_run_dataset
 
 
 def winners(ranked: list[dict], top_k: int = 1) -> list[dict]:
@@ -112,7 +114,7 @@ def export_trial(store: Store, run: dict, trial: dict, data: Dataset, *, toleran
     }  # fmt: skip
     if result.data is not None:
         path = store.trial_dir(run["id"], trial["idx"]) / "model.onnx"
-        checkpoints.atomic_write(path, result.data)
+        atomic_write(path, result.data)
         row.update(path=path, sha256=hashlib.sha256(result.data).hexdigest(), size_bytes=len(result.data))
         if result.status == "ok":
             logits = run_session(onnxrt.session(path, "cpu"), images.numpy().astype(np.float32))

@@ -7,8 +7,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from bench.architectures import format_value, format_variant  # noqa: F401
-from bench.runner import Progress as SweepProgress
-from bench.sweep import TrialSpec
+from bench.sweep.plan import TrialSpec
+from bench.sweep.trial import Progress as SweepProgress
 from bench.training import EpochStats
 
 
@@ -120,6 +120,8 @@ class RichProgress(SweepProgress):
         self.epochs_tasks: dict[int, int] = {}  # trial idx -> its epochs bar (trials may run side by side)
         self.total = 0
         self.keys: dict[str, set[str]] = {}
+        self.status = None  # the spinner while winners are exported and benchmarked
+        self.tables: Console | None = None  # where the leaderboard and the deployment table go (none: not shown)
 
     def __enter__(self):
         self.bar.__enter__()
@@ -127,6 +129,8 @@ class RichProgress(SweepProgress):
 
     def __exit__(self, *exc):
         self.bar.__exit__(*exc)
+        if self.status is not None:
+            self.status.stop()
 
     def run_started(self, run_id: str, specs: list[TrialSpec]) -> None:
         self.total = len(specs)
@@ -166,6 +170,33 @@ class RichProgress(SweepProgress):
             f"({seconds(trial['duration_s'])})",
             highlight=False,
         )
+
+    def sweep_done(self, run: dict, ranked: list[dict]) -> None:
+        self.bar.stop()
+        if self.tables:
+            self.tables.print(leaderboard_table(ranked, run_title(run)))
+
+    def deploy_started(self, trials: list[dict], settings) -> None:
+        self.status = self.console.status("exporting and benchmarking" if settings else "exporting")
+        self.status.start()
+
+    def deploy_event(self, kind: str, trial: dict, payload) -> None:
+        name = f"t{trial['idx']:03d} {trial['architecture']}"
+        if kind != "exported":
+            self.console.print(f"Benchmarked {name}: {len(payload)} measurements")
+        elif payload["status"] != "ok":
+            self.console.print(f"ONNX {name}: {payload['status']}, {payload['note']}")
+        else:
+            self.console.print(f"ONNX {name}: ok, max |Δ| {payload['max_abs_diff']:.1e}, "
+                               f"ONNX test acc {100 * payload['onnx_test_acc']:.2f}%")  # fmt: skip
+
+    def deploy_done(self, run: dict, entries: list[tuple[dict, dict | None, list[dict]]], settings) -> None:
+        if self.status is not None:
+            self.status.stop()
+            self.status = None
+        if self.tables:
+            what = " and inference benchmark (ONNX Runtime vs PyTorch eager)" if settings else ""
+            self.tables.print(inference_table(entries, f"Run {run['id']}: ONNX export{what}"))
 
 
 def inference_table(entries: list[tuple[dict, dict | None, list[dict]]], title: str) -> Table:
@@ -216,3 +247,21 @@ def inference_table(entries: list[tuple[dict, dict | None, list[dict]]], title: 
             "Parity: max |logit difference| against PyTorch on real test images."
         )
     return table
+
+
+def catalog_tables(catalog: dict) -> list[tuple[str, Table, str]]:
+    """`bench list`: per architecture a heading line, its variants, and a footnote; the lines are as wide as
+    the terminal, not as the table."""
+    from rich.markup import escape
+
+    shape = "x".join(map(str, catalog["input_shape"]))
+    out = []
+    for a in catalog["architectures"]:
+        table = Table("variant", "params")
+        for row in a["variants"]:
+            table.add_row(format_variant(row["variant"]) or "-",
+                          count(row["params"]) if row["params"] is not None else f"error: {row['error']}")  # fmt: skip
+        note = (f"{a['variants_default']} default variants of {a['variants_all']}; params for {catalog['dataset']} "
+                f"{shape}, {catalog['num_classes']} classes")  # fmt: skip
+        out.append((f"[bold]{escape(a['name'])}[/] ({escape(a['plugin'])}): {escape(a['description'])}", table, note))
+    return out

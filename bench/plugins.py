@@ -6,13 +6,15 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
+from pathlib import Path
 
 import pluggy
 
 from bench import hookspecs
 from bench.architectures import Registry
-from bench.datasets import DatasetRegistry
-from bench.errors import unknown
+from bench.data import Dataset, check_dataset
+from bench.datasets import DatasetRegistry, Request
+from bench.errors import UsageError, unknown
 
 GROUP = "cnnbench"
 BUILTIN_DIST = "cnnbench"
@@ -192,3 +194,58 @@ def register_in_process(obj, name: str) -> None:
 def unregister_in_process(name: str) -> None:
     _in_process[:] = [(n, o) for n, o in _in_process if n != name]
     reset()
+
+
+# --- datasets, through the plugins that register them ----------------------------------------------------
+
+
+def dataset_info(spec: str):
+    """The registered dataset for ``name`` or ``name:argument`` (see `bench datasets`)."""
+    return get_plugins().datasets.entry(spec)[0]
+
+
+def load_dataset(spec: str, data_dir=None, download: bool = False, image_size: int | None = None,
+                 mean=None, std=None) -> Dataset:  # fmt: skip
+    """Load ``name`` or ``name:argument`` through its plugin. ``mean`` and ``std`` replace the dataset's own
+    normalization (one value per channel, or one for all)."""
+    from dataclasses import replace
+
+    entry, argument = get_plugins().datasets.entry(spec)
+    request = Request(entry.name, argument, Path(data_dir) if data_dir else None, download, image_size)
+    data = entry.load(request)
+    channels = data.input_shape[0]
+    for option, values in (("mean", mean), ("std", std)):
+        if values:
+            values = tuple(values) * channels if len(values) == 1 else tuple(values)
+            if len(values) != channels:
+                raise UsageError(f"--{option} needs 1 or {channels} values for '{spec}', not {len(values)}")
+            if option == "std" and min(values) <= 0:
+                raise UsageError("--std values must be > 0")
+            data = replace(data, **{option: values})
+    check_dataset(data)
+    return data
+
+
+def catalog(pattern: str = "*", variants: str = "default", dataset: str = "digits") -> dict:
+    """Architectures matching ``pattern``, with their variants and parameter counts for ``dataset``'s shape
+    (`bench list --json`)."""
+    from bench.modelstats import count_parameters
+
+    info = dataset_info(dataset)
+    shape, classes = info.input_shape, info.num_classes
+    if shape is None or classes is None:  # known only once loaded (e.g. an image folder)
+        loaded = load_dataset(dataset)
+        shape, classes = loaded.input_shape, loaded.num_classes
+    out = []
+    for arch in get_registry().list(pattern):
+        rows = []
+        for v in arch.variants(variants):
+            try:
+                rows.append({"variant": v, "params": count_parameters(arch.build(shape, classes, v))})
+            except Exception as exc:  # noqa: BLE001 - shown in the listing, as `bench plugins` does
+                rows.append({"variant": v, "params": None, "error": f"{exc.__class__.__name__}: {exc}"})
+        out.append({"name": arch.name, "plugin": arch.plugin, "description": arch.description,
+                    "parameters": {k: arch.values(k) for k in arch.parameters}, "defaults": arch.defaults,
+                    "variants_default": len(arch.variants("default")), "variants_all": len(arch.all_variants()),
+                    "variants": rows})  # fmt: skip
+    return {"dataset": dataset, "input_shape": list(shape), "num_classes": classes, "architectures": out}

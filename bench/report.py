@@ -14,10 +14,10 @@ from pathlib import Path
 
 from bench import __version__, diagnosis, figures
 from bench.architectures import format_value, format_variant
-from bench.checkpoints import atomic_write
+from bench.files import atomic_write
 from bench.leaderboard import FINISHED, rank
 from bench.store import Store, safe_component
-from bench.sweep import AXES
+from bench.sweep.config import AXES
 
 CPU = ("CPUExecutionProvider", "cpu")
 GPU = ("CUDAExecutionProvider", "cuda")

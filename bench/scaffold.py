@@ -6,8 +6,8 @@ import re
 from pathlib import Path
 
 from bench import __version__
-from bench.checkpoints import atomic_write
 from bench.errors import BenchError, UsageError
+from bench.files import atomic_write
 
 NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 

@@ -253,7 +253,10 @@ class Store:
         seed: int,
         config: dict,
         environment: dict,
+        trials: list[dict] = (),
     ) -> str:
+        """Record a run and its whole plan (``trials``: see plan_trials) in one transaction: a stop at any moment
+        leaves both or neither, never a run without its trials."""
         run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
         with self._tx() as db:
             db.execute(
@@ -272,6 +275,7 @@ class Store:
                     json.dumps(environment),
                 ),
             )
+            self._insert_trials(db, run_id, trials)
         return run_id
 
     def finish_run(self, run_id: str, status: str) -> None:
@@ -285,12 +289,16 @@ class Store:
         """Record the whole plan as pending trials, so that an interrupted run knows what is missing.
         Each dict has idx, architecture, plugin, variant, hparams."""
         with self._tx() as db:
-            db.executemany(
-                "INSERT INTO trials (run_id, idx, architecture, plugin, variant, hparams, status)"
-                " VALUES (?, ?, ?, ?, ?, ?, 'pending')",
-                [(run_id, t["idx"], t["architecture"], t["plugin"], json.dumps(t["variant"]), json.dumps(t["hparams"]))
-                 for t in trials],
-            )  # fmt: skip
+            self._insert_trials(db, run_id, trials)
+
+    @staticmethod
+    def _insert_trials(db, run_id: str, trials) -> None:
+        db.executemany(
+            "INSERT INTO trials (run_id, idx, architecture, plugin, variant, hparams, status)"
+            " VALUES (?, ?, ?, ?, ?, ?, 'pending')",
+            [(run_id, t["idx"], t["architecture"], t["plugin"], json.dumps(t["variant"]), json.dumps(t["hparams"]))
+             for t in trials],
+        )  # fmt: skip
 
     def start_trial(self, trial_id: int, split: dict, keep_files: bool = False) -> None:
         """Mark a trial running, forgetting what an interrupted attempt left: its figures, history and (unless

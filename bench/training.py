@@ -18,6 +18,7 @@ from bench.augment import augment, parse
 from bench.data import Normalizer, Split, Splits
 from bench.environment import cpu_features
 from bench.errors import UsageError
+from bench.files import atomic_write
 from bench.modelstats import count_flops
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
@@ -264,6 +265,15 @@ def _better(select: str, stats: EpochStats, best: EpochStats | None) -> bool:
     return stats.val_loss < best.val_loss
 
 
+def best_epoch(history: list[EpochStats], select: str) -> EpochStats | None:
+    """The epoch whose checkpoint a trial keeps: lowest validation loss, or highest validation accuracy."""
+    best = None
+    for stats in history:
+        if _better(select, stats, best):
+            best = stats
+    return best
+
+
 def train_trial(
     model: nn.Module,
     splits: Splits,
@@ -439,7 +449,7 @@ def save_state(path: Path, hp: HParams, meta: dict | None, model: nn.Module, opt
     }
     buf = io.BytesIO()
     torch.save(state, buf)
-    checkpoints.atomic_write(path, buf.getvalue())
+    atomic_write(path, buf.getvalue())
 
 
 def load_state(path: Path, hp: HParams, meta: dict | None) -> dict | None:

@@ -30,8 +30,8 @@ def worker(threads: int, indices: list[int], epochs: int) -> None:
     import torch
 
     torch.set_num_threads(threads)
-    from bench.data import Normalizer, load_dataset
-    from bench.plugins import get_registry
+    from bench.data import Normalizer
+    from bench.plugins import get_registry, load_dataset
     from bench.training import HParams, train_trial
 
     data = load_dataset("digits")

@@ -77,9 +77,8 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=12_800)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    from bench.data import load_dataset
     from bench.environment import cpu_model
-    from bench.plugins import get_registry
+    from bench.plugins import get_registry, load_dataset
 
     cores = os.cpu_count() or 1
     torch.set_num_threads(cores)

@@ -52,9 +52,9 @@ def _train(data, arch, variant, splits, hp):
 
 
 def speed(repeats: int) -> list[str]:
-    from bench.data import Split, Splits, load_dataset
+    from bench.data import Split, Splits
     from bench.modelstats import count_flops
-    from bench.plugins import get_registry
+    from bench.plugins import get_registry, load_dataset
     from bench.training import HParams, resolve_speed
 
     registry = get_registry()
@@ -95,8 +95,8 @@ def speed(repeats: int) -> list[str]:
 
 
 def accuracy(seeds: int, vgg_seeds: int, only: list[str], previous: str) -> list[str]:
-    from bench.data import Split, load_dataset
-    from bench.plugins import get_registry
+    from bench.data import Split
+    from bench.plugins import get_registry, load_dataset
     from bench.training import HParams
 
     registry = get_registry()

@@ -31,15 +31,9 @@ TRAIN_IMAGES = 49_000  # the lab's split: 49k training images
 
 def trial_of(config: Path):
     """The (architecture, variant, hyperparameters) that `bench run --config FILE` trains first."""
-    from bench.plugins import get_registry
-    from bench.sweep import AXES, plan
+    from bench.sweep import RunConfig, plan_run
 
-    table = tomllib.loads(config.read_text())
-    arch = get_registry().by_plugin(table["plugin"])[0]
-    axes = {k: [table[k]] for k in AXES if k in table}
-    fixed = {k: table[k] for k in ("augment", "precision") if k in table}
-    (spec,) = plan([arch], axes, select=table.get("select", "val_loss"), fixed=fixed)
-    return spec
+    return plan_run(RunConfig.from_dict(tomllib.loads(config.read_text())))[0]
 
 
 def main() -> None:
@@ -51,9 +45,10 @@ def main() -> None:
     parser.add_argument("--configs", nargs=2, default=[lab, fast], help="the reference config, then the other")
     args = parser.parse_args()
 
-    from bench.data import Normalizer, Split, Splits, load_dataset
+    from bench.data import Normalizer, Split, Splits
     from bench.environment import environment
     from bench.modelstats import count_flops
+    from bench.plugins import load_dataset
     from bench.training import train_trial
 
     data = load_dataset(f"imagefolder:{args.data}")

@@ -8,7 +8,7 @@ from torch import nn
 import bench
 from bench import plugins
 from bench.cli import cli
-from bench.data import load_dataset
+from bench.plugins import load_dataset
 
 
 class TinyPlugin:
@@ -75,6 +75,19 @@ class Invoker:
 @pytest.fixture
 def invoke(store_path):
     return Invoker(store_path)
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path_factory, monkeypatch):
+    """Every test gets its own store and dataset cache, and loads only cnnbench's own plugins (plus those a
+    test installs or allows itself): nothing from the user's runs/, ~/.cache or site-packages leaks in."""
+    home = tmp_path_factory.mktemp("bench-home")
+    monkeypatch.setenv("BENCH_STORE", str(home / "runs" / "bench.db"))
+    monkeypatch.setenv("BENCH_CACHE", str(tmp_path_factory.getbasetemp() / "bench-cache"))  # shared: read-only data
+    monkeypatch.setenv("BENCH_LOAD_PLUGINS", "")
+    plugins.reset()
+    yield
+    plugins.reset()
 
 
 @pytest.fixture(autouse=True)

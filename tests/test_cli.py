@@ -3,8 +3,8 @@
 import pytest
 
 from bench import __version__, checkpoints
-from bench.data import Normalizer, load_dataset
-from bench.plugins import get_registry
+from bench.data import Normalizer
+from bench.plugins import get_registry, load_dataset
 from bench.store import Store
 from bench.training import evaluate
 
@@ -76,22 +76,16 @@ def test_a_diverging_trial_is_marked_and_the_sweep_goes_on(invoke, tiny_plugin):
     assert by_lr[0.05]["status"] == "completed" and by_lr[0.05]["winner"]
 
 
-def test_interrupted_sweep_keeps_finished_trials(tiny_plugin, store_path, digits):
-    import torch
+def test_interrupted_sweep_keeps_finished_trials(tiny_plugin, store_path):
+    import bench
 
-    from bench.runner import Progress, create_run, run_local
-    from bench.sweep import plan
-
-    class StopInSecondTrial(Progress):
+    class StopInSecondTrial(bench.Progress):
         def epoch_done(self, spec, stats):
             if spec.idx == 2:
                 raise KeyboardInterrupt
 
-    specs = plan(get_registry().list("tiny_cnn"), {"epochs": [2]})
-    with Store(store_path) as store:
-        run_id, specs = create_run(store, specs, digits, device=torch.device("cpu"), command="test", config={})
-        outcome = run_local(store, run_id, specs, digits, device=torch.device("cpu"), progress=StopInSecondTrial())
-    assert outcome.status == "interrupted"
+    outcome = bench.run(arch=["tiny_cnn"], epochs=[2], store=store_path, progress=StopInSecondTrial())
+    assert outcome.status == "interrupted" and not outcome.deployed
     with Store(store_path) as store:
         trials = store.trials(outcome.run_id)
         assert [t["status"] for t in trials] == ["completed", "interrupted"]

@@ -18,9 +18,9 @@ from torch import nn
 import bench
 from bench import plugins
 from bench.augment import augment
-from bench.data import load_dataset
 from bench.datasets import read_idx
 from bench.errors import BenchError
+from bench.plugins import load_dataset
 from bench.training import bf16_is_fast
 
 ROOT = Path(__file__).resolve().parent.parent

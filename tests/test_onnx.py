@@ -16,9 +16,9 @@ from torch import nn
 import bench
 from bench import plugins
 from bench.cli import cli
-from bench.data import load_dataset
 from bench.deploy import load_model
 from bench.export import check_parity, read_metadata
+from bench.plugins import load_dataset
 from bench.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -37,6 +37,7 @@ def installed(tmp_path, monkeypatch):
         modules.append(module)
 
     monkeypatch.syspath_prepend(str(root))
+    monkeypatch.delenv("BENCH_LOAD_PLUGINS")  # conftest allows built-ins only; these are installed for the test
     plugins.reset()
     yield install
     for module in modules:
@@ -208,6 +209,7 @@ def _pip_install(package: Path, target: Path) -> None:
 def _bench(args: list[str], site: Path, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(site), "COLUMNS": "200"}
     env.pop("BENCH_STORE", None)
+    env.pop("BENCH_LOAD_PLUGINS", None)  # the plugin this test installed must load
     bench = Path(sys.executable).parent / "bench"
     return subprocess.run([str(bench), *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=600)
 
@@ -218,8 +220,8 @@ def _install_and_run(package: Path, plugin: str, architectures: list[str], tmp_p
     listed = {p["name"]: p for p in json.loads(_bench(["plugins", "--json"], site, tmp_path).stdout)}
     assert listed[plugin]["version"] == "0.1.0" and listed[plugin]["architectures"] == architectures
     assert listed[plugin]["error"] is None and listed[plugin]["architecture_errors"] == {}
-    run = _bench(["run", "--plugin", plugin, "--epochs", "2", "--min-runs", "20", "--min-time", "0.1", "--json"],
-                 site, tmp_path)  # fmt: skip
+    run = _bench(["run", "--plugin", plugin, "--epochs", "2", "--min-runs", "20", "--min-time", "0.05",
+                  "--batch-sizes", "1", "--json"], site, tmp_path)  # fmt: skip
     assert run.returncode == 0, run.stderr
     trials = json.loads(run.stdout)
     assert all(t["status"] == "completed" for t in trials)
@@ -229,6 +231,7 @@ def _install_and_run(package: Path, plugin: str, architectures: list[str], tmp_p
     # The package's own tests, run with the package installed.
     command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(package / "tests")]
     env = {**os.environ, "PYTHONPATH": str(site)}
+    env.pop("BENCH_LOAD_PLUGINS", None)
     tests = subprocess.run(command, env=env, capture_output=True, text=True, cwd=tmp_path)
     assert tests.returncode == 0, tests.stdout[-2000:]
 
@@ -260,3 +263,33 @@ def test_new_plugin_refuses_to_overwrite(invoke, tmp_path):
     result = invoke("new-plugin", "bar", "--dir", tmp_path)
     assert result.exit_code == 1 and "already exists and is not empty" in result.output
     assert (tmp_path / "cnnbench-bar" / "keep.txt").read_text() == "mine"
+
+
+def test_the_documented_dataset_plugin_passes_its_documented_test():
+    docs = DOCS.read_text()
+    example = re.search(r"```python\n(.+?)```", docs.split("## register_datasets(register)", 1)[1], flags=re.S)
+    testing = re.findall(r"```python\n(.+?)```", docs.split("## Testing a plugin", 1)[1], flags=re.S)
+    module = types.ModuleType("docs_dataset")
+    exec(example.group(1), module.__dict__)
+    plugins.register_in_process(module, name="docs_dataset")
+    try:
+        (dataset_test,) = [code for code in testing if "load_dataset" in code]
+        namespace: dict = {}
+        exec(dataset_test, namespace)
+        namespace["test_loads_and_is_what_it_says"]()
+    finally:
+        plugins.unregister_in_process("docs_dataset")
+
+
+def test_every_register_keyword_and_request_field_is_documented():
+    from dataclasses import fields
+
+    from bench.architectures import Registry
+    from bench.datasets import DatasetRegistry, Request
+
+    docs = DOCS.read_text()
+    for register in (Registry().register_callback("x"), DatasetRegistry().register_callback("x")):
+        for name in inspect.signature(register).parameters:
+            assert f"- `{name}" in docs, f"docs/plugins.md does not document register(..., {name})"
+    for field in fields(Request):
+        assert f"`{field.name}`" in docs, f"docs/plugins.md does not document Request.{field.name}"

@@ -124,7 +124,8 @@ def test_figures_are_real_images_with_content(default_run):
 def test_csv_and_json_formats_carry_every_trial(default_run):
     store = default_run[0]
     rows = list(csv.DictReader(io.StringIO(_cli("report", "--store", store, "--format", "csv").stdout)))
-    records = json.loads(_cli("report", "--store", store, "--format", "json").stdout)
+    records = json.loads(_cli("report", "--store", store, "--json").stdout)
+    assert json.loads(_cli("report", "--store", store, "--format", "json").stdout) == records  # the hidden alias
     assert len(rows) == len(records) == 4
     assert {r["trial"] for r in rows} == {str(r["trial"]) for r in records}
     assert all(r["diagnosis"] for r in records) and [r["test_rank"] for r in records] == [1, 2, 3, 4]
@@ -139,7 +140,7 @@ def test_diverged_and_overfitting_trials_are_diagnosed_on_real_data(tmp_path):
     _cli("run", *common, "--optimizer", "adam", "--lr", "3e-3", "--val-ratio", "0.9", "--batch-size", "16",
          "--epochs", "30")  # fmt: skip
     _cli("run", *common, "--optimizer", "sgd", "--lr", "50", "--epochs", "3")
-    records = json.loads(_cli("report", "--all", "--store", store, "--format", "json").stdout)
+    records = json.loads(_cli("report", "--all", "--store", store, "--json").stdout)
     with Store(store) as s:
         overfit = next(r for r in records if r["hparams"]["lr"] == 3e-3)
         history = s.history(next(t["id"] for t in s.trials(overfit["run"])))

@@ -14,7 +14,7 @@ import pytest
 from bench import checkpoints
 from bench.plugins import get_registry
 from bench.store import Store
-from bench.sweep import plan
+from bench.sweep.plan import plan
 
 BENCH = str(Path(sys.executable).parent / "bench")
 
@@ -62,22 +62,17 @@ def test_patience_stops_a_trial_that_stopped_improving(invoke):
 
 
 def _interrupt_second_trial(store_path, digits, tiny):
-    import torch
+    import bench
 
-    from bench.runner import Progress, create_run, run_local
-    from bench.sweep import plan as make_plan
-
-    class StopInSecondTrial(Progress):
+    class StopInSecondTrial(bench.Progress):
         def epoch_done(self, spec, stats):
             if spec.idx == 2:
                 raise KeyboardInterrupt
 
-    specs = make_plan(get_registry().list("tiny_cnn"), {"epochs": [2], "lr": [0.01, 0.02]})
-    with Store(store_path) as store:
-        run_id, specs = create_run(store, specs, digits, device=torch.device("cpu"), command="test", config={})
-        outcome = run_local(store, run_id, specs, digits, device=torch.device("cpu"), progress=StopInSecondTrial())
+    config = bench.RunConfig(arch=["tiny_cnn"], epochs=[2], lr=[0.01, 0.02])
+    outcome = bench.run(config, store=store_path, progress=StopInSecondTrial())
     assert outcome.status == "interrupted"
-    return run_id
+    return outcome.run_id
 
 
 def test_resume_runs_only_what_is_missing_in_the_same_run(invoke, tiny_plugin, store_path, digits):
@@ -267,3 +262,16 @@ def torch_load(path):
     import torch
 
     return torch.load(path, weights_only=True)
+
+
+def test_a_run_is_recorded_with_its_whole_plan_or_not_at_all(store_path):
+    """A stop (or a failed write) between the run row and its trials must not leave a run without a plan."""
+    args = dict(command="test", dataset="digits", input_shape=(1, 8, 8), classes=["a"], split={}, seed=0, config={},
+                environment={})  # fmt: skip
+    good = {"idx": 1, "architecture": "a", "plugin": "p", "variant": {}, "hparams": {}}
+    with Store(store_path) as store:
+        with pytest.raises(sqlite3.IntegrityError):  # the second trial repeats idx 1: the insert fails
+            store.create_run(**args, trials=[good, good])
+        assert store.runs() == []
+        run_id = store.create_run(**args, trials=[good])
+        assert [t["idx"] for t in store.trials(run_id)] == [1]

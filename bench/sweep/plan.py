@@ -6,15 +6,16 @@ from __future__ import annotations
 import itertools
 import math
 import random
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
+
+import torch
 
 from bench.architectures import Architecture, Registry
-from bench.errors import BenchError, UsageError
-from bench.training import HParams
+from bench.data import Dataset
+from bench.errors import BenchError, UsageError, unknown
+from bench.sweep.config import AXES, RunConfig
+from bench.training import HParams, resolve_speed
 
-# Hyperparameters that can be swept (a list of values each). The order is the nesting of the grid.
-AXES = ("optimizer", "lr", "batch_size", "epochs", "momentum", "weight_decay", "val_ratio", "seed", "schedule",
-        "warmup_epochs", "label_smoothing", "nesterov")  # fmt: skip
 HPARAM_DEFAULTS = {f.name: f.default for f in fields(HParams)}
 SEARCHES = ("grid", "random")
 
@@ -106,3 +107,80 @@ def spec_from_row(row: dict, registry: Registry) -> TrialSpec:
         )
     arch = registry.get(row["architecture"])
     return TrialSpec(row["idx"], arch, arch.normalize(row["variant"]), HParams.from_dict(row["hparams"]), row["id"])
+
+
+def architectures_of(config: RunConfig) -> list[Architecture]:
+    """The architectures ``config`` selects: every one of its plugins, then every match of its patterns."""
+    from bench.plugins import get_plugins
+
+    if not config.plugin and not config.arch:
+        raise UsageError("choose what to train: --plugin NAME or --arch PATTERN (see `bench list`)")
+    plugins = get_plugins()
+    archs: list[Architecture] = []
+    for name in config.plugin:
+        info = plugins.plugin(name)
+        if info.error:
+            raise BenchError(f"plugin '{name}' is broken: {info.error}")
+        archs += [a for a in plugins.registry.by_plugin(name) if a not in archs]
+    for pattern in config.arch:
+        found = plugins.registry.list(pattern)
+        if not found:
+            raise unknown("architecture", pattern, plugins.registry.names())
+        archs += [a for a in found if a not in archs]
+    if not archs:
+        raise UsageError(f"plugin {', '.join(config.plugin)} registers no architecture")
+    return archs
+
+
+def plan_run(config: RunConfig) -> list[TrialSpec]:
+    """The trials ``config`` describes, in run order."""
+    from bench.augment import parse
+    from bench.plugins import dataset_info
+
+    archs = architectures_of(config)
+    dataset_info(config.dataset)  # an unknown dataset is reported before anything else
+    fixed = {"augment": ",".join(parse(config.augment)), "precision": config.precision,
+             "channels_last": config.channels_last, "compile": config.compile}  # fmt: skip
+    where = {k: [str(v) for v in (vs if isinstance(vs, list) else [vs])] for k, vs in config.where.items()}
+    return plan(archs, config.axes(), variants=config.variants, where=where, select=config.select,
+                patience=config.patience, search=config.search, trials=config.trials,
+                search_seed=(config.seed or [0])[0], fixed=fixed)  # fmt: skip
+
+
+def check_plan(specs: list[TrialSpec], data: Dataset) -> None:
+    """Refuse a plan that cannot run, before anything is recorded."""
+    if not specs:
+        raise UsageError("nothing to run: the selection matches no variant")
+    sizes: dict[tuple, int] = {}
+    for spec in specs:
+        hp = spec.hparams
+        key = (hp.val_ratio, hp.seed)
+        if key not in sizes:
+            sizes[key] = len(data.split(*key).train)  # raises on an empty split
+        if hp.batch_size > sizes[key]:
+            raise UsageError(
+                f"invalid value for --batch-size: {hp.batch_size} is larger than the {sizes[key]} training "
+                f"images of '{data.name}' (with --val-ratio {hp.val_ratio})"
+            )
+
+
+def resolve_plan(specs: list[TrialSpec], data: Dataset, device: torch.device) -> list[TrialSpec]:
+    """Replace 'auto' precision and layout by their values on ``device`` before the plan is recorded, so
+    every trial says what it trains in from the start and a resumed run trains the same way. A model
+    that cannot be built here keeps 'auto': its trial fails, or resolves, when it runs."""
+    chosen: dict[tuple, object] = {}
+    out = []
+    for spec in specs:
+        hp = spec.hparams
+        if hp.precision == "auto" or hp.channels_last is None:
+            key = (spec.architecture.name, repr(spec.variant), hp.precision, hp.channels_last)
+            if key not in chosen:
+                try:
+                    model = spec.architecture.build(data.input_shape, data.num_classes, spec.variant).to(device)
+                    resolved = resolve_speed(hp, model, data.input_shape, device)
+                    chosen[key] = {"precision": resolved.precision, "channels_last": resolved.channels_last}
+                except Exception:  # noqa: BLE001 - recorded when the trial itself runs
+                    chosen[key] = {}
+            spec = replace(spec, hparams=replace(hp, **chosen[key]))
+        out.append(spec)
+    return out

@@ -17,13 +17,14 @@ from pathlib import Path
 
 import torch
 
-from bench.checkpoints import atomic_write
 from bench.data import Dataset
 from bench.errors import BenchError, UsageError
-from bench.runner import CHECKPOINT_FILE, STATE_FILE, Progress, SweepOutcome, sigterm_as_interrupt
+from bench.files import atomic_write
 from bench.store import Store
-from bench.sweep import TrialSpec
-from bench.training import EpochStats, TrialResult
+from bench.sweep.local import SweepOutcome, sigterm_as_interrupt
+from bench.sweep.plan import TrialSpec
+from bench.sweep.trial import CHECKPOINT_FILE, STATE_FILE, Progress, SplitCache, execute_trial
+from bench.training import EpochStats, TrialResult, best_epoch
 
 RAY_CHECKPOINT = "ray-checkpoint.txt"  # in the trial's folder beside the store: its latest Tune checkpoint
 
@@ -42,27 +43,21 @@ def _import_ray():
 
 
 def train_on_worker(config: dict) -> None:
-    """A Tune function trainable: one cnnbench trial, wherever Ray runs it."""
+    """A Tune function trainable: one cnnbench trial (bench.sweep.trial.execute_trial), wherever Ray runs it."""
     from ray import tune
 
-    from bench.data import Normalizer, load_dataset
-    from bench.modelstats import count_flops, count_parameters
-    from bench.plugins import get_registry
-    from bench.runner import SplitCache
-    from bench.training import HParams, train_trial
+    from bench.data import Normalizer
+    from bench.plugins import get_registry, load_dataset
+    from bench.sweep.plan import spec_from_row
 
     config = config["trial"]
     torch.set_num_threads(max(1, int(config["cpus"])))
     device = torch.device("cuda" if config["gpus"] > 0 and torch.cuda.is_available() else "cpu")
     data = load_dataset(config["dataset"], **config["data"])
-    arch = get_registry().get(config["architecture"])
-    hp = HParams.from_dict(config["hparams"])
-    splits = SplitCache(data, device).get(hp.val_ratio, hp.seed)
-    torch.manual_seed(hp.seed)
-    model = arch.build(data.input_shape, data.num_classes, arch.normalize(config["variant"])).to(device)
-    params, flops = count_parameters(model), count_flops(model, data.input_shape)
+    spec = spec_from_row(config["row"], get_registry())
+    splits = SplitCache(data, device).get(spec.hparams.val_ratio, spec.hparams.seed)
     with tempfile.TemporaryDirectory() as tmp:
-        path, state = Path(tmp) / CHECKPOINT_FILE, Path(tmp) / STATE_FILE
+        folder = Path(tmp)
         # Tune's own restore (a retried trial), else the interrupted attempt's last checkpoint (bench run --resume).
         restore = tune.get_checkpoint()
         if restore is None and config.get("resume_from"):
@@ -71,18 +66,18 @@ def train_on_worker(config: dict) -> None:
             with restore.as_directory() as directory:
                 for name in (CHECKPOINT_FILE, STATE_FILE):
                     if (Path(directory) / name).is_file():
-                        shutil.copy(Path(directory) / name, Path(tmp) / name)
+                        shutil.copy(Path(directory) / name, folder / name)
 
         def on_epoch(stats: EpochStats) -> None:
             # Every epoch hands Tune a checkpoint: the best weights so far and the state to continue from.
             tune.report({**asdict(stats), "done_training": False}, checkpoint=tune.Checkpoint.from_directory(tmp))
 
-        result = train_trial(model, splits, Normalizer(data, device), hp, path, data.num_classes, on_epoch=on_epoch,
-                             checkpoint_meta={"trial": config["idx"], "architecture": arch.name},
-                             state_path=state)  # fmt: skip
+        run = execute_trial(spec, data, splits, Normalizer(data, device), device, folder, meta={},
+                            on_epoch=on_epoch)  # fmt: skip
+        result = run.result
         final = {k: v for k, v in asdict(result).items() if k != "history"}
         last = result.history[-1] if result.history else None
-        tune.report({**final, "params": params, "flops": flops, "done_training": True,
+        tune.report({**final, "params": run.params, "flops": run.flops, "done_training": True,
                      "history": [asdict(e) for e in result.history],  # with the epochs of an earlier attempt
                      "epoch": last.epoch if last else 0, "val_loss": result.val_loss, "val_acc": result.val_acc,
                      "device": str(device)})  # fmt: skip
@@ -121,8 +116,8 @@ def run_ray(
         sched = ASHAScheduler(time_attr="epoch", metric=metric, mode=mode,
                               max_t=max(s.hparams.epochs for s in specs) + 1, grace_period=grace_period)  # fmt: skip
     configs = [
-        {"idx": s.idx, "architecture": s.architecture.name, "variant": s.variant, "hparams": s.hparams.as_dict(),
-         "dataset": data.name, "data": data_options or {}, "cpus": cpus_per_trial, "gpus": gpus_per_trial,
+        {"idx": s.idx, "row": {**s.row(), "id": s.trial_id}, "dataset": data.name, "data": data_options or {},
+         "cpus": cpus_per_trial, "gpus": gpus_per_trial,
          "resume_from": _last_checkpoint(store.trial_dir(run_id, s.idx))}
         for s in specs
     ]  # fmt: skip
@@ -215,10 +210,7 @@ def _callback_class(tune):
                 result = TrialResult(**{**fields, "history": history})
                 params, flops = last.get("params"), last.get("flops")
             else:  # stopped by the scheduler after its last report
-                if spec.hparams.select == "val_acc":
-                    best = max(history, key=lambda e: (e.val_acc, -e.val_loss), default=None)
-                else:
-                    best = min(history, key=lambda e: e.val_loss, default=None)
+                best = best_epoch(history, spec.hparams.select)
                 result = TrialResult(
                     status="pruned", history=history, best_epoch=best.epoch if best else None,
                     val_loss=best.val_loss if best else None, val_acc=best.val_acc if best else None,

@@ -1,0 +1,41 @@
+"""Writing files so that a stop at any moment leaves the old file or the new one, never a part."""
+
+from __future__ import annotations
+
+import errno
+import os
+import tempfile
+from pathlib import Path
+
+from bench.errors import BenchError, DiskFull
+
+NO_ROOM = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+
+
+def atomic_write(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the new one, never a part. A write that
+    fails for lack of room raises DiskFull; the old file, if any, is untouched."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise _write_error(path, exc) from exc
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as exc:
+        Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise _write_error(path, exc) from exc
+        raise
+
+
+def _write_error(path: Path, exc: OSError) -> BenchError:
+    if exc.errno in NO_ROOM:
+        return DiskFull(f"no room to write {path} ({exc.strerror}); earlier results are intact: free some space "
+                        "and resume")  # fmt: skip
+    return BenchError(f"cannot write {path}: {exc.strerror or exc}")

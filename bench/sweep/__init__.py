@@ -1,0 +1,168 @@
+"""Sweeps, from Python as from the command line: `run` a RunConfig, `resume` an interrupted run, read a run's
+`trials`. The CLI (`bench run`) is a thin layer over these; a notebook calls them directly:
+
+    import bench
+    result = bench.run(bench.RunConfig(plugin=["cnn_dropout"], epochs=[5]))
+    result.trials[0]["test_acc"]
+
+Each call opens the results store (``store``: a path, default ``$BENCH_STORE`` or runs/bench.db), records the
+whole plan first, trains what is pending with the configured executor, ranks the trials, then exports and
+benchmarks the winners (unless ``no_benchmark``). ``progress`` (a bench.sweep.Progress) is told of every step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from bench.errors import UsageError
+from bench.sweep.config import AXES, RunConfig, field_names, stage_of
+
+# Imported on first use, so that `bench --help` and config files need no torch.
+_LAZY = {"Progress": "bench.sweep.trial", "TrialSpec": "bench.sweep.plan", "plan_run": "bench.sweep.plan",
+         "SweepOutcome": "bench.sweep.local"}  # fmt: skip
+__all__ = ["AXES", "RunConfig", "RunResult", "load_run_dataset", "resume", "run", "trials", *_LAZY]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'bench.sweep' has no attribute {name!r}")
+
+
+@dataclass
+class RunResult:
+    """What a run (or a resume) ended with."""
+
+    run_id: str
+    status: str  # completed | interrupted | failed
+    trials: list[dict]  # every trial's public record (bench.records.trial_record), in leaderboard order
+    trained: list[int] = field(default_factory=list)  # the trials (numbers) this call trained
+    deployed: list[int] = field(default_factory=list)  # the trials exported (and benchmarked) by this call
+    problems: list[str] = field(default_factory=list)  # what went wrong in export or benchmark, per trial
+    store: str = ""  # the results database
+
+    @property
+    def best(self) -> dict | None:
+        """The leaderboard's first trial (highest validation accuracy among the finished ones)."""
+        return next((t for t in self.trials if t["rank"] == 1), None)
+
+
+def run(config: RunConfig | None = None, *, store=None, progress=None, command: str | None = None,
+        **options) -> RunResult:  # fmt: skip
+    """Plan, record and train the sweep ``config`` describes (or ``RunConfig(**options)``), then export and
+    benchmark its winners. ``command`` is recorded with the run (default: the equivalent Python call)."""
+    from bench.environment import resolve_device
+    from bench.plugins import load_dataset
+    from bench.store import Store
+    from bench.sweep.local import create_run
+    from bench.sweep.plan import plan_run
+    from bench.sweep.trial import Progress
+
+    config = replace(config, **options) if config is not None else RunConfig(**options)
+    config.check()
+    _set_threads(config.threads)
+    device = resolve_device(config.device)
+    specs = plan_run(config)
+    data = load_dataset(config.dataset, download=config.download, **config.data_options())
+    with Store(store) as db:
+        run_id, specs = create_run(db, specs, data, device=device, config=config.asdict(),
+                                   command=command or f"bench.run({_call_text(config)})")  # fmt: skip
+        return _execute(db, run_id, specs, data, config, device, progress or Progress())
+
+
+def resume(run_id: str = "latest", *, store=None, progress=None, **options) -> RunResult:
+    """Finish what run ``run_id`` ('latest', an id or a unique prefix) has not: its pending, running and
+    interrupted trials, with the recorded plan; then export and benchmark its winners. ``options`` may change
+    how the trials run (executor, device, threads...) and what happens to the winners, never the plan."""
+    from bench.environment import resolve_device
+    from bench.store import Store
+    from bench.sweep.local import pending
+    from bench.sweep.trial import Progress
+
+    planned = [k for k in options if k in field_names() and stage_of(k) == "plan"]
+    if planned:
+        raise UsageError(f"--resume runs the stored plan of its run: drop --{planned[0].replace('_', '-')}")
+    with Store(store, create=False) as db:
+        row = db.run(None if run_id == "latest" else run_id)
+        config = replace(RunConfig.from_record(row["config"]), **options)
+        config.check()
+        _set_threads(config.threads)  # the run's own thread count unless told otherwise: the same arithmetic
+        device = resolve_device(config.device)
+        data = load_run_dataset(row)
+        specs = pending(db, row["id"])
+        return _execute(db, row["id"], specs, data, config, device, progress or Progress())
+
+
+def trials(run_id: str = "latest", *, store=None) -> list[dict]:
+    """The public records of a stored run's trials, in leaderboard order."""
+    from bench.leaderboard import rank
+    from bench.records import trial_record
+    from bench.store import Store
+
+    with Store(store, create=False) as db:
+        row = db.run(None if run_id == "latest" else run_id)
+        return [trial_record(db, row["id"], t) for t in rank(db.trials(row["id"]))]
+
+
+def load_run_dataset(run: dict):
+    """The dataset a stored run trained on, loaded with the same options."""
+    from bench.plugins import load_dataset
+
+    return load_dataset(run["dataset"], **RunConfig.from_record(run["config"]).data_options())
+
+
+def _execute(db, run_id: str, specs: list, data, config: RunConfig, device, progress) -> RunResult:
+    """Train ``specs`` with the configured executor, rank, then deploy the winners; the result in records."""
+    from bench.deploy import export_and_benchmark, winners
+    from bench.inference import BenchSettings
+    from bench.leaderboard import rank
+    from bench.records import trial_record
+    from bench.sweep.local import run_local
+
+    outcome = None
+    if specs:
+        if config.executor == "ray":
+            from bench.sweep.ray import run_ray
+
+            outcome = run_ray(db, run_id, specs, data, address=config.ray_address,
+                              cpus_per_trial=config.cpus_per_trial, gpus_per_trial=config.gpus_per_trial,
+                              storage=config.storage, scheduler=config.scheduler,
+                              data_options=config.data_options(), progress=progress)  # fmt: skip
+        else:
+            outcome = run_local(db, run_id, specs, data, device=device, progress=progress)
+    ranked = rank(db.trials(run_id))
+    row = db.run(run_id)
+    progress.sweep_done(row, ranked)
+    chosen = winners(ranked, config.top_k)
+    problems: list[str] = []
+    if row["status"] == "completed" and not config.no_benchmark and chosen and specs:
+        settings = BenchSettings(tuple(config.batch_sizes), tuple(config.providers), config.warmup,
+                                 config.min_runs, config.min_time, config.bench_threads,
+                                 config.graph_optimization)  # fmt: skip
+        progress.deploy_started(chosen, settings)
+        problems = export_and_benchmark(db, row, chosen, tolerance=config.tolerance, opset=config.opset,
+                                        exporter=config.exporter, settings=settings,
+                                        on_event=progress.deploy_event)  # fmt: skip
+        progress.deploy_done(row, [(t, db.export_of(t["id"]), db.latency_of(t["id"])) for t in chosen], settings)
+    else:
+        chosen = []
+    status = outcome.status if outcome is not None else row["status"]
+    return RunResult(run_id, status, [trial_record(db, run_id, t) for t in rank(db.trials(run_id))],
+                     [s.idx for s in specs], [t["idx"] for t in chosen], problems, str(db.path))  # fmt: skip
+
+
+def _set_threads(threads: int | None) -> None:
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+def _call_text(config: RunConfig) -> str:
+    """``RunConfig`` as the keyword arguments that differ from the defaults."""
+    from bench.sweep.config import defaults
+
+    base = defaults()
+    return ", ".join(f"{k}={v!r}" for k, v in config.asdict().items() if v != base[k])

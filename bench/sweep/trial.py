@@ -1,0 +1,82 @@
+"""One trial's lifecycle, the same under every executor: seed, build the architecture, count its parameters
+and FLOPs, train it (continuing a saved state), keep its best checkpoint. Executors decide where it runs and
+how its results reach the store."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from bench.data import Dataset, Normalizer, Split, Splits
+from bench.modelstats import count_flops, count_parameters
+from bench.sweep.plan import TrialSpec
+from bench.training import EpochStats, TrialResult, train_trial
+
+TO_RUN = ("pending", "running", "interrupted")  # what a resumed run trains (again)
+CHECKPOINT_FILE = "best.pt"  # the best epoch's weights, kept
+STATE_FILE = "state.pt"  # an unfinished trial's training state after its last finished epoch (training.save_state)
+
+
+class Progress:
+    """Hooks for a display; the default shows nothing."""
+
+    def run_started(self, run_id: str, specs: list[TrialSpec]) -> None: ...
+    def trial_started(self, spec: TrialSpec) -> None: ...
+    def epoch_done(self, spec: TrialSpec, stats: EpochStats) -> None: ...
+    def trial_done(self, spec: TrialSpec, trial: dict) -> None: ...
+    def sweep_done(self, run: dict, ranked: list[dict]) -> None: ...  # training over, trials ranked
+    def deploy_started(self, trials: list[dict], settings) -> None: ...  # exporting (and benchmarking) winners
+    def deploy_event(self, kind: str, trial: dict, payload) -> None: ...  # "exported" (export row) or "benchmarked"
+    def deploy_done(self, run: dict, entries: list[tuple], settings) -> None: ...  # (trial, export, latency rows)
+
+
+def _to(split: Split, device: torch.device) -> Split:
+    return Split(split.images.to(device), split.labels.to(device))
+
+
+class SplitCache:
+    """One train/validation split per (val_ratio, seed), moved to the device once."""
+
+    def __init__(self, data: Dataset, device: torch.device):
+        self.data, self.device, self.cache = data, device, {}
+        self.test = _to(data.test, device)
+
+    def get(self, val_ratio: float, seed: int) -> Splits:
+        key = (val_ratio, seed)
+        if key not in self.cache:
+            s = self.data.split(val_ratio, seed)
+            self.cache[key] = Splits(_to(s.train, self.device), _to(s.val, self.device), self.test)
+        return self.cache[key]
+
+
+@dataclass
+class TrialRun:
+    """What executing a trial gives; ``params`` and ``flops`` are known as soon as the model is built, so a
+    trial that fails in training still reports them (``result`` is then None)."""
+
+    params: int | None = None
+    flops: int | None = None
+    result: TrialResult | None = None
+
+
+def execute_trial(spec: TrialSpec, data: Dataset, splits: Splits, normalize: Normalizer, device: torch.device,
+                  folder: Path, *, meta: dict, run: TrialRun | None = None,
+                  on_epoch: Callable[[EpochStats], None] | None = None) -> TrialRun:  # fmt: skip
+    """Train ``spec`` in ``folder``: its best checkpoint goes to ``folder/best.pt`` and its state after every
+    epoch to ``folder/state.pt``, which, when already there for the same trial, is continued. ``run`` (filled
+    in as the trial goes) lets a caller that catches an exception still know what was measured."""
+    run = run if run is not None else TrialRun()
+    hp = spec.hparams
+    torch.manual_seed(hp.seed)  # the same initial weights for every trial of a seed
+    model = spec.architecture.build(data.input_shape, data.num_classes, spec.variant).to(device)
+    run.params = count_parameters(model)
+    run.flops = count_flops(model, data.input_shape)
+    run.result = train_trial(
+        model, splits, normalize, hp, folder / CHECKPOINT_FILE, data.num_classes, on_epoch=on_epoch,
+        checkpoint_meta={**meta, "trial": spec.idx, "architecture": spec.architecture.name},
+        state_path=folder / STATE_FILE,
+    )  # fmt: skip
+    return run

@@ -1,0 +1,129 @@
+"""The Python API (bench.run, bench.resume, bench.trials, bench.RunConfig) and the single list of run options."""
+
+import re
+from dataclasses import fields
+from pathlib import Path
+
+import pytest
+import torch
+
+import bench
+from bench.cli import NOT_CONFIG
+from bench.cli import run as run_command
+from bench.errors import UsageError
+from bench.store import Store
+from bench.sweep.config import RunConfig, defaults
+from bench.training import HParams, resolve_speed
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_run_from_python_records_the_config_and_returns_the_trials(tiny_plugin, store_path):
+    result = bench.run(arch=["tiny_cnn"], epochs=[2], lr=[0.01, 0.03], store=store_path, no_benchmark=True)
+    assert result.status == "completed" and result.trained == [1, 2, 3, 4] and not result.deployed
+    assert [t["rank"] for t in result.trials] == [1, 2, 3, 4] and result.best is result.trials[0]
+    assert all(t["status"] == "completed" and t["checkpoint"] for t in result.trials)
+    assert bench.trials(result.run_id, store=store_path) == result.trials
+    with Store(store_path) as store:
+        row = store.run(result.run_id)
+    # What the store records is RunConfig.asdict(), and reads back as the same config.
+    assert row["config"] == RunConfig(arch=["tiny_cnn"], epochs=[2], lr=[0.01, 0.03], no_benchmark=True).asdict()
+    assert RunConfig.from_record(row["config"]) == RunConfig(**row["config"])
+    assert row["command"] == "bench.run(arch=['tiny_cnn'], lr=[0.01, 0.03], epochs=[2], no_benchmark=True)"
+    again = bench.resume(result.run_id, store=store_path)
+    assert again.trained == [] and again.trials == result.trials
+    with pytest.raises(UsageError, match="drop --lr"):
+        bench.resume(result.run_id, store=store_path, lr=[0.1])
+
+
+def test_a_resume_takes_the_recorded_executor_and_threads_unless_told(tiny_plugin, store_path):
+    class Stop(bench.Progress):
+        def epoch_done(self, spec, stats):
+            raise KeyboardInterrupt
+
+    first = bench.run(arch=["tiny_cnn"], epochs=[1], threads=1, no_benchmark=True, store=store_path, progress=Stop())
+    assert first.status == "interrupted"
+    torch.set_num_threads(2)
+    done = bench.resume(first.run_id, store=store_path)
+    assert done.status == "completed" and done.trained == [1, 2] and torch.get_num_threads() == 1
+    assert not done.deployed  # no_benchmark, as recorded
+
+
+def test_every_run_option_is_a_config_field_with_the_same_default_and_is_documented():
+    names = [f.name for f in fields(RunConfig)]
+    options = {p.name: p for p in run_command.params if p.name not in NOT_CONFIG}
+    assert sorted(options) == sorted(names)
+    for name, value in defaults().items():
+        shown = options[name].default
+        assert (list(shown) if isinstance(shown, tuple) else shown) == (value if value != {} else []), name
+    documented = re.findall(r"^\| `(\w+)` \|", (ROOT / "docs" / "run-options.md").read_text(), flags=re.M)
+    assert sorted(documented) == sorted(names) and len(documented) == len(names)
+
+
+def test_a_config_file_may_set_every_field(tmp_path, invoke):
+    """Every RunConfig field is a --config key (here all at their defaults, which must also be valid values)."""
+    import json
+
+    lines = []
+    for name, value in defaults().items():
+        if value is None or name in ("download", "plugin"):
+            continue
+        lines.append(f"{name} = {json.dumps(value) if not isinstance(value, dict) else '{}'}")
+    config = tmp_path / "all.toml"
+    config.write_text("\n".join(lines) + '\nplugin = ["nope"]\n')
+    result = invoke("run", "--config", config)
+    assert result.exit_code == 2 and "unknown plugin 'nope'" in result.output  # every key was accepted
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"executor": "dask"}, "invalid value for --executor: 'dask' (one of local, ray)"),
+        ({"top_k": 0}, "invalid value for --top-k: 0 (an integer >= 1)"),
+        ({"min_time": float("inf")}, "invalid value for --min-time: inf (a finite number >= 0)"),
+        ({"providers": ["tpu"]}, "invalid value for --providers: 'tpu'"),
+        ({"trials": 3}, "--trials needs --search random"),
+    ],
+)
+def test_bad_config_values_are_one_line_errors(options, message):
+    with pytest.raises(UsageError) as error:
+        RunConfig(plugin=["cnn_dropout"], **options)
+    assert message in str(error.value) and "\n" not in str(error.value)
+
+
+def test_a_run_recorded_before_run_config_reads_back():
+    legacy = {"plugins": ["cnn_dropout"], "architectures": ["cnn_dropout"], "variants": "default", "where": {},
+              "dataset": "digits", "axes": {"lr": [0.01], "epochs": None, "nesterov": [True]}, "select": "val_loss",
+              "search": "grid", "trials": None, "patience": None, "executor": "ray", "device": "auto", "threads": 2,
+              "cpus_per_trial": 1, "gpus_per_trial": 0, "scheduler": "fifo", "config_file": None,
+              "data": {"data_dir": None, "image_size": 16, "mean": [0.5], "std": None}}  # fmt: skip
+    config = RunConfig.from_record(legacy)
+    assert (config.plugin, config.lr, config.nesterov, config.executor, config.threads) == (
+        ["cnn_dropout"], [0.01], True, "ray", 2)  # fmt: skip
+    assert config.data_options() == {"data_dir": None, "image_size": 16, "mean": [0.5], "std": None}
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_auto_precision_is_bf16_only_where_bf16_is_fast_and_the_model_is_big_enough(monkeypatch, fast):
+    from torch import nn
+
+    monkeypatch.setattr("bench.training.bf16_is_fast", lambda device: fast)
+    cpu = torch.device("cpu")
+    big = nn.Sequential(nn.Conv2d(1, 128, 3, padding=1), nn.Conv2d(128, 128, 3, padding=1), nn.Flatten())  # 19 MFLOPs
+    small = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.Flatten())
+    assert resolve_speed(HParams(), big, (1, 8, 8), cpu).precision == ("bf16" if fast else "fp32")
+    assert resolve_speed(HParams(), small, (1, 8, 8), cpu).precision == "fp32"
+    assert resolve_speed(HParams(precision="fp32"), big, (1, 8, 8), cpu).precision == "fp32"
+
+
+def test_the_readme_python_example_runs(tiny_plugin, tmp_path, capsys):
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## From Python", 1)[1].split("\n## ", 1)[0]
+    (code,) = re.findall(r"```python\n(.+?)```", section, flags=re.S)
+    code = code.replace('plugin=["cnn_dropout"], epochs=[5]', 'plugin=["tiny"], epochs=[2]')  # the same, quicker
+    code = code.replace('"runs/bench.db"', repr(str(tmp_path / "bench.db")))
+    exec(compile(code, "README.md", "exec"), {})
+    lines = capsys.readouterr().out.splitlines()
+    run_id, status, best = lines[0].split()
+    assert status == "completed" and 0 < float(best) <= 1
+    assert len(lines) == 1 + 4 and lines[1].endswith(" ok")  # 2 variants x 2 learning rates; the winner exported
