@@ -228,5 +228,5 @@ def test_the_fast_recipe_runs_from_its_config_file(invoke):
     hp = row["hparams"]
     assert row["architecture"] == "fast_cnn" and row["status"] == "completed"
     assert (hp["schedule"], hp["warmup_epochs"], hp["label_smoothing"], hp["nesterov"], hp["batch_size"]) == (
-        "onecycle", 4.0, 0.2, True, 512)  # fmt: skip
+        "onecycle", 3.0, 0.2, True, 512)  # fmt: skip
     assert row["epochs_run"] == 5 and math.isfinite(row["val_loss"])
