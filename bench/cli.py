@@ -11,7 +11,6 @@ from pathlib import Path
 
 import click
 from rich.console import Console
-from rich.table import Table
 
 from bench import __version__
 from bench.errors import BenchError, UsageError
@@ -361,6 +360,10 @@ def run(ctx, config, resume_ref, store_path, as_json, quiet, **options):  # fmt:
 # --- export, benchmark ---------------------------------------------------------------------------------
 
 
+TOP_K = click.option("--top-k", type=click.IntRange(min=1), default=1, show_default=True,
+                     help="Without TRIAL: the best K trials of each architecture.")  # fmt: skip
+
+
 def _run_and_trials(store, run_ref, trial_refs, top_k):
     from bench.deploy import select_trials
 
@@ -371,13 +374,7 @@ def _run_and_trials(store, run_ref, trial_refs, top_k):
 @cli.command()
 @click.argument("run_ref", metavar="RUN")
 @click.argument("trial_refs", metavar="[TRIAL]...", nargs=-1)
-@click.option(
-    "--top-k",
-    type=click.IntRange(min=1),
-    default=1,
-    show_default=True,
-    help="Without TRIAL: the best K trials of each architecture.",
-)
+@TOP_K
 @options(EXPORT_OPTIONS)
 @store_option
 @json_option
@@ -397,13 +394,7 @@ def export(run_ref, trial_refs, top_k, tolerance, opset, exporter, store_path, a
 @cli.command(name="benchmark")
 @click.argument("run_ref", metavar="RUN")
 @click.argument("trial_refs", metavar="[TRIAL]...", nargs=-1)
-@click.option(
-    "--top-k",
-    type=click.IntRange(min=1),
-    default=1,
-    show_default=True,
-    help="Without TRIAL: the best K trials of each architecture.",
-)
+@TOP_K
 @options(BENCHMARK_OPTIONS)
 @options(EXPORT_OPTIONS)
 @store_option
@@ -430,52 +421,29 @@ def benchmark_cmd(run_ref, trial_refs, top_k, batch_sizes, providers, warmup, mi
 @cli.command()
 @click.argument("run_refs", metavar="[RUN]...", nargs=-1)
 @click.option("--all", "all_runs", is_flag=True, help="Every run in the store, in one leaderboard.")
-@click.option(
-    "--out",
-    "out_root",
-    type=click.Path(file_okay=False),
-    default="reports",
-    show_default=True,
-    help="Reports go to OUT/<run>/report.md, their figures beside them.",
-)
-@click.option(
-    "--top",
-    type=click.IntRange(min=0),
-    default=3,
-    show_default=True,
-    help="Trials shown in detail: loss plot, confusion matrix, per-class accuracy.",
-)
+@click.option("--out", "out_root", type=click.Path(file_okay=False), default="reports", show_default=True,
+              help="Reports go to OUT/<run>/report.md, their figures beside them.")  # fmt: skip
+@click.option("--top", type=click.IntRange(min=0), default=3, show_default=True,
+              help="Trials shown in detail: loss plot, confusion matrix, per-class accuracy.")  # fmt: skip
 @click.option("--format", "fmt", type=click.Choice(["md", "csv", "json"]), metavar="[md|csv]", default="md",
               show_default=True, help="md writes the report; csv prints a row per trial (--json: JSON).")  # fmt: skip
-@click.option(
-    "--target-acc",
-    type=click.FloatRange(0, 100, min_open=True),
-    help="Time to accuracy: seconds of training to this validation accuracy, in % (default: the highest that "
-    "every completed trial reached, whole percent).",
-)
+@click.option("--target-acc", type=click.FloatRange(0, 100, min_open=True),
+              help="Time to accuracy: seconds of training to this validation accuracy, in % (default: the highest "
+              "that every completed trial reached, whole percent).")  # fmt: skip
 @json_option
 @store_option
 def report(run_refs, all_runs, out_root, top, fmt, target_acc, as_json, store_path):
     """Write the report of stored runs (the latest by default; RUN is 'latest', an id or a unique prefix):
     leaderboard, every parameter, loss plots, confusion matrices, trade-offs, diagnosis and method."""
     from bench.display import leaderboard_table
-    from bench.records import trial_record
-    from bench.report import gather, to_csv, write_report
+    from bench.report import gather, records, select_runs, to_csv, write_report
     from bench.store import Store
 
     fmt = "json" if as_json else fmt
     with Store(store_path, create=False) as store:
-        if all_runs:
-            runs = store.runs()
-            if not runs:
-                raise BenchError(f"store {store.path} has no runs yet (start one with `bench run`)")
-        else:
-            refs = run_refs or ("latest",)
-            runs = list({r["id"]: r for r in (store.run(None if ref == "latest" else ref) for ref in refs)}.values())
+        runs = select_runs(store, run_refs, all_runs)
         if fmt == "json":
-            views = gather(store, runs)
-            _print_json([{**trial_record(store, v.run["id"], v.trial), "test_rank": v.test_rank,
-                          "diagnosis": [f.text for f in v.findings]} for v in views])  # fmt: skip
+            _print_json(records(store, gather(store, runs)))
             return
         if fmt == "csv":
             click.echo(to_csv(gather(store, runs)), nl=False)
@@ -501,10 +469,9 @@ def runs(store_path, as_json):
     if as_json:
         _print_json([{k: r[k] for k in keys} for r in rows])
         return
-    table = Table("run", "created (UTC)", "status", "dataset", "trials", "command")
-    for r in rows:
-        table.add_row(r["id"], r["created_at"], r["status"], r["dataset"], str(r["trials"]), r["command"])
-    _console().print(table)
+    from bench.display import runs_table
+
+    _console().print(runs_table(rows))
 
 
 # --- list, plugins, datasets ------------------------------------------------------------------------
@@ -547,53 +514,29 @@ def plugins(as_json):
     if as_json:
         _print_json(infos)
         return
-    table = Table("plugin", "version", "source", "hooks", "registered", "error")
-    for i in infos:
-        errors = [i["error"]] if i["error"] else []
-        errors += [f"{name}: {err}" for name, err in i["architecture_errors"].items()]
-        table.add_row(
-            i["name"],
-            i["version"] or "-",
-            "built-in" if i["builtin"] else (i["distribution"] or "-"),
-            ", ".join(i["hooks"]) or "-",
-            ", ".join(i["architectures"]) or "-",
-            f"[red]{'; '.join(errors)}[/]" if errors else "",
-        )
-    _console().print(table)
+    from bench.display import plugins_table
+
+    _console().print(plugins_table(infos))
 
 
 @cli.command()
 @json_option
 def datasets(as_json):
     """List the datasets cnnbench can train on."""
+    from bench.display import datasets_table
     from bench.plugins import get_plugins
 
-    rows = [
-        {"name": d.name + (":ARGUMENT" if d.takes_argument else ""), "plugin": d.plugin,
-         "input_shape": list(d.input_shape) if d.input_shape else None, "num_classes": d.num_classes,
-         "description": d.description}
-        for d in get_plugins().datasets.entries.values()
-    ]  # fmt: skip
+    rows = [d.as_dict() for d in get_plugins().datasets.entries.values()]
     if as_json:
         _print_json(rows)
         return
-    table = Table("dataset", "plugin", "shape", "classes", "description")
-    for r in rows:
-        shape = "x".join(map(str, r["input_shape"])) if r["input_shape"] else "-"
-        table.add_row(r["name"], r["plugin"], shape, str(r["num_classes"] or "-"), r["description"])
-    _console().print(table)
+    _console().print(datasets_table(rows))
 
 
 @cli.command(name="new-plugin")
 @click.argument("name")
-@click.option(
-    "--dir",
-    "parent",
-    type=click.Path(file_okay=False),
-    default=".",
-    show_default=True,
-    help="Where to create the package folder.",
-)
+@click.option("--dir", "parent", type=click.Path(file_okay=False), default=".", show_default=True,
+              help="Where to create the package folder.")  # fmt: skip
 def new_plugin(name, parent):
     """Create a plugin package cnnbench-NAME (module cnnbench_NAME, entry point NAME) with one registered
     architecture and its tests, ready to `pip install -e`."""

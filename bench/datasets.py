@@ -46,6 +46,12 @@ class DatasetEntry:
     num_classes: int | None = None
     takes_argument: bool = False
 
+    def as_dict(self) -> dict:
+        """As `bench datasets --json` lists it."""
+        return {"name": self.name + (":ARGUMENT" if self.takes_argument else ""), "plugin": self.plugin,
+                "input_shape": list(self.input_shape) if self.input_shape else None, "num_classes": self.num_classes,
+                "description": self.description}  # fmt: skip
+
 
 @dataclass
 class DatasetRegistry:

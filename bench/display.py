@@ -124,11 +124,11 @@ class RichProgress(SweepProgress):
         self.tables: Console | None = None  # where the leaderboard and the deployment table go (none: not shown)
 
     def __enter__(self):
-        self.bar.__enter__()
-        return self
+        return self  # the bars start with the first trial: an error before it prints only itself
 
     def __exit__(self, *exc):
-        self.bar.__exit__(*exc)
+        if self.bar.live.is_started:
+            self.bar.stop()
         if self.status is not None:
             self.status.stop()
 
@@ -137,6 +137,7 @@ class RichProgress(SweepProgress):
         self.keys = varying([{"architecture": s.architecture.name, "variant": s.variant} for s in specs])
         self.console.print(f"Run [bold]{run_id}[/]: {len(specs)} trial{'s' * (len(specs) != 1)}")
         self.trials_task = self.bar.add_task("trials", total=len(specs))
+        self.bar.start()
 
     def trial_started(self, spec: TrialSpec) -> None:
         self.epochs_tasks[spec.idx] = self.bar.add_task(
@@ -172,7 +173,8 @@ class RichProgress(SweepProgress):
         )
 
     def sweep_done(self, run: dict, ranked: list[dict]) -> None:
-        self.bar.stop()
+        if self.bar.live.is_started:
+            self.bar.stop()
         if self.tables:
             self.tables.print(leaderboard_table(ranked, run_title(run)))
 
@@ -265,3 +267,29 @@ def catalog_tables(catalog: dict) -> list[tuple[str, Table, str]]:
                 f"{shape}, {catalog['num_classes']} classes")  # fmt: skip
         out.append((f"[bold]{escape(a['name'])}[/] ({escape(a['plugin'])}): {escape(a['description'])}", table, note))
     return out
+
+
+def plugins_table(infos: list[dict]) -> Table:
+    table = Table("plugin", "version", "source", "hooks", "registered", "error")
+    for i in infos:
+        errors = [i["error"]] if i["error"] else []
+        errors += [f"{name}: {err}" for name, err in i["architecture_errors"].items()]
+        table.add_row(i["name"], i["version"] or "-", "built-in" if i["builtin"] else (i["distribution"] or "-"),
+                      ", ".join(i["hooks"]) or "-", ", ".join(i["architectures"]) or "-",
+                      f"[red]{'; '.join(errors)}[/]" if errors else "")  # fmt: skip
+    return table
+
+
+def datasets_table(rows: list[dict]) -> Table:
+    table = Table("dataset", "plugin", "shape", "classes", "description")
+    for r in rows:
+        shape = "x".join(map(str, r["input_shape"])) if r["input_shape"] else "-"
+        table.add_row(r["name"], r["plugin"], shape, str(r["num_classes"] or "-"), r["description"])
+    return table
+
+
+def runs_table(rows: list[dict]) -> Table:
+    table = Table("run", "created (UTC)", "status", "dataset", "trials", "command")
+    for r in rows:
+        table.add_row(r["id"], r["created_at"], r["status"], r["dataset"], str(r["trials"]), r["command"])
+    return table

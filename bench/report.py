@@ -14,6 +14,7 @@ from pathlib import Path
 
 from bench import __version__, diagnosis, figures
 from bench.architectures import format_value, format_variant
+from bench.errors import BenchError
 from bench.files import atomic_write
 from bench.leaderboard import FINISHED, rank
 from bench.store import Store, safe_component
@@ -498,3 +499,22 @@ def to_csv(views: list[TrialView]) -> str:
             "diagnosis": diagnosis.summary(v.findings),
         })  # fmt: skip
     return buf.getvalue()
+
+
+def select_runs(store: Store, refs: tuple[str, ...], all_runs: bool = False) -> list[dict]:
+    """The runs named by ``refs`` ('latest', ids or unique prefixes; the latest run when none), or every run."""
+    if all_runs:
+        runs = store.runs()
+        if not runs:
+            raise BenchError(f"store {store.path} has no runs yet (start one with `bench run`)")
+        return runs
+    found = (store.run(None if ref == "latest" else ref) for ref in refs or ("latest",))
+    return list({r["id"]: r for r in found}.values())
+
+
+def records(store: Store, views: list) -> list[dict]:
+    """`bench report --json`: each trial's public record, with its test-accuracy rank and its diagnosis."""
+    from bench.records import trial_record
+
+    return [{**trial_record(store, v.run["id"], v.trial), "test_rank": v.test_rank,
+             "diagnosis": [f.text for f in v.findings]} for v in views]  # fmt: skip

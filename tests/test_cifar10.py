@@ -54,4 +54,4 @@ def test_the_lab_config_runs_on_a_slice_of_cifar10(cifar_slice, invoke, store_pa
     with Store(store_path) as s:
         run = s.run()
         assert run["classes"] == CLASSES and run["input_shape"] == [3, 32, 32]
-        assert run["config"]["data"]["mean"] == [0.5, 0.5, 0.5]  # per channel, from the config file: repeats kept
+        assert run["config"]["mean"] == [0.5, 0.5, 0.5]  # per channel, from the config file: repeats kept
