@@ -105,7 +105,7 @@ def to_onnx(model: nn.Module, input_shape, metadata: dict, opset: int = DEFAULT_
             path = Path(tmp) / f"{name}.onnx"
             try:
                 _export_with(name, model, example, path, opset)
-                proto = onnx.load(str(path))
+                proto = _at_opset(onnx.load(str(path)), opset)
                 break
             except Exception as exc:
                 failures.append(f"{name} exporter: {_one_line(exc)}")
@@ -205,6 +205,28 @@ def export_model(
     result.status = "ok" if check.ok else "parity_failed"
     result.note = check.note
     return result
+
+
+def file_opset(proto: onnx.ModelProto) -> int | None:
+    """The default-domain opset an ONNX model declares."""
+    return next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
+
+
+def _at_opset(proto: onnx.ModelProto, opset: int) -> onnx.ModelProto:
+    """``proto`` at exactly ``opset``: an exporter may write another version (the dynamo exporter writes at
+    least 18), so convert it with onnx's version converter, or fail saying why."""
+    if file_opset(proto) == opset:
+        return proto
+    from onnx import version_converter
+
+    try:
+        converted = version_converter.convert_version(proto, opset)
+    except Exception as exc:
+        raise ExportFailed(f"the exporter wrote opset {file_opset(proto)} and onnx cannot convert it to opset "
+                           f"{opset}: {_one_line(exc)}") from exc  # fmt: skip
+    if file_opset(converted) != opset:
+        raise ExportFailed(f"the exporter wrote opset {file_opset(proto)}, not {opset}")
+    return converted
 
 
 def read_metadata(path) -> dict:

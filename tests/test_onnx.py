@@ -229,3 +229,13 @@ def test_cuda_requested_without_a_gpu_is_reported_with_its_reason(tiny_run):
 def test_export_names_a_trial_that_does_not_exist(tiny_run):
     result = tiny_run("export", "latest", "t009")
     assert result.exit_code == 1 and "has no trial 't009'" in result.output
+
+
+@pytest.mark.parametrize("opset", [13, 17])
+def test_the_requested_opset_is_the_files_opset(tiny_run, opset):
+    """The dynamo exporter writes opset 18 or later: --opset is applied by conversion, and recorded as written."""
+    from bench.export import file_opset
+
+    (row,) = tiny_run.json("export", "latest", "--opset", opset)
+    assert row["onnx"]["status"] == "ok" and row["onnx"]["opset"] == opset
+    assert file_opset(onnx.load(row["onnx"]["path"])) == opset

@@ -220,14 +220,13 @@ def _install_and_run(package: Path, plugin: str, architectures: list[str], tmp_p
     listed = {p["name"]: p for p in json.loads(_bench(["plugins", "--json"], site, tmp_path).stdout)}
     assert listed[plugin]["version"] == "0.1.0" and listed[plugin]["architectures"] == architectures
     assert listed[plugin]["error"] is None and listed[plugin]["architecture_errors"] == {}
-    run = _bench(["run", "--plugin", plugin, "--epochs", "2", "--min-runs", "20", "--min-time", "0.05",
+    run = _bench(["run", "--plugin", plugin, "--epochs", "1", "--min-runs", "20", "--min-time", "0.05",
                   "--batch-sizes", "1", "--json"], site, tmp_path)  # fmt: skip
     assert run.returncode == 0, run.stderr
     trials = json.loads(run.stdout)
     assert all(t["status"] == "completed" for t in trials)
     winner = next(t for t in trials if t["winner"])
     assert winner["onnx"]["status"] == "ok" and winner["latency"]
-    assert _bench(["report"], site, tmp_path).returncode == 0
     # The package's own tests, run with the package installed.
     command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(package / "tests")]
     env = {**os.environ, "PYTHONPATH": str(site)}
