@@ -93,6 +93,63 @@ BAD_INPUTS = [
     (["new-plugin", "Bad-Name"], 2, "invalid plugin name"),
     (["list", "--dataset", "nope"], 2, "unknown dataset 'nope'"),
     (["frobnicate"], 2, "No such command 'frobnicate'"),
+    # each option of `bench run` and `bench report`
+    (
+        ["run", "--plugin", "cnn_dropot"],
+        2,
+        "unknown plugin 'cnn_dropot'; did you mean cnn_dropout? (available: cnn_dropout,",
+    ),
+    (["run", "--arch", "vgg"], 2, "unknown architecture 'vgg'; did you mean cnn_vgg?"),
+    (["run"], 2, "choose what to train: --plugin NAME or --arch PATTERN"),
+    (
+        ["run", "--plugin", "cnn_dropout", "--dataset", "digitz"],
+        2,
+        "unknown dataset 'digitz'; did you mean digits?",
+    ),
+    (["run", "--plugin", "cnn_dropout", "--batch-size", "0"], 2, "Invalid value for '--batch-size'"),
+    (["run", "--plugin", "cnn_dropout", "--batch-size", "32,x"], 2, "Invalid value for '--batch-size'"),
+    (["run", "--plugin", "cnn_dropout", "--batch-size", "5000"], 2, "--batch-size: 5000 is larger than"),
+    (["run", "--plugin", "cnn_dropout", "--lr", "0"], 2, "Invalid value for '--lr'"),
+    (["run", "--plugin", "cnn_dropout", "--lr", "-0.1"], 2, "Invalid value for '--lr'"),
+    (
+        ["run", "--plugin", "cnn_dropout", "--lr", "1e-3,,x"],
+        2,
+        "Invalid value for '--lr': '1e-3,,x' has an empty item",
+    ),
+    (["run", "--plugin", "cnn_dropout", "--lr", "nan"], 2, "Invalid value for '--lr'"),
+    (["run", "--plugin", "cnn_dropout", "--epochs", "0"], 2, "Invalid value for '--epochs'"),
+    (["run", "--plugin", "cnn_dropout", "--val-ratio", "0"], 2, "Invalid value for '--val-ratio'"),
+    (["run", "--plugin", "cnn_dropout", "--val-ratio", "1"], 2, "Invalid value for '--val-ratio'"),
+    (
+        ["run", "--plugin", "cnn_dropout", "--val-ratio", "0.0001"],
+        2,
+        "--val-ratio 0.0001 leaves an empty split",
+    ),
+    (["run", "--plugin", "cnn_dropout", "--optimizer", "rmsprop"], 2, "Invalid value for '--optimizer'"),
+    (["run", "--plugin", "cnn_dropout", "--where", "kernel=3"], 2, "has no parameter 'kernel'"),
+    (["run", "--plugin", "cnn_dropout", "--where", "kernel_size"], 2, "invalid value for --where"),
+    (
+        ["run", "--plugin", "cnn_dropout", "--where", "kernel_size=4"],
+        2,
+        "'4' is not a value of cnn_dropout.kernel_size",
+    ),
+    (["run", "--plugin", "cnn_dropout", "--device", "tpu"], 2, "invalid value for --device"),
+    (["run", "--plugin", "cnn_dropout", "--schedule", "linear"], 2, "Invalid value for '--schedule'"),
+    (["run", "--plugin", "cnn_dropout", "--warmup-epochs", "-1"], 2, "Invalid value for '--warmup-epochs'"),
+    (
+        ["run", "--plugin", "cnn_dropout", "--warmup-epochs", "2", "--epochs", "2"],
+        2,
+        "invalid value for --warmup-epochs: 2.0 (must be a number >= 0 and below --epochs)",
+    ),
+    (["run", "--plugin", "cnn_dropout", "--label-smoothing", "1"], 2, "Invalid value for '--label-smoothing'"),
+    (
+        ["run", "--plugin", "cnn_dropout", "--nesterov", "--optimizer", "sgd", "--momentum", "0"],
+        2,
+        "Nesterov momentum needs --momentum above 0",
+    ),
+    (["report", "nosuchrun"], 1, "no store at"),
+    (["report", "--target-acc", "0"], 2, "Invalid value for '--target-acc'"),
+    (["report", "--target-acc", "101"], 2, "Invalid value for '--target-acc'"),
 ]
 
 
@@ -107,10 +164,6 @@ def test_bad_input_is_one_error_line_and_a_non_zero_exit(invoke, tmp_path, args,
     assert message in result.output
     errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
     assert len(errors) == 1 and message in errors[0]
-
-
-def test_the_table_of_bad_inputs_is_large():
-    assert len(BAD_INPUTS) >= 60  # the closing note quotes this count
 
 
 # --- parsers, by property -------------------------------------------------------------------------------
