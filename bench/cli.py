@@ -34,6 +34,20 @@ class BenchGroup(click.Group):
             ctx.exit(exc.exit_code)
 
 
+class Finite(click.FloatRange):
+    """A number in [min, max], never nan or inf."""
+
+    def convert(self, value, param, ctx):
+        value = super().convert(value, param, ctx)
+        if not math.isfinite(value):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return value
+
+
+MAX_THREADS = os.cpu_count() or 1  # more threads than CPUs never trains faster, and thousands stall the machine
+MAX_SEED = 2**32 - 1
+
+
 class CommaList(click.ParamType):
     """``1e-3,1e-2`` -> [0.001, 0.01]: each item checked by ``item`` (a click type); repeats dropped, unless
     ``unique`` is False (per-channel values such as --mean 0.5,0.5,0.4, where position matters)."""
@@ -80,7 +94,7 @@ EXPORT_OPTIONS = [
     click.option("--exporter", type=click.Choice(["dynamo", "torchscript"]), show_default=True,
                  help="torch.onnx exporter (dynamo falls back to torchscript if it fails, and says so)."),
     click.option("--opset", type=click.IntRange(min=7), show_default=True, help="ONNX opset."),
-    click.option("--tolerance", type=click.FloatRange(min=0), show_default=True,
+    click.option("--tolerance", type=Finite(0, 1), show_default=True,
                  help="Largest |logit difference| against PyTorch accepted."),
 ]
 BENCHMARK_OPTIONS = [
@@ -92,9 +106,9 @@ BENCHMARK_OPTIONS = [
                  help="Untimed runs before timing."),
     click.option("--min-runs", type=click.IntRange(min=1), show_default=True,
                  help="...and count at least this many runs."),
-    click.option("--min-time", type=click.FloatRange(min=0), show_default=True,
+    click.option("--min-time", type=Finite(0, 600), show_default=True,
                  help="Timed runs last at least this many seconds..."),
-    click.option("--bench-threads", type=click.IntRange(min=1),
+    click.option("--bench-threads", type=click.IntRange(1, MAX_THREADS),
                  help="Intra-op threads for onnxruntime and PyTorch (default: torch's thread count)."),
     click.option("--graph-optimization", type=click.Choice(["auto", "disable", "basic", "extended", "all"]),
                  show_default=True,
@@ -277,7 +291,8 @@ RUN_OPTIONS = [
     _opt("--weight-decay", type=CommaList(click.FloatRange(min=0)), help="Weight decay (default 0)."),
     _opt("--val-ratio", type=CommaList(click.FloatRange(0, 1, min_open=True, max_open=True)),
          help="Share of the training images held out for validation (default 0.2)."),
-    _opt("--seed", type=CommaList(click.IntRange(min=0)), help="Seeds (default 0): init, shuffling, split."),
+    _opt("--seed", type=CommaList(click.IntRange(0, MAX_SEED)),
+         help="Seeds (default 0), 0 to 2^32-1: init, shuffling, split."),
     _opt("--schedule", type=CommaList(click.Choice(["constant", "cosine", "onecycle", "step"])),
          help="Learning rate over the steps (default constant): cosine annealing to 0, onecycle (torch's "
          "OneCycleLR), step (x0.1 at 50% and 75%)."),
@@ -307,7 +322,8 @@ RUN_OPTIONS = [
     _opt("--scheduler", type=click.Choice(["fifo", "asha"]), show_default=True,
          help="With --executor ray: asha stops weak trials early (recorded as pruned)."),
     _opt("--device", show_default=True, help="auto, cpu, cuda or cuda:N (local executor)."),
-    _opt("--threads", type=click.IntRange(min=1), help="CPU threads for torch (default: torch's choice)."),
+    _opt("--threads", type=click.IntRange(1, MAX_THREADS),
+         help="CPU threads for torch, at most this machine's CPU count (default: torch's choice)."),
     store_option,
     _opt("--top-k", type=click.IntRange(min=1), show_default=True,
          help="Export and benchmark the best K trials of each architecture."),

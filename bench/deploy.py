@@ -49,7 +49,7 @@ def select_trials(store: Store, run: dict, refs: tuple[str, ...], top_k: int) ->
     out = []
     for ref in refs:
         text = ref.lower().removeprefix("t")
-        if not text.isdigit() or int(text) not in by_idx:
+        if not (text.isascii() and text.isdigit()) or int(text) not in by_idx:
             raise BenchError(f"run {run['id']} has no trial '{ref}' (trials: t001..t{max(by_idx, default=0):03d})")
         trial = by_idx[int(text)]
         if not trial.get("checkpoint"):

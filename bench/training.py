@@ -70,7 +70,7 @@ class HParams:
             ("optimizer", self.optimizer, self.optimizer in OPTIMIZERS, f"one of {', '.join(OPTIMIZERS)}"),
             ("momentum", self.momentum, _finite(self.momentum) and 0 <= self.momentum < 1, "in [0, 1)"),
             ("weight-decay", self.weight_decay, _finite(self.weight_decay) and self.weight_decay >= 0, "a number >= 0"),
-            ("seed", self.seed, isinstance(self.seed, int) and self.seed >= 0, "an integer >= 0"),
+            ("seed", self.seed, isinstance(self.seed, int) and 0 <= self.seed < 2**32, "an integer from 0 to 2^32-1"),
             ("val-ratio", self.val_ratio, _finite(self.val_ratio) and 0 < self.val_ratio < 1, "between 0 and 1"),
             ("select", self.select, self.select in SELECT, f"one of {', '.join(SELECT)}"),
             ("precision", self.precision, self.precision in PRECISIONS, f"one of {', '.join(PRECISIONS)}"),

@@ -227,9 +227,10 @@ def test_cuda_requested_without_a_gpu_is_reported_with_its_reason(tiny_run):
     assert not any(m["provider"] == "CPUExecutionProvider" for m in row["latency"])
 
 
-def test_export_names_a_trial_that_does_not_exist(tiny_run):
-    result = tiny_run("export", "latest", "t009")
-    assert result.exit_code == 1 and "has no trial 't009'" in result.output
+@pytest.mark.parametrize("ref", ["t009", "²", "٣"])  # superscript and Arabic-Indic digits pass str.isdigit()
+def test_export_names_a_trial_that_does_not_exist(tiny_run, ref):
+    result = tiny_run("export", "latest", ref)
+    assert result.exit_code == 1 and f"has no trial '{ref}'" in result.output
 
 
 @pytest.mark.parametrize("opset", [13, 17])

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import MISSING, asdict, dataclass, field, fields
 
 from bench.errors import UsageError
@@ -149,6 +150,10 @@ class RunConfig:
             v = getattr(self, name)
             if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < low):
                 raise UsageError(f"invalid value for --{_opt(name)}: {v!r} (an integer >= {low})")
+        limits = {"threads": os.cpu_count() or 1, "bench_threads": os.cpu_count() or 1, "min_time": 600, "tolerance": 1}
+        for name, high in limits.items():
+            if (getattr(self, name) or 0) > high:
+                raise UsageError(f"invalid value for --{_opt(name)}: {getattr(self, name)} (at most {high} here)")
         if self.trials and self.search != "random":
             raise UsageError("--trials needs --search random (a grid runs every combination)")
 
