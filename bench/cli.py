@@ -14,6 +14,7 @@ from rich.console import Console
 
 from bench import __version__
 from bench.errors import BenchError, UsageError
+from bench.sweep.config import MAX_MIN_TIME, MAX_THREADS
 from bench.sweep.config import defaults as config_defaults
 
 
@@ -44,7 +45,6 @@ class Finite(click.FloatRange):
         return value
 
 
-MAX_THREADS = os.cpu_count() or 1  # more threads than CPUs never trains faster, and thousands stall the machine
 MAX_SEED = 2**32 - 1
 
 
@@ -106,7 +106,7 @@ BENCHMARK_OPTIONS = [
                  help="Untimed runs before timing."),
     click.option("--min-runs", type=click.IntRange(min=1), show_default=True,
                  help="...and count at least this many runs."),
-    click.option("--min-time", type=Finite(0, 600), show_default=True,
+    click.option("--min-time", type=Finite(0, MAX_MIN_TIME), show_default=True,
                  help="Timed runs last at least this many seconds..."),
     click.option("--bench-threads", type=click.IntRange(1, MAX_THREADS),
                  help="Intra-op threads for onnxruntime and PyTorch (default: torch's thread count)."),

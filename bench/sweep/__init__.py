@@ -60,8 +60,7 @@ def run(config: RunConfig | None = None, *, store=None, progress=None, command: 
     from bench.sweep.plan import plan_run
     from bench.sweep.trial import Progress
 
-    config = replace(config, **options) if config is not None else RunConfig(**options)
-    config.check()
+    config = replace(config, **options) if config is not None else RunConfig(**options)  # checked as built
     _set_threads(config.threads)
     device = resolve_device(config.device)
     specs = plan_run(config)
@@ -86,8 +85,7 @@ def resume(run_id: str = "latest", *, store=None, progress=None, **options) -> R
         raise UsageError(f"--resume runs the stored plan of its run: drop --{planned[0].replace('_', '-')}")
     with Store(store, create=False) as db:
         row = db.run(None if run_id == "latest" else run_id)
-        config = replace(RunConfig.from_record(row["config"]), **options)
-        config.check()
+        config = replace(RunConfig.from_record(row["config"]), **options)  # checked as built
         _set_threads(config.threads)  # the run's own thread count unless told otherwise: the same arithmetic
         device = resolve_device(config.device)
         data = load_run_dataset(row)

@@ -14,6 +14,11 @@ from bench.errors import UsageError
 AXES = ("optimizer", "lr", "batch_size", "epochs", "momentum", "weight_decay", "val_ratio", "seed", "schedule",
         "warmup_epochs", "label_smoothing", "nesterov")  # fmt: skip
 
+# Upper limits of run options (the CLI's option types use the same): more threads than CPUs never trains faster
+# and thousands stall the machine; a benchmark's minimum time is bounded so that it ends.
+MAX_THREADS = os.cpu_count() or 1
+MAX_MIN_TIME = 600.0
+
 # What each field is for: "plan" fields decide the trials (a resumed run keeps its recorded plan), "execute"
 # fields how they run, "deploy" fields what happens to the winners.
 PLAN, EXECUTE, DEPLOY = "plan", "execute", "deploy"
@@ -150,7 +155,7 @@ class RunConfig:
             v = getattr(self, name)
             if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < low):
                 raise UsageError(f"invalid value for --{_opt(name)}: {v!r} (an integer >= {low})")
-        limits = {"threads": os.cpu_count() or 1, "bench_threads": os.cpu_count() or 1, "min_time": 600, "tolerance": 1}
+        limits = {"threads": MAX_THREADS, "bench_threads": MAX_THREADS, "min_time": MAX_MIN_TIME, "tolerance": 1}
         for name, high in limits.items():
             if (getattr(self, name) or 0) > high:
                 raise UsageError(f"invalid value for --{_opt(name)}: {getattr(self, name)} (at most {high} here)")
