@@ -8,8 +8,8 @@ import pytest
 import torch
 
 import bench
-from bench.cli import NOT_CONFIG
 from bench.cli import run as run_command
+from bench.cli_options import NOT_CONFIG
 from bench.errors import UsageError
 from bench.store import Store
 from bench.sweep.config import RunConfig, defaults
