@@ -23,7 +23,7 @@ from bench.files import atomic_write
 from bench.store import Store
 from bench.sweep.local import SweepOutcome, sigterm_as_interrupt
 from bench.sweep.plan import TrialSpec
-from bench.sweep.trial import CHECKPOINT_FILE, STATE_FILE, Progress, SplitCache, execute_trial
+from bench.sweep.trial import CHECKPOINT_FILE, STATE_FILE, Progress, SplitCache, TrialRun, execute_trial
 from bench.training import EpochStats, TrialResult, best_epoch
 
 RAY_CHECKPOINT = "ray-checkpoint.txt"  # in the trial's folder beside the store: its latest Tune checkpoint
@@ -68,12 +68,16 @@ def train_on_worker(config: dict) -> None:
                     if (Path(directory) / name).is_file():
                         shutil.copy(Path(directory) / name, folder / name)
 
-        def on_epoch(stats: EpochStats) -> None:
-            # Every epoch hands Tune a checkpoint: the best weights so far and the state to continue from.
-            tune.report({**asdict(stats), "done_training": False}, checkpoint=tune.Checkpoint.from_directory(tmp))
+        run = TrialRun()
 
-        run = execute_trial(spec, data, splits, Normalizer(data, device), device, folder, meta={},
-                            on_epoch=on_epoch)  # fmt: skip
+        def on_epoch(stats: EpochStats) -> None:
+            # Every epoch hands Tune a checkpoint: the best weights so far and the state to continue from; and the
+            # model's size, which a trial the scheduler stops after this report is recorded with.
+            tune.report({**asdict(stats), "params": run.params, "flops": run.flops, "done_training": False},
+                        checkpoint=tune.Checkpoint.from_directory(tmp))  # fmt: skip
+
+        execute_trial(spec, data, splits, Normalizer(data, device), device, folder, meta={}, run=run,
+                      on_epoch=on_epoch)  # fmt: skip
         result = run.result
         final = {k: v for k, v in asdict(result).items() if k != "history"}
         last = result.history[-1] if result.history else None
@@ -216,7 +220,7 @@ def _callback_class(tune):
                     val_loss=best.val_loss if best else None, val_acc=best.val_acc if best else None,
                     note=f"stopped by ASHA after epoch {history[-1].epoch if history else 0}",
                 )  # fmt: skip
-                params = flops = None
+                params, flops = last.get("params"), last.get("flops")
             if checkpoint is not None:
                 result.checkpoint_sha256 = _sha256(checkpoint)
             (self.store.trial_dir(self.run_id, spec.idx) / RAY_CHECKPOINT).unlink(missing_ok=True)  # trial ended
