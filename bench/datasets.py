@@ -203,6 +203,27 @@ def read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 
 
+def eight_bit(im, path: Path):
+    """``im`` as an 8-bit grayscale ("L") or RGB image. Wider grayscale is scaled, never clipped (Pillow's
+    convert("L") clips a 16-bit image to 255, which turns most photographs white): 16-bit and 32-bit integer
+    pixels as 0..65535 (a 32-bit image with values outside that range is refused), float pixels as 0..1
+    (refused outside it)."""
+    from PIL import Image
+
+    if im.mode in ("1", "L"):
+        return im.convert("L")
+    if im.mode.startswith("I") or im.mode == "F":
+        pixels = np.asarray(im)
+        low, high = (float(pixels.min()), float(pixels.max())) if pixels.size else (0.0, 0.0)
+        top = 1.0 if im.mode == "F" else 65535.0
+        if not (np.isfinite(low) and np.isfinite(high) and low >= 0 and high <= top):
+            kind = "floating-point pixels outside 0..1" if im.mode == "F" else "pixel values outside 0..65535"
+            raise BenchError(f"image {path} has {kind} ({low:g} to {high:g}); convert it to 8 or 16 bits")
+        scaled = np.rint(pixels.astype(np.float64) * (255.0 / top)).astype(np.uint8)
+        return Image.fromarray(scaled, mode="L")
+    return im.convert("RGB")
+
+
 def read_image_folder(root: Path, image_size: int) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
     """One subfolder per class (sorted names = class names). Every image decoded once with Pillow, resized
     to image_size x image_size; grayscale if every image is, else RGB. Returns images, labels, classes and
@@ -225,8 +246,7 @@ def read_image_folder(root: Path, image_size: int) -> tuple[np.ndarray, np.ndarr
         try:
             with Image.open(path) as im:
                 im.load()  # a truncated file fails here, not later
-                mode = "L" if im.mode in ("1", "L", "I;16", "I") else "RGB"
-                decoded.append(im.convert(mode).resize((image_size, image_size), Image.Resampling.BILINEAR))
+                decoded.append(eight_bit(im, path).resize((image_size, image_size), Image.Resampling.BILINEAR))
         except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as exc:
             raise BenchError(f"cannot read image {path}: {exc}") from exc
     gray = all(im.mode == "L" for im in decoded)

@@ -156,7 +156,7 @@ def load_image_folder(request: Request) -> Dataset:
 
     if not root.is_dir():
         raise BenchError(f"image folder {root} does not exist (expected one subfolder of images per class)")
-    arrays = cached(sources, {"name": "imagefolder", "root": str(root.resolve()), "size": size, "format": 1}, build,
+    arrays = cached(sources, {"name": "imagefolder", "root": str(root.resolve()), "size": size, "format": 2}, build,
                     root)  # fmt: skip
     classes = [str(c) for c in arrays["classes"]]
     images, labels = tensors(arrays["x0"], arrays["y0"])

@@ -122,6 +122,35 @@ def test_image_folder_errors_name_the_problem(tmp_path, photo_folder):
         load_dataset(f"imagefolder:{broken}")
 
 
+def test_16_bit_32_bit_and_float_images_are_scaled_not_clipped(tmp_path):
+    """Issue 14, item 2: Pillow's convert("L") clipped 16-bit pixels to 255, so a folder of 16-bit PNGs trained on
+    white images. Every wider format is scaled to 0..255; values its format cannot hold are refused by name."""
+    from PIL import Image
+
+    ramp = np.linspace(0, 1, 8 * 8).reshape(8, 8)
+    writers = {
+        "png16": lambda: (Image.fromarray(np.rint(ramp * 65535).astype(np.uint16)), ".png"),
+        "tiff32": lambda: (Image.fromarray(np.rint(ramp * 65535).astype(np.int32)), ".tif"),
+        "float": lambda: (Image.fromarray(ramp.astype(np.float32)), ".tif"),
+    }
+    for kind, write in writers.items():
+        root = tmp_path / kind
+        for cls in ("a", "b"):
+            (root / cls).mkdir(parents=True)
+            for i in range(5):
+                image, suffix = write()
+                image.save(root / cls / f"{i}{suffix}")
+        data = load_dataset(f"imagefolder:{root}", image_size=8)
+        assert data.input_shape == (1, 8, 8)
+        pixels = torch.cat([data.train.images, data.test.images])
+        assert pixels.min() == 0 and pixels.max() == 255, kind
+        assert torch.equal(pixels[0, 0], torch.from_numpy(np.rint(ramp * 255).astype(np.uint8))), kind
+    bad = tmp_path / "float" / "b" / "0.tif"
+    Image.fromarray((ramp * 4).astype(np.float32)).save(bad)
+    with pytest.raises(BenchError, match=f"image {re.escape(str(bad))} has floating-point pixels outside 0..1"):
+        load_dataset(f"imagefolder:{tmp_path / 'float'}", image_size=8)
+
+
 def test_decoded_arrays_are_cached_and_a_changed_file_is_decoded_again(tmp_path, photo_folder):
     import shutil
 
