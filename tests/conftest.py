@@ -85,6 +85,9 @@ def _isolated(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("BENCH_STORE", str(home / "runs" / "bench.db"))
     monkeypatch.setenv("BENCH_CACHE", str(tmp_path_factory.getbasetemp() / "bench-cache"))  # shared: read-only data
     monkeypatch.setenv("BENCH_LOAD_PLUGINS", "")
+    # The commands, pip builds and Ray workers that tests start import torch afresh: let them keep the bytecode
+    # they compile (Python's default), or every one of them compiles torch's sources again (3-4 s each).
+    monkeypatch.delenv("PYTHONDONTWRITEBYTECODE", raising=False)
     plugins.reset()
     yield
     plugins.reset()

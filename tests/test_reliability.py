@@ -2,6 +2,7 @@
 nothing already recorded lost."""
 
 import json
+import os
 import resource
 import signal
 import sqlite3
@@ -14,7 +15,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bench.cli import CommaList, _parse_where, cli, load_config
+from bench.cli import cli
+from bench.cli_options import CommaList, load_config, parse_where
 from bench.errors import UsageError
 from bench.store import Store
 
@@ -194,7 +196,7 @@ def test_any_text_for_a_list_option_is_a_list_or_a_bad_parameter(text):
 @given(st.lists(st.text(max_size=20), max_size=4))
 def test_any_where_filter_is_a_dict_or_a_usage_error(items):
     try:
-        out = _parse_where(tuple(items))
+        out = parse_where(tuple(items))
     except UsageError as exc:
         assert "invalid value for --where" in str(exc)
         return
@@ -234,6 +236,12 @@ def test_any_config_file_is_accepted_or_rejected_naming_key_and_file(tmp_path, t
 # --- running out of room ------------------------------------------------------------------------------
 
 
+# A process under a file size limit must not cache bytecode: CPython renames a short-written .pyc into place, and
+# the truncated file breaks every later import of that module.
+def _no_bytecode() -> dict:
+    return {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+
+
 def _limited(limit_bytes: int):
     def preexec():
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails (EFBIG) instead of killing
@@ -247,7 +255,7 @@ def test_no_room_for_a_checkpoint_stops_the_sweep_cleanly_and_keeps_what_was_rec
     # The baseline's checkpoint (~80 KB) fits under 1 MB; the VGG's (~4.7 MB) does not.
     result = subprocess.run(
         [BENCH, "run", "--arch", "cnn_baseline", "--arch", "cnn_vgg", "--epochs", "1", "--no-benchmark", "--store",
-         str(store)], capture_output=True, text=True, preexec_fn=_limited(1 << 20), timeout=300,
+         str(store)], capture_output=True, text=True, preexec_fn=_limited(1 << 20), timeout=300, env=_no_bytecode(),
     )  # fmt: skip
     assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr
@@ -274,7 +282,8 @@ def test_no_room_for_a_report_keeps_the_previous_report(tmp_path, invoke):
     before = report.read_text()
     # 36 KB: room for SQLite's 32 KB shared memory and the loss plot, not for the confusion matrix (~40 KB).
     result = subprocess.run([BENCH, "report", "--store", str(store), "--out", str(out), "--top", "1"],
-                            capture_output=True, text=True, preexec_fn=_limited(36 << 10), timeout=300)  # fmt: skip
+                            capture_output=True, text=True, preexec_fn=_limited(36 << 10), timeout=300,
+                            env=_no_bytecode())  # fmt: skip
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "no room to write" in result.stderr
     assert report.read_text() == before
