@@ -32,7 +32,10 @@ class BenchGroup(click.Group):
         # Keep the command line as typed, to record it with the run.
         args = list(sys.argv[1:] if args is None else args)
         extra.setdefault("obj", {})["argv"] = args
-        return super().main(args=args, **extra)
+        from bench.signals import sigterm_as_interrupt
+
+        with sigterm_as_interrupt():  # SIGTERM stops any command as Ctrl-C does, in every phase
+            return super().main(args=args, **extra)
 
     def invoke(self, ctx):
         try:
@@ -40,6 +43,9 @@ class BenchGroup(click.Group):
         except BenchError as exc:
             click.echo(f"Error: {exc}", err=True)
             ctx.exit(exc.exit_code)
+        except KeyboardInterrupt:  # a stop outside a sweep (loading data, planning, exporting): 130, as in one
+            click.echo("Interrupted: nothing in progress was recorded as finished.", err=True)
+            ctx.exit(130)
 
 
 def _deploy(store, run, trials, *, as_json, settings=None, reuse_exports=False, **export):
@@ -118,7 +124,7 @@ def run(ctx, config, resume_ref, store_path, as_json, quiet, **options):  # fmt:
             source = ctx.get_parameter_source
             given = {k: v for k, v in options.items() if source(k) == click.core.ParameterSource.COMMANDLINE}
             result = bench.sweep.resume(resume_ref, store=store_path, progress=progress, **given)
-            if not result.trained:
+            if not result.trained and not result.deployed:
                 click.echo(f"Run {result.run_id} has nothing left to run.", err=True)
         else:
             result = bench.sweep.run(bench.sweep.RunConfig(**options), store=store_path, progress=progress,

@@ -6,13 +6,16 @@ database, under ``<store dir>/<run id>/t<NNN>/``; paths are stored relative to t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import re
 import secrets
 import shutil
+import socket
 import sqlite3
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,7 +25,9 @@ from bench.errors import BenchError, UsageError, unknown
 STORE_ENV = "BENCH_STORE"
 DEFAULT_STORE = Path("runs") / "bench.db"
 APPLICATION_ID = 0x434E4E42  # "CNNB": marks the file as a cnnbench database
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
+HEARTBEAT_S = 20.0  # how often an owner renews its claim on a run
+LEASE_S = 120.0  # an owner on another host whose claim is older than this is gone
 
 SCHEMA = """
 CREATE TABLE runs (
@@ -124,6 +129,16 @@ CREATE TABLE latency (
 ALTER TABLE epochs ADD COLUMN lr REAL;         -- learning rate of the epoch's first step
 ALTER TABLE epochs ADD COLUMN elapsed_s REAL;  -- training seconds up to the end of this epoch (no validation)
 """,
+    """
+CREATE TABLE owners (                  -- the one live process running a run (bench run, bench run --resume)
+    run_id TEXT PRIMARY KEY REFERENCES runs(id),
+    pid INTEGER NOT NULL,
+    host TEXT NOT NULL,
+    process_start TEXT NOT NULL,       -- the kernel's start time of pid (Linux), so a reused pid is not the owner
+    since TEXT NOT NULL,
+    heartbeat REAL NOT NULL            -- Unix time, renewed while the owner runs
+);
+""",
 ]
 
 JSON_COLUMNS = {
@@ -161,6 +176,34 @@ def default_path() -> Path:
 def _num(x):
     """SQLite has no NaN: a non-finite figure is stored as NULL."""
     return x if x is None or math.isfinite(x) else None
+
+
+def _process_start(pid: int) -> str:
+    """When process ``pid`` started, in clock ticks since boot (Linux; "" elsewhere)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return ""
+
+
+def _this_process() -> tuple[int, str, str]:
+    pid = os.getpid()
+    return pid, socket.gethostname(), _process_start(pid)
+
+
+def owner_alive(owner: dict) -> bool:
+    """Whether the process that claimed a run still runs: on this host, asked of the kernel (a pid reused by
+    another process does not count); on another host, judged by the age of its heartbeat."""
+    if owner["host"] != socket.gethostname():
+        return time.time() - owner["heartbeat"] < LEASE_S
+    try:
+        os.kill(owner["pid"], 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # alive, someone else's
+    started = _process_start(owner["pid"])
+    return not (started and owner["process_start"] and started != owner["process_start"])
 
 
 class Store:
@@ -276,7 +319,75 @@ class Store:
                 ),
             )
             self._insert_trials(db, run_id, trials)
+            self._set_owner(db, run_id)
         return run_id
+
+    # --- ownership: one live process runs a run -----------------------------------------------------------
+
+    @staticmethod
+    def _set_owner(db, run_id: str) -> None:
+        pid, host, started = _this_process()
+        db.execute("INSERT OR REPLACE INTO owners (run_id, pid, host, process_start, since, heartbeat)"
+                   " VALUES (?, ?, ?, ?, ?, ?)", (run_id, pid, host, started, now(), time.time()))  # fmt: skip
+
+    def owner(self, run_id: str) -> dict | None:
+        row = self.db.execute("SELECT * FROM owners WHERE run_id = ?", (run_id,)).fetchone()
+        return dict(row) if row else None
+
+    def claim(self, run_id: str) -> None:
+        """Make this process the owner of ``run_id``, unless another live process is: then say which. An owner
+        that is gone (killed, crashed, its machine lost) is taken over."""
+        pid, host, _ = _this_process()
+        try:
+            self.db.execute("BEGIN IMMEDIATE")  # read and write the owner under one lock
+            try:
+                owner = self.owner(run_id)
+                if owner and (owner["pid"], owner["host"]) != (pid, host) and owner_alive(owner):
+                    raise BenchError(
+                        f"run {run_id} is being run by process {owner['pid']} on {owner['host']} (since "
+                        f"{owner['since']}): wait for it to end, or stop it and resume again"
+                    )
+                self._set_owner(self.db, run_id)
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+            self.db.execute("COMMIT")
+        except sqlite3.OperationalError as exc:
+            raise BenchError(f"cannot write to store {self.path}: {exc}") from exc
+
+    def release(self, run_id: str) -> None:
+        pid, host, _ = _this_process()
+        with self._tx() as db:
+            db.execute("DELETE FROM owners WHERE run_id = ? AND pid = ? AND host = ?", (run_id, pid, host))
+
+    @contextmanager
+    def owning(self, run_id: str, claimed: bool = False):
+        """Own ``run_id`` for the block (``claimed``: create_run already made this process its owner), renewing
+        the claim from a background thread, and give it up at the end."""
+        if not claimed:
+            self.claim(run_id)
+        pid, host, _ = _this_process()
+        stop = threading.Event()
+
+        def heartbeat():
+            db = sqlite3.connect(self.path, timeout=30)
+            try:
+                while not stop.wait(HEARTBEAT_S):
+                    with contextlib.suppress(sqlite3.Error), db:
+                        db.execute("UPDATE owners SET heartbeat = ? WHERE run_id = ? AND pid = ? AND host = ?",
+                                   (time.time(), run_id, pid, host))  # fmt: skip
+            finally:
+                db.close()
+
+        thread = threading.Thread(target=heartbeat, name="cnnbench-owner", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join(timeout=5)
+            with contextlib.suppress(BenchError, sqlite3.Error):
+                self.release(run_id)
 
     def finish_run(self, run_id: str, status: str) -> None:
         with self._tx() as db:

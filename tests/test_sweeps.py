@@ -139,7 +139,100 @@ def test_a_stop_signal_marks_the_running_trial_interrupted_and_exits_cleanly(tmp
         assert [t["status"] for t in s.trials(run["id"])][:2] == ["completed", "interrupted"]
 
 
+def _count(store: Path, sql: str) -> int:
+    if not store.exists():
+        return 0
+    db = sqlite3.connect(f"file:{store}?mode=ro", uri=True)
+    try:
+        return db.execute(sql).fetchone()[0]
+    except sqlite3.OperationalError:  # not created yet
+        return 0
+    finally:
+        db.close()
+
+
+def test_a_stop_while_benchmarking_exits_130_and_resume_finishes_the_deployment(tmp_path, invoke):
+    """Issue 14, item 4: the run stays unfinished until its winners are exported and benchmarked; SIGTERM there
+    exits 130 like any stop, and `--resume` does the missing benchmark (with the deploy options it is given)."""
+    store = tmp_path / "bench.db"
+    process = _start(["--arch", "cnn_baseline", "--epochs", "1", "--batch-sizes", "1", "--min-time", "60", "-q"],
+                     store)  # fmt: skip
+    deadline = time.time() + 120
+    while _count(store, "SELECT count(*) FROM exports") == 0:
+        assert time.time() < deadline and process.poll() is None, process.communicate()
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)  # exported; the first of its 60 s measurements is running
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    assert "Traceback" not in err and "bench run --resume" in err
+    with Store(store) as s:
+        run = s.run()
+        (winner,) = [t for t in s.trials(run["id"]) if s.export_of(t["id"])]
+        assert run["status"] == "interrupted" and not s.latency_of(winner["id"])
+        exported_at = s.export_of(winner["id"])["exported_at"]
+    result = invoke("run", "--resume", run["id"], "--min-time", "0.05", "--min-runs", "5", "--store", store,
+                    store=False)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "nothing left to run" not in result.output
+    with Store(store) as s:
+        assert s.run(run["id"])["status"] == "completed"
+        assert {m["batch_size"] for m in s.latency_of(winner["id"])} == {1}
+        assert s.export_of(winner["id"])["exported_at"] == exported_at  # the verified export was kept
+    assert "nothing left to run" in invoke("run", "--resume", run["id"], "--store", store, store=False).output
+
+
+SLOW_DATASET = """
+import os, time
+from pathlib import Path
+import bench
+
+@bench.hookimpl
+def register_datasets(register):
+    def load(request):
+        Path(os.environ["SLOW_DATASET_MARK"]).write_text("loading")
+        time.sleep(120)
+    register("slow", load, description="Takes two minutes to load.")
+"""
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
+def test_a_stop_before_training_exits_130_without_a_traceback(tmp_path, signum):
+    """Issue 14, item 4: a stop while the data loads (before any run is recorded) exits 130 as one in a sweep."""
+    site = tmp_path / "site"
+    (site / "cnnbench_slow-1.0.dist-info").mkdir(parents=True)
+    (site / "cnnbench_slow.py").write_text(SLOW_DATASET)
+    (site / "cnnbench_slow-1.0.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: cnnbench-slow\n"
+                                                                   "Version: 1.0\n")  # fmt: skip
+    (site / "cnnbench_slow-1.0.dist-info" / "entry_points.txt").write_text("[cnnbench]\nslow = cnnbench_slow\n")
+    mark = tmp_path / "loading"
+    env = {**os.environ, "PYTHONPATH": str(site), "SLOW_DATASET_MARK": str(mark)}
+    env.pop("BENCH_LOAD_PLUGINS")
+    store = tmp_path / "bench.db"
+    process = subprocess.Popen([BENCH, "run", "--arch", "cnn_baseline", "--dataset", "slow", "--store", str(store)],
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    deadline = time.time() + 60
+    while not mark.exists():
+        assert time.time() < deadline and process.poll() is None, process.communicate()
+        time.sleep(0.05)
+    process.send_signal(signum)
+    out, err = process.communicate(timeout=30)
+    assert process.returncode == 130, err
+    assert "Traceback" not in err and "Aborted" not in err and "Interrupted" in err
+    assert _count(store, "SELECT count(*) FROM runs") == 0
+
+
+def _owner_pid(store: Path) -> int | None:
+    db = sqlite3.connect(f"file:{store}?mode=ro", uri=True)
+    try:
+        row = db.execute("SELECT pid FROM owners").fetchone()
+        return row[0] if row else None
+    finally:
+        db.close()
+
+
 def test_kill_9_mid_trial_then_resume_completes_without_retraining(tmp_path, invoke):
+    """SIGKILL mid-trial, twice: the run is taken over from a dead owner each time, and while a resume runs a
+    second one is refused, naming the process that holds the run (issue 14, item 3)."""
     store = tmp_path / "bench.db"
     process = _start(SWEEP, store)
     _wait_for(store, lambda ts: ts[0]["status"] == "completed" and ts[1]["status"] == "running", process)
@@ -151,6 +244,19 @@ def test_kill_9_mid_trial_then_resume_completes_without_retraining(tmp_path, inv
         before = {t["idx"]: t for t in s.trials(run["id"])}
         assert run["status"] == "running" and before[1]["status"] == "completed"
         assert before[2]["status"] == "running"
+        assert s.owner(run["id"])["pid"] == process.pid  # a dead owner, still recorded
+    # A resume takes the run over from the dead owner; a second resume meanwhile is refused, naming it.
+    owner = _start(["--resume", run["id"], "--no-benchmark", "-q"], store)
+    deadline = time.time() + 120
+    while _owner_pid(store) != owner.pid:
+        assert time.time() < deadline and owner.poll() is None, owner.communicate()
+        time.sleep(0.05)
+    refused = invoke("run", "--resume", run["id"], "--store", store, "-q", "--no-benchmark", store=False)
+    assert refused.exit_code == 1
+    assert f"run {run['id']} is being run by process {owner.pid} on " in refused.output
+    _wait_for(store, lambda ts: ts[1]["status"] == "running", owner)
+    owner.kill()
+    owner.communicate()
     result = invoke("run", "--resume", run["id"], "--store", store, "-q", "--no-benchmark", store=False)
     assert result.exit_code == 0, result.output
     with Store(store) as s:
@@ -162,6 +268,8 @@ def test_kill_9_mid_trial_then_resume_completes_without_retraining(tmp_path, inv
     assert after[1]["finished_at"] == before[1]["finished_at"]
     report = invoke.json("report", "--store", store, store=False)
     assert sorted(r["trial"] for r in report) == [1, 2, 3]
+    with Store(store) as s:
+        assert s.owner(run["id"]) is None  # given up at the end
 
 
 # --- the Ray executor ---------------------------------------------------------------------------------

@@ -68,7 +68,8 @@ def run(config: RunConfig | None = None, *, store=None, progress=None, command: 
     with Store(store) as db:
         run_id, specs = create_run(db, specs, data, device=device, config=config.asdict(),
                                    command=command or f"bench.run({_call_text(config)})")  # fmt: skip
-        return _execute(db, run_id, specs, data, config, device, progress or Progress())
+        with db.owning(run_id, claimed=True):  # create_run made this process the run's owner
+            return _execute(db, run_id, specs, data, config, device, progress or Progress())
 
 
 def resume(run_id: str = "latest", *, store=None, progress=None, **options) -> RunResult:
@@ -88,9 +89,12 @@ def resume(run_id: str = "latest", *, store=None, progress=None, **options) -> R
         config = replace(RunConfig.from_record(row["config"]), **options)  # checked as built
         _set_threads(config.threads)  # the run's own thread count unless told otherwise: the same arithmetic
         device = resolve_device(config.device)
-        data = load_run_dataset(row)
-        specs = pending(db, row["id"])
-        return _execute(db, row["id"], specs, data, config, device, progress or Progress())
+        with db.owning(row["id"]):  # one process at a time: a second resume is refused, naming the owner
+            row = db.run(row["id"])
+            data = load_run_dataset(row)
+            specs = pending(db, row["id"])
+            return _execute(db, row["id"], specs, data, config, device, progress or Progress(),
+                            finished=row["status"] == "completed")  # fmt: skip
 
 
 def trials(run_id: str = "latest", *, store=None) -> list[dict]:
@@ -111,15 +115,19 @@ def load_run_dataset(run: dict):
     return load_dataset(run["dataset"], **RunConfig.from_record(run["config"]).data_options())
 
 
-def _execute(db, run_id: str, specs: list, data, config: RunConfig, device, progress) -> RunResult:
-    """Train ``specs`` with the configured executor, rank, then deploy the winners; the result in records."""
+def _execute(db, run_id: str, specs: list, data, config: RunConfig, device, progress,
+             finished: bool = False) -> RunResult:  # fmt: skip
+    """Train ``specs`` with the configured executor, rank, then deploy the winners; the result in records. The run
+    is completed only once its winners are exported and benchmarked: a stop before that leaves it interrupted, and
+    a resume does what is missing (``finished``: a run recorded completed, with nothing left to do)."""
     from bench.deploy import export_and_benchmark, winners
     from bench.inference import BenchSettings
     from bench.leaderboard import rank
     from bench.records import trial_record
+    from bench.signals import sigterm_as_interrupt
     from bench.sweep.local import run_local
 
-    outcome = None
+    status = "completed"
     if specs:
         if config.executor == "ray":
             from bench.sweep.ray import run_ray
@@ -130,25 +138,44 @@ def _execute(db, run_id: str, specs: list, data, config: RunConfig, device, prog
                               data_options=config.data_options(), progress=progress)  # fmt: skip
         else:
             outcome = run_local(db, run_id, specs, data, device=device, progress=progress)
+        status = outcome.status  # a stopped or failed sweep is recorded as such by its executor
     ranked = rank(db.trials(run_id))
     row = db.run(run_id)
     progress.sweep_done(row, ranked)
-    chosen = winners(ranked, config.top_k)
-    problems: list[str] = []
-    if row["status"] == "completed" and not config.no_benchmark and chosen and specs:
+    chosen, problems = [], []
+    if status == "completed" and not finished:
         settings = BenchSettings(tuple(config.batch_sizes), tuple(config.providers), config.warmup,
                                  config.min_runs, config.min_time, config.bench_threads,
                                  config.graph_optimization)  # fmt: skip
-        progress.deploy_started(chosen, settings)
-        problems = export_and_benchmark(db, row, chosen, tolerance=config.tolerance, opset=config.opset,
-                                        exporter=config.exporter, settings=settings,
-                                        on_event=progress.deploy_event)  # fmt: skip
-        progress.deploy_done(row, [(t, db.export_of(t["id"]), db.latency_of(t["id"])) for t in chosen], settings)
-    else:
-        chosen = []
-    status = outcome.status if outcome is not None else row["status"]
+        chosen = [] if config.no_benchmark else _undeployed(db, winners(ranked, config.top_k), settings)
+        try:
+            with sigterm_as_interrupt():
+                if chosen:
+                    progress.deploy_started(chosen, settings)
+                    problems = export_and_benchmark(db, row, chosen, tolerance=config.tolerance, opset=config.opset,
+                                                    exporter=config.exporter, settings=settings, reuse_exports=True,
+                                                    on_event=progress.deploy_event)  # fmt: skip
+                    progress.deploy_done(row, [(t, db.export_of(t["id"]), db.latency_of(t["id"])) for t in chosen],
+                                         settings)  # fmt: skip
+                db.finish_run(run_id, "completed")
+        except KeyboardInterrupt:
+            status = "interrupted"
+            db.finish_run(run_id, status)
+    elif finished:
+        status = row["status"]
     return RunResult(run_id, status, [trial_record(db, run_id, t) for t in rank(db.trials(run_id))],
                      [s.idx for s in specs], [t["idx"] for t in chosen], problems, str(db.path))  # fmt: skip
+
+
+def _undeployed(db, trials: list[dict], settings) -> list[dict]:
+    """Those of ``trials`` not yet exported, or exported without a latency figure for every batch size."""
+    out = []
+    for t in trials:
+        export = db.export_of(t["id"])
+        measured = {m["batch_size"] for m in db.latency_of(t["id"])}
+        if export is None or (export["status"] == "ok" and not set(settings.batch_sizes) <= measured):
+            out.append(t)
+    return out
 
 
 def _set_threads(threads: int | None) -> None:

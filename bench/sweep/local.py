@@ -5,8 +5,6 @@ ends."""
 
 from __future__ import annotations
 
-import contextlib
-import signal
 import time
 import traceback
 from dataclasses import dataclass
@@ -17,6 +15,7 @@ from bench.data import Dataset, Normalizer
 from bench.environment import environment
 from bench.errors import BenchError, DiskFull
 from bench.files import atomic_write
+from bench.signals import sigterm_as_interrupt
 from bench.store import Store
 from bench.sweep.plan import TrialSpec, check_plan, resolve_plan, spec_from_row
 from bench.sweep.trial import CHECKPOINT_FILE, STATE_FILE, TO_RUN, Progress, SplitCache, TrialRun, execute_trial
@@ -56,24 +55,6 @@ def pending(store: Store, run_id: str) -> list[TrialSpec]:
     return [spec_from_row(t, registry) for t in store.trials(run_id) if t["status"] in TO_RUN]
 
 
-@contextlib.contextmanager
-def sigterm_as_interrupt():
-    """SIGTERM (a scheduler's kill, `kill PID`) stops the sweep as Ctrl-C does: cleanly, trial marked."""
-
-    def handler(signum, frame):
-        raise KeyboardInterrupt
-
-    try:
-        previous = signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread: leave signals alone
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def run_local(store: Store, run_id: str, specs: list[TrialSpec], data: Dataset, *, device: torch.device,
               progress: Progress | None = None) -> SweepOutcome:  # fmt: skip
     """Train ``specs`` (trials of ``run_id``) one after the other in this process."""
@@ -96,7 +77,8 @@ def run_local(store: Store, run_id: str, specs: list[TrialSpec], data: Dataset, 
         raise
     finally:
         store.interrupt_running(run_id, "stopped by the user")
-        store.finish_run(run_id, status)
+        if status != "completed":  # a completed sweep's run is finished by whoever deploys its winners
+            store.finish_run(run_id, status)
     return SweepOutcome(run_id, status)
 
 

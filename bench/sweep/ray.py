@@ -20,8 +20,9 @@ import torch
 from bench.data import Dataset
 from bench.errors import BenchError, UsageError
 from bench.files import atomic_write
+from bench.signals import sigterm_as_interrupt
 from bench.store import Store
-from bench.sweep.local import SweepOutcome, sigterm_as_interrupt
+from bench.sweep.local import SweepOutcome
 from bench.sweep.plan import TrialSpec
 from bench.sweep.trial import CHECKPOINT_FILE, STATE_FILE, Progress, SplitCache, TrialRun, execute_trial
 from bench.training import EpochStats, TrialResult, best_epoch
@@ -154,7 +155,8 @@ def run_ray(
         raise BenchError(f"cannot reach the Ray cluster at {address}: {exc}") from exc
     finally:
         store.interrupt_running(run_id, "stopped by the user")
-        store.finish_run(run_id, status)
+        if status != "completed":  # a completed sweep's run is finished by whoever deploys its winners
+            store.finish_run(run_id, status)
         if started_ray:
             ray.shutdown()
     return SweepOutcome(run_id, status)
