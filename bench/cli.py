@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import sqlite3
 import sys
 from pathlib import Path
 
@@ -43,6 +44,17 @@ class BenchGroup(click.Group):
         except BenchError as exc:
             click.echo(f"Error: {exc}", err=True)
             ctx.exit(exc.exit_code)
+        except OSError as exc:  # a path that cannot be used (too long, a symlink loop, read-only...): name it
+            from bench.files import os_error_line
+
+            click.echo(f"Error: {os_error_line(exc)}", err=True)
+            ctx.exit(1)
+        except sqlite3.DatabaseError as exc:  # a damaged store: a dropped table, a corrupt page
+            from bench.store import default_path
+
+            store = (ctx.obj or {}).get("store") or default_path()
+            click.echo(f"Error: the results store {store} cannot be used ({exc}); it may be damaged", err=True)
+            ctx.exit(1)
         except KeyboardInterrupt:  # a stop outside a sweep (loading data, planning, exporting): 130, as in one
             click.echo("Interrupted: nothing in progress was recorded as finished.", err=True)
             ctx.exit(130)

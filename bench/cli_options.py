@@ -52,6 +52,12 @@ class CommaList(click.ParamType):
         return out
 
 
+def _note_store(ctx, param, value):
+    """Keep the store's path where an error at the command's boundary can name it."""
+    ctx.ensure_object(dict)["store"] = value
+    return value
+
+
 def store_option(f):
     return click.option(
         "--store",
@@ -59,6 +65,7 @@ def store_option(f):
         type=click.Path(dir_okay=True),
         envvar="BENCH_STORE",
         show_envvar=True,
+        callback=_note_store,
         help="Results database (default: runs/bench.db).",
     )(f)
 

@@ -224,14 +224,19 @@ def eight_bit(im, path: Path):
     return im.convert("RGB")
 
 
+def check_image_folder(root: Path) -> None:
+    if not root.is_dir():
+        raise BenchError(f"image folder {root} {'is not a folder' if root.exists() else 'does not exist'} "
+                         "(expected one subfolder of images per class)")  # fmt: skip
+
+
 def read_image_folder(root: Path, image_size: int) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
     """One subfolder per class (sorted names = class names). Every image decoded once with Pillow, resized
     to image_size x image_size; grayscale if every image is, else RGB. Returns images, labels, classes and
     the relative paths, in a stable order."""
     from PIL import Image, UnidentifiedImageError
 
-    if not root.is_dir():
-        raise BenchError(f"image folder {root} does not exist (expected one subfolder of images per class)")
+    check_image_folder(root)
     classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if len(classes) < 2:
         raise BenchError(f"image folder {root} needs at least two class subfolders, found {len(classes)}")

@@ -140,13 +140,14 @@ def benchmark_trial(store: Store, run: dict, trial: dict, data: Dataset, setting
         raise BenchError(f"{path} changed since it was exported and checked: export it again (`bench export`)")
     model = load_model(store, run, trial)
     images, _ = _test_images(data, trial)
-    for m in benchmark(model, path, images, settings):
-        store.record_latency(trial["id"], {
-            "engine": m.engine, "provider": m.provider, "batch_size": m.batch_size, "status": m.status,
-            "note": m.note, "session_ms": m.session_ms, "first_ms": m.first_ms, "warmup": m.warmup,
-            "total_s": m.total_s, "samples": [round(x, 4) for x in m.samples], "method": m.method,
-            **{k: v for k, v in m.summary().items()},
-        })  # fmt: skip
+    # Recorded together once all are measured: a trial has the whole benchmark or none of it (a stopped
+    # benchmark is done again on resume).
+    store.record_latencies(trial["id"], [{
+        "engine": m.engine, "provider": m.provider, "batch_size": m.batch_size, "status": m.status,
+        "note": m.note, "session_ms": m.session_ms, "first_ms": m.first_ms, "warmup": m.warmup,
+        "total_s": m.total_s, "samples": [round(x, 4) for x in m.samples], "method": m.method,
+        **{k: v for k, v in m.summary().items()},
+    } for m in benchmark(model, path, images, settings)])  # fmt: skip
     return store.latency_of(trial["id"])
 
 

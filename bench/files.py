@@ -22,6 +22,8 @@ def atomic_write(path: str | Path, data: bytes) -> None:
     except OSError as exc:
         raise _write_error(path, exc) from exc
     try:
+        # mkstemp creates the file 0600; a report or ONNX file gets the permissions any new file gets (umask).
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -34,8 +36,23 @@ def atomic_write(path: str | Path, data: bytes) -> None:
         raise
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _write_error(path: Path, exc: OSError) -> BenchError:
     if exc.errno in NO_ROOM:
         return DiskFull(f"no room to write {path} ({exc.strerror}); earlier results are intact: free some space "
                         "and resume")  # fmt: skip
     return BenchError(f"cannot write {path}: {exc.strerror or exc}")
+
+
+def os_error_line(exc: OSError) -> str:
+    """An OSError as one line naming what it is about: "cannot use /x/y: File name too long"."""
+    if exc.errno in NO_ROOM:
+        return f"no room to write {exc.filename or 'a file'} ({exc.strerror}); earlier results are intact"
+    names = " -> ".join(str(n) for n in (exc.filename, exc.filename2) if n is not None)
+    what = exc.strerror or str(exc)
+    return f"cannot use {names}: {what}" if names else f"{what} (an operating system error)"

@@ -208,6 +208,9 @@ def owner_alive(owner: dict) -> bool:
 
 class Store:
     def __init__(self, path: str | Path | None = None, create: bool = True):
+        if str(path if path is not None else default_path()).endswith(("/", os.sep)):
+            raise UsageError(f"store {path or default_path()} names a folder; give the path of a database file, "
+                             "e.g. runs/bench.db")  # fmt: skip
         self.path = Path(path) if path is not None else default_path()
         self.root = self.path.parent
         if self.path.is_dir():
@@ -229,13 +232,16 @@ class Store:
             raise BenchError(f"cannot open store {self.path}: {exc}") from exc
 
     def _prepare(self) -> None:
-        app_id = self.db.execute("PRAGMA application_id").fetchone()[0]
-        version = self.db.execute("PRAGMA user_version").fetchone()[0]
-        tables = self.db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+        def header():
+            return (self.db.execute("PRAGMA application_id").fetchone()[0],
+                    self.db.execute("PRAGMA user_version").fetchone()[0],
+                    self.db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0])  # fmt: skip
+
+        app_id, version, tables = header()
         if tables == 0 and app_id == 0:
             self._apply(SCHEMA + "".join(MIGRATIONS), SCHEMA_VERSION, new=True)
-            version = SCHEMA_VERSION
-        elif app_id != APPLICATION_ID:
+            app_id, version, tables = header()  # ours, or what a process that created it meanwhile wrote
+        if app_id != APPLICATION_ID:
             raise BenchError(f"{self.path} is not a cnnbench store (it is another SQLite database)")
         if version > SCHEMA_VERSION:
             raise BenchError(
@@ -243,18 +249,27 @@ class Store:
                 f"{SCHEMA_VERSION}): upgrade cnnbench"
             )
         if version < SCHEMA_VERSION:
-            self._apply("".join(MIGRATIONS[version - 1 :]), SCHEMA_VERSION)
+            self._apply("".join(MIGRATIONS[version - 1 :]), SCHEMA_VERSION, from_version=version)
         # WAL: readers (bench report) never block the writer, and a crash leaves the file consistent.
         self.db.execute("PRAGMA journal_mode = WAL")
         self.db.execute("PRAGMA synchronous = NORMAL")
         self.db.execute("PRAGMA foreign_keys = ON")
 
-    def _apply(self, script: str, version: int, new: bool = False) -> None:
+    def _apply(self, script: str, version: int, new: bool = False, from_version: int | None = None) -> None:
         """Run ``script`` and set the schema version in one transaction (executescript would commit
-        statement by statement)."""
+        statement by statement); unless another process, opening the same store at the same moment, created
+        (``new``) or migrated it first: the check and the change happen under one write lock."""
         statements = [s for s in script.split(";") if s.strip()]
         try:
             self.db.execute("BEGIN IMMEDIATE")
+            done = (
+                self.db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] > 0
+                if new
+                else self.db.execute("PRAGMA user_version").fetchone()[0] != from_version
+            )
+            if done:
+                self.db.execute("ROLLBACK")
+                return
             for statement in statements:
                 self.db.execute(statement)
             if new:
@@ -504,17 +519,18 @@ class Store:
             row["path"] = os.path.relpath(row["path"], self.root)
         self._replace("exports", row)
 
-    def record_latency(self, trial_id: int, row: dict) -> None:
-        """Replace the trial's measurement for the same (engine, provider, batch size)."""
-        row = {**row, "trial_id": trial_id, "measured_at": now()}
-        self._replace(
-            "latency", {**row, "samples": json.dumps(row.get("samples")), "method": json.dumps(row.get("method"))}
-        )
+    def record_latencies(self, trial_id: int, rows: list[dict]) -> None:
+        """Replace the trial's measurements for the same (engine, provider, batch size), all in one transaction."""
+        stamp = now()
+        self._replace("latency", *[{**row, "trial_id": trial_id, "measured_at": stamp,
+                                     "samples": json.dumps(row.get("samples")), "method": json.dumps(row.get("method"))}
+                                    for row in rows])  # fmt: skip
 
-    def _replace(self, table: str, row: dict) -> None:
+    def _replace(self, table: str, *rows: dict) -> None:
         with self._tx() as db:
-            db.execute(f"INSERT OR REPLACE INTO {table} ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
-                       list(row.values()))  # fmt: skip
+            for row in rows:
+                db.execute(f"INSERT OR REPLACE INTO {table} ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                           list(row.values()))  # fmt: skip
 
     # --- reading ------------------------------------------------------------------------------------
 

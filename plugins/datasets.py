@@ -15,6 +15,7 @@ from bench.datasets import (
     IMAGE_SUFFIXES,
     Request,
     cached,
+    check_image_folder,
     find_files,
     read_cifar_batch,
     read_idx,
@@ -154,8 +155,7 @@ def load_image_folder(request: Request) -> Dataset:
             out[f"x{i}"], out[f"y{i}"] = images, labels
         return out
 
-    if not root.is_dir():
-        raise BenchError(f"image folder {root} does not exist (expected one subfolder of images per class)")
+    check_image_folder(root)
     arrays = cached(sources, {"name": "imagefolder", "root": str(root.resolve()), "size": size, "format": 2}, build,
                     root)  # fmt: skip
     classes = [str(c) for c in arrays["classes"]]

@@ -8,6 +8,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -154,6 +155,15 @@ BAD_INPUTS = [
         2,
         "Nesterov momentum needs --momentum above 0",
     ),
+    # Ray's own options, where the local executor would ignore them
+    ([*RUN, "--scheduler", "asha"], 2, "--scheduler is for --executor ray"),
+    ([*RUN, "--ray-address", "10.0.0.1:6379"], 2, "--ray-address is for --executor ray"),
+    ([*RUN, "--cpus-per-trial", "2"], 2, "--cpus-per-trial is for --executor ray"),
+    # paths the operating system refuses, and the wrong kind of path
+    ([*RUN, "--dataset", "imagefolder:/etc/passwd"], 1, "image folder /etc/passwd is not a folder"),
+    ([*RUN, "--dataset", f"imagefolder:/tmp/{'x' * 300}"], 1, "File name too long"),
+    ([*RUN, "--store", "/tmp/cnnbench-test-store/"], 2, "store /tmp/cnnbench-test-store/ names a folder"),
+    (["report", "--store", f"/tmp/{'x' * 300}/bench.db"], 1, "File name too long"),
     (["report", "nosuchrun"], 1, "no store at"),
     (["report", "--target-acc", "0"], 2, "Invalid value for '--target-acc'"),
     (["report", "--target-acc", "101"], 2, "Invalid value for '--target-acc'"),
@@ -171,6 +181,59 @@ def test_bad_input_is_one_error_line_and_a_non_zero_exit(invoke, tmp_path, args,
     assert message in result.output
     errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
     assert len(errors) == 1 and message in errors[0]
+
+
+def test_a_damaged_store_is_named_in_one_line(invoke, tmp_path):
+    """A store whose table was dropped (by hand, by a broken tool): one line naming the store, no traceback."""
+    store = tmp_path / "bench.db"
+    Store(store).close()
+    db = sqlite3.connect(store)
+    db.execute("DROP TABLE runs")
+    db.close()
+    for args in (["runs"], ["run", "--plugin", "cnn_baseline", "--epochs", "1"]):
+        result = invoke(*args, "--store", store, store=False)
+        assert result.exit_code == 1, result.output
+        (error,) = [line for line in result.output.splitlines() if line.startswith("Error:")]
+        assert str(store) in error and "no such table: runs" in error
+
+
+def test_an_image_folder_with_symlink_loops_and_dangling_links_is_read_or_refused_in_one_line(invoke, tmp_path):
+    from PIL import Image
+
+    root = tmp_path / "images"
+    for cls in ("a", "b"):
+        (root / cls).mkdir(parents=True)
+        for i in range(4):
+            Image.new("L", (8, 8), 60 * i).save(root / cls / f"{i}.png")
+    (root / "a" / "gone.png").symlink_to(tmp_path / "nowhere.png")  # dangling
+    (root / "a" / "self.png").symlink_to(root / "a" / "self.png")  # a loop
+    (root / "b" / "up").symlink_to(root)  # a folder loop
+    result = invoke("run", "--arch", "cnn_baseline", "--epochs", "1", "--no-benchmark", "-q", "--dataset",
+                    f"imagefolder:{root}", "--image-size", "8")  # fmt: skip
+    assert "Traceback" not in result.output
+    assert result.exit_code == 0 or (result.exit_code == 1 and result.output.startswith("Error:")), result.output
+
+
+def test_a_new_store_opened_by_several_processes_at_once_is_created_once(tmp_path):
+    store = tmp_path / "new.db"
+    start = time.time() + 4  # every process imported and waiting: they open the store at the same moment
+    code = f"import time; from bench.store import Store; time.sleep({start} - time.time()); Store({str(store)!r})"
+    processes = [subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True) for _ in range(6)]
+    errors = [p.communicate()[1] for p in processes]
+    assert [p.returncode for p in processes] == [0] * 6, errors
+    with Store(store) as s:
+        assert s.runs() == []
+
+
+def test_files_we_write_get_the_umasks_permissions(tmp_path):
+    from bench.files import atomic_write
+
+    previous = os.umask(0o022)
+    try:
+        atomic_write(tmp_path / "report.md", b"# report")
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "report.md").stat().st_mode & 0o777 == 0o644  # mkstemp alone gives 0600
 
 
 # --- parsers, by property -------------------------------------------------------------------------------

@@ -383,3 +383,82 @@ def test_a_run_is_recorded_with_its_whole_plan_or_not_at_all(store_path):
         assert store.runs() == []
         run_id = store.create_run(**args, trials=[good])
         assert [t["idx"] for t in store.trials(run_id)] == [1]
+
+
+# --- SIGKILL at random moments, by property (slow: `python -m pytest -m slow`) -------------------------------
+
+
+def _phase(store: Path) -> str:
+    """Where a run stands, read from the store as another process sees it."""
+    if _count(store, "SELECT count(*) FROM runs") == 0:
+        return "plan"
+    statuses = [r[0] for r in _rows(store, "SELECT status FROM trials")]
+    if any(s != "completed" for s in statuses):
+        return "training" if "running" in statuses else "starting"
+    if _count(store, "SELECT count(*) FROM exports") == 0:
+        return "export"
+    if _count(store, "SELECT count(*) FROM latency") < 2:
+        return "benchmark"
+    return "finishing"
+
+
+def _rows(store: Path, sql: str) -> list:
+    db = sqlite3.connect(f"file:{store}?mode=ro", uri=True)
+    try:
+        return db.execute(sql).fetchall()
+    finally:
+        db.close()
+
+
+@pytest.mark.slow
+def test_sigkill_at_20_random_moments_then_resume_always_ends_in_one_whole_run(tmp_path):
+    """Issue 14: SIGKILL while planning, training (checkpoints and training states are written every epoch),
+    exporting and benchmarking, at random moments within each phase; after every kill the store passes SQLite's
+    integrity check and holds each planned trial once; a last resume completes every trial exactly once and
+    exports and benchmarks the winner."""
+    import random
+
+    rng = random.Random(14)
+    store = tmp_path / "bench.db"
+    sweep = ["--plugin", "cnn_dropout", "--where", "convs_per_block=1", "--epochs", "4", "--batch-size", "16",
+             "--threads", "1", "--batch-sizes", "1", "--min-runs", "20", "--min-time", "1"]  # fmt: skip
+    targets = ["plan"] * 3 + ["training"] * 8 + ["export"] * 4 + ["benchmark"] * 5
+    order = ["plan", "starting", "training", "export", "benchmark", "finishing"]
+    killed_in = []
+    for target in targets:
+        fresh = _count(store, "SELECT count(*) FROM runs") == 0
+        process = _start(sweep if fresh else ["--resume", "latest"], store)
+        deadline = time.time() + 120
+        if target == "plan":
+            time.sleep(rng.uniform(0.5, 3.0))  # importing, loading the data, planning, recording the plan
+        else:
+            while order.index(_phase(store)) < order.index(target) and process.poll() is None:
+                assert time.time() < deadline
+                time.sleep(0.02)
+            time.sleep(rng.uniform(0, 0.4))
+        if process.poll() is not None:  # finished before the kill: nothing more to interrupt
+            break
+        killed_in.append(_phase(store))
+        process.kill()
+        process.communicate()
+        if not store.exists():  # killed before the store was created
+            continue
+        assert _rows(store, "PRAGMA integrity_check") == [("ok",)]
+        if _count(store, "SELECT count(*) FROM runs"):
+            assert sorted(r[0] for r in _rows(store, "SELECT idx FROM trials")) == [1, 2, 3]
+    assert len(killed_in) >= 20 and {"plan", "training", "export", "benchmark"} <= set(killed_in), killed_in
+    process = _start(["--resume", "latest"], store)
+    out, err = process.communicate(timeout=300)
+    assert process.returncode == 0, err
+    with Store(store) as s:
+        (run,) = s.runs()
+        trials = s.trials(run["id"])
+        assert run["status"] == "completed" and s.owner(run["id"]) is None
+        assert [t["idx"] for t in trials] == [1, 2, 3] and all(t["status"] == "completed" for t in trials)
+        (winner,) = [t for t in trials if s.export_of(t["id"])]
+        assert s.export_of(winner["id"])["status"] == "ok"
+        assert {(m["engine"], m["batch_size"]) for m in s.latency_of(winner["id"])} == {("onnxruntime", 1),
+                                                                                        ("torch", 1)}  # fmt: skip
+        for t in trials:
+            checkpoints.load(s.checkpoint_path(t), t["checkpoint_sha256"])
+            assert [e["epoch"] for e in s.history(t["id"])] == [1, 2, 3, 4]

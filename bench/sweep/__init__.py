@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from bench.errors import UsageError
-from bench.sweep.config import AXES, RunConfig, field_names, stage_of
+from bench.sweep.config import AXES, RAY_ONLY, RunConfig, field_names, stage_of
 
 # Imported on first use, so that `bench --help` and config files need no torch.
 _LAZY = {"Progress": "bench.sweep.trial", "TrialSpec": "bench.sweep.plan", "plan_run": "bench.sweep.plan",
@@ -86,7 +86,10 @@ def resume(run_id: str = "latest", *, store=None, progress=None, **options) -> R
         raise UsageError(f"--resume runs the stored plan of its run: drop --{planned[0].replace('_', '-')}")
     with Store(store, create=False) as db:
         row = db.run(None if run_id == "latest" else run_id)
-        config = replace(RunConfig.from_record(row["config"]), **options)  # checked as built
+        recorded = RunConfig.from_record(row["config"])
+        if options.get("executor") == "local":  # a Ray run finished here: its Ray options no longer apply
+            recorded = replace(recorded, **{k: v for k, v in RAY_ONLY.items() if k not in options})
+        config = replace(recorded, **options)  # checked as built
         _set_threads(config.threads)  # the run's own thread count unless told otherwise: the same arithmetic
         device = resolve_device(config.device)
         with db.owning(row["id"]):  # one process at a time: a second resume is refused, naming the owner

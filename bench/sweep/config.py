@@ -161,8 +161,14 @@ class RunConfig:
                 raise UsageError(f"invalid value for --{_opt(name)}: {getattr(self, name)} (at most {high} here)")
         if self.trials and self.search != "random":
             raise UsageError("--trials needs --search random (a grid runs every combination)")
+        if self.executor == "local":
+            given = [name for name, default in RAY_ONLY.items() if getattr(self, name) != default]
+            if given:
+                raise UsageError(f"--{_opt(given[0])} is for --executor ray; the local executor would ignore it")
 
 
+# The Ray executor's own options, with their defaults: the local executor refuses other values.
+RAY_ONLY = {"ray_address": None, "storage": None, "scheduler": "fifo", "cpus_per_trial": 1, "gpus_per_trial": 0}
 # Keys of a --config file that name a field differently (kept from earlier releases).
 ALIASES = {"plugins": "plugin", "architectures": "arch"}
 CHOICES = {
