@@ -234,7 +234,7 @@ def report(run_refs, all_runs, out_root, top, fmt, target_acc, as_json, store_pa
     from bench.store import Store
 
     fmt = "json" if as_json else fmt
-    with Store(store_path, create=False) as store:
+    with Store(store_path, readonly=True) as store:
         runs = select_runs(store, run_refs, all_runs)
         if fmt == "json":
             _print_json(records(store, gather(store, runs)))
@@ -258,7 +258,7 @@ def runs(store_path, as_json):
     from bench.store import Store
 
     keys = ("id", "created_at", "finished_at", "status", "command", "dataset", "split", "seed", "trials")
-    with Store(store_path, create=False) as store:
+    with Store(store_path, readonly=True) as store:
         rows = [{**r, "trials": len(store.trials(r["id"]))} for r in store.runs()]
     if as_json:
         _print_json([{k: r[k] for k in keys} for r in rows])

@@ -4,6 +4,7 @@ commands, `bench run`'s options (one per RunConfig field, whose defaults they sh
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import click
@@ -50,6 +51,17 @@ class CommaList(click.ParamType):
             if converted not in out or not self.unique:
                 out.append(converted)
         return out
+
+
+class DeviceName(click.ParamType):
+    """auto, cpu, cuda or cuda:N, checked as typed (whether CUDA is there is asked of torch when the run starts)."""
+
+    name = "device"
+
+    def convert(self, value, param, ctx):
+        if not re.fullmatch(r"auto|cpu|cuda(:[0-9]+)?", str(value)):
+            self.fail(f"{value!r} (auto, cpu, cuda or cuda:N)", param, ctx)
+        return str(value)
 
 
 def _note_store(ctx, param, value):
@@ -252,7 +264,7 @@ RUN_OPTIONS = [
          "(a shared directory or a URI Ray accepts; default: <store dir>/ray)."),
     _opt("--scheduler", type=click.Choice(["fifo", "asha"]), show_default=True,
          help="With --executor ray: asha stops weak trials early (recorded as pruned)."),
-    _opt("--device", show_default=True, help="auto, cpu, cuda or cuda:N (local executor)."),
+    _opt("--device", type=DeviceName(), show_default=True, help="auto, cpu, cuda or cuda:N (local executor)."),
     _opt("--threads", type=click.IntRange(1, MAX_THREADS),
          help="CPU threads for torch, at most this machine's CPU count (default: torch's choice)."),
     store_option,

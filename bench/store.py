@@ -17,10 +17,11 @@ import socket
 import sqlite3
 import threading
 import time
+import urllib.parse
 from contextlib import contextmanager
 from pathlib import Path
 
-from bench.errors import BenchError, UsageError, unknown
+from bench.errors import BenchError, DiskFull, UsageError, unknown
 
 STORE_ENV = "BENCH_STORE"
 DEFAULT_STORE = Path("runs") / "bench.db"
@@ -207,7 +208,9 @@ def owner_alive(owner: dict) -> bool:
 
 
 class Store:
-    def __init__(self, path: str | Path | None = None, create: bool = True):
+    def __init__(self, path: str | Path | None = None, create: bool = True, readonly: bool = False):
+        """Open (``create``: or create) the store at ``path``. ``readonly``: for commands that only read; they also
+        work where nothing may be written (a read-only folder or file system, another user's results)."""
         if str(path if path is not None else default_path()).endswith(("/", os.sep)):
             raise UsageError(f"store {path or default_path()} names a folder; give the path of a database file, "
                              "e.g. runs/bench.db")  # fmt: skip
@@ -215,21 +218,53 @@ class Store:
         self.root = self.path.parent
         if self.path.is_dir():
             raise UsageError(f"store {self.path} is a directory; give the path of a database file")
-        if not self.path.exists() and not create:
+        if not self.path.exists() and (readonly or not create):
             raise BenchError(f"no store at {self.path} (run `bench run` first, or pass --store)")
         try:
-            self.root.mkdir(parents=True, exist_ok=True)
-            self.db = sqlite3.connect(self.path, timeout=30)
+            if readonly:
+                self.db = self._connect_readonly()
+            else:
+                self.root.mkdir(parents=True, exist_ok=True)
+                self.db = sqlite3.connect(self.path, timeout=30)
         except (OSError, sqlite3.Error) as exc:
             raise BenchError(f"cannot open store {self.path}: {exc}") from exc
         self.db.row_factory = sqlite3.Row
         try:
-            self._prepare()
+            if readonly and not self._check_readonly():  # written by an earlier cnnbench: upgrade it first
+                self.db.close()
+                self.db = sqlite3.connect(self.path, timeout=30)
+                self.db.row_factory = sqlite3.Row
+                readonly = False
+            if not readonly:
+                self._prepare()
         except sqlite3.DatabaseError as exc:
             self.db.close()
             if "not a database" in str(exc):
                 raise BenchError(f"{self.path} is not a cnnbench store ({exc})") from exc
             raise BenchError(f"cannot open store {self.path}: {exc}") from exc
+
+    def _connect_readonly(self) -> sqlite3.Connection:
+        """A read-only connection; where SQLite cannot even create its shared-memory file beside the store (a
+        read-only folder), an immutable one: no locks, so read only what no process is writing."""
+        uri = f"file:{urllib.parse.quote(str(self.path.resolve()))}"
+        db = sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=30)
+        try:
+            db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            return db
+        except sqlite3.OperationalError:
+            db.close()
+            return sqlite3.connect(f"{uri}?immutable=1", uri=True)
+
+    def _check_readonly(self) -> bool:
+        """Whether this store can be read as it is (False: its schema needs an upgrade)."""
+        app_id = self.db.execute("PRAGMA application_id").fetchone()[0]
+        version = self.db.execute("PRAGMA user_version").fetchone()[0]
+        if app_id != APPLICATION_ID:
+            raise BenchError(f"{self.path} is not a cnnbench store (it is another SQLite database)")
+        if version > SCHEMA_VERSION:
+            raise BenchError(f"store {self.path} was written by a newer cnnbench (schema {version}, this one reads "
+                             f"{SCHEMA_VERSION}): upgrade cnnbench")  # fmt: skip
+        return version == SCHEMA_VERSION
 
     def _prepare(self) -> None:
         def header():
@@ -296,6 +331,10 @@ class Store:
             with self.db:
                 yield self.db
         except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode == sqlite3.SQLITE_FULL or exc.sqlite_errorname.startswith("SQLITE_IOERR_WRITE"):
+                # SQLite reports a write past the disk's or the file size limit's end as "disk I/O error"
+                raise DiskFull(f"no room to write store {self.path} ({exc}); what was recorded before is intact: "
+                               "free some space and resume") from exc  # fmt: skip
             raise BenchError(f"cannot write to store {self.path}: {exc}") from exc
 
     # --- writing ------------------------------------------------------------------------------------

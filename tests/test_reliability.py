@@ -73,7 +73,6 @@ BAD_INPUTS = [
     ([*RUN, "--std", "0"], 2, "Invalid value for '--std'"),
     ([*RUN, "--mean", "0.1,0.2"], 2, "--mean needs 1 or 1 values"),
     ([*RUN, "--image-size", "0"], 2, "Invalid value for '--image-size'"),
-    ([*RUN, "--device", "tpu"], 2, "invalid value for --device"),
     ([*RUN, "--device", "cuda:0"], 2, "CUDA is not available"),
     ([*RUN, "--min-runs", "0"], 2, "Invalid value for '--min-runs'"),
     ([*RUN, "--batch-sizes", "0"], 2, "Invalid value for '--batch-sizes'"),
@@ -141,7 +140,7 @@ BAD_INPUTS = [
         2,
         "'4' is not a value of cnn_dropout.kernel_size",
     ),
-    (["run", "--plugin", "cnn_dropout", "--device", "tpu"], 2, "invalid value for --device"),
+    (["run", "--plugin", "cnn_dropout", "--device", "tpu"], 2, "Invalid value for '--device': 'tpu'"),
     (["run", "--plugin", "cnn_dropout", "--schedule", "linear"], 2, "Invalid value for '--schedule'"),
     (["run", "--plugin", "cnn_dropout", "--warmup-epochs", "-1"], 2, "Invalid value for '--warmup-epochs'"),
     (
@@ -214,6 +213,39 @@ def test_an_image_folder_with_symlink_loops_and_dangling_links_is_read_or_refuse
     assert result.exit_code == 0 or (result.exit_code == 1 and result.output.startswith("Error:")), result.output
 
 
+def test_reading_commands_work_on_a_store_in_a_read_only_place(tmp_path):
+    """Issue 14, item 7: `bench runs` and `bench report --json` read a store on a read-only file system (another
+    user's results, a mounted archive); they used to fail, blaming a write."""
+    import shutil
+
+    if shutil.which("unshare") is None or subprocess.run(["unshare", "-m", "true"], capture_output=True).returncode:
+        pytest.skip("needs `unshare -m` (a private mount namespace) to make a read-only bind mount")
+    src, ro = tmp_path / "src", tmp_path / "ro"
+    ro.mkdir()
+    with Store(src / "bench.db") as s:
+        run_id = s.create_run(
+            command="bench run",
+            dataset="digits",
+            input_shape=[1, 8, 8],
+            classes=["0", "1"],
+            split={"train": 1, "val": 1, "test": 1},
+            seed=0,
+            config={},
+            environment={},
+            trials=[{"idx": 1, "architecture": "a", "plugin": "p", "variant": {}, "hparams": {}}],
+        )
+        s.release(run_id)
+    script = (
+        f"mount --bind {src} {ro} && mount -o remount,ro,bind {ro} && touch {ro}/x 2>/dev/null && exit 9; "
+        f"{BENCH} runs --json --store {ro}/bench.db && {BENCH} report --json --store {ro}/bench.db"
+    )
+    result = subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True, text=True, timeout=120)
+    if result.returncode == 9 or "mount:" in result.stderr:
+        pytest.skip(f"no read-only bind mount here: {result.stderr.strip()}")
+    assert result.returncode == 0, result.stderr
+    assert f'"id": "{run_id}"' in result.stdout and '"status": "pending"' in result.stdout
+
+
 def test_a_new_store_opened_by_several_processes_at_once_is_created_once(tmp_path):
     store = tmp_path / "new.db"
     start = time.time() + 4  # every process imported and waiting: they open the store at the same moment
@@ -271,7 +303,7 @@ TOML_VALUES = st.one_of(st.integers(-5, 100), st.floats(-1, 10, allow_nan=False)
                         st.lists(st.integers(-2, 64), max_size=3))  # fmt: skip
 TOML_KEYS = st.sampled_from([
     "lr", "epochs", "batch_size", "optimizer", "plugin", "where", "seed", "val-ratio", "patience", "no-benchmark",
-    "precision", "augment", "mean", "learning_rate", "top_k",
+    "precision", "augment", "mean", "learning_rate", "top_k", "device",
 ])  # fmt: skip
 
 
@@ -333,6 +365,24 @@ def test_no_room_for_a_checkpoint_stops_the_sweep_cleanly_and_keeps_what_was_rec
     assert not list(store.parent.rglob(".best.pt.*.tmp"))  # no half-written file left behind
     result = invoke("run", "--resume", "latest", "--store", store, "--no-benchmark", "-q", store=False)
     assert result.exit_code == 0, result.output  # with room again, the run finishes
+
+
+def test_no_room_in_the_store_says_so(tmp_path):
+    """SQLite calls a write past the end of the disk (or of the file size limit) "disk I/O error": say no room."""
+    store = tmp_path / "bench.db"
+    Store(store).close()
+    code = ("from bench.store import Store\n"
+            f"s = Store({str(store)!r})\n"
+            "try:\n"
+            "    s.create_run(command='x', dataset='d', input_shape=[1, 8, 8], classes=['a'], split={}, seed=0,\n"
+            "                 config={'big': 'x' * 2_000_000}, environment={})\n"
+            "except Exception as exc:\n"
+            "    print(type(exc).__name__, exc)\n")  # fmt: skip
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_no_bytecode(),
+                            preexec_fn=_limited(200_000), timeout=120)  # fmt: skip
+    assert result.stdout.startswith(f"DiskFull no room to write store {store}"), result.stdout + result.stderr
+    with Store(store) as s:
+        assert s.runs() == []  # nothing half-written
 
 
 def test_no_room_for_a_report_keeps_the_previous_report(tmp_path, invoke):

@@ -106,7 +106,7 @@ def trials(run_id: str = "latest", *, store=None) -> list[dict]:
     from bench.records import trial_record
     from bench.store import Store
 
-    with Store(store, create=False) as db:
+    with Store(store, readonly=True) as db:
         row = db.run(None if run_id == "latest" else run_id)
         return [trial_record(db, row["id"], t) for t in rank(db.trials(row["id"]))]
 
