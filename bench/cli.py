@@ -33,8 +33,11 @@ class BenchGroup(click.Group):
         # Keep the command line as typed, to record it with the run.
         args = list(sys.argv[1:] if args is None else args)
         extra.setdefault("obj", {})["argv"] = args
+        import warnings
+
         from bench.signals import sigterm_as_interrupt
 
+        warnings.formatwarning = lambda message, *_, **__: f"Warning: {message}\n"  # one line, no source line
         with sigterm_as_interrupt():  # SIGTERM stops any command as Ctrl-C does, in every phase
             return super().main(args=args, **extra)
 

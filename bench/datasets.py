@@ -241,11 +241,19 @@ def read_image_folder(root: Path, image_size: int) -> tuple[np.ndarray, np.ndarr
     if len(classes) < 2:
         raise BenchError(f"image folder {root} needs at least two class subfolders, found {len(classes)}")
     files: list[tuple[Path, int]] = []
+    broken: list[Path] = []  # image names that are no file: dangling or looping links
     for label, name in enumerate(classes):
-        images = sorted(p for p in (root / name).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        named = [p for p in (root / name).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES]
+        images = sorted(p for p in named if p.is_file())
+        broken += [p for p in named if p.is_symlink() and not p.is_file()]
         if not images:
             raise BenchError(f"class folder {root / name} has no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
         files += [(p, label) for p in images]
+    if broken:
+        import warnings
+
+        warnings.warn(f"image folder {root}: skipped {len(broken)} broken link(s), e.g. {sorted(broken)[0]}",
+                      stacklevel=2)  # fmt: skip
     decoded = []
     for path, _ in files:
         try:

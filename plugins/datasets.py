@@ -142,6 +142,7 @@ def load_image_folder(request: Request) -> Dataset:
     sources = sorted(
         p for part in parts if part.is_dir() for p in part.rglob("*")
         if p.suffix.lower() in IMAGE_SUFFIXES and not any(x.startswith(".") for x in p.relative_to(root).parts)
+        and p.is_file()  # a broken link is skipped (and counted) by read_image_folder
     )  # fmt: skip
 
     def build():

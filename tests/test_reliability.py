@@ -3,6 +3,7 @@ nothing already recorded lost."""
 
 import json
 import os
+import re
 import resource
 import signal
 import sqlite3
@@ -196,7 +197,7 @@ def test_a_damaged_store_is_named_in_one_line(invoke, tmp_path):
         assert str(store) in error and "no such table: runs" in error
 
 
-def test_an_image_folder_with_symlink_loops_and_dangling_links_is_read_or_refused_in_one_line(invoke, tmp_path):
+def test_an_image_folder_with_symlink_loops_and_dangling_links_is_read_skipping_them(invoke, tmp_path):
     from PIL import Image
 
     root = tmp_path / "images"
@@ -207,10 +208,11 @@ def test_an_image_folder_with_symlink_loops_and_dangling_links_is_read_or_refuse
     (root / "a" / "gone.png").symlink_to(tmp_path / "nowhere.png")  # dangling
     (root / "a" / "self.png").symlink_to(root / "a" / "self.png")  # a loop
     (root / "b" / "up").symlink_to(root)  # a folder loop
-    result = invoke("run", "--arch", "cnn_baseline", "--epochs", "1", "--no-benchmark", "-q", "--dataset",
-                    f"imagefolder:{root}", "--image-size", "8")  # fmt: skip
-    assert "Traceback" not in result.output
-    assert result.exit_code == 0 or (result.exit_code == 1 and result.output.startswith("Error:")), result.output
+    # read, the dangling link and the looping one skipped and counted (the CLI prints "Warning: ..." on stderr)
+    with pytest.warns(UserWarning, match=re.escape(f"image folder {root}: skipped 2 broken link(s)")):
+        result = invoke("run", "--arch", "cnn_baseline", "--epochs", "1", "--batch-size", "2", "--no-benchmark",
+                        "-q", "--dataset", f"imagefolder:{root}", "--image-size", "8")  # fmt: skip
+    assert result.exit_code == 0, result.output
 
 
 def test_reading_commands_work_on_a_store_in_a_read_only_place(tmp_path):

@@ -144,7 +144,7 @@ def _execute(db, run_id: str, specs: list, data, config: RunConfig, device, prog
         status = outcome.status  # a stopped or failed sweep is recorded as such by its executor
     ranked = rank(db.trials(run_id))
     row = db.run(run_id)
-    progress.sweep_done(row, ranked)
+    progress.sweep_done({**row, "status": status if specs else row["status"]}, ranked)  # the sweep's own ending
     chosen, problems = [], []
     if status == "completed" and not finished:
         settings = BenchSettings(tuple(config.batch_sizes), tuple(config.providers), config.warmup,
