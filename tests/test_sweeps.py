@@ -462,3 +462,24 @@ def test_sigkill_at_20_random_moments_then_resume_always_ends_in_one_whole_run(t
         for t in trials:
             checkpoints.load(s.checkpoint_path(t), t["checkpoint_sha256"])
             assert [e["epoch"] for e in s.history(t["id"])] == [1, 2, 3, 4]
+
+
+@pytest.mark.slow
+def test_sigterm_stops_a_ray_sweep_with_130_and_resume_finishes_it(tmp_path, invoke):
+    """Issue 14, item 4: ray.init installs its own SIGTERM handler, with which the driver aborted (exit 134)."""
+    pytest.importorskip("ray")
+    store = tmp_path / "bench.db"
+    process = _start(["--plugin", "cnn_dropout", "--where", "convs_per_block=1", "--epochs", "40", "--executor",
+                      "ray", "--no-benchmark"], store)  # fmt: skip
+    _wait_for(store, lambda ts: any(t["status"] == "completed" for t in ts), process, timeout=300)
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err[-2000:]
+    assert "bench run --resume" in err
+    with Store(store) as s:
+        run = s.run()
+        assert run["status"] == "interrupted"
+    result = invoke("run", "--resume", run["id"], "--executor", "local", "--store", store, "-q", store=False)
+    assert result.exit_code == 0, result.output
+    with Store(store) as s:
+        assert all(t["status"] == "completed" for t in s.trials(run["id"]))

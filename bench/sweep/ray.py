@@ -130,11 +130,13 @@ def run_ray(
     status = "interrupted"
     started_ray = False
     try:
-        with sigterm_as_interrupt():
-            if not ray.is_initialized():
+        if not ray.is_initialized():
+            with sigterm_as_interrupt():
                 ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level="ERROR",
                          configure_logging=True)  # fmt: skip
-                started_ray = True
+            started_ray = True
+        # After ray.init, which installs a SIGTERM handler of its own (the driver died, exit 134): SIGTERM = Ctrl-C.
+        with sigterm_as_interrupt():
             progress.run_started(run_id, specs)
             tuner = tune.Tuner(
                 tune.with_resources(train_on_worker, {"cpu": cpus_per_trial, "gpu": gpus_per_trial}),
