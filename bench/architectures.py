@@ -69,11 +69,20 @@ class Architecture:
 
     def variants(self, which: str = "default", where: dict[str, list[str]] | None = None) -> list[dict]:
         """The variants to run: ``which`` is 'default' or 'all'; ``where`` keeps those whose parameter
-        (written as on the command line) is one of the given values."""
+        (written as on the command line) is one of the given values: of the default variants, or of the whole
+        space when no default variant has them."""
         if which not in ("default", "all"):
             raise UsageError(f"--variants must be 'default' or 'all', not '{which}'")
-        base = self.all_variants() if which == "all" or not self.default_variants else self.default_variants
-        base = [self.normalize(v) for v in base]
+        defaults = which == "default" and bool(self.default_variants)
+        base = self.default_variants if defaults else self.all_variants()
+        chosen = self._where([self.normalize(v) for v in base], where)
+        if not chosen and where and defaults:
+            # none of the default variants has the values asked for: take them from the whole space (a model zoo's
+            # defaults are a few of its models; --where model=NAME names any other)
+            chosen = self._where([self.normalize(v) for v in self.all_variants()], where)
+        return chosen
+
+    def _where(self, base: list[dict], where: dict[str, list[str]] | None) -> list[dict]:
         for key, wanted in (where or {}).items():
             if key not in self.parameters:
                 raise UsageError(
@@ -82,10 +91,13 @@ class Architecture:
             known = {format_value(v) for v in self.values(key)}
             bad = [w for w in wanted if w not in known]
             if bad:
-                raise UsageError(
-                    f"'{bad[0]}' is not a value of {self.name}.{key} "
-                    f"(values: {', '.join(format_value(v) for v in self.values(key))})"
-                )
+                values = [format_value(v) for v in self.values(key)]
+                if len(values) > 20:  # a model zoo: the nearest names, not a thousand
+                    from bench.errors import closest
+
+                    raise UsageError(f"'{bad[0]}' is not a value of {self.name}.{key}; nearest: "
+                                     f"{', '.join(closest(bad[0], values)[:5])} ({len(values)} values)")  # fmt: skip
+                raise UsageError(f"'{bad[0]}' is not a value of {self.name}.{key} (values: {', '.join(values)})")
             base = [v for v in base if key in v and format_value(v[key]) in wanted]
         return base
 

@@ -281,7 +281,8 @@ def runs(store_path, as_json):
               help="Parameter counts are for this dataset's image shape and classes.")  # fmt: skip
 @json_option
 def list_(pattern, variants, dataset, as_json):
-    """List architectures (matching PATTERN) with their variants and parameter counts."""
+    """List architectures (whose name matches PATTERN, or of the plugin PATTERN) with their variants, parameter
+    counts and FLOPs per image."""
     from bench.display import catalog_tables
     from bench.plugins import catalog
 

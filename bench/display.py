@@ -259,12 +259,15 @@ def catalog_tables(catalog: dict) -> list[tuple[str, Table, str]]:
     shape = "x".join(map(str, catalog["input_shape"]))
     out = []
     for a in catalog["architectures"]:
-        table = Table("variant", "params")
+        table = Table("variant", "params", "MFLOPs")
         for row in a["variants"]:
-            table.add_row(format_variant(row["variant"]) or "-",
-                          count(row["params"]) if row["params"] is not None else f"error: {row['error']}")  # fmt: skip
-        note = (f"{a['variants_default']} default variants of {a['variants_all']}; params for {catalog['dataset']} "
-                f"{shape}, {catalog['num_classes']} classes")  # fmt: skip
+            if row["params"] is None:
+                table.add_row(format_variant(row["variant"]) or "-", f"error: {escape(row['error'])}", "")
+            else:
+                table.add_row(format_variant(row["variant"]) or "-", count(row["params"]), f"{row['flops'] / 1e6:,.1f}")
+        where = f"{catalog['dataset']} {shape}, {catalog['num_classes']} classes"
+        note = (f"{a['variants_default']} default variants of {a['variants_all']}; params and forward MFLOPs per "
+                f"image (torch's flop counter) for {where}")  # fmt: skip
         out.append((f"[bold]{escape(a['name'])}[/] ({escape(a['plugin'])}): {escape(a['description'])}", table, note))
     return out
 

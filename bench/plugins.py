@@ -227,9 +227,9 @@ def load_dataset(spec: str, data_dir=None, download: bool = False, image_size: i
 
 
 def catalog(pattern: str = "*", variants: str = "default", dataset: str = "digits") -> dict:
-    """Architectures matching ``pattern``, with their variants and parameter counts for ``dataset``'s shape
-    (`bench list --json`)."""
-    from bench.modelstats import count_parameters
+    """Architectures whose name matches ``pattern`` (or of the plugin named ``pattern``), with their variants,
+    parameter counts and forward FLOPs per image for ``dataset``'s shape (`bench list --json`)."""
+    from bench.modelstats import count_flops, count_parameters
 
     info = dataset_info(dataset)
     shape, classes = info.input_shape, info.num_classes
@@ -237,13 +237,15 @@ def catalog(pattern: str = "*", variants: str = "default", dataset: str = "digit
         loaded = load_dataset(dataset)
         shape, classes = loaded.input_shape, loaded.num_classes
     out = []
-    for arch in get_registry().list(pattern):
+    registry = get_registry()
+    for arch in registry.list(pattern) or registry.by_plugin(pattern):
         rows = []
         for v in arch.variants(variants):
             try:
-                rows.append({"variant": v, "params": count_parameters(arch.build(shape, classes, v))})
+                model = arch.build(shape, classes, v)
+                rows.append({"variant": v, "params": count_parameters(model), "flops": count_flops(model, shape)})
             except Exception as exc:  # noqa: BLE001 - shown in the listing, as `bench plugins` does
-                rows.append({"variant": v, "params": None, "error": f"{exc.__class__.__name__}: {exc}"})
+                rows.append({"variant": v, "params": None, "flops": None, "error": f"{exc.__class__.__name__}: {exc}"})
         out.append({"name": arch.name, "plugin": arch.plugin, "description": arch.description,
                     "parameters": {k: arch.values(k) for k in arch.parameters}, "defaults": arch.defaults,
                     "variants_default": len(arch.variants("default")), "variants_all": len(arch.all_variants()),

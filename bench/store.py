@@ -227,6 +227,8 @@ class Store:
                 self.root.mkdir(parents=True, exist_ok=True)
                 self.db = sqlite3.connect(self.path, timeout=30)
         except (OSError, sqlite3.Error) as exc:
+            if "not a database" in str(exc):
+                raise BenchError(f"{self.path} is not a cnnbench store ({exc})") from exc
             raise BenchError(f"cannot open store {self.path}: {exc}") from exc
         self.db.row_factory = sqlite3.Row
         try:

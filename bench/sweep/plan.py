@@ -10,7 +10,7 @@ from dataclasses import dataclass, fields, replace
 
 import torch
 
-from bench.architectures import Architecture, Registry
+from bench.architectures import Architecture, Registry, format_value
 from bench.data import Dataset
 from bench.errors import BenchError, UsageError, unknown
 from bench.sweep.config import AXES, RunConfig
@@ -53,6 +53,25 @@ class _Space:
         return variant, {axis: values[axis] for axis in self.grid}
 
 
+def _variants_where(arch: Architecture, selected: list[Architecture], variants: str, where: dict | None) -> list:
+    """``arch``'s variants that ``where`` keeps. Among several architectures, a filter names parameters and values
+    of some of them (`--where model=resnet18,mobilenet_v2` across a zoo): an architecture that lacks the parameter or
+    every value wanted is left out; a parameter or value no selected architecture has is still an error."""
+    try:
+        return arch.variants(variants, where)
+    except UsageError:
+        if len(selected) < 2:
+            raise
+    for key, wanted in where.items():
+        for value in wanted:  # known to some architecture, else the error of the first one
+            if not any(key in a.parameters and value in {format_value(v) for v in a.values(key)} for a in selected):
+                selected[0].variants(variants, {key: [value]})
+                raise UsageError(f"no selected architecture has {key}={value}")
+    keep = {k: [v for v in vs if k in arch.parameters and v in {format_value(x) for x in arch.values(k)}]
+            for k, vs in where.items()}  # fmt: skip
+    return arch.variants(variants, keep) if all(keep.values()) else []
+
+
 def plan(
     architectures: list[Architecture],
     axes: dict[str, list | None],
@@ -76,7 +95,7 @@ def plan(
         for axis in AXES:
             values = axes.get(axis)
             grid[axis] = list(values) if values else [arch.defaults.get(axis, HPARAM_DEFAULTS[axis])]
-        spaces.append(_Space(arch, arch.variants(variants, where), grid))
+        spaces.append(_Space(arch, _variants_where(arch, architectures, variants, where), grid))
     total = sum(len(s) for s in spaces)
     if search == "grid":
         picks = range(total)

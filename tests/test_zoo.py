@@ -1,0 +1,113 @@
+"""The torchvision model zoo as a built-in plugin: every model builds for CIFAR-size and MNIST-size inputs, and one
+model per family type trains, exports with parity and is benchmarked through the whole pipeline."""
+
+import pytest
+import torch
+
+from bench.plugins import get_registry
+
+ZOO = ["resnet18", "resnet34", "resnet50", "mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large",
+       "efficientnet_b0", "shufflenet_v2_x1_0", "regnet_y_400mf", "squeezenet1_1", "convnext_tiny"]  # fmt: skip
+
+
+@pytest.mark.parametrize("shape", [(3, 32, 32), (1, 28, 28)], ids=["3x32x32", "1x28x28"])
+@pytest.mark.parametrize("model", ZOO)
+def test_every_default_zoo_model_builds_and_runs_forward(model, shape):
+    arch = get_registry().get(f"tv_{model}")
+    (variant,) = arch.variants("default")
+    assert variant == {"model": model, "stem": "small"}
+    net = arch.build(shape, 7, variant).eval()
+    with torch.no_grad():
+        out = net(torch.randn(2, *shape))
+    assert out.shape == (2, 7) and torch.isfinite(out).all()
+    first = next(m for m in net.modules() if isinstance(m, torch.nn.Conv2d))
+    assert first.in_channels == shape[0] and first.kernel_size == (3, 3) and first.stride == (1, 1)
+    assert not [m for m in net.modules() if isinstance(m, torch.nn.MaxPool2d)][:1] or model == "squeezenet1_1"
+
+
+def test_the_imagenet_stem_is_torchvisions_own():
+    import torchvision
+
+    arch = get_registry().get("tv_resnet18")
+    net = arch.build((3, 224, 224), 1000, {"model": "resnet18", "stem": "imagenet"})
+    reference = torchvision.models.resnet18(weights=None)
+    assert [tuple(p.shape) for p in net.parameters()] == [tuple(p.shape) for p in reference.parameters()]
+    assert net.conv1.stride == (2, 2) and isinstance(net.maxpool, torch.nn.MaxPool2d)
+    one_channel = arch.build((1, 28, 28), 10, {"model": "resnet18", "stem": "imagenet"})
+    assert one_channel.conv1.in_channels == 1 and one_channel.conv1.kernel_size == (7, 7)
+
+
+def test_a_model_of_each_family_type_trains_exports_and_is_benchmarked(invoke):
+    """Residual (resnet18), depthwise with squeeze-excite (mobilenet_v3_small), ConvNeXt: one epoch on a slice of
+    digits (--val-ratio 0.8: 288 training images), picked across the plugin by --where model=. Exported by the
+    TorchScript exporter: the dynamo exporter (the default, tested on the lab's nets) takes 5-12 s per zoo model."""
+    result = invoke("run", "--plugin", "torchvision", "--where", "model=resnet18,mobilenet_v3_small,convnext_tiny",
+                    "--where", "stem=small", "--epochs", "1", "--val-ratio", "0.8", "--exporter", "torchscript",
+                    "--batch-sizes", "1", "--min-runs", "5", "--min-time", "0", "-q")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    rows = invoke.json("report")
+    assert sorted(r["architecture"] for r in rows) == ["tv_convnext_tiny", "tv_mobilenet_v3_small", "tv_resnet18"]
+    for r in rows:  # each its own architecture, so each a winner
+        assert r["status"] == "completed" and r["winner"]
+        assert r["onnx"]["status"] == "ok" and r["onnx"]["top1_agreement"] == 1.0, r["onnx"]
+        assert {m["engine"] for m in r["latency"]} == {"onnxruntime", "torch"}
+
+
+def test_where_across_a_plugin_keeps_each_architectures_own_values_and_refuses_unknown_ones(invoke):
+    from bench.sweep.config import RunConfig
+    from bench.sweep.plan import plan_run
+
+    specs = plan_run(RunConfig(plugin=["torchvision"], where={"model": ["resnet18", "squeezenet1_1"]}))
+    assert [s.architecture.name for s in specs] == ["tv_resnet18", "tv_squeezenet1_1"]
+    result = invoke("run", "--plugin", "torchvision", "--where", "model=resnet19")
+    assert result.exit_code == 2 and "'resnet19' is not a value of tv_resnet18.model" in result.output
+
+
+# --- timm: an optional extra ----------------------------------------------------------------------------------
+
+
+def test_any_timm_model_runs_through_the_pipeline(invoke):
+    pytest.importorskip("timm")
+    result = invoke("run", "--plugin", "timm", "--where", "model=resnet10t", "--epochs", "1", "--val-ratio", "0.8",
+                    "--exporter", "torchscript", "--batch-sizes", "1", "--min-runs", "5", "--min-time", "0",
+                    "-q")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    (row,) = invoke.json("report")
+    assert row["architecture"] == "timm" and row["variant"] == {"model": "resnet10t", "weights": "random"}
+    assert row["status"] == "completed" and row["onnx"]["status"] == "ok" and row["latency"]
+
+
+def test_an_unknown_timm_name_is_one_line_with_the_nearest_names(invoke):
+    pytest.importorskip("timm")
+    result = invoke("run", "--plugin", "timm", "--where", "model=resnet10x")
+    assert result.exit_code == 2
+    (error,) = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert "'resnet10x' is not a value of timm.model; nearest: resnet10t," in error
+
+
+def test_pretrained_weights_come_from_the_local_cache_only(invoke, tmp_path, monkeypatch):
+    pytest.importorskip("timm")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-cache"))  # nothing cached: a clear failure, no download
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty-cache"))
+    result = invoke("run", "--plugin", "timm", "--where", "model=resnet10t", "--where", "weights=pretrained",
+                    "--epochs", "1", "--no-benchmark", "-q")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    (row,) = invoke.json("report")
+    assert row["status"] == "failed"
+    assert "no pretrained weights for timm model 'resnet10t' on this machine" in row["note"]
+
+
+def test_without_timm_the_plugin_says_how_to_install_it(invoke, monkeypatch):
+    import sys
+
+    from bench import plugins
+
+    monkeypatch.setitem(sys.modules, "timm", None)  # `import timm` fails, as where it is not installed
+    plugins.reset()
+    (timm,) = [p for p in invoke.json("plugins", store=False) if p["name"] == "timm"]
+    assert "pip install 'cnnbench[timm]'" in timm["error"] and timm["architectures"] == []
+    result = invoke("run", "--plugin", "timm")
+    assert result.exit_code != 0
+    (error,) = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert "pip install 'cnnbench[timm]'" in error
+    assert invoke("run", "--plugin", "cnn_baseline", "--epochs", "1", "--no-benchmark", "-q").exit_code == 0
