@@ -355,7 +355,8 @@ class Store:
         trials: list[dict] = (),
     ) -> str:
         """Record a run and its whole plan (``trials``: see plan_trials) in one transaction: a stop at any moment
-        leaves both or neither, never a run without its trials."""
+        leaves both or neither, never a run without its trials. This process becomes the run's owner (see claim);
+        ``owning(run_id, claimed=True)`` or ``release`` gives it up."""
         run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
         with self._tx() as db:
             db.execute(
