@@ -1,0 +1,136 @@
+"""Int8 against fp32 in ONNX Runtime on this CPU, for a stored trial's verified ONNX export: is static int8 worth it?
+
+Quantization: onnxruntime.quantization's own tools, as `bench quantize` will use them (issue 16): quant_pre_process
+(shape inference and graph optimization), then quantize_static in QDQ format, per-channel int8 weights, int8
+activations, calibrated (MinMax) on --calibration training images of the trial's own training split. Accuracy: the
+whole test set through onnxruntime (CPU), fp32 and int8, with the trial's own preprocessing; top-1 agreement of the
+two. Speed: batch 1 and 64, both models timed in alternating rounds (--rounds), each round cnnbench's own
+measurement (bench.inference.timed_runs: warm-up, then at least --runs runs and --min-time s), p50 by numpy; the
+ratio of the medians over rounds. Graph optimization 'all', intra-op threads = every core.
+
+    python benchmarks/int8.py --store runs/lab/bench.db --run RUN [--trial N]
+
+Writes the section "Int8: <architecture> on <dataset>" of benchmarks/RESULTS.md and prints it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import os
+import statistics
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+from onnxruntime.quantization.shape_inference import quant_pre_process
+from record import record
+from zoo import cpu_name
+
+from bench import onnxrt
+from bench.data import Normalizer
+from bench.deploy import select_trials
+from bench.inference import BenchSettings, timed_runs
+from bench.store import Store
+from bench.sweep import load_run_dataset
+
+FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8")
+
+
+class Images(CalibrationDataReader):
+    def __init__(self, name: str, images: np.ndarray, batch: int = 32):
+        self.batches = iter([{name: images[i : i + batch]} for i in range(0, len(images), batch)])
+
+    def get_next(self):
+        return next(self.batches, None)
+
+
+def logits(sess, x: np.ndarray) -> np.ndarray:
+    name = sess.get_inputs()[0].name
+    return np.concatenate([sess.run(None, {name: x[i : i + 256]})[0] for i in range(0, len(x), 256)])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--store", required=True)
+    parser.add_argument("--run", required=True)
+    parser.add_argument("--trial", default=None, help="trial number (default: the run's winner)")
+    parser.add_argument("--calibration", type=int, default=512)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--runs", type=int, default=50)
+    parser.add_argument("--min-time", type=float, default=0.5)
+    args = parser.parse_args()
+    threads = os.cpu_count() or 1
+    with Store(args.store, readonly=True) as store:
+        run = store.run(args.run)
+        (trial,) = select_trials(store, run, (args.trial,) if args.trial else (), 1)[:1]
+        fp32_path = store.artifact_path(store.export_of(trial["id"])["path"])
+    data = load_run_dataset(run)
+    hp = trial["hparams"]
+    splits = data.split(hp["val_ratio"], hp["seed"])
+    normalize = Normalizer(data)
+    with torch.no_grad():
+        calib = normalize(splits.train.images[: args.calibration]).numpy().astype(np.float32)
+        test = normalize(splits.test.images).numpy().astype(np.float32)
+    labels = splits.test.labels.numpy()
+    name = onnx.load(str(fp32_path)).graph.input[0].name
+    with tempfile.TemporaryDirectory() as tmp:
+        pre, int8_path = Path(tmp) / "pre.onnx", Path(tmp) / "int8.onnx"
+        quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=True)  # its Reshape rule fails on dynamo files
+        quantize_static(str(pre), str(int8_path), Images(name, calib), quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)  # fmt: skip
+        sessions = {p: onnxrt.session(path, "cpu", threads, "all") for p, path in (("fp32", fp32_path),
+                                                                                   ("int8", int8_path))}  # fmt: skip
+        optimized = Path(tmp) / "int8-optimized.onnx"
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.optimized_model_filepath = str(optimized)
+        ort.InferenceSession(str(int8_path), options, providers=["CPUExecutionProvider"])
+        ops = collections.Counter(n.op_type for n in onnx.load(str(optimized)).graph.node)
+        sizes = {"fp32": Path(fp32_path).stat().st_size, "int8": int8_path.stat().st_size}
+        out = {p: logits(s, test) for p, s in sessions.items()}
+        acc = {p: float((o.argmax(1) == labels).mean()) for p, o in out.items()}
+        agree = float((out["fp32"].argmax(1) == out["int8"].argmax(1)).mean())
+        settings = BenchSettings((1, 64), ("cpu",), 10, args.runs, args.min_time, threads, "all")
+        p50: dict[tuple[str, int], list[float]] = collections.defaultdict(list)
+        for _ in range(args.rounds):
+            for batch in (1, 64):
+                x = test[:batch]
+                for precision, sess in sessions.items():
+                    samples = timed_runs(lambda s=sess, x=x: s.run(None, {name: x}), settings)[1]
+                    p50[(precision, batch)].append(float(np.percentile(samples, 50)))
+    flags = sorted(f for f in FLAGS if f in Path("/proc/cpuinfo").read_text().split())
+    heading = f"Int8: {trial['architecture']} on {run['dataset'].split('/')[-1]}"
+    lines = [
+        f"## {heading}",
+        "",
+        f"`python benchmarks/int8.py --store {args.store} --run {run['id']}`: trial t{trial['idx']:03d} "
+        f"{trial['architecture']} {run['dataset']}; {cpu_name()} ({', '.join(flags)}), {threads} threads, onnxruntime "
+        f"{ort.__version__}. Static int8 (QDQ, per-channel weights, MinMax calibration on {len(calib)} training "
+        f"images); accuracy on the {len(labels)} test images; p50 in ms, the median of {args.rounds} alternating "
+        f"rounds of at least {args.runs} runs and {args.min_time} s each.",
+        "",
+        "| precision | test acc % | top-1 agreement with fp32 % | size MB | p50 ms batch 1 | p50 ms batch 64 | "
+        "images/s batch 64 |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for precision in ("fp32", "int8"):
+        b1, b64 = (statistics.median(p50[(precision, b)]) for b in (1, 64))
+        agreement = "100.00" if precision == "fp32" else f"{100 * agree:.2f}"
+        lines.append(f"| {precision} | {100 * acc[precision]:.2f} | {agreement} | {sizes[precision] / 1e6:.2f} | "
+                     f"{b1:.3f} | {b64:.3f} | {64 / b64 * 1000:,.0f} |")  # fmt: skip
+    speedup = statistics.median(p50[("fp32", 64)]) / statistics.median(p50[("int8", 64)])
+    lines += ["", f"Int8 at batch 64: {speedup:.2f}x the images/s of fp32, {100 * (acc['int8'] - acc['fp32']):+.2f} "
+              f"points of test accuracy. Operators of the int8 model after ORT's optimization: "
+              f"{', '.join(f'{k} {v}' for k, v in ops.most_common())}."]  # fmt: skip
+    section = "\n".join(lines) + "\n"
+    record(heading, section)
+    print(section)
+
+
+if __name__ == "__main__":
+    main()
