@@ -1,12 +1,14 @@
 """A fast-training CNN for 32x32 images, after airbench (Keller Jordan, 2024: CIFAR-10 to 94% in seconds on a
 GPU): a 3x3 stem, then three groups of [conv3x3 - max-pool - BN - GELU - conv3x3 - BN - GELU], global max
 pooling and one linear layer. Pooling right after each group's first convolution keeps most of the work on
-small maps. airbench's data-dependent tricks (patch-whitening stem, lookahead, test-time augmentation) are
-left out: every cnnbench architecture builds from its shape alone and is measured as exported."""
+small maps. airbench's flip test-time augmentation is the variant tta=True (inside the model, so exported and
+measured with it); its data-dependent tricks (patch-whitening stem, lookahead) are left out: every cnnbench
+architecture builds from its shape alone and is measured as exported."""
 
 from torch import nn
 
 import bench
+from bench.layers import FlipAverage
 
 
 def group(in_channels: int, out_channels: int) -> list[nn.Module]:
@@ -21,14 +23,17 @@ def group(in_channels: int, out_channels: int) -> list[nn.Module]:
     ]
 
 
-def build(input_shape, num_classes, widths=(64, 128, 256), stem=32):
+def build(input_shape, num_classes, widths=(64, 128, 256), stem=32, tta=False):
+    """``tta``: evaluate (and export) the average of the logits of the image and its mirror image (airbench's
+    flip test-time augmentation): training is unchanged, inference costs two passes."""
     layers = [nn.Conv2d(input_shape[0], stem, 3, padding=1, bias=False), nn.BatchNorm2d(stem), nn.GELU()]
     channels = stem
     for width in widths:
         layers += group(channels, width)
         channels = width
     layers += [nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Linear(channels, num_classes, bias=False)]
-    return nn.Sequential(*layers)
+    net = nn.Sequential(*layers)
+    return FlipAverage(net) if tta else net
 
 
 @bench.hookimpl
@@ -36,8 +41,8 @@ def register_architectures(register):
     register(
         "fast_cnn",
         build,
-        variants={"widths": [(64, 128, 256), (64, 256, 256), (32, 64, 128)], "stem": [32, 24]},
-        default_variants=[{"widths": (64, 128, 256), "stem": 32}],
+        variants={"widths": [(64, 128, 256), (64, 256, 256), (32, 64, 128)], "stem": [32, 24], "tta": [False, True]},
+        default_variants=[{"widths": (64, 128, 256), "stem": 32, "tta": False}],
         description="Fast-training CNN after airbench: 3 x [conv-pool-BN-GELU-conv-BN-GELU] 64/128/256, max pool.",
         # airbench's 64/256/256 trains no faster per image than the lab's VGG-like net on a 2-core CPU (bf16); at
         # 64/128/256 an epoch of 49k CIFAR-10 images took 190 s against the VGG-like net's 300 s (quiet epochs of

@@ -100,3 +100,18 @@ def test_bad_registrations_name_the_plugin(kwargs, message):
 def test_unknown_architecture_lists_closest_first():
     with pytest.raises(UsageError, match="did you mean cnn_vgg\\?"):
         get_registry().get("cnn_vgh")
+
+
+def test_flip_tta_is_mirror_invariant_in_eval_and_training_is_unchanged():
+    reg = get_registry()
+    torch.manual_seed(0)
+    plain = reg.create("fast_cnn", (3, 32, 32), 10, tta=False)
+    torch.manual_seed(0)
+    tta = reg.create("fast_cnn", (3, 32, 32), 10, tta=True)
+    x = torch.randn(4, 3, 32, 32)
+    tta.train(), plain.train()
+    assert torch.allclose(tta(x), plain(x))  # the same network, trained the same way
+    tta.eval(), plain.eval()
+    with torch.no_grad():
+        assert torch.allclose(tta(x), tta(x.flip(3)), atol=1e-5)  # an image and its mirror: the same logits
+        assert torch.allclose(tta(x), (plain(x) + plain(x.flip(3))) / 2, atol=1e-5)

@@ -1,0 +1,94 @@
+"""Flip test-time augmentation (bench.layers.FlipAverage, fast_cnn's variant tta=True) measured on a stored trial's
+best checkpoint: test accuracy without and with it, the ONNX file of the wrapped model checked against PyTorch, and
+its ONNX Runtime latency (two forward passes) beside the plain model's. Training is unchanged by the variant, so a
+checkpoint trained without it tells what it adds.
+
+Accuracy: the trial's own test split and preprocessing, PyTorch fp32 in eval mode, then the exported file through
+onnxruntime. Latency: cnnbench's own measurement (bench.inference.bench_onnxruntime: 10 warm-up runs, then at least
+--runs runs and --min-time s, p50 by numpy), graph optimization auto, intra-op threads = every core.
+
+    python benchmarks/tta.py --store runs/lab/bench.db --run RUN [--trial N]
+
+Writes the section "Flip TTA: <architecture> on <dataset>" of benchmarks/RESULTS.md and prints it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import torch
+from record import record
+from zoo import cpu_name
+
+from bench import onnxrt
+from bench.deploy import _test_images, load_model, select_trials
+from bench.export import check_parity, run_session, to_onnx
+from bench.inference import BenchSettings, bench_onnxruntime
+from bench.layers import FlipAverage
+from bench.store import Store
+from bench.sweep import load_run_dataset
+
+
+def accuracy(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float:
+    with torch.no_grad():
+        predictions = torch.cat([model(images[i : i + 500]).argmax(1) for i in range(0, len(images), 500)])
+    return float((predictions == labels).float().mean())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--store", required=True)
+    parser.add_argument("--run", required=True)
+    parser.add_argument("--trial", default=None, help="trial number (default: the run's winner)")
+    parser.add_argument("--runs", type=int, default=100)
+    parser.add_argument("--min-time", type=float, default=1.0)
+    args = parser.parse_args()
+    threads = os.cpu_count() or 1
+    torch.set_num_threads(threads)
+    with Store(args.store, readonly=True) as store:
+        run = store.run(args.run)
+        (trial,) = select_trials(store, run, (args.trial,) if args.trial else (), 1)[:1]
+        plain = load_model(store, run, trial)
+    data = load_run_dataset(run)
+    images, labels = _test_images(data, trial)
+    flip = FlipAverage(plain).eval()
+    acc = {"plain": accuracy(plain, images, labels), "flip TTA": accuracy(flip, images, labels)}
+    settings = BenchSettings((1, 64), ("cpu",), 10, args.runs, args.min_time, threads, "auto")
+    rows = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, model in (("plain", plain), ("flip TTA", flip)):
+            proto, _ = to_onnx(model, data.input_shape, {})
+            path = Path(tmp) / f"{name.replace(' ', '-')}.onnx"
+            path.write_bytes(proto.SerializeToString())
+            parity = check_parity(model, path, images)
+            logits = run_session(onnxrt.session(path, "cpu", threads), images.numpy().astype(np.float32))
+            onnx_acc = float((logits.argmax(1) == labels.numpy()).mean())
+            p50 = [bench_onnxruntime(path, images, b, "cpu", settings, threads).summary()["p50_ms"] for b in (1, 64)]
+            rows[name] = (parity, onnx_acc, p50)
+    heading = f"Flip TTA: {trial['architecture']} on {run['dataset'].split('/')[-1]}"
+    lines = [
+        f"## {heading}",
+        "",
+        f"`python benchmarks/tta.py --store {args.store} --run {run['id']}`: trial t{trial['idx']:03d} "
+        f"{trial['architecture']} (its best checkpoint, trained without TTA), {len(labels)} test images; "
+        f"{cpu_name()}, {threads} threads, torch {torch.__version__}, onnxruntime {ort.__version__}; ORT p50 of at "
+        f"least {args.runs} runs and {args.min_time} s after 10 warm-up runs.",
+        "",
+        "| model | test acc % (PyTorch) | test acc % (ONNX) | max abs logit diff | ORT p50 ms batch 1 | batch 64 |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for name, (parity, onnx_acc, p50) in rows.items():
+        lines.append(f"| {name} | {100 * acc[name]:.2f} | {100 * onnx_acc:.2f} | {parity.max_abs_diff:.1e} | "
+                     f"{p50[0]:.3f} | {p50[1]:.3f} |")  # fmt: skip
+    section = "\n".join(lines) + "\n"
+    record(heading, section)
+    print(section)
+
+
+if __name__ == "__main__":
+    main()
