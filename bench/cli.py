@@ -353,3 +353,7 @@ defaults_from_run_config(run, export, benchmark_cmd)
 
 def main():
     cli()
+
+
+if __name__ == "__main__":  # python -m bench.cli, where the `bench` script is not on PATH
+    main()
