@@ -15,7 +15,6 @@ Writes the section "Int8: <architecture> on <dataset>" of benchmarks/RESULTS.md 
 
 from __future__ import annotations
 
-import argparse
 import collections
 import os
 import statistics
@@ -29,13 +28,12 @@ import torch
 from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 from onnxruntime.quantization.shape_inference import quant_pre_process
 from record import record
+from stored import stored_trial, trial_parser
 from zoo import cpu_name
 
 from bench import onnxrt
 from bench.data import Normalizer
-from bench.deploy import select_trials
 from bench.inference import BenchSettings, timed_runs
-from bench.store import Store
 from bench.sweep import load_run_dataset
 
 FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8")
@@ -55,19 +53,12 @@ def logits(sess, x: np.ndarray) -> np.ndarray:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--store", required=True)
-    parser.add_argument("--run", required=True)
-    parser.add_argument("--trial", default=None, help="trial number (default: the run's winner)")
+    parser = trial_parser(__doc__, runs=50, min_time=0.5)
     parser.add_argument("--calibration", type=int, default=512)
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--runs", type=int, default=50)
-    parser.add_argument("--min-time", type=float, default=0.5)
     args = parser.parse_args()
     threads = os.cpu_count() or 1
-    with Store(args.store, readonly=True) as store:
-        run = store.run(args.run)
-        (trial,) = select_trials(store, run, (args.trial,) if args.trial else (), 1)[:1]
+    with stored_trial(args) as (store, run, trial):
         fp32_path = store.artifact_path(store.export_of(trial["id"])["path"])
     data = load_run_dataset(run)
     hp = trial["hparams"]

@@ -14,7 +14,6 @@ Writes the section "Flip TTA: <architecture> on <dataset>" of benchmarks/RESULTS
 
 from __future__ import annotations
 
-import argparse
 import os
 import tempfile
 from pathlib import Path
@@ -23,14 +22,14 @@ import numpy as np
 import onnxruntime as ort
 import torch
 from record import record
+from stored import stored_trial, trial_parser
 from zoo import cpu_name
 
 from bench import onnxrt
-from bench.deploy import _test_images, load_model, select_trials
+from bench.deploy import _test_images, load_model
 from bench.export import check_parity, run_session, to_onnx
 from bench.inference import BenchSettings, bench_onnxruntime
 from bench.layers import FlipAverage
-from bench.store import Store
 from bench.sweep import load_run_dataset
 
 
@@ -41,18 +40,10 @@ def accuracy(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--store", required=True)
-    parser.add_argument("--run", required=True)
-    parser.add_argument("--trial", default=None, help="trial number (default: the run's winner)")
-    parser.add_argument("--runs", type=int, default=100)
-    parser.add_argument("--min-time", type=float, default=1.0)
-    args = parser.parse_args()
+    args = trial_parser(__doc__, runs=100, min_time=1.0).parse_args()
     threads = os.cpu_count() or 1
     torch.set_num_threads(threads)
-    with Store(args.store, readonly=True) as store:
-        run = store.run(args.run)
-        (trial,) = select_trials(store, run, (args.trial,) if args.trial else (), 1)[:1]
+    with stored_trial(args) as (store, run, trial):
         plain = load_model(store, run, trial)
     data = load_run_dataset(run)
     images, labels = _test_images(data, trial)
