@@ -5,8 +5,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-AUGMENTATIONS = ("flip", "crop", "grayscale")
-CROP_PADDING = 4  # pixels of zero padding around the image before a random crop back to its size
+AUGMENTATIONS = ("flip", "crop", "translate", "grayscale")
+CROP_PADDING = 4  # crop: pixels of zero padding around the image before a random crop back to its size
+TRANSLATE_PADDING = 2  # translate: pixels of reflection padding, then a random crop (airbench's augmentation)
 GRAYSCALE_P = 0.1  # as torchvision's RandomGrayscale default (the ROB313 lab's setting)
 
 
@@ -22,7 +23,8 @@ def parse(spec: str | None) -> tuple[str, ...]:
 
 def augment(images: torch.Tensor, names: tuple[str, ...], generator: torch.Generator) -> torch.Tensor:
     """``images``: uint8 (N, C, H, W). Each augmentation is drawn per image: horizontal flip with p=0.5,
-    random crop after zero padding, grayscale with p=0.1 (3-channel images only)."""
+    random crop after 4 px of zero padding, translation by up to 2 px (random crop after reflection padding),
+    grayscale with p=0.1 (3-channel images only)."""
     if not names:
         return images
     n, c, h, w = images.shape
@@ -30,9 +32,10 @@ def augment(images: torch.Tensor, names: tuple[str, ...], generator: torch.Gener
     if "flip" in names:
         flip = torch.rand(n, generator=generator, device=device) < 0.5
         images = torch.where(flip.view(n, 1, 1, 1), images.flip(3), images)
-    if "crop" in names:
-        p = CROP_PADDING
-        padded = F.pad(images, (p, p, p, p))
+    for name, p, mode in (("crop", CROP_PADDING, "constant"), ("translate", TRANSLATE_PADDING, "reflect")):
+        if name not in names:
+            continue
+        padded = F.pad(images, (p, p, p, p)) if mode == "constant" else _reflect_pad(images, p)
         dy = torch.randint(0, 2 * p + 1, (n, 1, 1, 1), generator=generator, device=device)
         dx = torch.randint(0, 2 * p + 1, (n, 1, 1, 1), generator=generator, device=device)
         # Two gathers (rows, then columns) pick each image's window: one kernel each, whatever the batch.
@@ -48,3 +51,11 @@ def augment(images: torch.Tensor, names: tuple[str, ...], generator: torch.Gener
             images = images.clone()
             images[pick] = gray.round().clamp(0, 255).to(torch.uint8).expand(-1, 3, h, w)
     return images
+
+
+def _reflect_pad(images: torch.Tensor, p: int) -> torch.Tensor:
+    """Reflection padding of a uint8 batch (F.pad's reflect mode takes floating point only)."""
+    h, w = images.shape[-2:]
+    rows = torch.cat([torch.arange(p, 0, -1), torch.arange(h), torch.arange(h - 2, h - 2 - p, -1)]).to(images.device)
+    cols = torch.cat([torch.arange(p, 0, -1), torch.arange(w), torch.arange(w - 2, w - 2 - p, -1)]).to(images.device)
+    return images.index_select(-2, rows).index_select(-1, cols)

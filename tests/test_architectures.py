@@ -115,3 +115,13 @@ def test_flip_tta_is_mirror_invariant_in_eval_and_training_is_unchanged():
     with torch.no_grad():
         assert torch.allclose(tta(x), tta(x.flip(3)), atol=1e-5)  # an image and its mirror: the same logits
         assert torch.allclose(tta(x), (plain(x) + plain(x.flip(3))) / 2, atol=1e-5)
+
+
+@pytest.mark.parametrize(("shape", "sizes"), [((3, 32, 32), [15, 7, 3]), ((1, 8, 8), [3, 1, 1])])
+def test_fast_cnn_airbench_geometry_pools_down_but_never_to_nothing(shape, sizes):
+    net = get_registry().create("fast_cnn", shape, 10, geometry="airbench")
+    seen = []
+    for layer in net.modules():
+        if isinstance(layer, torch.nn.MaxPool2d):
+            layer.register_forward_hook(lambda _m, _i, out: seen.append(out.shape[-1]))
+    assert net(torch.zeros(2, *shape)).shape == (2, 10) and seen == sizes

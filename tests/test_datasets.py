@@ -276,6 +276,11 @@ def test_augmentations_are_what_they_say_and_seeded():
         assert any(
             torch.equal(cropped[i], padded[i, :, dy : dy + 12, dx : dx + 12]) for dy in range(9) for dx in range(9)
         )
+    translated = augment(x, ("translate",), g())
+    reflected = F.pad(x.float(), (2, 2, 2, 2), mode="reflect").to(torch.uint8)
+    offsets = [[(dy, dx) for dy in range(5) for dx in range(5) if torch.equal(translated[i],
+               reflected[i, :, dy : dy + 12, dx : dx + 12])] for i in range(256)]  # fmt: skip
+    assert all(offsets) and len({o[0] for o in offsets}) > 15
     gray = augment(x, ("grayscale",), g())
     changed = [i for i in range(256) if not torch.equal(gray[i], x[i])]
     assert 5 < len(changed) < 60 and all(torch.equal(gray[i, 0], gray[i, 1]) for i in changed)
