@@ -16,6 +16,7 @@ from bench import __version__
 from bench.cli_options import (
     BENCHMARK_OPTIONS,
     EXPORT_OPTIONS,
+    QUANTIZE_OPTIONS,
     RUN_OPTIONS,
     defaults_from_run_config,
     json_option,
@@ -63,7 +64,8 @@ class BenchGroup(click.Group):
             ctx.exit(130)
 
 
-def _deploy(store, run, trials, *, as_json, settings=None, reuse_exports=False, **export):
+def _deploy(store, run, trials, *, as_json, settings=None, quantize=None, reuse_exports=False, reuse_variants=None,
+            **export):  # fmt: skip
     """Export (and benchmark, with ``settings``) ``trials`` for `bench export` and `bench benchmark`, shown as
     `bench run` shows its winners; returns their JSON records."""
     from bench.deploy import export_and_benchmark
@@ -74,10 +76,12 @@ def _deploy(store, run, trials, *, as_json, settings=None, reuse_exports=False, 
     show.tables = None if as_json else _console()
     show.deploy_started(trials, settings)
     try:
-        problems = export_and_benchmark(store, run, trials, settings=settings, reuse_exports=reuse_exports,
+        problems = export_and_benchmark(store, run, trials, settings=settings, quantize=quantize,
+                                        reuse_exports=reuse_exports, reuse_variants=reuse_variants,
                                         on_event=show.deploy_event, **export)  # fmt: skip
     finally:
-        show.deploy_done(run, [(t, store.export_of(t["id"]), store.latency_of(t["id"])) for t in trials], settings)
+        show.deploy_done(run, [(t, store.export_of(t["id"]), store.latency_of(t["id"])) for t in trials], settings,
+                         [(t, store.variants_of(t["id"])) for t in trials])  # fmt: skip
     out = [deployment_record(store, run["id"], t) for t in trials] if as_json else None
     if problems:
         if out is not None:
@@ -86,11 +90,11 @@ def _deploy(store, run, trials, *, as_json, settings=None, reuse_exports=False, 
     return out
 
 
-def _settings(batch_sizes, providers, warmup, min_runs, min_time, bench_threads, graph_optimization):
+def _settings(batch_sizes, providers, warmup, min_runs, min_time, bench_threads, graph_optimization, batch_curve):
     from bench.inference import BenchSettings
 
     return BenchSettings(tuple(batch_sizes), tuple(providers), warmup, min_runs, min_time, bench_threads,
-                         graph_optimization)  # fmt: skip
+                         graph_optimization, batch_curve)  # fmt: skip
 
 
 def _console(stderr: bool = False, quiet: bool = False) -> Console:
@@ -196,18 +200,50 @@ def export(run_ref, trial_refs, top_k, tolerance, opset, exporter, store_path, a
 @options(EXPORT_OPTIONS)
 @store_option
 @json_option
-def benchmark_cmd(run_ref, trial_refs, top_k, batch_sizes, providers, warmup, min_runs, min_time, bench_threads,
-                  graph_optimization, tolerance, opset, exporter, store_path, as_json):  # fmt: skip
+def benchmark_cmd(run_ref, trial_refs, top_k, tolerance, opset, exporter, store_path, as_json, **timing):
     """Benchmark trials of RUN with onnxruntime, beside PyTorch eager on the same real images: latency
-    percentiles and throughput per provider and batch size. Trials never exported are exported first (the
-    export options apply to them); an ONNX file that changed since its export is refused."""
+    percentiles and throughput per provider and batch size, of the fp32 model and of its int8/fp16 variants
+    (`bench quantize`). Trials never exported are exported first (the export options apply to them); an ONNX
+    file that changed since it was made is refused."""
     from bench.store import Store
 
-    settings = _settings(batch_sizes, providers, warmup, min_runs, min_time, bench_threads, graph_optimization)
+    settings = _settings(**timing)
     with Store(store_path, create=False) as store:
         run, trials = _run_and_trials(store, run_ref, trial_refs, top_k)
         out = _deploy(store, run, trials, as_json=as_json, settings=settings, reuse_exports=True, tolerance=tolerance,
                       opset=opset, exporter=exporter)  # fmt: skip
+    if as_json:
+        _print_json(out)
+
+
+@cli.command()
+@click.argument("run_ref", metavar="RUN")
+@click.argument("trial_refs", metavar="[TRIAL]...", nargs=-1)
+@TOP_K
+@options(QUANTIZE_OPTIONS)
+@click.option("--no-benchmark", is_flag=True, help="Make and check the variants, do not time them.")
+@options(BENCHMARK_OPTIONS)
+@options(EXPORT_OPTIONS)
+@store_option
+@json_option
+def quantize(run_ref, trial_refs, top_k, quantize, calibration_images, calibration_method, max_accuracy_drop,
+             no_benchmark, tolerance, opset, exporter, store_path, as_json, **timing):  # fmt: skip
+    """Make int8 and fp16 variants of trials of RUN (by default the winner of each architecture) from their
+    verified ONNX export, with onnxruntime's own tools: each is checked on the whole test set (accuracy, top-1
+    agreement with fp32, size), flagged if it loses more than --max-accuracy-drop points (and kept), then
+    benchmarked beside fp32. Variants made before are made again."""
+    from bench.quantize import QuantizeSettings
+    from bench.store import Store
+
+    precisions = () if "none" in quantize else tuple(quantize)
+    if not precisions:
+        raise BenchError("--quantize none: nothing to make (choose int8, fp16 or both)")
+    qsettings = QuantizeSettings(precisions, calibration_images, calibration_method, max_accuracy_drop)
+    settings = None if no_benchmark else _settings(**timing)
+    with Store(store_path, create=False) as store:
+        run, trials = _run_and_trials(store, run_ref, trial_refs, top_k)
+        out = _deploy(store, run, trials, as_json=as_json, settings=settings, quantize=qsettings, reuse_exports=True,
+                      reuse_variants=False, tolerance=tolerance, opset=opset, exporter=exporter)  # fmt: skip
     if as_json:
         _print_json(out)
 
@@ -227,25 +263,32 @@ def benchmark_cmd(run_ref, trial_refs, top_k, batch_sizes, providers, warmup, mi
 @click.option("--target-acc", type=click.FloatRange(0, 100, min_open=True),
               help="Time to accuracy: seconds of training to this validation accuracy, in % (default: the highest "
               "that every completed trial reached, whole percent).")  # fmt: skip
+@click.option("--measurements", is_flag=True,
+              help="With csv or --json: one row per stored measurement (trial, precision, engine, provider, batch "
+              "size) instead of one per trial.")  # fmt: skip
 @json_option
 @store_option
-def report(run_refs, all_runs, out_root, top, fmt, target_acc, as_json, store_path):
+def report(run_refs, all_runs, out_root, top, fmt, target_acc, measurements, as_json, store_path):
     """Write the report of stored runs (the latest by default; RUN is 'latest', an id or a unique prefix):
     leaderboard, every parameter, loss plots, confusion matrices, trade-offs, diagnosis and method."""
+    from bench import report as r
     from bench.display import leaderboard_table
-    from bench.report import gather, records, select_runs, to_csv, write_report
     from bench.store import Store
 
     fmt = "json" if as_json else fmt
+    if measurements and fmt == "md":
+        raise click.UsageError("--measurements goes with --format csv or --json")
     with Store(store_path, readonly=True) as store:
-        runs = select_runs(store, run_refs, all_runs)
+        runs = r.select_runs(store, run_refs, all_runs)
         if fmt == "json":
-            _print_json(records(store, gather(store, runs)))
+            views = r.gather(store, runs)
+            _print_json(r.measurements(views) if measurements else r.records(store, views))
             return
         if fmt == "csv":
-            click.echo(to_csv(gather(store, runs)), nl=False)
+            views = r.gather(store, runs)
+            click.echo(r.measurements_csv(views) if measurements else r.to_csv(views), nl=False)
             return
-        path, views = write_report(store, runs, Path(out_root), top, None if target_acc is None else target_acc / 100)
+        path, views = r.write_report(store, runs, Path(out_root), top, None if target_acc is None else target_acc / 100)
     ranked = [{**v.trial, "rank": v.test_rank} for v in views]
     where = runs[0]["id"] if len(runs) == 1 else f"{len(runs)} runs"
     console = _console()
@@ -348,7 +391,7 @@ def new_plugin(name, parent):
     click.echo(f"  pip install -e '{folder}[test]' && python -m pytest {folder}/tests")
 
 
-defaults_from_run_config(run, export, benchmark_cmd)
+defaults_from_run_config(run, export, benchmark_cmd, quantize)
 
 
 def main():

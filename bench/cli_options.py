@@ -111,6 +111,20 @@ BENCHMARK_OPTIONS = [
                  show_default=True,
                  help="onnxruntime graph optimization level; auto: the faster of extended and all in a 20-run "
                  "probe, per model and batch size (recorded)."),
+    click.option("--batch-curve", is_flag=True,
+                 help="Also time batch sizes 1 to 256 (powers of two, at least 10 runs each beyond --batch-sizes), "
+                 "stopping after a batch that takes over 2 s or fails (out of memory)."),
+]
+QUANTIZE_OPTIONS = [
+    click.option("--quantize", type=CommaList(click.Choice(["int8", "fp16", "none"])), show_default=True,
+                 help="Variants made of each exported model, checked and benchmarked beside fp32: int8 (static, QDQ, "
+                 "per-channel; dynamic where static is impossible), fp16; none."),
+    click.option("--calibration-images", type=click.IntRange(min=1), show_default=True,
+                 help="Training images that calibrate the int8 activations."),
+    click.option("--calibration-method", type=click.Choice(["minmax", "entropy", "percentile"]), show_default=True,
+                 help="onnxruntime's calibrator for the int8 activation ranges."),
+    click.option("--max-accuracy-drop", type=Finite(0, 100), show_default=True,
+                 help="Points of test accuracy a variant may lose against fp32 before it is flagged (it is kept)."),
 ]
 # fmt: on
 
@@ -273,6 +287,7 @@ RUN_OPTIONS = [
     _opt("--no-benchmark", is_flag=True, help="Skip the ONNX export and inference benchmark of the winners."),
     *EXPORT_OPTIONS,
     *BENCHMARK_OPTIONS,
+    *QUANTIZE_OPTIONS,
     _opt("--quiet", "-q", is_flag=True, help="No progress display."),
     json_option,
 ]

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -18,6 +20,7 @@ from bench.files import atomic_write
 from bench.inference import BenchSettings, benchmark
 from bench.modelstats import count_flops
 from bench.plugins import get_registry
+from bench.quantize import QuantizeSettings, make_variants
 from bench.store import Store
 from bench.sweep import load_run_dataset
 
@@ -123,41 +126,87 @@ def export_trial(store: Store, run: dict, trial: dict, data: Dataset, *, toleran
     return store.export_of(trial["id"])
 
 
-def benchmark_trial(store: Store, run: dict, trial: dict, data: Dataset, settings: BenchSettings) -> list[dict]:
-    """Latency of the trial's verified ONNX file and of its PyTorch model; nothing for a failed export."""
+def _verified(store: Store, trial: dict, relative: str, sha256: str, again: str = "export it again (`bench export`)",
+              made: str = "exported") -> Path:  # fmt: skip
+    """The path of a recorded ONNX file whose bytes still hash to ``sha256``."""
+    path = store.artifact_path(relative)
+    try:
+        data_bytes = path.read_bytes()
+    except OSError as exc:
+        raise BenchError(f"cannot read {path}: {exc.strerror}") from exc
+    if hashlib.sha256(data_bytes).hexdigest() != sha256:
+        raise BenchError(f"{path} changed since it was {made} and checked: {again}")
+    return path
+
+
+def _verified_export(store: Store, trial: dict) -> Path:
     exp = store.export_of(trial["id"])
     if exp is None or exp["status"] != "ok":
         raise BenchError(
             f"trial t{trial['idx']:03d} has no verified ONNX export"
             + (f" ({exp['status']}: {exp['note']})" if exp else " (run `bench export` first)")
         )
-    path = store.artifact_path(exp["path"])
-    try:
-        data_bytes = path.read_bytes()
-    except OSError as exc:
-        raise BenchError(f"cannot read {path}: {exc.strerror}") from exc
-    if hashlib.sha256(data_bytes).hexdigest() != exp["sha256"]:
-        raise BenchError(f"{path} changed since it was exported and checked: export it again (`bench export`)")
-    model = load_model(store, run, trial)
-    images, _ = _test_images(data, trial)
-    # Recorded together once all are measured: a trial has the whole benchmark or none of it (a stopped
-    # benchmark is done again on resume).
-    store.record_latencies(trial["id"], [{
-        "engine": m.engine, "provider": m.provider, "batch_size": m.batch_size, "status": m.status,
-        "note": m.note, "session_ms": m.session_ms, "first_ms": m.first_ms, "warmup": m.warmup,
+    return _verified(store, trial, exp["path"], exp["sha256"])
+
+
+def quantize_trial(store: Store, run: dict, trial: dict, data: Dataset, settings: QuantizeSettings,
+                   threads: int | None = None) -> list[dict]:  # fmt: skip
+    """Make and check the int8 and fp16 variants of the trial's verified ONNX export (bench.quantize), write
+    them to <run>/t<NNN>/model-<precision>.onnx and record each, failed ones with their reason."""
+    fp32_path = _verified_export(store, trial)
+    hp = trial["hparams"]
+    splits = data.split(hp["val_ratio"], hp["seed"])
+    normalize = Normalizer(data)
+    with torch.no_grad():
+        calibration = normalize(splits.train.images[: settings.calibration_images]).numpy().astype(np.float32)
+        test = normalize(splits.test.images).numpy().astype(np.float32)
+    for variant in make_variants(fp32_path, calibration, test, splits.test.labels.numpy(), settings, threads):
+        row = variant.row(settings.max_accuracy_drop)
+        if variant.data is not None and variant.status != "failed":
+            path = store.trial_dir(run["id"], trial["idx"]) / f"model-{variant.precision}.onnx"
+            atomic_write(path, variant.data)
+            row.update(path=path, sha256=hashlib.sha256(variant.data).hexdigest())
+        store.record_variant(trial["id"], row)
+    return store.variants_of(trial["id"])
+
+
+def _rows(measurements, precision: str) -> list[dict]:
+    return [{
+        "precision": precision, "engine": m.engine, "provider": m.provider, "batch_size": m.batch_size,
+        "status": m.status, "note": m.note, "session_ms": m.session_ms, "first_ms": m.first_ms, "warmup": m.warmup,
         "total_s": m.total_s, "samples": [round(x, 4) for x in m.samples], "method": m.method,
         **{k: v for k, v in m.summary().items()},
-    } for m in benchmark(model, path, images, settings)])  # fmt: skip
+    } for m in measurements]  # fmt: skip
+
+
+def benchmark_trial(store: Store, run: dict, trial: dict, data: Dataset, settings: BenchSettings) -> list[dict]:
+    """Latency of the trial's verified ONNX file and of its PyTorch model, then of each int8/fp16 variant that
+    runs (ONNX Runtime only); nothing for a failed export."""
+    path = _verified_export(store, trial)
+    model = load_model(store, run, trial)
+    images, _ = _test_images(data, trial)
+    # Recorded together once all are measured: a model has the whole benchmark or none of it (a stopped
+    # benchmark is done again on resume).
+    store.record_latencies(trial["id"], _rows(benchmark(model, path, images, settings), "fp32"))
+    for variant in store.variants_of(trial["id"]):
+        if variant["status"] in ("ok", "flagged"):
+            vpath = _verified(store, trial, variant["path"], variant["sha256"], "make it again (`bench quantize`)",
+                              "made")  # fmt: skip
+            rows = _rows(benchmark(None, vpath, images, settings), variant["precision"])
+            store.record_latencies(trial["id"], rows)
     return store.latency_of(trial["id"])
 
 
 def export_and_benchmark(store: Store, run: dict, trials: list[dict], *, tolerance: float = DEFAULT_TOLERANCE,
                          opset: int = DEFAULT_OPSET, exporter: str = "dynamo", settings: BenchSettings | None = None,
-                         reuse_exports: bool = False,
+                         quantize: QuantizeSettings | None = None, reuse_exports: bool = False,
+                         reuse_variants: bool | None = None,
                          on_event: Callable[[str, dict, dict | list], None] | None = None) -> list[str]:  # fmt: skip
-    """Export every trial (with ``reuse_exports``, only those never exported), then benchmark those whose
-    export is verified. One trial's failure never stops the others: export failures are recorded in the
-    store; problems with what is already there (a changed file, a missing checkpoint) are returned."""
+    """Export every trial (with ``reuse_exports``, only those never exported), make the ``quantize`` variants of
+    those whose export is verified (with ``reuse_variants``, default ``reuse_exports``, only the precisions not made
+    yet), then benchmark
+    them. One trial's failure never stops the others: export and variant failures are recorded in the store;
+    problems with what is already there (a changed file, a missing checkpoint) are returned."""
     data = load_run_dataset(run)
     problems = []
     for trial in trials:
@@ -167,6 +216,15 @@ def export_and_benchmark(store: Store, run: dict, trials: list[dict], *, toleran
                 exp = export_trial(store, run, trial, data, tolerance=tolerance, opset=opset, exporter=exporter)
                 if on_event:
                     on_event("exported", trial, exp)
+            if quantize is not None and quantize.precisions and exp["status"] == "ok":
+                reuse = reuse_exports if reuse_variants is None else reuse_variants
+                made = {v["precision"] for v in store.variants_of(trial["id"])} if reuse else set()
+                missing = tuple(p for p in quantize.precisions if p not in made)
+                if missing:
+                    rows = quantize_trial(store, run, trial, data, replace(quantize, precisions=missing),
+                                          settings.threads if settings else None)  # fmt: skip
+                    if on_event:
+                        on_event("quantized", trial, rows)
             if settings is not None and exp["status"] == "ok":
                 rows = benchmark_trial(store, run, trial, data, settings)
                 if on_event:

@@ -184,7 +184,11 @@ class RichProgress(SweepProgress):
 
     def deploy_event(self, kind: str, trial: dict, payload) -> None:
         name = f"t{trial['idx']:03d} {trial['architecture']}"
-        if kind != "exported":
+        if kind == "quantized":
+            for v in payload:
+                acc = f"test acc {pct(v['test_acc'])}%, " if v["test_acc"] is not None else ""
+                self.console.print(f"{v['precision']} {name}: {v['status']}, {acc}{v['note'] or ''}".rstrip(", "))
+        elif kind != "exported":
             self.console.print(f"Benchmarked {name}: {len(payload)} measurements")
         elif payload["status"] != "ok":
             self.console.print(f"ONNX {name}: {payload['status']}, {payload['note']}")
@@ -192,13 +196,44 @@ class RichProgress(SweepProgress):
             self.console.print(f"ONNX {name}: ok, max |Δ| {payload['max_abs_diff']:.1e}, "
                                f"ONNX test acc {100 * payload['onnx_test_acc']:.2f}%")  # fmt: skip
 
-    def deploy_done(self, run: dict, entries: list[tuple[dict, dict | None, list[dict]]], settings) -> None:
+    def deploy_done(self, run: dict, entries: list[tuple[dict, dict | None, list[dict]]], settings,
+                    variants: list[tuple[dict, list[dict]]] = ()) -> None:  # fmt: skip
         if self.status is not None:
             self.status.stop()
             self.status = None
         if self.tables:
             what = " and inference benchmark (ONNX Runtime vs PyTorch eager)" if settings else ""
             self.tables.print(inference_table(entries, f"Run {run['id']}: ONNX export{what}"))
+            if any(rows for _, rows in variants):
+                self.tables.print(variants_table(variants, entries, f"Run {run['id']}: int8 and fp16 variants"))
+
+
+def variants_table(variants: list[tuple[dict, list[dict]]], entries: list[tuple], title: str) -> Table:
+    """One row per (trial, precision): how the variant was made, its accuracy against fp32, size and speed."""
+    from bench.tradeoffs import variant_rows
+
+    table = Table(title=title, title_justify="left", caption_justify="left")
+    for name in ["trial", "precision", "status", "test %", "Δ points", "top-1 agree %", "size ratio",
+                 "speedup b1", "speedup largest", "how"]:  # fmt: skip
+        table.add_column(name, justify="left" if name in ("trial", "precision", "status", "how") else "right")
+    exports = {t["id"]: (exp, rows) for t, exp, rows in entries}
+    for trial, rows in variants:
+        exp, latency = exports.get(trial["id"], (None, []))
+        for r in variant_rows(exp, rows, latency):
+            status = {"ok": "ok", "flagged": "[yellow]flagged[/]", "failed": "[red]failed[/]"}.get(r["status"])
+            table.add_row(f"t{trial['idx']:03d}", r["precision"], status, pct(r["test_acc"]),
+                          f"{r['delta_points']:+.2f}" if r["delta_points"] is not None else "-",
+                          pct(r["top1_agreement"]), _ratio(r["size_ratio"]), _ratio(r["speedup_batch1"]),
+                          _ratio(r["speedup_largest"]), r["how"])  # fmt: skip
+    table.caption = (
+        "Accuracy on the whole test set through onnxruntime (CPU); Δ against the fp32 export; size and "
+        "speedup (ORT CPU p50, batch 1 and the largest batch measured) as variant over fp32."
+    )
+    return table
+
+
+def _ratio(x) -> str:
+    return "-" if x is None else f"{x:.2f}x"
 
 
 def inference_table(entries: list[tuple[dict, dict | None, list[dict]]], title: str) -> Table:
@@ -206,8 +241,10 @@ def inference_table(entries: list[tuple[dict, dict | None, list[dict]]], title: 
     ``entries`` are (trial, export row, latency rows)."""
     table = Table(title=title, title_justify="left", caption_justify="left")
     for name in ["trial", "architecture", "export", "max |Δ|", "top-1 agree %", "test % torch/ORT", "provider",
-                 "batch", "ORT p50 / p90 / p99 ms", "n", "ORT img/s", "torch p50 ms", "ORT/torch"]:  # fmt: skip
-        table.add_column(name, justify="left" if name in ("trial", "architecture", "export", "provider") else "right")
+                 "precision", "batch", "ORT p50 / p90 / p99 ms", "n", "ORT img/s", "torch p50 ms",
+                 "ORT/torch"]:  # fmt: skip
+        table.add_column(name, justify="left" if name in ("trial", "architecture", "export", "provider",
+                                                          "precision") else "right")  # fmt: skip
     methods = []
     for trial, exp, rows in entries:
         head = [
@@ -218,15 +255,16 @@ def inference_table(entries: list[tuple[dict, dict | None, list[dict]]], title: 
             pct(exp["top1_agreement"]) if exp else "-",
             f"{pct(exp['torch_test_acc'])} / {pct(exp['onnx_test_acc'])}" if exp else "-",
         ]
-        pairs: dict[tuple[str, int], dict] = {}
+        pairs: dict[tuple[str, str, int], dict] = {}
         for r in rows:
-            key = ("cuda" if r["provider"] in ("cuda", "CUDAExecutionProvider") else "cpu", r["batch_size"])
+            provider = "cuda" if r["provider"] in ("cuda", "CUDAExecutionProvider") else "cpu"
+            key = (provider, r.get("precision") or "fp32", r["batch_size"])
             pairs.setdefault(key, {})[r["engine"]] = r
             if r["status"] == "ok" and r["method"] and r["method"] not in methods:
                 methods.append(r["method"])
         if not pairs:
-            table.add_row(*head, *["-"] * 7)
-        for i, ((provider, batch), pair) in enumerate(pairs.items()):
+            table.add_row(*head, *["-"] * 8)
+        for i, ((provider, precision, batch), pair) in enumerate(pairs.items()):
             o, t = pair.get("onnxruntime"), pair.get("torch")
             if o and o["status"] != "ok":
                 cells = [f"[yellow]{o['status']}[/]: {o['note']}", "-", "-"]
@@ -237,7 +275,7 @@ def inference_table(entries: list[tuple[dict, dict | None, list[dict]]], title: 
                 cells = ["-", "-", "-"]
             tp50 = f"{t['p50_ms']:.3f}" if t and t["status"] == "ok" else (t["status"] if t else "-")
             ratio = f"{o['p50_ms'] / t['p50_ms']:.2f}" if o and t and o["status"] == t["status"] == "ok" else "-"
-            table.add_row(*(head if i == 0 else [""] * 6), provider, str(batch), *cells, tp50, ratio)
+            table.add_row(*(head if i == 0 else [""] * 6), provider, precision, str(batch), *cells, tp50, ratio)
     if methods:
         from bench.inference import graph_levels
 

@@ -111,6 +111,8 @@ def tradeoff_plot(labels: list[str], costs: list[float], accuracies: list[float]
         ax.xaxis.set_major_formatter(ticker.FuncFormatter(_short_number))
         ax.xaxis.set_minor_formatter(ticker.NullFormatter())
     ax.margins(x=0.15, y=0.12)  # room for the labels at the edges
+    low, high = ax.get_ylim()
+    ax.set_ylim(max(low, 0.0), min(high, 100.0))  # an accuracy axis ends at 100%
     ax.set_xlabel(xlabel)
     ax.set_ylabel("test accuracy (%)")
     ax.set_title(title, fontsize=10)
@@ -135,4 +137,26 @@ def accuracy_time_plot(series: list[tuple[str, list[float], list[float]]], targe
     ax.grid(True, alpha=0.3)
     if len(series) <= 12:
         ax.legend(fontsize=8)
+    return _png(fig)
+
+
+def batch_curve_plot(series: list[tuple[str, list[int], list[float], list[float]]], title: str) -> bytes:
+    """Images/s (left) and p50 latency (right) against batch size, one line per (model, precision, engine)."""
+    fig = Figure(figsize=(10.0, 4.2))
+    rate_ax, latency_ax = fig.subplots(1, 2)
+    for label, batches, rates, p50s in series:
+        style = "--" if label.endswith("torch") else "-"
+        rate_ax.plot(batches, rates, style, marker="o", markersize=3, label=label)
+        latency_ax.plot(batches, p50s, style, marker="o", markersize=3, label=label)
+    for ax, ylabel in ((rate_ax, "images/s (batch / mean latency)"), (latency_ax, "p50 latency per call (ms)")):
+        ax.set_xscale("log", base=2)
+        ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda x, _pos: f"{x:g}"))
+        ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(ticker.FuncFormatter(_short_number))
+        ax.set_xlabel("batch size")
+        ax.set_ylabel(ylabel)
+        ax.grid(True, alpha=0.3, which="both")
+    rate_ax.set_title(title, fontsize=10, loc="left")
+    if len(series) <= 12:
+        latency_ax.legend(fontsize=7)
     return _png(fig)

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import onnxruntime as ort
 import torch
+from onnxruntime.capi.onnxruntime_pybind11_state import Fail as OrtFail
+from onnxruntime.capi.onnxruntime_pybind11_state import RuntimeException as OrtRuntimeError
 from torch import nn
 
 from bench import onnxrt
@@ -17,6 +19,9 @@ from bench import onnxrt
 PERCENTILE_METHOD = "numpy.percentile, linear interpolation between closest ranks"
 AUTO_LEVELS = ("extended", "all")
 PROBE_RUNS = 20  # timed runs per level when choosing one, after 3 warm-up runs
+CURVE = (1, 2, 4, 8, 16, 32, 64, 128, 256)  # batch sizes of a batch-size curve
+CURVE_LIMIT_MS = 2000.0  # a curve stops after the batch whose p50 passes this (or that fails, e.g. out of memory)
+CURVE_RUNS = 10  # timed runs at least, at a curve's batch sizes beyond --batch-sizes (and min_time as set)
 
 
 @dataclass(frozen=True)
@@ -31,6 +36,16 @@ class BenchSettings:
     # batch size ('all' adds NCHWc layouts and won 7 of 8 cases in benchmarks/inference.py, often by 2x;
     # 'extended' won the smallest net at batch 64)
     graph_optimization: str = "auto"
+    curve: bool = False  # also every batch size of CURVE, stopping where time or memory runs out
+
+    def sizes(self) -> tuple[int, ...]:
+        return tuple(sorted(set(self.batch_sizes) | set(CURVE))) if self.curve else tuple(self.batch_sizes)
+
+    def for_batch(self, batch_size: int) -> BenchSettings:
+        """The timing of one batch size: a curve's own points take fewer runs (CURVE_RUNS, warm-up 3)."""
+        if batch_size in self.batch_sizes:
+            return self
+        return replace(self, warmup=min(self.warmup, 3), min_runs=min(self.min_runs, CURVE_RUNS))
 
     def resolved_providers(self) -> list[str]:
         out: list[str] = []
@@ -198,17 +213,52 @@ def bench_torch(model: nn.Module, images: torch.Tensor, batch_size: int, device:
     return m
 
 
-def benchmark(model: nn.Module, onnx_path, images: torch.Tensor, settings: BenchSettings) -> list[Measurement]:
-    """Every (engine, provider, batch size) of ``settings``, ORT and PyTorch eager on the same images."""
+def benchmark(model: nn.Module | None, onnx_path, images: torch.Tensor, settings: BenchSettings) -> list[Measurement]:
+    """Every (engine, provider, batch size) of ``settings``, ORT and PyTorch eager (unless ``model`` is None) on
+    the same images. A curve (``settings.curve``) stops after a batch that fails or whose p50 passes
+    CURVE_LIMIT_MS; the larger batch sizes are recorded as skipped, with the reason."""
     threads = settings.threads or torch.get_num_threads()
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     out = []
     try:
         for provider in settings.resolved_providers():
-            for batch_size in settings.batch_sizes:
-                out.append(bench_onnxruntime(onnx_path, images, batch_size, provider, settings, threads))
-                out.append(bench_torch(model, images, batch_size, provider, settings, threads))
+            engines = [("onnxruntime", lambda b, s, p=provider: bench_onnxruntime(onnx_path, images, b, p, s, threads))]
+            if model is not None:
+                engines.append(("torch", lambda b, s, p=provider: bench_torch(model, images, b, p, s, threads)))
+            for engine, measure in engines:
+                stop = None
+                for batch_size in settings.sizes():
+                    if stop:
+                        out.append(Measurement(engine, _provider_name(engine, provider), batch_size, "skipped", stop))
+                        continue
+                    m = _measure(measure, engine, provider, batch_size, settings)
+                    out.append(m)
+                    if settings.curve and m.status == "failed":
+                        stop = f"the curve stopped after batch {batch_size} failed"
+                    elif settings.curve and m.samples and (p50 := float(np.median(m.samples))) > CURVE_LIMIT_MS:
+                        stop = (f"the curve stopped after batch {batch_size} took {p50:,.0f} ms (limit "
+                                f"{CURVE_LIMIT_MS:,.0f} ms)")  # fmt: skip
     finally:
         torch.set_num_threads(previous)
-    return out
+    order = {"onnxruntime": 0, "torch": 1}
+    return sorted(out, key=lambda m: (settings.resolved_providers().index(_plain(m.provider)), m.batch_size,
+                                      order[m.engine]))  # fmt: skip
+
+
+def _measure(measure, engine: str, provider: str, batch_size: int, settings: BenchSettings) -> Measurement:
+    try:
+        return measure(batch_size, settings.for_batch(batch_size))
+    except (MemoryError, RuntimeError, OrtFail, OrtRuntimeError) as exc:  # out of memory, mostly
+        if not settings.curve or batch_size in settings.batch_sizes:
+            raise
+        text = " ".join(str(exc).split())[:200] or type(exc).__name__
+        return Measurement(engine, _provider_name(engine, provider), batch_size, "failed", text)
+
+
+def _provider_name(engine: str, provider: str) -> str:
+    return onnxrt.PROVIDERS[provider] if engine == "onnxruntime" else provider
+
+
+def _plain(provider: str) -> str:
+    return next((k for k, v in onnxrt.PROVIDERS.items() if v == provider), provider)

@@ -19,6 +19,7 @@ def trial_record(store: Store, run_id: str, trial: dict) -> dict:
         "checkpoint": str(ckpt.resolve()) if ckpt else None,
         "checkpoint_sha256": trial["checkpoint_sha256"],
         "onnx": export_record(store, store.export_of(trial["id"])),
+        "variants": [variant_record(store, v) for v in store.variants_of(trial["id"])],
         "latency": [latency_record(r) for r in store.latency_of(trial["id"])],
     }  # fmt: skip
 
@@ -31,6 +32,12 @@ def export_record(store: Store, exp: dict | None) -> dict | None:
     return out
 
 
+def variant_record(store: Store, row: dict) -> dict:
+    out = {k: v for k, v in row.items() if k != "trial_id"}
+    out["path"] = str(store.artifact_path(row["path"]).resolve()) if row["path"] else None
+    return out
+
+
 def latency_record(row: dict) -> dict:
     return {k: v for k, v in row.items() if k not in ("id", "trial_id", "samples")}
 
@@ -39,4 +46,5 @@ def deployment_record(store: Store, run_id: str, trial: dict) -> dict:
     """A trial's export and benchmark, as `bench export/benchmark --json` show them."""
     return {"run": run_id, "trial": trial["idx"], "architecture": trial["architecture"],
             "onnx": export_record(store, store.export_of(trial["id"])),
+            "variants": [variant_record(store, v) for v in store.variants_of(trial["id"])],
             "latency": [latency_record(r) for r in store.latency_of(trial["id"])]}  # fmt: skip

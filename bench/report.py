@@ -31,6 +31,7 @@ class TrialView:
     history: list[dict]
     export: dict | None
     latency: list[dict]
+    variants: list[dict] = field(default_factory=list)
     findings: list[diagnosis.Finding] = field(default_factory=list)
     test_rank: int | None = None
     name: str = ""  # t003, or <run>/t003 in a report over several runs
@@ -40,10 +41,11 @@ class TrialView:
         return self.name.replace("/", "_")
 
     def onnx(self, providers: tuple[str, str], batch: int | None = None) -> dict | None:
-        """The ONNX Runtime measurement on ``providers`` at ``batch`` (None: the largest batch measured)."""
+        """The fp32 ONNX Runtime measurement on ``providers`` at ``batch`` (None: the largest batch measured)."""
         rows = [
             r for r in self.latency
             if r["engine"] == "onnxruntime" and r["provider"] in providers and r["status"] == "ok"
+            and (r.get("precision") or "fp32") == "fp32"
         ]  # fmt: skip
         if batch is None:
             return max(rows, key=lambda r: r["batch_size"], default=None)
@@ -72,6 +74,7 @@ def gather(store: Store, runs: list[dict]) -> list[TrialView]:
                     history,
                     store.export_of(t["id"]),
                     store.latency_of(t["id"]),
+                    store.variants_of(t["id"]),
                     diagnosis.diagnose(t, history),
                     name=name,
                 )  # fmt: skip
@@ -335,6 +338,70 @@ def _tradeoff(write_png, filename, views, costs, what, xlabel, title, rule, show
     )
 
 
+def deployment_section(views: list[TrialView], write_png) -> str:
+    """Every benchmarked model x precision on one accuracy-latency front, each variant against its fp32 export,
+    and the batch-size curves."""
+    from bench import tradeoffs
+
+    parts = []
+    points = [p for v in views for p in tradeoffs.accuracy_latency_points(v.name, v.export, v.variants, v.latency)]
+    if points:
+        labels, costs, accs = (list(x) for x in zip(*points, strict=True))
+        png = write_png("deployment_front.png", figures.tradeoff_plot(
+            labels, costs, accs, "ONNX Runtime CPU latency, p50 at batch 1 (ms)",
+            "Test accuracy (ONNX Runtime) against latency: every model x precision"))  # fmt: skip
+        front = figures.pareto_front(list(zip(costs, accs, strict=True)))
+        parts.append(
+            "### Accuracy against latency, every model x precision\n\n"
+            f"![Accuracy against latency, every model x precision]({png})\n\nPareto front (no other model x "
+            "precision is both faster and more accurate): "
+            + "; ".join(f"{labels[i]} ({pct(accs[i])}%, {num(costs[i])} ms)" for i in front) + "."
+        )  # fmt: skip
+    rows = []
+    for v in views:
+        for r in tradeoffs.variant_rows(v.export, v.variants, v.latency):
+            delta = "-" if r["delta_points"] is None else f"{r['delta_points']:+.2f}"
+            ratio = lambda x: "-" if x is None else f"{x:.2f}x"  # noqa: E731
+            largest = f"{ratio(r['speedup_largest'])} (batch {r['largest_batch']})" if r["largest_batch"] else "-"
+            rows.append([v.name, v.trial["architecture"], r["precision"], r["status"], pct(r["test_acc"]), delta,
+                         pct(r["top1_agreement"]), ratio(r["size_ratio"]), ratio(r["speedup_batch1"]), largest,
+                         r["how"]])  # fmt: skip
+    if rows:
+        parts.append(
+            "### Variants against fp32\n\nTest accuracy through onnxruntime (CPU) on the whole test set; Δ in points "
+            "against the fp32 export measured the same way; size and speedup (ORT CPU p50) as variant over fp32. "
+            "A variant is *flagged* when it loses more than its allowed points, and kept.\n\n"
+            + md_table(["trial", "architecture", "precision", "status", "test %", "Δ points", "top-1 agree %",
+                        "size ratio", "speedup b1", "speedup largest", "how made"], rows)
+        )  # fmt: skip
+    curve_series, saturated = [], []
+    for v in views:
+        by_batch = {(r.get("precision") or "fp32", r["engine"], r["provider"], r["batch_size"]): r for r in v.latency}
+        for (precision, engine, provider), pts in tradeoffs.curves(v.latency).items():
+            where = "cuda" if provider in GPU else "cpu"
+            label = f"{v.name} {precision} {'ORT' if engine == 'onnxruntime' else 'torch'} {where}"
+            p50s = [by_batch[(precision, engine, provider, b)]["p50_ms"] for b, _ in pts]
+            curve_series.append((label, [b for b, _ in pts], [r for _, r in pts], p50s))
+            stop = tradeoffs.saturation(pts)
+            saturated.append(f"{label}: " + (f"batch {stop} ({pts[[b for b, _ in pts].index(stop)][1]:,.0f} "
+                             "images/s)" if stop else f"still growing at batch {pts[-1][0]}"))  # fmt: skip
+    if curve_series:
+        png = write_png("batch_curves.png", figures.batch_curve_plot(curve_series, "Throughput and latency "
+                                                                     "against batch size"))  # fmt: skip
+        parts.append(
+            f"### Batch-size curves\n\n![Throughput and latency against batch size]({png})\n\nThroughput stops "
+            f"growing by more than {100 * (tradeoffs.SATURATION - 1):.0f}% per doubling after: "
+            + "; ".join(saturated)
+            + "."
+        )
+    if not parts:
+        return ("No model is benchmarked: `bench benchmark RUN` times the winners, `bench quantize RUN` adds int8 "
+                "and fp16 variants, `--batch-curve` the batch-size curves.")  # fmt: skip
+    if not curve_series:
+        parts.append("No batch-size curve was measured (`bench benchmark RUN --batch-curve`).")
+    return "\n\n".join(parts)
+
+
 def effects(done: list[TrialView]) -> str:
     axes: dict[str, dict[str, list[TrialView]]] = {}
     for v in done:
@@ -416,6 +483,20 @@ def method_section(runs: list[dict], views: list[TrialView]) -> str:
             + f", inter-op 1, ORT graph optimization {graph_levels([r['method'] for r in methods])}"
             + "; GPU timings use IO binding (no host copies timed). Throughput = batch size / mean latency."
         )
+    made = [x for v in views for x in v.variants if x["method"]]
+    if made:
+        from bench.tradeoffs import how_made
+
+        kinds = "; ".join(sorted({f"{x['precision']}: {how_made({**x, 'note': None}).split(';')[0]}" for x in made}))
+        tools = ", ".join(sorted({x["method"]["tool"] for x in made}))
+        drops = ", ".join(f"{d:g}" for d in sorted({x["max_accuracy_drop"] for x in made}))
+        lines.append(
+            f"- **Precisions.** Variants made from the verified fp32 ONNX file with {tools}: {kinds}. int8 is "
+            "static (QDQ, per-channel int8 weights, int8 activations calibrated on the trial's own training images) "
+            "unless that is impossible, then dynamic, with the reason in its note. Each is checked like the export: "
+            "test accuracy through onnxruntime (CPU) on the whole test set, top-1 agreement with fp32, file size; "
+            f"flagged (and kept) past {drops} points of accuracy lost; benchmarked like fp32 (ONNX Runtime only)."
+        )
     unavailable = {r["provider"]: r["note"] for v in views for r in v.latency if r["status"] == "unavailable"}
     lines += [f"- **{p} unavailable:** {note}" for p, note in unavailable.items()]
     return "\n".join(lines)
@@ -464,6 +545,8 @@ def write_report(store: Store, runs: list[dict], out_root: Path, top: int = 3,
         time_section(views, target, target_acc is None, write_png),
         "## Trade-offs",
         tradeoff_section(views, write_png),
+        "## Deployment: precisions and batch sizes",
+        deployment_section(views, write_png),
         "## Diagnosis of every trial",
         diagnosis_section(views),
         "## Method",
@@ -498,6 +581,56 @@ def to_csv(views: list[TrialView]) -> str:
             "onnx_cpu_throughput_largest_batch": big["throughput"] if big else None,
             "diagnosis": diagnosis.summary(v.findings),
         })  # fmt: skip
+    return buf.getvalue()
+
+
+MEASUREMENT_FIELDS = (
+    "precision",
+    "engine",
+    "provider",
+    "batch_size",
+    "status",
+    "note",
+    "n",
+    "p50_ms",
+    "p90_ms",
+    "p99_ms",
+    "mean_ms",
+    "std_ms",
+    "min_ms",
+    "max_ms",
+    "throughput",
+    "session_ms",
+    "first_ms",
+)
+
+
+def measurements(views: list[TrialView]) -> list[dict]:
+    """One record per stored measurement (trial, precision, engine, provider, batch size), with the model's test
+    accuracy at that precision (through onnxruntime; PyTorch's own for the torch engine) and its file size."""
+    out = []
+    for v in views:
+        accs = {x["precision"]: (x["test_acc"], x["size_bytes"], x["status"]) for x in v.variants}
+        if v.export:
+            accs["fp32"] = (v.export["onnx_test_acc"], v.export["size_bytes"], v.export["status"])
+        for r in v.latency:
+            precision = r.get("precision") or "fp32"
+            acc, size, status = accs.get(precision, (None, None, None))
+            if r["engine"] == "torch":
+                acc, size, status = v.trial["test_acc"], None, v.trial["status"]
+            out.append({"run": v.run["id"], "trial": v.trial["idx"], "architecture": v.trial["architecture"],
+                        **{k: r.get(k) for k in MEASUREMENT_FIELDS}, "precision": precision, "test_acc": acc,
+                        "model_status": status, "size_bytes": size})  # fmt: skip
+    return out
+
+
+def measurements_csv(views: list[TrialView]) -> str:
+    rows = measurements(views)
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=["run", "trial", "architecture", *MEASUREMENT_FIELDS, "test_acc",
+                                             "model_status", "size_bytes"])  # fmt: skip
+    writer.writeheader()
+    writer.writerows(rows)
     return buf.getvalue()
 
 

@@ -26,7 +26,7 @@ from bench.errors import BenchError, DiskFull, UsageError, unknown
 STORE_ENV = "BENCH_STORE"
 DEFAULT_STORE = Path("runs") / "bench.db"
 APPLICATION_ID = 0x434E4E42  # "CNNB": marks the file as a cnnbench database
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 HEARTBEAT_S = 20.0  # how often an owner renews its claim on a run
 LEASE_S = 120.0  # an owner on another host whose claim is older than this is gone
 
@@ -82,7 +82,8 @@ CREATE TABLE epochs (
 CREATE INDEX trials_run ON trials(run_id);
 """
 
-# MIGRATIONS[n] takes a store from schema n + 1 to n + 2; a store is never rebuilt, only extended.
+# MIGRATIONS[n] takes a store from schema n + 1 to n + 2; a store is only extended, never emptied (a table whose
+# key changes is copied into its new form, every row kept).
 # Statements are split on semicolons: keep them out of the comments.
 MIGRATIONS = [
     """
@@ -139,6 +140,53 @@ CREATE TABLE owners (                  -- the one live process running a run (be
     since TEXT NOT NULL,
     heartbeat REAL NOT NULL            -- Unix time, renewed while the owner runs
 );
+""",
+    """
+CREATE TABLE variants (                -- int8 and fp16 models made from a trial's verified fp32 ONNX export
+    trial_id INTEGER NOT NULL REFERENCES trials(id),
+    precision TEXT NOT NULL,           -- int8 | fp16
+    status TEXT NOT NULL,              -- ok | flagged (lost more accuracy than allowed, kept) | failed
+    note TEXT,                         -- why it failed or was flagged, or what it fell back to
+    path TEXT,                         -- model-<precision>.onnx, relative to the store's folder
+    sha256 TEXT,
+    size_bytes INTEGER,
+    test_acc REAL,                     -- the whole test set through onnxruntime (CPU)
+    fp32_test_acc REAL,                -- the fp32 export's, measured the same way
+    top1_agreement REAL,               -- share of the test images whose top-1 class matches the fp32 model's
+    max_accuracy_drop REAL,            -- the allowed loss in points, against which status was judged
+    method TEXT,                       -- JSON: tool, format, calibration, operators left in float
+    created_at TEXT,
+    PRIMARY KEY (trial_id, precision)
+);
+CREATE TABLE latency_v5 (
+    id INTEGER PRIMARY KEY,
+    trial_id INTEGER NOT NULL REFERENCES trials(id),
+    precision TEXT NOT NULL DEFAULT 'fp32',  -- of the model measured: fp32 (the export, or PyTorch), int8, fp16
+    engine TEXT NOT NULL,
+    provider TEXT NOT NULL,
+    batch_size INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    note TEXT,
+    session_ms REAL,
+    first_ms REAL,
+    warmup INTEGER,
+    n INTEGER,
+    total_s REAL,
+    p50_ms REAL, p90_ms REAL, p99_ms REAL, mean_ms REAL, std_ms REAL, min_ms REAL, max_ms REAL,
+    throughput REAL,
+    samples TEXT,
+    method TEXT,
+    measured_at TEXT,
+    UNIQUE (trial_id, precision, engine, provider, batch_size)
+);
+INSERT INTO latency_v5 (id, trial_id, engine, provider, batch_size, status, note, session_ms, first_ms,
+    warmup, n, total_s, p50_ms, p90_ms, p99_ms, mean_ms, std_ms, min_ms, max_ms, throughput, samples, method,
+    measured_at)
+SELECT id, trial_id, engine, provider, batch_size, status, note, session_ms, first_ms, warmup, n, total_s, p50_ms,
+    p90_ms, p99_ms, mean_ms, std_ms, min_ms, max_ms, throughput, samples, method, measured_at
+FROM latency;
+DROP TABLE latency;
+ALTER TABLE latency_v5 RENAME TO latency;
 """,
 ]
 
@@ -562,11 +610,29 @@ class Store:
         self._replace("exports", row)
 
     def record_latencies(self, trial_id: int, rows: list[dict]) -> None:
-        """Replace the trial's measurements for the same (engine, provider, batch size), all in one transaction."""
+        """Replace the trial's measurements for the same (precision, engine, provider, batch size), all in one
+        transaction. A row without a precision is of the fp32 model."""
         stamp = now()
-        self._replace("latency", *[{**row, "trial_id": trial_id, "measured_at": stamp,
+        self._replace("latency", *[{"precision": "fp32", **row, "trial_id": trial_id, "measured_at": stamp,
                                      "samples": json.dumps(row.get("samples")), "method": json.dumps(row.get("method"))}
                                     for row in rows])  # fmt: skip
+
+    def record_variant(self, trial_id: int, row: dict) -> None:
+        """Replace the trial's variant of ``row['precision']`` and its measurements, in one transaction: a variant
+        made again is benchmarked again."""
+        row = {**row, "trial_id": trial_id, "created_at": now(), "method": json.dumps(row.get("method"))}
+        if row.get("path"):
+            row["path"] = os.path.relpath(row["path"], self.root)
+        with self._tx() as db:
+            db.execute("DELETE FROM latency WHERE trial_id = ? AND precision = ?", (trial_id, row["precision"]))
+            db.execute(f"INSERT OR REPLACE INTO variants ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                       list(row.values()))  # fmt: skip
+
+    def variants_of(self, trial_id: int) -> list[dict]:
+        rows = self.db.execute(
+            "SELECT * FROM variants WHERE trial_id = ? ORDER BY precision = 'fp16', precision", (trial_id,)
+        ).fetchall()
+        return [self._decode(r) for r in rows]
 
     def _replace(self, table: str, *rows: dict) -> None:
         with self._tx() as db:
@@ -632,7 +698,8 @@ class Store:
     def latency_of(self, trial_id: int) -> list[dict]:
         rows = self.db.execute(
             "SELECT * FROM latency WHERE trial_id = ?"
-            " ORDER BY provider NOT IN ('CPUExecutionProvider', 'cpu'), batch_size, engine",
+            " ORDER BY provider NOT IN ('CPUExecutionProvider', 'cpu'), precision != 'fp32', precision, batch_size,"
+            " engine",
             (trial_id,),
         ).fetchall()
         return [self._decode(r) for r in rows]

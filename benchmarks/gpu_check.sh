@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
 # The GPU path, exercised in one command (issue 16): under 8 minutes on one GPU.
 #
-#   1. the default sweep (cnn_dropout on the embedded digits) trained on CUDA, its winner exported and benchmarked
-#      with ONNX Runtime's CPU and CUDA providers (IO binding on CUDA) and PyTorch eager on CPU and CUDA;
+#   1. the default sweep (cnn_dropout on the embedded digits) trained on CUDA, its winner exported, its int8 and
+#      fp16 variants made, all benchmarked with ONNX Runtime's CPU and CUDA providers (IO binding on CUDA) beside
+#      PyTorch eager on CPU and CUDA, with a batch-size curve (1 to 256);
 #   2. a short CIFAR-10 sweep on CUDA (the lab's config, 2 epochs) when the archive is here: data/cifar10-jpeg.tar.gz
 #      (copy ../shared/data/cifar10-jpeg.tar.gz there and carry it), the same deployment;
 #   3. the figures (GPU, versions, accuracy, latency per provider and batch) into benchmarks/RESULTS.md, section
 #      "GPU check", and printed.
 #
-# fp16 variants are not measured yet (issue 16, item 1). DEVICE=cpu PROVIDERS=cpu runs the same steps without a GPU
-# (to check the script itself). Results go to a throwaway store: $STORE (default: a temporary folder).
+# DEVICE=cpu PROVIDERS=cpu runs the same steps without a GPU (to check the script itself). Results go to a throwaway store: $STORE (default: a temporary folder).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DEVICE=${DEVICE:-cuda}
@@ -22,7 +22,8 @@ BENCH=("$PY" -m bench.cli)
   || "$PY" -m pip install -q --no-deps --no-build-isolation --no-index -e .
 "$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
 
-"${BENCH[@]}" run --plugin cnn_dropout --device "$DEVICE" --providers "$PROVIDERS" --store "$STORE" -q
+"${BENCH[@]}" run --plugin cnn_dropout --device "$DEVICE" --providers "$PROVIDERS" --batch-curve --min-time 0.5 \
+  --store "$STORE" -q
 if [ -f data/cifar10-jpeg.tar.gz ]; then
   [ -d data/cifar10-jpeg ] || tar xzf data/cifar10-jpeg.tar.gz -C data/
   "${BENCH[@]}" run --config configs/rob313.toml --dataset imagefolder:data/cifar10-jpeg --epochs 2 \
@@ -47,16 +48,18 @@ gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
 lines = ["## GPU check", "", f"`benchmarks/gpu_check.sh` (DEVICE={device}): {gpu}; torch {torch.__version__}, "
          f"onnxruntime {ort.__version__} ({', '.join(ort.get_available_providers())}). Training on {device}; each "
          "winner benchmarked by `bench run`'s defaults (10 warm-up runs, then at least 100 runs and 1 s; p50).", "",
-         "| run | dataset | winner | test acc % | engine | provider | batch | p50 ms | images/s | status |",
-         "| --- | --- | --- | ---: | --- | --- | ---: | ---: | ---: | --- |"]
+         "| run | dataset | winner | precision | test acc % | engine | provider | batch | p50 ms | images/s | status |",
+         "| --- | --- | --- | --- | ---: | --- | --- | ---: | ---: | ---: | --- |"]
 with Store(store, readonly=True) as s:
     for run in s.runs():
         for t in s.trials(run["id"]):
+            accs = {v["precision"]: v["test_acc"] for v in s.variants_of(t["id"])}
             for m in s.latency_of(t["id"]):
+                acc = accs.get(m["precision"], t["test_acc"]) if m["engine"] == "onnxruntime" else t["test_acc"]
                 p50 = f"{m['p50_ms']:.3f}" if m["p50_ms"] is not None else "-"
                 rate = f"{m['throughput']:,.0f}" if m["throughput"] is not None else "-"
                 lines.append(f"| {run['id']} | {run['dataset'].split('/')[-1]} | {t['architecture']} | "
-                             f"{100 * (t['test_acc'] or 0):.2f} | {m['engine']} | {m['provider']} | "
+                             f"{m['precision']} | {100 * (acc or 0):.2f} | {m['engine']} | {m['provider']} | "
                              f"{m['batch_size']} | {p50} | {rate} | {m['status']} |")
 section = "\n".join(lines) + "\n"
 record("GPU check", section)

@@ -12,9 +12,21 @@ by numpy), the same input batch for both engines; PyTorch eager in eval + infere
 FLOPs per image: torch's flop counter (convolutions and matrix products, a multiply-add = 2). Achieved
 GFLOP/s = FLOPs x batch / p50.
 
-    python benchmarks/inference.py [--runs 100]
+Int8 (section "Inference: int8"): each net's static int8 variant made by cnnbench's own quantization
+(bench.quantize: onnxruntime's quant_pre_process + quantize_static, QDQ, per-channel int8 weights, int8
+activations calibrated by MinMax on the 64 input images), timed like fp32 by bench.inference with graph
+optimization 'all' in alternating rounds (--rounds; median of the rounds' p50). Speed only: the weights are
+random, so accuracy is measured on trained models (`bench quantize`, benchmarks/int8.py).
 
-Writes the section "Inference" of benchmarks/RESULTS.md and prints it.
+Batch-size curves (section "Inference: batch-size curves"): bench.inference.benchmark with --batch-curve
+settings (batch 1 to 256, powers of two, at least 10 runs and 0.5 s each, stopping after a batch over 2 s):
+images/s of ORT fp32, ORT int8 and PyTorch eager, and the batch after which throughput stops growing by
+more than 10% per doubling (bench.tradeoffs.saturation).
+
+    python benchmarks/inference.py [--runs 100] [--rounds 3] [--sections inference,int8,curves]
+
+Writes the sections "Inference", "Inference: int8" and "Inference: batch-size curves" of
+benchmarks/RESULTS.md and prints them.
 """
 
 from __future__ import annotations
@@ -100,10 +112,133 @@ def nominal_peak(cores: int) -> tuple[float, float] | None:
     return mhz / 1000, cores * mhz / 1000 * 64
 
 
+def _nets(tmp: Path):
+    """(label, model, MFLOPs per image, fp32 ONNX path) of NETS at CIFAR-10 size, seeded random weights."""
+    from bench.export import to_onnx
+    from bench.modelstats import count_flops
+    from bench.plugins import get_registry
+
+    registry, shape = get_registry(), (3, 32, 32)
+    for name, index in NETS:
+        arch = registry.get(name)
+        torch.manual_seed(0)
+        model = arch.build(shape, 10, arch.variants()[index]).eval()
+        path = tmp / f"{name}{index}.onnx"
+        path.write_bytes(to_onnx(model, shape, {})[0].SerializeToString())
+        yield f"{name} v{index}", model, count_flops(model, shape) / 1e6, path
+
+
+def _header(cores: int) -> str:
+    from bench.environment import cpu_features, cpu_model
+
+    return (f"{cores} cores of {cpu_model()} ({', '.join(cpu_features())}); torch {torch.__version__}, onnxruntime "
+            f"{__import__('onnxruntime').__version__}, numpy {np.__version__}.")  # fmt: skip
+
+
+def int8_section(cores: int, rounds: int, runs: int) -> str:
+    import statistics
+
+    from bench.inference import BenchSettings, bench_onnxruntime
+    from bench.quantize import QuantizeSettings, quantize_int8
+
+    images = torch.randn(64, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    settings = BenchSettings(warmup=5, min_runs=runs, min_time_s=0.5, graph_optimization="all")
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for label, _, mflops, path in _nets(Path(tmp)):
+            work = Path(tmp) / f"{path.stem}-int8"
+            work.mkdir()
+            data, method, note = quantize_int8(path, images.numpy(), QuantizeSettings(calibration_images=64), work)
+            int8 = work / "model-int8.onnx"
+            int8.write_bytes(data)
+            p50: dict[tuple[str, int], list[float]] = {}
+            for _ in range(rounds):
+                for batch in (1, 64):
+                    for precision, f in (("fp32", path), ("int8", int8)):
+                        m = bench_onnxruntime(f, images, batch, "cpu", settings, cores)
+                        p50.setdefault((precision, batch), []).append(m.summary()["p50_ms"])
+            med = {k: statistics.median(v) for k, v in p50.items()}
+            floats = method["operators"]["float"]
+            b1, b64 = ((med[("fp32", b)], med[("int8", b)]) for b in (1, 64))
+            left = ", ".join(f"{k} {v}" for k, v in sorted(floats.items())) or "-"
+            rows.append(
+                f"| {label} | {mflops:.1f} | {method['kind']} | {b1[0]:.3f} | {b1[1]:.3f} | "
+                f"{b1[0] / b1[1]:.2f}x | {b64[0]:.3f} | {b64[1]:.3f} | {b64[0] / b64[1]:.2f}x | {left} |"
+            )
+            print(rows[-1], flush=True)
+    return "\n".join([
+        "## Inference: int8", "",
+        f"{_header(cores)} Command: `python benchmarks/inference.py --sections int8`. Static int8 by bench.quantize "
+        "(QDQ, per-channel int8 weights, MinMax-calibrated int8 activations), ORT CPU, graph optimization 'all', "
+        f"intra-op threads {cores}; p50 in ms, the median of {rounds} alternating rounds of at least {runs} runs "
+        "and 0.5 s. Seeded random weights: speed only (accuracy: `bench quantize` on trained models).", "",
+        "| net | MFLOPs/img | int8 kind | fp32 p50 b1 | int8 p50 b1 | speedup b1 | fp32 p50 b64 | int8 p50 b64 | "
+        "speedup b64 | operators left in float |",
+        "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        *rows, "",
+    ])  # fmt: skip
+
+
+def curves_section(cores: int) -> str:
+    from bench.inference import BenchSettings, benchmark
+    from bench.quantize import QuantizeSettings, quantize_int8
+    from bench.tradeoffs import curves, saturation
+
+    images = torch.randn(64, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    settings = BenchSettings(batch_sizes=(1,), providers=("cpu",), warmup=3, min_runs=10, min_time_s=0.5,
+                             threads=cores, graph_optimization="all", curve=True)  # fmt: skip
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for label, model, _, path in _nets(Path(tmp)):
+            work = Path(tmp) / f"{path.stem}-curve"
+            work.mkdir()
+            int8 = work / "model-int8.onnx"
+            int8.write_bytes(quantize_int8(path, images.numpy(), QuantizeSettings(calibration_images=64), work)[0])
+            measured = [{"precision": "fp32", **vars(m), **m.summary()} for m in benchmark(model, path, images,
+                                                                                            settings)]  # fmt: skip
+            measured += [{"precision": "int8", **vars(m), **m.summary()} for m in benchmark(None, int8, images,
+                                                                                             settings)]  # fmt: skip
+            for (precision, engine, _), pts in curves(measured).items():
+                stop = saturation(pts)
+                rates = " | ".join(f"{r:,.0f}" for _, r in pts) + " | -" * (9 - len(pts))
+                what = f"{'ORT' if engine == 'onnxruntime' else 'PyTorch eager'} {precision}"
+                rows.append(f"| {label} | {what} | {rates} | {stop if stop else f'> {pts[-1][0]}'} |")
+                print(rows[-1], flush=True)
+    sizes = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+    return "\n".join([
+        "## Inference: batch-size curves", "",
+        f"{_header(cores)} Command: `python benchmarks/inference.py --sections curves`. bench.inference with "
+        f"--batch-curve settings: each batch size at least 10 runs and 0.5 s after 3 warm-up runs, intra-op threads "
+        f"{cores}, ORT graph optimization 'all'; images/s = batch / mean latency. 'saturates after': the batch after "
+        "which doubling adds under 10% (bench.tradeoffs.saturation); '-': the curve stopped (a batch over 2 s).", "",
+        "| net | engine, precision | " + " | ".join(f"b{b}" for b in sizes) + " | saturates after |",
+        "| --- | --- | " + " | ".join("---:" for _ in sizes) + " | ---: |",
+        *rows, "",
+    ])  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=100)
+    parser.add_argument("--rounds", type=int, default=3, help="int8: alternating rounds")
+    parser.add_argument("--sections", default="inference,int8,curves")
     args = parser.parse_args()
+    sections = set(args.sections.split(","))
+    cores = os.cpu_count() or 1
+    torch.set_num_threads(cores)
+    if "int8" in sections:
+        section = int8_section(cores, args.rounds, args.runs)
+        record("Inference: int8", section)
+        print(section)
+    if "curves" in sections:
+        section = curves_section(cores)
+        record("Inference: batch-size curves", section)
+        print(section)
+    if "inference" in sections:
+        fp32_section(args.runs)
+
+
+def fp32_section(runs: int) -> None:
     from bench.environment import cpu_features, cpu_model
     from bench.export import to_onnx
     from bench.inference import BenchSettings, bench_onnxruntime, bench_torch
@@ -119,7 +254,7 @@ def main() -> None:
     registry = get_registry()
     shape = (3, 32, 32)
     images = torch.randn(64, *shape, generator=torch.Generator().manual_seed(0))
-    settings = BenchSettings(warmup=5, min_runs=args.runs, min_time_s=1.0)
+    settings = BenchSettings(warmup=5, min_runs=runs, min_time_s=1.0)
     summary, configs = [], []
     wins: dict[str, int] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -135,7 +270,7 @@ def main() -> None:
                 trials = {}
                 for level in LEVELS:
                     for threads in sorted({1, cores}):
-                        s = BenchSettings(warmup=5, min_runs=args.runs, min_time_s=1.0, graph_optimization=level)
+                        s = BenchSettings(warmup=5, min_runs=runs, min_time_s=1.0, graph_optimization=level)
                         trials[(level, threads)] = bench_onnxruntime(path, images, batch, "cpu", s, threads).summary()[
                             "p50_ms"
                         ]

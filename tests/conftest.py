@@ -58,7 +58,7 @@ class Invoker:
 
     def __call__(self, *args, store=True):
         args = [str(a) for a in args]
-        if store and args and args[0] in ("run", "report", "runs", "export", "benchmark"):
+        if store and args and args[0] in ("run", "report", "runs", "export", "benchmark", "quantize"):
             args += ["--store", str(self.store_path)]
         result = CliRunner().invoke(cli, args)
         # A user error must never surface as a Python traceback.
@@ -75,6 +75,14 @@ class Invoker:
 @pytest.fixture
 def invoke(store_path):
     return Invoker(store_path)
+
+
+@pytest.fixture
+def tiny_run(invoke, tiny_plugin, store_path):
+    """A finished run of the tiny test CNN on digits (2 epochs, not exported)."""
+    result = invoke("run", "--plugin", tiny_plugin, "--where", "width=8", "--epochs", "2", "--no-benchmark")
+    assert result.exit_code == 0, result.output
+    return invoke
 
 
 @pytest.fixture(autouse=True)

@@ -128,13 +128,6 @@ def test_readme_onnx_example_runs_as_written(deployed, capsys):
 # --- failures: corrupted files, models that cannot be exported, CUDA without a GPU --------------------
 
 
-@pytest.fixture
-def tiny_run(invoke, tiny_plugin, store_path):
-    result = invoke("run", "--plugin", tiny_plugin, "--where", "width=8", "--epochs", "2", "--no-benchmark")
-    assert result.exit_code == 0, result.output
-    return invoke
-
-
 def test_parity_catches_a_weight_changed_after_export(tiny_run, store_path, tmp_path):
     (row,) = tiny_run.json("export", "latest")
     assert row["onnx"]["status"] == "ok"

@@ -168,6 +168,17 @@ BAD_INPUTS = [
     (["report", "nosuchrun"], 1, "no store at"),
     (["report", "--target-acc", "0"], 2, "Invalid value for '--target-acc'"),
     (["report", "--target-acc", "101"], 2, "Invalid value for '--target-acc'"),
+    (["report", "--measurements"], 2, "--measurements goes with --format csv or --json"),
+    # deployment variants and batch curves
+    ([*RUN, "--quantize", "int4"], 2, "Invalid value for '--quantize'"),
+    ([*RUN, "--calibration-images", "0"], 2, "Invalid value for '--calibration-images'"),
+    ([*RUN, "--calibration-method", "kl"], 2, "Invalid value for '--calibration-method'"),
+    ([*RUN, "--max-accuracy-drop", "-1"], 2, "Invalid value for '--max-accuracy-drop'"),
+    ([*RUN, "--max-accuracy-drop", "nan"], 2, "Invalid value for '--max-accuracy-drop'"),
+    ([*RUN, "--batch-curve=yes"], 2, "does not take a value"),
+    (["quantize"], 2, "Missing argument 'RUN'"),
+    (["quantize", "latest", "--quantize", "none"], 1, "--quantize none: nothing to make"),
+    (["quantize", "latest", "--calibration-images", "-5"], 2, "Invalid value for '--calibration-images'"),
 ]
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from bench.errors import UsageError
-from bench.sweep.config import AXES, RAY_ONLY, RunConfig, field_names, stage_of
+from bench.sweep.config import AXES, RAY_ONLY, RunConfig, bench_settings, field_names, quantize_settings, stage_of
 
 # Imported on first use, so that `bench --help` and config files need no torch.
 _LAZY = {"Progress": "bench.sweep.trial", "TrialSpec": "bench.sweep.plan", "plan_run": "bench.sweep.plan",
@@ -124,7 +124,6 @@ def _execute(db, run_id: str, specs: list, data, config: RunConfig, device, prog
     is completed only once its winners are exported and benchmarked: a stop before that leaves it interrupted, and
     a resume does what is missing (``finished``: a run recorded completed, with nothing left to do)."""
     from bench.deploy import export_and_benchmark, winners
-    from bench.inference import BenchSettings
     from bench.leaderboard import rank
     from bench.records import trial_record
     from bench.signals import sigterm_as_interrupt
@@ -147,19 +146,17 @@ def _execute(db, run_id: str, specs: list, data, config: RunConfig, device, prog
     progress.sweep_done({**row, "status": status if specs else row["status"]}, ranked)  # the sweep's own ending
     chosen, problems = [], []
     if status == "completed" and not finished:
-        settings = BenchSettings(tuple(config.batch_sizes), tuple(config.providers), config.warmup,
-                                 config.min_runs, config.min_time, config.bench_threads,
-                                 config.graph_optimization)  # fmt: skip
-        chosen = [] if config.no_benchmark else _undeployed(db, winners(ranked, config.top_k), settings)
+        settings, quantize = bench_settings(config), quantize_settings(config)
+        chosen = [] if config.no_benchmark else _undeployed(db, winners(ranked, config.top_k), settings, quantize)
         try:
             with sigterm_as_interrupt():
                 if chosen:
                     progress.deploy_started(chosen, settings)
                     problems = export_and_benchmark(db, row, chosen, tolerance=config.tolerance, opset=config.opset,
-                                                    exporter=config.exporter, settings=settings, reuse_exports=True,
-                                                    on_event=progress.deploy_event)  # fmt: skip
+                                                    exporter=config.exporter, settings=settings, quantize=quantize,
+                                                    reuse_exports=True, on_event=progress.deploy_event)  # fmt: skip
                     progress.deploy_done(row, [(t, db.export_of(t["id"]), db.latency_of(t["id"])) for t in chosen],
-                                         settings)  # fmt: skip
+                                         settings, [(t, db.variants_of(t["id"])) for t in chosen])  # fmt: skip
                 db.finish_run(run_id, "completed")
         except KeyboardInterrupt:
             status = "interrupted"
@@ -170,13 +167,18 @@ def _execute(db, run_id: str, specs: list, data, config: RunConfig, device, prog
                      [s.idx for s in specs], [t["idx"] for t in chosen], problems, str(db.path))  # fmt: skip
 
 
-def _undeployed(db, trials: list[dict], settings) -> list[dict]:
-    """Those of ``trials`` not yet exported, or exported without a latency figure for every batch size."""
+def _undeployed(db, trials: list[dict], settings, quantize) -> list[dict]:
+    """Those of ``trials`` not yet exported, or exported but missing a variant of ``quantize`` or a latency figure
+    for a batch size of ``settings`` (of the fp32 model or of a variant that runs)."""
     out = []
     for t in trials:
         export = db.export_of(t["id"])
-        measured = {m["batch_size"] for m in db.latency_of(t["id"])}
-        if export is None or (export["status"] == "ok" and not set(settings.batch_sizes) <= measured):
+        variants = db.variants_of(t["id"])
+        runnable = {"fp32"} | {v["precision"] for v in variants if v["status"] in ("ok", "flagged")}
+        measured = {(m["precision"], m["batch_size"]) for m in db.latency_of(t["id"])}
+        wanted = {(p, b) for p in runnable for b in settings.batch_sizes}
+        missing_variant = set(quantize.precisions) - {v["precision"] for v in variants}
+        if export is None or (export["status"] == "ok" and (missing_variant or not wanted <= measured)):
             out.append(t)
     return out
 

@@ -91,6 +91,11 @@ class RunConfig:
     min_time: float = _f(DEPLOY, 1.0)  # ...lasting at least this many seconds
     bench_threads: int | None = _f(DEPLOY)  # intra-op threads for onnxruntime and PyTorch (default: torch's)
     graph_optimization: str = _f(DEPLOY, "auto")  # onnxruntime level; auto: the faster of extended and all
+    batch_curve: bool = _f(DEPLOY, False)  # also time batch sizes 1..256 (powers of two) until time or memory runs out
+    quantize: list[str] = _f(DEPLOY, factory=lambda: ["int8", "fp16"])  # variants of each exported winner; [] = none
+    calibration_images: int = _f(DEPLOY, 512)  # training images that calibrate the int8 activations
+    calibration_method: str = _f(DEPLOY, "minmax")  # minmax, entropy, percentile (onnxruntime's calibrators)
+    max_accuracy_drop: float = _f(DEPLOY, 1.0)  # points of test accuracy a variant may lose before it is flagged
 
     def __post_init__(self):
         self.check()
@@ -135,7 +140,9 @@ class RunConfig:
 
     def check(self) -> None:
         """Refuse values no run can use, with the option named, before anything is recorded."""
-        for name in ("plugin", "arch", "batch_sizes", "providers", "mean", "std") + AXES:
+        if self.quantize in ("none", ["none"], ("none",)):
+            self.quantize = []
+        for name in ("plugin", "arch", "batch_sizes", "providers", "quantize", "mean", "std") + AXES:
             value = getattr(self, name)
             if name != "nesterov" and value is not None and not isinstance(value, list):
                 # one value given where a list is expected; tuples (from click) become lists
@@ -145,17 +152,20 @@ class RunConfig:
             for v in value if isinstance(value, list) else [value]:
                 if v not in allowed:
                     raise UsageError(f"invalid value for --{_opt(name)}: {v!r} (one of {', '.join(allowed)})")
-        for name, low in (("cpus_per_trial", 0), ("min_time", -1), ("tolerance", -1), ("gpus_per_trial", -1)):
+        for name, low in (("cpus_per_trial", 0), ("min_time", -1), ("tolerance", -1), ("gpus_per_trial", -1),
+                          ("max_accuracy_drop", -1)):  # fmt: skip
             v = getattr(self, name)
             if not isinstance(v, int | float) or isinstance(v, bool) or not math.isfinite(v) or v <= low:
                 what = "> 0" if low == 0 else ">= 0"
                 raise UsageError(f"invalid value for --{_opt(name)}: {v!r} (a finite number {what})")
         for name, low in (("top_k", 1), ("opset", 7), ("warmup", 0), ("min_runs", 1), ("threads", 1),
-                          ("bench_threads", 1), ("trials", 1), ("patience", 1), ("image_size", 4)):  # fmt: skip
+                          ("bench_threads", 1), ("trials", 1), ("patience", 1), ("image_size", 4),
+                          ("calibration_images", 1)):  # fmt: skip
             v = getattr(self, name)
             if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < low):
                 raise UsageError(f"invalid value for --{_opt(name)}: {v!r} (an integer >= {low})")
-        limits = {"threads": MAX_THREADS, "bench_threads": MAX_THREADS, "min_time": MAX_MIN_TIME, "tolerance": 1}
+        limits = {"threads": MAX_THREADS, "bench_threads": MAX_THREADS, "min_time": MAX_MIN_TIME, "tolerance": 1,
+                  "max_accuracy_drop": 100}  # fmt: skip
         for name, high in limits.items():
             if (getattr(self, name) or 0) > high:
                 raise UsageError(f"invalid value for --{_opt(name)}: {getattr(self, name)} (at most {high} here)")
@@ -181,6 +191,8 @@ CHOICES = {
     "exporter": ("dynamo", "torchscript"),
     "graph_optimization": ("auto", "disable", "basic", "extended", "all"),
     "providers": ("auto", "cpu", "cuda"),
+    "quantize": ("int8", "fp16"),
+    "calibration_method": ("minmax", "entropy", "percentile"),
 }
 
 
@@ -198,3 +210,20 @@ def field_names(stage: str | None = None) -> list[str]:
 
 def defaults() -> dict:
     return {f.name: (f.default_factory() if f.default is MISSING else f.default) for f in fields(RunConfig)}
+
+
+def bench_settings(config: RunConfig):
+    """The inference benchmark's settings in ``config``."""
+    from bench.inference import BenchSettings
+
+    return BenchSettings(tuple(config.batch_sizes), tuple(config.providers), config.warmup, config.min_runs,
+                         config.min_time, config.bench_threads, config.graph_optimization,
+                         config.batch_curve)  # fmt: skip
+
+
+def quantize_settings(config: RunConfig):
+    """The int8/fp16 variants' settings in ``config``."""
+    from bench.quantize import QuantizeSettings
+
+    return QuantizeSettings(tuple(config.quantize), config.calibration_images, config.calibration_method,
+                            config.max_accuracy_drop)  # fmt: skip

@@ -29,8 +29,9 @@ class Progress:
     def trial_done(self, spec: TrialSpec, trial: dict) -> None: ...
     def sweep_done(self, run: dict, ranked: list[dict]) -> None: ...  # training over, trials ranked
     def deploy_started(self, trials: list[dict], settings) -> None: ...  # exporting (and benchmarking) winners
-    def deploy_event(self, kind: str, trial: dict, payload) -> None: ...  # "exported" (export row) or "benchmarked"
-    def deploy_done(self, run: dict, entries: list[tuple], settings) -> None: ...  # (trial, export, latency rows)
+    def deploy_event(self, kind: str, trial: dict, payload) -> None: ...  # "exported", "quantized" or "benchmarked"
+    # entries: (trial, export, latency rows); variants: (trial, variant rows)
+    def deploy_done(self, run: dict, entries: list[tuple], settings, variants: list[tuple] = ()) -> None: ...
 
 
 def _to(split: Split, device: torch.device) -> Split:

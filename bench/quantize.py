@@ -1,0 +1,203 @@
+"""Int8 and fp16 variants of a verified fp32 ONNX export, made with onnxruntime's own tools and checked as the
+export is: accuracy on the whole test set through onnxruntime, top-1 agreement with the fp32 model, file size.
+
+int8 is static where it can be (QDQ format, per-channel int8 weights, int8 activations calibrated on training
+images); where static quantization is impossible (no usable calibration images, or the tool fails on the graph)
+it is dynamic (int8 weights, activations quantized at run time) and the note says why. fp16 keeps float32
+inputs and outputs and casts inside. A variant that loses more test accuracy than allowed is kept and flagged,
+never dropped; one that cannot be made or run is recorded as failed with the reason, and the others go on."""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import io
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnxruntime.quantization import CalibrationDataReader
+
+from bench import onnxrt
+from bench.errors import BenchError
+
+PRECISIONS = ("int8", "fp16")
+CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
+QDQ_OPS = {"QuantizeLinear", "DequantizeLinear"}
+DYNAMIC_INT8_OPS = {"ConvInteger", "MatMulInteger", "DynamicQuantizeLinear", "DynamicQuantizeMatMul"}
+# Operators that move or reshape values without arithmetic: neither "quantized" nor "left in float".
+PLUMBING_OPS = {"Reshape", "Flatten", "Shape", "Constant", "Gather", "Unsqueeze", "Squeeze", "Concat", "Identity",
+                "Transpose", "Cast"}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class QuantizeSettings:
+    precisions: tuple[str, ...] = PRECISIONS
+    calibration_images: int = 512  # training images the int8 activations are calibrated on
+    calibration_method: str = "minmax"  # minmax, entropy or percentile (onnxruntime's calibrators)
+    max_accuracy_drop: float = 1.0  # points of test accuracy a variant may lose against fp32 before it is flagged
+
+
+@dataclass
+class Variant:
+    precision: str
+    status: str = "ok"  # ok | flagged | failed
+    note: str | None = None
+    data: bytes | None = None
+    test_acc: float | None = None
+    fp32_test_acc: float | None = None
+    top1_agreement: float | None = None
+    method: dict = field(default_factory=dict)
+
+    def row(self, max_accuracy_drop: float) -> dict:
+        """The store's record of this variant (the file's path is added by whoever writes it)."""
+        return {"precision": self.precision, "status": self.status, "note": self.note,
+                "size_bytes": len(self.data) if self.data is not None else None, "test_acc": self.test_acc,
+                "fp32_test_acc": self.fp32_test_acc, "top1_agreement": self.top1_agreement,
+                "max_accuracy_drop": max_accuracy_drop, "method": self.method}  # fmt: skip
+
+
+class _Images(CalibrationDataReader):
+    def __init__(self, name: str, images: np.ndarray, batch: int = 32):
+        self.batches = iter([{name: images[i : i + batch]} for i in range(0, len(images), batch)])
+
+    def get_next(self):
+        return next(self.batches, None)
+
+
+def one_line(exc: BaseException, limit: int = 240) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def logits_of(session, images: np.ndarray, batch: int = 256) -> np.ndarray:
+    name = session.get_inputs()[0].name
+    return np.concatenate([session.run(None, {name: images[i : i + batch]})[0] for i in range(0, len(images), batch)])
+
+
+def calibration_problem(images: np.ndarray, input_shape: tuple[int, ...]) -> str | None:
+    """Why ``images`` cannot calibrate a model taking ``input_shape`` images, or None."""
+    if images.ndim != 4 or tuple(images.shape[1:]) != tuple(input_shape):
+        return f"the calibration images have shape {tuple(images.shape[1:])}, the model takes {tuple(input_shape)}"
+    if len(images) == 0:
+        return "there are no calibration images"
+    bad = int((~np.isfinite(images.reshape(len(images), -1))).any(axis=1).sum())
+    if bad:
+        return f"{bad} of the {len(images)} calibration images hold NaN or infinite values"
+    if float(images.std()) == 0.0:
+        return f"the {len(images)} calibration images are all one constant value"
+    return None
+
+
+def operators(model: onnx.ModelProto) -> dict[str, dict[str, int]]:
+    """Operator counts of a quantized model: those computing in int8 (fed by DequantizeLinear in QDQ format, or
+    integer operators) and those left in float."""
+    produced_by = {out: n.op_type for n in model.graph.node for out in n.output}
+    int8: collections.Counter = collections.Counter()
+    floats: collections.Counter = collections.Counter()
+    for node in model.graph.node:
+        if node.op_type in QDQ_OPS | PLUMBING_OPS or node.op_type == "DynamicQuantizeLinear":
+            continue
+        quantized = node.op_type in DYNAMIC_INT8_OPS or any(produced_by.get(i) == "DequantizeLinear"
+                                                                for i in node.input)  # fmt: skip
+        (int8 if quantized else floats)[node.op_type] += 1
+    return {"int8": dict(int8), "float": dict(floats)}
+
+
+def quantize_int8(fp32_path: Path, calibration: np.ndarray, settings: QuantizeSettings, workdir: Path):
+    """(model bytes, method, note): static int8 where possible, else dynamic with the reason in the note."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_dynamic, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    fp32 = onnx.load(str(fp32_path))
+    name = fp32.graph.input[0].name
+    dims = [d.dim_value for d in fp32.graph.input[0].type.tensor_type.shape.dim[1:]]
+    tool = f"onnxruntime.quantization ({ort.__version__})"
+    out = workdir / "int8.onnx"
+    problem = calibration_problem(calibration, tuple(dims))
+    if problem is None:
+        pre = workdir / "pre.onnx"
+        try:
+            # Symbolic shape inference is skipped: its Reshape rule fails on the dynamo exporter's files.
+            quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=True)
+            method = getattr(CalibrationMethod, {"minmax": "MinMax", "entropy": "Entropy",
+                                                 "percentile": "Percentile"}[settings.calibration_method])  # fmt: skip
+            with contextlib.redirect_stdout(io.StringIO()):  # its calibrators print their progress
+                quantize_static(str(pre), str(out), _Images(name, calibration), quant_format=QuantFormat.QDQ,
+                                per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                                calibrate_method=method)  # fmt: skip
+            data = out.read_bytes()
+            return data, {"kind": "static", "tool": tool, "format": "QDQ", "weights": "int8, per channel",
+                          "activations": "int8, calibrated", "calibration_images": len(calibration),
+                          "calibration_method": settings.calibration_method,
+                          "operators": operators(onnx.load_from_string(data))}, None  # fmt: skip
+        except Exception as exc:  # the tool's own errors are of many types; the message is what matters
+            problem = f"static quantization failed ({one_line(exc)})"
+    try:
+        # The dynamo exporter's intermediate shapes (value_info) disagree with the tool's own shape inference
+        # once weights are rewritten: drop them, the tool infers them again.
+        del fp32.graph.value_info[:]
+        plain = workdir / "plain.onnx"
+        onnx.save(fp32, str(plain))
+        quantize_dynamic(str(plain), str(out), weight_type=QuantType.QInt8, per_channel=True)
+        data = out.read_bytes()
+    except Exception as exc:
+        raise BenchError(f"{problem}; dynamic quantization failed too ({one_line(exc)})") from exc
+    method = {
+        "kind": "dynamic",
+        "tool": tool,
+        "weights": "int8, per channel",
+        "activations": "uint8, scaled at run time",
+        "operators": operators(onnx.load_from_string(data)),
+    }
+    return data, method, f"{problem}: dynamic int8 instead (8-bit weights, activations quantized at run time)"
+
+
+def to_fp16(fp32_path: Path) -> tuple[bytes, dict]:
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    model = convert_float_to_float16(onnx.load(str(fp32_path)), keep_io_types=True)
+    return model.SerializeToString(), {"kind": "fp16", "tool": f"onnxruntime.transformers.float16 ({ort.__version__})",
+                                       "io": "float32 inputs and outputs, cast inside"}  # fmt: skip
+
+
+def make_variants(fp32_path: Path, calibration: np.ndarray, test_images: np.ndarray, labels: np.ndarray,
+                  settings: QuantizeSettings, threads: int | None = None) -> list[Variant]:  # fmt: skip
+    """Every precision of ``settings``, made from ``fp32_path`` and checked on ``test_images``; failures are
+    returned as failed variants, never raised."""
+    fp32_logits = logits_of(onnxrt.session(fp32_path, "cpu", threads), test_images)
+    fp32_acc = float((fp32_logits.argmax(1) == labels).mean())
+    out = []
+    with tempfile.TemporaryDirectory(prefix="cnnbench-quantize-") as tmp:
+        for precision in settings.precisions:
+            variant = Variant(precision, fp32_test_acc=fp32_acc)
+            workdir = Path(tmp) / precision
+            workdir.mkdir()
+            try:
+                if precision == "int8":
+                    variant.data, variant.method, variant.note = quantize_int8(fp32_path, calibration, settings,
+                                                                               workdir)  # fmt: skip
+                else:
+                    variant.data, variant.method = to_fp16(fp32_path)
+                path = workdir / "model.onnx"
+                path.write_bytes(variant.data)
+                logits = logits_of(onnxrt.session(path, "cpu", threads), test_images)
+            except Exception as exc:  # noqa: BLE001 - one variant's failure is recorded, the others go on
+                variant.status = "failed"
+                variant.note = one_line(exc) if isinstance(exc, BenchError) else f"{precision}: {one_line(exc)}"
+                out.append(variant)
+                continue
+            predictions = logits.argmax(1)
+            variant.test_acc = float((predictions == labels).mean())
+            variant.top1_agreement = float((predictions == fp32_logits.argmax(1)).mean())
+            drop = 100 * (fp32_acc - variant.test_acc)
+            if drop > settings.max_accuracy_drop:
+                variant.status = "flagged"
+                flag = (f"loses {drop:.2f} points of test accuracy against fp32 (allowed: "
+                        f"{settings.max_accuracy_drop:g})")  # fmt: skip
+                variant.note = f"{flag}; {variant.note}" if variant.note else flag
+            out.append(variant)
+    return out

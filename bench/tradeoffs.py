@@ -1,0 +1,93 @@
+"""Deployment figures derived from stored rows, for the terminal tables and the report alike: each int8/fp16
+variant against its fp32 export, the accuracy-latency points of every model x precision, and where a
+batch-size curve stops paying. Nothing is measured here; every number comes from the store."""
+
+from __future__ import annotations
+
+CPU = ("CPUExecutionProvider", "cpu")
+SATURATION = 1.10  # throughput "still grows" while doubling the batch adds more than 10%
+
+
+def ort_cpu(latency: list[dict], precision: str, batch: int | None = None) -> dict | None:
+    """The ONNX Runtime CPU measurement of ``precision`` at ``batch`` (None: the largest batch measured)."""
+    rows = [r for r in latency if r["engine"] == "onnxruntime" and r["provider"] in CPU and r["status"] == "ok"
+            and (r.get("precision") or "fp32") == precision]  # fmt: skip
+    if batch is None:
+        return max(rows, key=lambda r: r["batch_size"], default=None)
+    return next((r for r in rows if r["batch_size"] == batch), None)
+
+
+def how_made(variant: dict) -> str:
+    """The method of a variant in a few words, with the operators left in float and any note."""
+    m = variant.get("method") or {}
+    if variant["status"] == "failed" or not m:
+        return variant.get("note") or ""
+    if m.get("kind") == "static":
+        words = f"static {m['format']}, {m['calibration_method']} on {m['calibration_images']} images"
+    elif m.get("kind") == "dynamic":
+        words = "dynamic"
+    else:
+        words = m.get("io", m.get("kind", ""))
+    floats = (m.get("operators") or {}).get("float")
+    if floats:
+        words += "; left in float: " + ", ".join(f"{k} {v}" for k, v in sorted(floats.items()))
+    return words + (f"; {variant['note']}" if variant.get("note") else "")
+
+
+def variant_rows(export: dict | None, variants: list[dict], latency: list[dict]) -> list[dict]:
+    """Each variant against the fp32 export: accuracy change (points), top-1 agreement, size ratio and ORT CPU
+    speedup at batch 1 and at the largest batch both were measured at."""
+    out = []
+    fp32_size = export.get("size_bytes") if export else None
+    for v in variants:
+        p = v["precision"]
+        b1 = [ort_cpu(latency, x, 1) for x in ("fp32", p)]
+        common = {r["batch_size"] for r in latency if r.get("precision") == p and r["status"] == "ok"} & {
+            r["batch_size"] for r in latency if (r.get("precision") or "fp32") == "fp32" and r["status"] == "ok"
+        }
+        big = [ort_cpu(latency, x, max(common)) for x in ("fp32", p)] if common else [None, None]
+        out.append({
+            "precision": p, "status": v["status"], "test_acc": v["test_acc"], "fp32_test_acc": v["fp32_test_acc"],
+            "delta_points": None if v["test_acc"] is None or v["fp32_test_acc"] is None
+            else 100 * (v["test_acc"] - v["fp32_test_acc"]),
+            "top1_agreement": v["top1_agreement"],
+            "size_ratio": v["size_bytes"] / fp32_size if v["size_bytes"] and fp32_size else None,
+            "speedup_batch1": b1[0]["p50_ms"] / b1[1]["p50_ms"] if all(b1) else None,
+            "speedup_largest": big[0]["p50_ms"] / big[1]["p50_ms"] if all(big) else None,
+            "largest_batch": max(common) if common else None,
+            "how": how_made(v),
+        })  # fmt: skip
+    return out
+
+
+def accuracy_latency_points(name: str, export: dict | None, variants: list[dict], latency: list[dict],
+                            batch: int = 1) -> list[tuple[str, float, float]]:  # fmt: skip
+    """(label, ORT CPU p50 ms at ``batch``, test accuracy through ORT) of the fp32 export and each variant that
+    runs: the points of the deployment trade-off."""
+    out = []
+    if export and export.get("onnx_test_acc") is not None and (m := ort_cpu(latency, "fp32", batch)):
+        out.append((f"{name} fp32", m["p50_ms"], export["onnx_test_acc"]))
+    for v in variants:
+        if v["status"] != "failed" and v["test_acc"] is not None and (m := ort_cpu(latency, v["precision"], batch)):
+            out.append((f"{name} {v['precision']}", m["p50_ms"], v["test_acc"]))
+    return out
+
+
+def curves(latency: list[dict]) -> dict[tuple[str, str, str], list[tuple[int, float]]]:
+    """(precision, engine, provider) -> [(batch size, images/s)] for every series measured at 3 or more batch
+    sizes, in batch order."""
+    series: dict[tuple[str, str, str], list[tuple[int, float]]] = {}
+    for r in latency:
+        if r["status"] == "ok" and r["throughput"]:
+            key = (r.get("precision") or "fp32", r["engine"], r["provider"])
+            series.setdefault(key, []).append((r["batch_size"], r["throughput"]))
+    return {k: sorted(v) for k, v in series.items() if len(v) >= 3}
+
+
+def saturation(points: list[tuple[int, float]]) -> int | None:
+    """The batch size after which throughput stops growing by more than 10% per step of the curve (None: it
+    still grows at the largest batch measured)."""
+    for (batch, rate), (_, next_rate) in zip(points, points[1:], strict=False):
+        if next_rate < SATURATION * rate:
+            return batch
+    return None

@@ -1,0 +1,193 @@
+"""int8 and fp16 variants of exported winners, batch-size curves and the report's deployment section: real
+trained models, real ONNX files, onnxruntime's own quantization tools, checked by an independent evaluation."""
+
+import json
+import re
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+from torch import nn
+
+from bench import inference
+from bench.export import to_onnx
+from bench.figures import pareto_front
+from bench.plugins import load_dataset
+from bench.quantize import QuantizeSettings, make_variants
+
+
+@pytest.fixture(scope="module")
+def quantized(tmp_path_factory):
+    """A real sweep of the default plugin on digits, its winner exported, quantized (the defaults: int8 and fp16)
+    and benchmarked at batch 1 and 64 (0.1 s per measurement)."""
+    from click.testing import CliRunner
+
+    from bench.cli import cli
+
+    store = tmp_path_factory.mktemp("quantized") / "bench.db"
+    args = ["run", "--plugin", "cnn_dropout", "--epochs", "2", "--min-time", "0.1", "--min-runs", "20", "--store"]
+    result = CliRunner().invoke(cli, [*args, str(store)])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(CliRunner().invoke(cli, ["report", "--json", "--store", str(store)]).stdout)
+    return store, next(r for r in rows if r["winner"])
+
+
+def _test_set(record):
+    data = load_dataset("digits")
+    hp = record["hparams"]
+    test = data.split(hp["val_ratio"], hp["seed"]).test
+    return test.images.numpy(), test.labels.numpy()
+
+
+def _predict(path, raw, meta):
+    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    mean, std = (np.array(meta[k], np.float32).reshape(1, -1, 1, 1) for k in ("mean", "std"))
+    return session.run(None, {"input": ((raw * meta["pixel_scale"] - mean) / std).astype(np.float32)})[0].argmax(1)
+
+
+def test_each_variant_s_figures_are_what_onnxruntime_alone_measures(quantized):
+    _, winner = quantized
+    raw, labels = _test_set(winner)
+    fp32 = winner["onnx"]
+    session = ort.InferenceSession(fp32["path"], providers=["CPUExecutionProvider"])
+    meta = {k: json.loads(v) for k, v in session.get_modelmeta().custom_metadata_map.items()}
+    reference = _predict(fp32["path"], raw, meta)
+    variants = {v["precision"]: v for v in winner["variants"]}
+    assert set(variants) == {"int8", "fp16"}
+    for precision, v in variants.items():
+        assert v["status"] == "ok", v["note"]  # a digits CNN loses well under a point in int8
+        assert v["path"].endswith(f"t{winner['trial']:03d}/model-{precision}.onnx")
+        predictions = _predict(v["path"], raw, meta)  # independently of cnnbench
+        assert v["test_acc"] == float((predictions == labels).mean())
+        assert v["top1_agreement"] == float((predictions == reference).mean())
+        assert v["fp32_test_acc"] == fp32["onnx_test_acc"] == float((reference == labels).mean())
+        assert v["size_bytes"] < fp32["size_bytes"] and v["max_accuracy_drop"] == 1.0
+    assert variants["int8"]["method"]["kind"] == "static" and variants["int8"]["method"]["calibration_images"] == 512
+    assert variants["int8"]["method"]["operators"]["int8"]["Conv"] >= 2
+    timed = {(m["precision"], m["engine"], m["batch_size"]) for m in winner["latency"] if m["status"] == "ok"}
+    for precision in ("int8", "fp16"):  # variants are timed like fp32, in ONNX Runtime only
+        assert {(precision, "onnxruntime", 1), (precision, "onnxruntime", 64)} <= timed
+        assert not any(p == precision and e == "torch" for p, e, _ in timed)
+
+
+def test_the_report_s_pareto_front_is_the_front_of_the_stored_rows(quantized, invoke, tmp_path):
+    store, winner = quantized
+    result = invoke("report", "--out", tmp_path, "--store", store, store=False)
+    assert result.exit_code == 0, result.output
+    (report,) = tmp_path.glob("*/report.md")
+    text = report.read_text()
+    listed = re.search(r"Pareto front \(no other model x precision is both faster and more accurate\): (.+)\.", text)
+    rows = invoke.json("report", "--measurements", "--store", store, store=False)
+    cpu = [r for r in rows if r["engine"] == "onnxruntime" and r["provider"] == "CPUExecutionProvider"]
+    points = [(f"t{r['trial']:03d} {r['precision']}", r["p50_ms"], r["test_acc"]) for r in cpu if r["batch_size"] == 1]
+    assert {p[0].split()[1] for p in points} == {"fp32", "int8", "fp16"}
+    front = [points[i] for i in pareto_front([(c, a) for _, c, a in points])]
+    assert listed.group(1) == "; ".join(f"{n} ({100 * a:.2f}%, {c:.3f} ms)" for n, c, a in front)
+    # the variants' table: each precision's change against fp32, as stored
+    for v in winner["variants"]:
+        delta = 100 * (v["test_acc"] - v["fp32_test_acc"])
+        assert f"| {v['precision']} | {v['status']} | {100 * v['test_acc']:.2f} | {delta:+.2f} |" in text
+    assert "## Deployment: precisions and batch sizes" in text and "static QDQ, minmax on 512 images" in text
+
+
+# --- outcomes that must be recorded, not raised: bad calibration data, float-only operators, collapse -------
+
+
+def _linear_digits():
+    """A least-squares linear classifier of 8x8 digits as a convolution (fp32 test accuracy about 95%), with
+    the normalized training and test images."""
+    data = load_dataset("digits")
+    splits = data.split(0.2, 0)
+    x, xt = ((s.images.float() / 16 - 0.5) / 0.5 for s in (splits.train, splits.test))
+    targets = torch.nn.functional.one_hot(splits.train.labels, 10).float()
+    a = torch.cat([x.flatten(1), torch.ones(len(x), 1)], 1)
+    w = torch.linalg.lstsq(a, targets).solution
+    conv = nn.Conv2d(1, 10, 8)
+    conv.weight.data = w[:-1].T.reshape(10, 1, 8, 8).contiguous()
+    conv.bias.data = w[-1].clone()
+    return conv, x.numpy(), xt.numpy(), splits.test.labels.numpy()
+
+
+def _onnx(model: nn.Module, path):
+    proto, _ = to_onnx(model.eval(), (1, 8, 8), {})
+    path.write_bytes(proto.SerializeToString())
+    return path
+
+
+def test_nan_calibration_images_fall_back_to_dynamic_int8_with_the_reason(tmp_path):
+    conv, train, test, labels = _linear_digits()
+    path = _onnx(nn.Sequential(conv, nn.Flatten()), tmp_path / "m.onnx")
+    calibration = train[:64].copy()
+    calibration[3, 0, 2, 2] = np.nan
+    int8, fp16 = make_variants(path, calibration, test, labels, QuantizeSettings(max_accuracy_drop=5.0))
+    assert int8.status == "ok" and int8.method["kind"] == "dynamic"
+    assert int8.note == ("1 of the 64 calibration images hold NaN or infinite values: dynamic int8 instead (8-bit "
+                         "weights, activations quantized at run time)")  # fmt: skip
+    assert int8.test_acc > 0.85 and fp16.status == "ok" and fp16.test_acc > 0.85  # the other variant goes on
+
+
+def test_an_operator_int8_cannot_compute_is_recorded_as_left_in_float(tmp_path):
+    conv, train, test, labels = _linear_digits()
+    path = _onnx(nn.Sequential(conv, nn.GELU(), nn.Flatten()), tmp_path / "m.onnx")  # GELU: ONNX Erf
+    int8, fp16 = make_variants(path, train[:128], test, labels, QuantizeSettings())
+    assert int8.status == "ok" and int8.method["kind"] == "static"
+    assert int8.method["operators"]["float"].get("Erf") == 1 and int8.method["operators"]["int8"]["Conv"] == 1
+    from bench.tradeoffs import how_made
+
+    assert "left in float: " in how_made(int8.row(1.0) | {"method": int8.method}) and fp16.status == "ok"
+
+
+def test_a_variant_whose_accuracy_collapses_is_kept_and_flagged(tmp_path):
+    """An 11th channel with a huge constant output that the next layer ignores: fp32 is unchanged, but one int8
+    scale for the whole tensor rounds every class score to the same value."""
+    conv, train, test, labels = _linear_digits()
+    wide = nn.Conv2d(1, 11, 8)
+    wide.weight.data[:10], wide.bias.data[:10] = conv.weight.data, conv.bias.data
+    wide.weight.data[10], wide.bias.data[10] = 0.0, 1e5
+    pick = nn.Conv2d(11, 10, 1, bias=False)
+    pick.weight.data = torch.eye(11)[:10].reshape(10, 11, 1, 1)
+    path = _onnx(nn.Sequential(wide, pick, nn.Flatten()), tmp_path / "m.onnx")
+    int8, fp16 = make_variants(path, train[:128], test, labels, QuantizeSettings(max_accuracy_drop=1.0))
+    assert int8.fp32_test_acc > 0.9 and int8.test_acc < 0.5
+    assert int8.status == "flagged" and int8.data is not None  # kept
+    assert re.fullmatch(r"loses \d+\.\d\d points of test accuracy against fp32 \(allowed: 1\)", int8.note)
+    assert fp16.status == "ok" and fp16.test_acc == pytest.approx(int8.fp32_test_acc, abs=0.01)
+
+
+def test_quantize_command_remakes_variants_and_records_a_flagged_one(tiny_run):
+    (first,) = tiny_run.json("quantize", "latest", "--no-benchmark")
+    assert {v["precision"] for v in first["variants"]} == {"int8", "fp16"}
+    # An allowance of 0 flags a variant that loses any accuracy: kept and recorded.
+    (again,) = tiny_run.json("quantize", "latest", "--quantize", "int8", "--max-accuracy-drop", "0",
+                             "--calibration-method", "percentile", "--no-benchmark")  # fmt: skip
+    int8 = next(v for v in again["variants"] if v["precision"] == "int8")
+    assert int8["method"]["calibration_method"] == "percentile" and int8["max_accuracy_drop"] == 0
+    assert int8["status"] == ("flagged" if int8["test_acc"] < int8["fp32_test_acc"] else "ok")
+
+
+# --- batch-size curves ---------------------------------------------------------------------------------
+
+
+def test_a_batch_curve_runs_to_256_and_the_report_says_where_throughput_saturates(tiny_run, tmp_path):
+    rows = tiny_run.json("benchmark", "latest", "--batch-curve", "--min-time", "0.02", "--min-runs", "5")
+    (row,) = rows
+    batches = sorted({m["batch_size"] for m in row["latency"] if m["engine"] == "torch" and m["status"] == "ok"})
+    assert batches == [1, 2, 4, 8, 16, 32, 64, 128, 256]
+    extra = [m for m in row["latency"] if m["batch_size"] == 128 and m["status"] == "ok"]
+    assert extra and all(m["method"]["min_runs"] == 5 and m["n"] >= 5 for m in extra)
+    result = tiny_run("report", "--out", tmp_path)
+    (report,) = tmp_path.glob("*/report.md")
+    text = report.read_text()
+    assert "![Throughput and latency against batch size](batch_curves.png)" in text
+    assert (report.parent / "batch_curves.png").stat().st_size > 10_000 and result.exit_code == 0
+    said = re.search(r"per doubling after: (.+)\.", text).group(1)
+    assert said.count("fp32 ORT cpu") == 1 and said.count("fp32 torch cpu") == 1
+
+
+def test_a_curve_stops_after_a_batch_over_its_time_limit_and_says_so(tiny_run, monkeypatch):
+    monkeypatch.setattr(inference, "CURVE_LIMIT_MS", 0.0)  # every batch is over the limit: stop after the first
+    (row,) = tiny_run.json("benchmark", "latest", "--batch-curve", "--min-time", "0.02", "--min-runs", "5")
+    fp32 = [m for m in row["latency"] if m["precision"] == "fp32" and m["engine"] == "onnxruntime"]
+    assert [m["status"] for m in fp32] == ["ok"] + ["skipped"] * 8
+    assert fp32[1]["note"].startswith("the curve stopped after batch 1 took") and "(limit 0 ms)" in fp32[1]["note"]
