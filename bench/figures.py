@@ -90,14 +90,14 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
 
 
 def tradeoff_plot(labels: list[str], costs: list[float], accuracies: list[float], xlabel: str, title: str,
-                  log_x: bool = False) -> bytes:  # fmt: skip
+                  log_x: bool = False, point: str = "trial") -> bytes:  # fmt: skip
     """Test accuracy against a cost, the Pareto front drawn and labelled."""
     fig = Figure(figsize=(6.4, 4.4))
     ax = fig.subplots()
     front = pareto_front(list(zip(costs, accuracies, strict=True)))
     others = [i for i in range(len(labels)) if i not in front]
     ax.scatter([costs[i] for i in others], [100 * accuracies[i] for i in others], color="tab:gray", alpha=0.7,
-               label="trial")  # fmt: skip
+               label=point)  # fmt: skip
     ax.plot([costs[i] for i in front], [100 * accuracies[i] for i in front], color="tab:red", marker="o",
             drawstyle="steps-post", label="Pareto front")  # fmt: skip
     at: dict[tuple[float, float], list[str]] = {}  # trials at the same point share one label

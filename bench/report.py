@@ -349,7 +349,8 @@ def deployment_section(views: list[TrialView], write_png) -> str:
         labels, costs, accs = (list(x) for x in zip(*points, strict=True))
         png = write_png("deployment_front.png", figures.tradeoff_plot(
             labels, costs, accs, "ONNX Runtime CPU latency, p50 at batch 1 (ms)",
-            "Test accuracy (ONNX Runtime) against latency: every model x precision"))  # fmt: skip
+            "Test accuracy (ONNX Runtime) against latency: every model x precision",
+            point="model x precision"))  # fmt: skip
         front = figures.pareto_front(list(zip(costs, accs, strict=True)))
         parts.append(
             "### Accuracy against latency, every model x precision\n\n"

@@ -39,6 +39,7 @@ def cifar_slice(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 def test_the_lab_config_runs_on_a_slice_of_cifar10(cifar_slice, invoke, store_path):
     result = invoke("run", "--config", ROOT / "configs" / "rob313.toml", "--dataset", f"imagefolder:{cifar_slice}",
                     "--epochs", "1", "-q", "--batch-sizes", "1", "--min-runs", "5", "--min-time", "0",

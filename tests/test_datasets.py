@@ -51,6 +51,7 @@ def test_fashion_mnist_is_found_in_debians_folder_with_its_class_names():
     assert torch.bincount(data.test.labels).tolist() == [1000] * 10
 
 
+@pytest.mark.slow
 def test_a_real_data_run_on_fashion_mnist(invoke):
     _need_fashion()
     result = invoke("run", "--plugin", "cnn_baseline", "--dataset", "fashion-mnist", "--epochs", "1",

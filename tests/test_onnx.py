@@ -33,10 +33,11 @@ def _cli(*args):
 @pytest.fixture(scope="module")
 def deployed(tmp_path_factory):
     """A real sweep of two architectures on digits, its winners exported and benchmarked with the defaults but
-    for the time per measurement (0.25 s, not 1 s: 8 measurements)."""
+    for the time per measurement (0.25 s, not 1 s: 8 measurements) and the int8/fp16 variants (tests/test_quantize.py
+    has them)."""
     store = tmp_path_factory.mktemp("deployed") / "bench.db"
     result = _cli("run", "--arch", "cnn_baseline", "--arch", "cnn_dropout", "--epochs", "2", "--min-time", "0.25",
-                  "--store", store)  # fmt: skip
+                  "--quantize", "none", "--store", store)  # fmt: skip
     assert result.exit_code == 0, result.output
     rows = json.loads(_cli("report", "--json", "--store", store).stdout)
     return store, rows

@@ -218,6 +218,7 @@ def _bench(args: list[str], site: Path, cwd: Path) -> subprocess.CompletedProces
     return subprocess.run([str(bench), *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.slow
 def test_new_plugin_output_and_the_sample_plugin_install_and_run(tmp_path, invoke):
     """Both real packages (the `bench new-plugin` scaffold and examples/cnnbench-mobilenet) built by pip into one
     site, found through their entry points by the `bench` command, trained, exported and benchmarked; then each

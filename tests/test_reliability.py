@@ -229,6 +229,7 @@ def test_an_image_folder_with_symlink_loops_and_dangling_links_is_read_skipping_
     assert result.exit_code == 0, result.output
 
 
+@pytest.mark.slow
 def test_reading_commands_work_on_a_store_in_a_read_only_place(tmp_path):
     """Issue 14, item 7: `bench runs` and `bench report --json` read a store on a read-only file system (another
     user's results, a mounted archive); they used to fail, blaming a write."""
@@ -262,6 +263,7 @@ def test_reading_commands_work_on_a_store_in_a_read_only_place(tmp_path):
     assert f'"id": "{run_id}"' in result.stdout and '"status": "pending"' in result.stdout
 
 
+@pytest.mark.slow
 def test_a_new_store_opened_by_several_processes_at_once_is_created_once(tmp_path):
     store = tmp_path / "new.db"
     start = time.time() + 4  # every process imported and waiting: they open the store at the same moment
@@ -361,6 +363,7 @@ def _limited(limit_bytes: int):
     return preexec
 
 
+@pytest.mark.slow
 def test_no_room_for_a_checkpoint_stops_the_sweep_cleanly_and_keeps_what_was_recorded(tmp_path, invoke):
     store = tmp_path / "bench.db"
     # The baseline's checkpoint (~80 KB) fits under 1 MB; the VGG's (~4.7 MB) does not.
@@ -383,6 +386,7 @@ def test_no_room_for_a_checkpoint_stops_the_sweep_cleanly_and_keeps_what_was_rec
     assert result.exit_code == 0, result.output  # with room again, the run finishes
 
 
+@pytest.mark.slow
 def test_no_room_in_the_store_says_so(tmp_path):
     """SQLite calls a write past the end of the disk (or of the file size limit) "disk I/O error": say no room."""
     store = tmp_path / "bench.db"
@@ -401,6 +405,7 @@ def test_no_room_in_the_store_says_so(tmp_path):
         assert s.runs() == []  # nothing half-written
 
 
+@pytest.mark.slow
 def test_no_room_for_a_report_keeps_the_previous_report(tmp_path, invoke):
     store = tmp_path / "bench.db"
     assert invoke("run", "--arch", "cnn_baseline", "--epochs", "1", "--no-benchmark", "-q", "--store", store,

@@ -125,6 +125,7 @@ SWEEP = ["--plugin", "cnn_dropout", "--where", "convs_per_block=1", "--epochs", 
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
+@pytest.mark.slow
 def test_a_stop_signal_marks_the_running_trial_interrupted_and_exits_cleanly(tmp_path, signum):
     store = tmp_path / "bench.db"
     process = _start(SWEEP, store)
@@ -151,6 +152,7 @@ def _count(store: Path, sql: str) -> int:
         db.close()
 
 
+@pytest.mark.slow
 def test_a_stop_while_benchmarking_exits_130_and_resume_finishes_the_deployment(tmp_path, invoke):
     """Issue 14, item 4: the run stays unfinished until its winners are exported and benchmarked; SIGTERM there
     exits 130 like any stop, and `--resume` does the missing benchmark (with the deploy options it is given)."""
@@ -196,6 +198,7 @@ def register_datasets(register):
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
+@pytest.mark.slow
 def test_a_stop_before_training_exits_130_without_a_traceback(tmp_path, signum):
     """Issue 14, item 4: a stop while the data loads (before any run is recorded) exits 130 as one in a sweep."""
     site = tmp_path / "site"
@@ -230,6 +233,7 @@ def _owner_pid(store: Path) -> int | None:
         db.close()
 
 
+@pytest.mark.slow
 def test_kill_9_mid_trial_then_resume_completes_without_retraining(tmp_path, invoke):
     """SIGKILL mid-trial, twice: the run is taken over from a dead owner each time, and while a resume runs a
     second one is refused, naming the process that holds the run (issue 14, item 3)."""
@@ -285,6 +289,7 @@ def ray_cluster():
     ray.shutdown()
 
 
+@pytest.mark.slow
 def test_ray_executor_records_the_same_rows_as_the_local_one_and_asha_prunes(ray_cluster, invoke, store_path):
     """One Ray run with ASHA (the two smallest default variants of cnn_dropout x two learning rates, one of them
     too small to learn) against the same sweep run locally: ASHA spends fewer epochs and records what it pruned;
@@ -330,6 +335,7 @@ def _epochs_in_state(path: Path) -> int | None:
         return None
 
 
+@pytest.mark.slow
 def test_kill_9_in_epoch_3_of_6_then_resume_continues_with_the_same_losses(tmp_path, invoke):
     variant = ["kernel_size=3", "feature_maps=32-64", "convs_per_block=1", "head=64", "dropout=0.2", "dropout_layers=1"]
     args = ["--arch", "cnn_dropout", *(x for w in variant for x in ("--where", w)), "--epochs", "6", "--batch-size",

@@ -37,6 +37,7 @@ def test_the_imagenet_stem_is_torchvisions_own():
     assert one_channel.conv1.in_channels == 1 and one_channel.conv1.kernel_size == (7, 7)
 
 
+@pytest.mark.slow
 def test_a_model_of_each_family_type_trains_exports_and_is_benchmarked(invoke):
     """Residual (resnet18), depthwise with squeeze-excite (mobilenet_v3_small), ConvNeXt: one epoch on a slice of
     digits (--val-ratio 0.8: 288 training images), picked across the plugin by --where model=. Exported by the
