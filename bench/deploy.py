@@ -149,18 +149,25 @@ def _verified_export(store: Store, trial: dict) -> Path:
     return _verified(store, trial, exp["path"], exp["sha256"])
 
 
+def calibration_and_test(data: Dataset, trial: dict, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The first ``n`` images of the trial's own training split (calibration) and its test images, preprocessed as
+    the model takes them (float32 arrays), with the test labels."""
+    hp = trial["hparams"]
+    splits = data.split(hp["val_ratio"], hp["seed"])
+    normalize = Normalizer(data)
+    with torch.no_grad():
+        calibration = normalize(splits.train.images[:n]).numpy().astype(np.float32)
+        test = normalize(splits.test.images).numpy().astype(np.float32)
+    return calibration, test, splits.test.labels.numpy()
+
+
 def quantize_trial(store: Store, run: dict, trial: dict, data: Dataset, settings: QuantizeSettings,
                    threads: int | None = None) -> list[dict]:  # fmt: skip
     """Make and check the int8 and fp16 variants of the trial's verified ONNX export (bench.quantize), write
     them to <run>/t<NNN>/model-<precision>.onnx and record each, failed ones with their reason."""
     fp32_path = _verified_export(store, trial)
-    hp = trial["hparams"]
-    splits = data.split(hp["val_ratio"], hp["seed"])
-    normalize = Normalizer(data)
-    with torch.no_grad():
-        calibration = normalize(splits.train.images[: settings.calibration_images]).numpy().astype(np.float32)
-        test = normalize(splits.test.images).numpy().astype(np.float32)
-    for variant in make_variants(fp32_path, calibration, test, splits.test.labels.numpy(), settings, threads):
+    calibration, test, labels = calibration_and_test(data, trial, settings.calibration_images)
+    for variant in make_variants(fp32_path, calibration, test, labels, settings, threads):
         row = variant.row(settings.max_accuracy_drop)
         if variant.data is not None and variant.status != "failed":
             path = store.trial_dir(run["id"], trial["idx"]) / f"model-{variant.precision}.onnx"

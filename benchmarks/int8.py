@@ -1,8 +1,9 @@
 """Int8 against fp32 in ONNX Runtime on this CPU, for a stored trial's verified ONNX export: is static int8 worth it?
 
-Quantization: onnxruntime.quantization's own tools, as `bench quantize` will use them (issue 16): quant_pre_process
-(shape inference and graph optimization), then quantize_static in QDQ format, per-channel int8 weights, int8
-activations, calibrated (MinMax) on --calibration training images of the trial's own training split. Accuracy: the
+Quantization: cnnbench's own (bench.quantize.quantize_int8, what `bench quantize` and `bench run` make):
+onnxruntime's quant_pre_process (shape inference and graph optimization), then quantize_static in QDQ format,
+per-channel int8 weights, int8 activations, calibrated (MinMax) on --calibration training images of the trial's
+own training split. Accuracy: the
 whole test set through onnxruntime (CPU), fp32 and int8, with the trial's own preprocessing; top-1 agreement of the
 two. Speed: batch 1 and 64, both models timed in alternating rounds (--rounds), each round cnnbench's own
 measurement (bench.inference.timed_runs: warm-up, then at least --runs runs and --min-time s), p50 by numpy; the
@@ -24,32 +25,17 @@ from pathlib import Path
 import numpy as np
 import onnx
 import onnxruntime as ort
-import torch
-from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-from onnxruntime.quantization.shape_inference import quant_pre_process
 from record import record
 from stored import stored_trial, trial_parser
 from zoo import cpu_name
 
 from bench import onnxrt
-from bench.data import Normalizer
+from bench.deploy import calibration_and_test
 from bench.inference import BenchSettings, timed_runs
+from bench.quantize import QuantizeSettings, logits_of, quantize_int8
 from bench.sweep import load_run_dataset
 
 FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8")
-
-
-class Images(CalibrationDataReader):
-    def __init__(self, name: str, images: np.ndarray, batch: int = 32):
-        self.batches = iter([{name: images[i : i + batch]} for i in range(0, len(images), batch)])
-
-    def get_next(self):
-        return next(self.batches, None)
-
-
-def logits(sess, x: np.ndarray) -> np.ndarray:
-    name = sess.get_inputs()[0].name
-    return np.concatenate([sess.run(None, {name: x[i : i + 256]})[0] for i in range(0, len(x), 256)])
 
 
 def main() -> None:
@@ -61,19 +47,12 @@ def main() -> None:
     with stored_trial(args) as (store, run, trial):
         fp32_path = store.artifact_path(store.export_of(trial["id"])["path"])
     data = load_run_dataset(run)
-    hp = trial["hparams"]
-    splits = data.split(hp["val_ratio"], hp["seed"])
-    normalize = Normalizer(data)
-    with torch.no_grad():
-        calib = normalize(splits.train.images[: args.calibration]).numpy().astype(np.float32)
-        test = normalize(splits.test.images).numpy().astype(np.float32)
-    labels = splits.test.labels.numpy()
+    calib, test, labels = calibration_and_test(data, trial, args.calibration)
     name = onnx.load(str(fp32_path)).graph.input[0].name
     with tempfile.TemporaryDirectory() as tmp:
-        pre, int8_path = Path(tmp) / "pre.onnx", Path(tmp) / "int8.onnx"
-        quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=True)  # its Reshape rule fails on dynamo files
-        quantize_static(str(pre), str(int8_path), Images(name, calib), quant_format=QuantFormat.QDQ, per_channel=True,
-                        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)  # fmt: skip
+        int8_path = Path(tmp) / "int8.onnx"
+        int8_path.write_bytes(quantize_int8(fp32_path, calib, QuantizeSettings(calibration_images=args.calibration),
+                                            Path(tmp))[0])  # fmt: skip
         sessions = {p: onnxrt.session(path, "cpu", threads, "all") for p, path in (("fp32", fp32_path),
                                                                                    ("int8", int8_path))}  # fmt: skip
         optimized = Path(tmp) / "int8-optimized.onnx"
@@ -83,7 +62,7 @@ def main() -> None:
         ort.InferenceSession(str(int8_path), options, providers=["CPUExecutionProvider"])
         ops = collections.Counter(n.op_type for n in onnx.load(str(optimized)).graph.node)
         sizes = {"fp32": Path(fp32_path).stat().st_size, "int8": int8_path.stat().st_size}
-        out = {p: logits(s, test) for p, s in sessions.items()}
+        out = {p: logits_of(s, test) for p, s in sessions.items()}
         acc = {p: float((o.argmax(1) == labels).mean()) for p, o in out.items()}
         agree = float((out["fp32"].argmax(1) == out["int8"].argmax(1)).mean())
         settings = BenchSettings((1, 64), ("cpu",), 10, args.runs, args.min_time, threads, "all")
