@@ -211,9 +211,9 @@ def export_and_benchmark(store: Store, run: dict, trials: list[dict], *, toleran
                          on_event: Callable[[str, dict, dict | list], None] | None = None) -> list[str]:  # fmt: skip
     """Export every trial (with ``reuse_exports``, only those never exported), make the ``quantize`` variants of
     those whose export is verified (with ``reuse_variants``, default ``reuse_exports``, only the precisions not made
-    yet), then benchmark
-    them. One trial's failure never stops the others: export and variant failures are recorded in the store;
-    problems with what is already there (a changed file, a missing checkpoint) are returned."""
+    yet), then benchmark them. One trial's failure never stops the others: export and variant failures are
+    recorded in the store; problems with what is already there (a changed file, a missing checkpoint) are
+    returned."""
     data = load_run_dataset(run)
     problems = []
     for trial in trials:

@@ -359,10 +359,13 @@ def deployment_section(views: list[TrialView], write_png) -> str:
             + "; ".join(f"{labels[i]} ({pct(accs[i])}%, {num(costs[i])} ms)" for i in front) + "."
         )  # fmt: skip
     rows = []
+
+    def ratio(x) -> str:
+        return "-" if x is None else f"{x:.2f}x"
+
     for v in views:
         for r in tradeoffs.variant_rows(v.export, v.variants, v.latency):
             delta = "-" if r["delta_points"] is None else f"{r['delta_points']:+.2f}"
-            ratio = lambda x: "-" if x is None else f"{x:.2f}x"  # noqa: E731
             largest = f"{ratio(r['speedup_largest'])} (batch {r['largest_batch']})" if r["largest_batch"] else "-"
             rows.append([v.name, v.trial["architecture"], r["precision"], r["status"], pct(r["test_acc"]), delta,
                          pct(r["top1_agreement"]), ratio(r["size_ratio"]), ratio(r["speedup_batch1"]), largest,
@@ -384,8 +387,8 @@ def deployment_section(views: list[TrialView], write_png) -> str:
             p50s = [by_batch[(precision, engine, provider, b)]["p50_ms"] for b, _ in pts]
             curve_series.append((label, [b for b, _ in pts], [r for _, r in pts], p50s))
             stop = tradeoffs.saturation(pts)
-            saturated.append(f"{label}: " + (f"batch {stop} ({pts[[b for b, _ in pts].index(stop)][1]:,.0f} "
-                             "images/s)" if stop else f"still growing at batch {pts[-1][0]}"))  # fmt: skip
+            saturated.append(f"{label}: " + (f"batch {stop} ({dict(pts)[stop]:,.0f} images/s)" if stop
+                                             else f"still growing at batch {pts[-1][0]}"))  # fmt: skip
     if curve_series:
         png = write_png("batch_curves.png", figures.batch_curve_plot(curve_series, "Throughput and latency "
                                                                      "against batch size"))  # fmt: skip
