@@ -39,6 +39,14 @@ def _expand(space: list[dict[str, list]]) -> list[dict]:
     return out
 
 
+def _in_space(space: list[dict[str, list]], params: dict) -> bool:
+    """Whether ``params`` is one of the variants of ``space``, without listing them (a model zoo's space holds
+    thousands)."""
+    given = {k: format_value(v) for k, v in params.items()}
+    return any(set(grid) == set(given) and all(given[k] in {format_value(v) for v in grid[k]} for k in grid)
+               for grid in space)  # fmt: skip
+
+
 @dataclass(frozen=True)
 class Architecture:
     """One architecture family registered by a plugin."""
@@ -104,7 +112,8 @@ class Architecture:
     def normalize(self, params: dict) -> dict:
         """Complete ``params`` from the first default variant and turn JSON lists back into the tuples
         the space uses, so a variant read back from the store equals the one that was run."""
-        first = (self.default_variants or self.all_variants())[0]
+        # the first variant of the space, as all_variants() lists it, without listing them
+        first = self.default_variants[0] if self.default_variants else {k: v[0] for k, v in self.space[0].items()}
         out = {}
         for key in self.parameters:
             value = params.get(key, first.get(key))
@@ -179,11 +188,10 @@ class Registry:
                 defaults=defaults,
             )
             if default_variants is not None:
-                all_keys = {tuple(sorted((k, format_value(v)) for k, v in p.items())) for p in arch.all_variants()}
                 chosen = []
                 for params in default_variants:
                     params = arch.normalize(params)
-                    if tuple(sorted((k, format_value(v)) for k, v in params.items())) not in all_keys:
+                    if not _in_space(space, params):
                         raise PluginError(
                             f"plugin '{plugin}': default variant {format_variant(params)} of '{name}' "
                             "is not in its variant space"
