@@ -1,4 +1,5 @@
 import json
+import os
 
 import pytest
 import torch
@@ -99,6 +100,12 @@ def _isolated(tmp_path_factory, monkeypatch):
     plugins.reset()
     yield
     plugins.reset()
+
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # pytest -n 2 (the default, pyproject.toml): one torch thread per worker, so two workers share two cores
+    # instead of four threads fighting for them.
+    torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)
