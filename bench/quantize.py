@@ -12,6 +12,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import io
+import logging
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -107,6 +108,15 @@ def operators(model: onnx.ModelProto) -> dict[str, dict[str, int]]:
     return {"int8": dict(int8), "float": dict(floats)}
 
 
+@contextlib.contextmanager
+def _quiet_logging():
+    logging.disable(logging.WARNING)
+    try:
+        yield
+    finally:
+        logging.disable(logging.NOTSET)
+
+
 def quantize_int8(fp32_path: Path, calibration: np.ndarray, settings: QuantizeSettings, workdir: Path):
     """(model bytes, method, note): static int8 where possible, else dynamic with the reason in the note."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_dynamic, quantize_static
@@ -125,7 +135,9 @@ def quantize_int8(fp32_path: Path, calibration: np.ndarray, settings: QuantizeSe
             quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=True)
             method = getattr(CalibrationMethod, {"minmax": "MinMax", "entropy": "Entropy",
                                                  "percentile": "Percentile"}[settings.calibration_method])  # fmt: skip
-            with contextlib.redirect_stdout(io.StringIO()):  # its calibrators print their progress
+            # Its calibrators print their progress, and it logs each per-channel axis it skips (a batch norm's
+            # one-dimensional weight) as a warning on the root logger: neither is for the user.
+            with contextlib.redirect_stdout(io.StringIO()), _quiet_logging():
                 quantize_static(str(pre), str(out), _Images(name, calibration), quant_format=QuantFormat.QDQ,
                                 per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
                                 calibrate_method=method)  # fmt: skip
@@ -142,7 +154,8 @@ def quantize_int8(fp32_path: Path, calibration: np.ndarray, settings: QuantizeSe
         del fp32.graph.value_info[:]
         plain = workdir / "plain.onnx"
         onnx.save(fp32, str(plain))
-        quantize_dynamic(str(plain), str(out), weight_type=QuantType.QInt8, per_channel=True)
+        with _quiet_logging():
+            quantize_dynamic(str(plain), str(out), weight_type=QuantType.QInt8, per_channel=True)
         data = out.read_bytes()
     except Exception as exc:
         raise BenchError(f"{problem}; dynamic quantization failed too ({one_line(exc)})") from exc
