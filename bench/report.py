@@ -388,13 +388,13 @@ def deployment_section(views: list[TrialView], write_png) -> str:
             curve_series.append((label, [b for b, _ in pts], [r for _, r in pts], p50s))
             stop = tradeoffs.saturation(pts)
             saturated.append(f"{label}: " + (f"batch {stop} ({dict(pts)[stop]:,.0f} images/s)" if stop
-                                             else f"still growing at batch {pts[-1][0]}"))  # fmt: skip
+                                             else f"none up to batch {pts[-1][0]}"))  # fmt: skip
     if curve_series:
         png = write_png("batch_curves.png", figures.batch_curve_plot(curve_series, "Throughput and latency "
                                                                      "against batch size"))  # fmt: skip
         parts.append(
-            f"### Batch-size curves\n\n![Throughput and latency against batch size]({png})\n\nThroughput stops "
-            f"growing by more than {100 * (tradeoffs.SATURATION - 1):.0f}% per doubling after: "
+            f"### Batch-size curves\n\n![Throughput and latency against batch size]({png})\n\nSaturation (the "
+            f"smallest batch no larger batch beats by more than {100 * (tradeoffs.SATURATION - 1):.0f}% in images/s): "
             + "; ".join(saturated)
             + "."
         )

@@ -5,7 +5,7 @@ batch-size curve stops paying. Nothing is measured here; every number comes from
 from __future__ import annotations
 
 CPU = ("CPUExecutionProvider", "cpu")
-SATURATION = 1.10  # throughput "still grows" while doubling the batch adds more than 10%
+SATURATION = 1.10  # throughput has saturated at a batch when no larger batch is more than 10% faster
 
 
 def ort_cpu(latency: list[dict], precision: str, batch: int | None = None) -> dict | None:
@@ -85,9 +85,10 @@ def curves(latency: list[dict]) -> dict[tuple[str, str, str], list[tuple[int, fl
 
 
 def saturation(points: list[tuple[int, float]]) -> int | None:
-    """The batch size after which throughput stops growing by more than 10% per step of the curve (None: it
-    still grows at the largest batch measured)."""
-    for (batch, rate), (_, next_rate) in zip(points, points[1:], strict=False):
-        if next_rate < SATURATION * rate:
+    """The smallest batch size whose throughput is within 10% of the best at it or any larger batch measured:
+    past it, larger batches add less than 10%. None when only the largest batch is (throughput may still grow
+    beyond it). Robust to one noisy point, which a first-doubling-under-10% rule is not."""
+    for i, (batch, rate) in enumerate(points[:-1]):
+        if max(r for _, r in points[i:]) <= SATURATION * rate:
             return batch
     return None

@@ -20,8 +20,8 @@ random, so accuracy is measured on trained models (`bench quantize`, benchmarks/
 
 Batch-size curves (section "Inference: batch-size curves"): bench.inference.benchmark with --batch-curve
 settings (batch 1 to 256, powers of two, at least 10 runs and 0.5 s each, stopping after a batch over 2 s):
-images/s of ORT fp32, ORT int8 and PyTorch eager, and the batch after which throughput stops growing by
-more than 10% per doubling (bench.tradeoffs.saturation).
+images/s of ORT fp32, ORT int8 and PyTorch eager, and the smallest batch that no larger batch beats by more
+than 10% in images/s (bench.tradeoffs.saturation).
 
     python benchmarks/inference.py [--runs 100] [--rounds 3] [--sections inference,int8,curves]
 
@@ -209,9 +209,10 @@ def curves_section(cores: int) -> str:
         "## Inference: batch-size curves", "",
         f"{_header(cores)} Command: `python benchmarks/inference.py --sections curves`. bench.inference with "
         f"--batch-curve settings: each batch size at least 10 runs and 0.5 s after 3 warm-up runs, intra-op threads "
-        f"{cores}, ORT graph optimization 'all'; images/s = batch / mean latency. 'saturates after': the batch after "
-        "which doubling adds under 10% (bench.tradeoffs.saturation); '-': the curve stopped (a batch over 2 s).", "",
-        "| net | engine, precision | " + " | ".join(f"b{b}" for b in sizes) + " | saturates after |",
+        f"{cores}, ORT graph optimization 'all'; images/s = batch / mean latency. 'saturates at': the smallest batch "
+        "no larger batch beats by more than 10% (bench.tradeoffs.saturation; '> N': none up to N); '-': the curve "
+        "stopped (a batch over 2 s).", "",
+        "| net | engine, precision | " + " | ".join(f"b{b}" for b in sizes) + " | saturates at |",
         "| --- | --- | " + " | ".join("---:" for _ in sizes) + " | ---: |",
         *rows, "",
     ])  # fmt: skip

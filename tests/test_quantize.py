@@ -181,7 +181,7 @@ def test_a_batch_curve_runs_to_256_and_the_report_says_where_throughput_saturate
     text = report.read_text()
     assert "![Throughput and latency against batch size](batch_curves.png)" in text
     assert (report.parent / "batch_curves.png").stat().st_size > 10_000 and result.exit_code == 0
-    said = re.search(r"per doubling after: (.+)\.", text).group(1)
+    said = re.search(r"by more than 10% in images/s\): (.+)\.", text).group(1)
     assert said.count("fp32 ORT cpu") == 1 and said.count("fp32 torch cpu") == 1
 
 
