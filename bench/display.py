@@ -210,7 +210,7 @@ class RichProgress(SweepProgress):
 
 def variants_table(variants: list[tuple[dict, list[dict]]], entries: list[tuple], title: str) -> Table:
     """One row per (trial, precision): how the variant was made, its accuracy against fp32, size and speed."""
-    from bench.tradeoffs import variant_rows
+    from bench.tradeoffs import times, variant_rows
 
     table = Table(title=title, title_justify="left", caption_justify="left")
     for name in ["trial", "precision", "status", "test %", "Δ points", "top-1 agree %", "size ratio",
@@ -223,17 +223,13 @@ def variants_table(variants: list[tuple[dict, list[dict]]], entries: list[tuple]
             status = {"ok": "ok", "flagged": "[yellow]flagged[/]", "failed": "[red]failed[/]"}.get(r["status"])
             table.add_row(f"t{trial['idx']:03d}", r["precision"], status, pct(r["test_acc"]),
                           f"{r['delta_points']:+.2f}" if r["delta_points"] is not None else "-",
-                          pct(r["top1_agreement"]), _ratio(r["size_ratio"]), _ratio(r["speedup_batch1"]),
-                          _ratio(r["speedup_largest"]), r["how"])  # fmt: skip
+                          pct(r["top1_agreement"]), times(r["size_ratio"]), times(r["speedup_batch1"]),
+                          times(r["speedup_largest"]), r["how"])  # fmt: skip
     table.caption = (
         "Accuracy on the whole test set through onnxruntime (CPU); Δ against the fp32 export; size and "
         "speedup (ORT CPU p50, batch 1 and the largest batch measured) as variant over fp32."
     )
     return table
-
-
-def _ratio(x) -> str:
-    return "-" if x is None else f"{x:.2f}x"
 
 
 def inference_table(entries: list[tuple[dict, dict | None, list[dict]]], title: str) -> Table:

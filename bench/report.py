@@ -359,10 +359,7 @@ def deployment_section(views: list[TrialView], write_png) -> str:
             + "; ".join(f"{labels[i]} ({pct(accs[i])}%, {num(costs[i])} ms)" for i in front) + "."
         )  # fmt: skip
     rows = []
-
-    def ratio(x) -> str:
-        return "-" if x is None else f"{x:.2f}x"
-
+    ratio = tradeoffs.times
     for v in views:
         for r in tradeoffs.variant_rows(v.export, v.variants, v.latency):
             delta = "-" if r["delta_points"] is None else f"{r['delta_points']:+.2f}"

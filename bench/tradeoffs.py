@@ -8,6 +8,11 @@ CPU = ("CPUExecutionProvider", "cpu")
 SATURATION = 1.10  # throughput has saturated at a batch when no larger batch is more than 10% faster
 
 
+def times(x: float | None) -> str:
+    """A ratio as tables write it: 2.50x, or - when unknown."""
+    return "-" if x is None else f"{x:.2f}x"
+
+
 def ort_cpu(latency: list[dict], precision: str, batch: int | None = None) -> dict | None:
     """The ONNX Runtime CPU measurement of ``precision`` at ``batch`` (None: the largest batch measured)."""
     rows = [r for r in latency if r["engine"] == "onnxruntime" and r["provider"] in CPU and r["status"] == "ok"

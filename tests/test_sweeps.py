@@ -391,7 +391,7 @@ def test_a_run_is_recorded_with_its_whole_plan_or_not_at_all(store_path):
         assert [t["idx"] for t in store.trials(run_id)] == [1]
 
 
-# --- SIGKILL at random moments, by property (slow: `python -m pytest -m slow -n 0`)---------------------------
+# --- SIGKILL at random moments, by property (slow: `python -m pytest -m slow -n 0`) --------------------------
 
 
 def _phase(store: Path) -> str:
