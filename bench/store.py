@@ -603,11 +603,17 @@ class Store:
             )  # fmt: skip
 
     def record_export(self, trial_id: int, row: dict) -> None:
-        """Replace the trial's export record with ``row`` (column -> value; path relative or absolute)."""
+        """Replace the trial's export record with ``row`` (column -> value; path relative or absolute). The int8 and
+        fp16 variants made from the previous export go with it, in the same transaction: they would describe
+        another file."""
         row = {**row, "trial_id": trial_id, "exported_at": now(), "max_abs_diff": _num(row.get("max_abs_diff"))}
         if row.get("path"):
             row["path"] = os.path.relpath(row["path"], self.root)
-        self._replace("exports", row)
+        with self._tx() as db:
+            db.execute("DELETE FROM variants WHERE trial_id = ?", (trial_id,))
+            db.execute("DELETE FROM latency WHERE trial_id = ? AND precision != 'fp32'", (trial_id,))
+            db.execute(f"INSERT OR REPLACE INTO exports ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                       list(row.values()))  # fmt: skip
 
     def record_latencies(self, trial_id: int, rows: list[dict]) -> None:
         """Replace the trial's measurements for the same (precision, engine, provider, batch size), all in one
