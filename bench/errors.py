@@ -1,5 +1,18 @@
 """Errors that reach the user as one line, never as a traceback."""
 
+import re
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def one_line(exc: BaseException, limit: int = 300) -> str:
+    """The root cause of ``exc`` in one line, named by its type: tools wrap the reason in generic advice, colour
+    codes and line breaks."""
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    text = " ".join(ANSI.sub("", str(exc)).split())
+    return f"{exc.__class__.__name__}: {text[:limit]}" if text else exc.__class__.__name__
+
 
 class BenchError(Exception):
     """A problem the user can fix (bad option, unknown name, unreadable file). Exit status 1."""

@@ -7,7 +7,6 @@ import contextlib
 import io
 import json
 import os
-import re
 import sys
 import tempfile
 import warnings
@@ -20,6 +19,7 @@ import torch
 from torch import nn
 
 from bench import onnxrt
+from bench.errors import one_line
 
 DEFAULT_OPSET = 18
 DEFAULT_TOLERANCE = 1e-4
@@ -43,17 +43,6 @@ class ExportResult:
     parity_images: int | None = None
     max_abs_diff: float | None = None
     top1_agreement: float | None = None
-
-
-ANSI = re.compile(r"\x1b\[[0-9;]*m")
-
-
-def _one_line(exc: BaseException) -> str:
-    """The root cause of ``exc`` in one line: exporters wrap the reason in generic advice."""
-    while exc.__cause__ is not None:
-        exc = exc.__cause__
-    text = " ".join(ANSI.sub("", str(exc)).split())
-    return f"{exc.__class__.__name__}: {text[:300]}" if text else exc.__class__.__name__
 
 
 @contextlib.contextmanager
@@ -108,7 +97,7 @@ def to_onnx(model: nn.Module, input_shape, metadata: dict, opset: int = DEFAULT_
                 proto = _at_opset(onnx.load(str(path)), opset)
                 break
             except Exception as exc:
-                failures.append(f"{name} exporter: {_one_line(exc)}")
+                failures.append(f"{name} exporter: {one_line(exc)}")
         else:
             raise ExportFailed("; ".join(failures))
     used = f"torch.onnx {name} (torch {torch.__version__})"
@@ -120,7 +109,7 @@ def to_onnx(model: nn.Module, input_shape, metadata: dict, opset: int = DEFAULT_
     try:
         onnx.checker.check_model(proto, full_check=True)
     except Exception as exc:
-        raise ExportFailed(f"onnx.checker rejected the exported model: {_one_line(exc)}") from exc
+        raise ExportFailed(f"onnx.checker rejected the exported model: {one_line(exc)}") from exc
     return proto, used
 
 
@@ -195,7 +184,7 @@ def export_model(
         try:
             check = check_parity(model, path, parity_images, tolerance)
         except Exception as exc:
-            result.note = f"the exported model does not run in onnxruntime: {_one_line(exc)}"
+            result.note = f"the exported model does not run in onnxruntime: {one_line(exc)}"
             return result
     result.parity_images, result.max_abs_diff, result.top1_agreement = (
         check.images,
@@ -223,7 +212,7 @@ def _at_opset(proto: onnx.ModelProto, opset: int) -> onnx.ModelProto:
         converted = version_converter.convert_version(proto, opset)
     except Exception as exc:
         raise ExportFailed(f"the exporter wrote opset {file_opset(proto)} and onnx cannot convert it to opset "
-                           f"{opset}: {_one_line(exc)}") from exc  # fmt: skip
+                           f"{opset}: {one_line(exc)}") from exc  # fmt: skip
     if file_opset(converted) != opset:
         raise ExportFailed(f"the exporter wrote opset {file_opset(proto)}, not {opset}")
     return converted

@@ -15,6 +15,7 @@ from onnxruntime.capi.onnxruntime_pybind11_state import RuntimeException as OrtR
 from torch import nn
 
 from bench import onnxrt
+from bench.errors import one_line
 
 PERCENTILE_METHOD = "numpy.percentile, linear interpolation between closest ranks"
 AUTO_LEVELS = ("extended", "all")
@@ -252,8 +253,7 @@ def _measure(measure, engine: str, provider: str, batch_size: int, settings: Ben
     except (MemoryError, RuntimeError, OrtFail, OrtRuntimeError) as exc:  # out of memory, mostly
         if not settings.curve or batch_size in settings.batch_sizes:
             raise
-        text = " ".join(str(exc).split())[:200] or type(exc).__name__
-        return Measurement(engine, _provider_name(engine, provider), batch_size, "failed", text)
+        return Measurement(engine, _provider_name(engine, provider), batch_size, "failed", one_line(exc, 200))
 
 
 def _provider_name(engine: str, provider: str) -> str:

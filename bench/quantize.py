@@ -23,7 +23,7 @@ import onnxruntime as ort
 from onnxruntime.quantization import CalibrationDataReader
 
 from bench import onnxrt
-from bench.errors import BenchError
+from bench.errors import BenchError, one_line
 
 PRECISIONS = ("int8", "fp16")
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
@@ -67,11 +67,6 @@ class _Images(CalibrationDataReader):
 
     def get_next(self):
         return next(self.batches, None)
-
-
-def one_line(exc: BaseException, limit: int = 240) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def logits_of(session, images: np.ndarray, batch: int = 256) -> np.ndarray:
@@ -200,7 +195,7 @@ def make_variants(fp32_path: Path, calibration: np.ndarray, test_images: np.ndar
                 logits = logits_of(onnxrt.session(path, "cpu", threads), test_images)
             except Exception as exc:  # noqa: BLE001 - one variant's failure is recorded, the others go on
                 variant.status = "failed"
-                variant.note = one_line(exc) if isinstance(exc, BenchError) else f"{precision}: {one_line(exc)}"
+                variant.note = str(exc) if isinstance(exc, BenchError) else f"{precision}: {one_line(exc)}"
                 out.append(variant)
                 continue
             predictions = logits.argmax(1)
