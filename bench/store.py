@@ -305,10 +305,18 @@ class Store:
             db.close()
             return sqlite3.connect(f"{uri}?immutable=1", uri=True)
 
+    def _header(self) -> tuple[int, int, int]:
+        """(application id, schema version, number of tables), read in one statement: one snapshot. Read one
+        by one, a process could see the tables of a store that another process was creating at that moment
+        but not yet its application id, and call it another SQLite database."""
+        return self.db.execute(
+            "SELECT a.application_id, v.user_version, (SELECT count(*) FROM sqlite_master)"
+            " FROM pragma_application_id() AS a, pragma_user_version() AS v"
+        ).fetchone()
+
     def _check_readonly(self) -> bool:
         """Whether this store can be read as it is (False: its schema needs an upgrade)."""
-        app_id = self.db.execute("PRAGMA application_id").fetchone()[0]
-        version = self.db.execute("PRAGMA user_version").fetchone()[0]
+        app_id, version, _ = self._header()
         if app_id != APPLICATION_ID:
             raise BenchError(f"{self.path} is not a cnnbench store (it is another SQLite database)")
         if version > SCHEMA_VERSION:
@@ -317,15 +325,10 @@ class Store:
         return version == SCHEMA_VERSION
 
     def _prepare(self) -> None:
-        def header():
-            return (self.db.execute("PRAGMA application_id").fetchone()[0],
-                    self.db.execute("PRAGMA user_version").fetchone()[0],
-                    self.db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0])  # fmt: skip
-
-        app_id, version, tables = header()
+        app_id, version, tables = self._header()
         if tables == 0 and app_id == 0:
             self._apply(SCHEMA + "".join(MIGRATIONS), SCHEMA_VERSION, new=True)
-            app_id, version, tables = header()  # ours, or what a process that created it meanwhile wrote
+            app_id, version, tables = self._header()  # ours, or what a process that created it meanwhile wrote
         if app_id != APPLICATION_ID:
             raise BenchError(f"{self.path} is not a cnnbench store (it is another SQLite database)")
         if version > SCHEMA_VERSION:
@@ -335,8 +338,18 @@ class Store:
             )
         if version < SCHEMA_VERSION:
             self._apply("".join(MIGRATIONS[version - 1 :]), SCHEMA_VERSION, from_version=version)
-        # WAL: readers (bench report) never block the writer, and a crash leaves the file consistent.
-        self.db.execute("PRAGMA journal_mode = WAL")
+        # WAL: readers (bench report) never block the writer, and a crash leaves the file consistent. The mode
+        # is kept in the file: only the first opening sets it. SQLite answers a switch that meets another
+        # connection with "database is locked" at once, without waiting, so wait here (processes opening a
+        # new store at the same moment).
+        deadline = time.monotonic() + 30
+        while self.db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            try:
+                self.db.execute("PRAGMA journal_mode = WAL")
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
         self.db.execute("PRAGMA synchronous = NORMAL")
         self.db.execute("PRAGMA foreign_keys = ON")
 
