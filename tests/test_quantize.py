@@ -130,7 +130,8 @@ def test_nan_calibration_images_fall_back_to_dynamic_int8_with_the_reason(tmp_pa
 def test_an_operator_int8_cannot_compute_is_recorded_as_left_in_float(tmp_path):
     conv, train, test, labels = _linear_digits()
     path = _onnx(nn.Sequential(conv, nn.GELU(), nn.Flatten()), tmp_path / "m.onnx")  # GELU: ONNX Erf
-    int8, fp16 = make_variants(path, train[:128], test, labels, QuantizeSettings())
+    # The accuracy cost is not the point here (1.1 points on one CPU, under 1 on another): the record is.
+    int8, fp16 = make_variants(path, train[:128], test, labels, QuantizeSettings(max_accuracy_drop=5.0))
     assert int8.status == "ok" and int8.method["kind"] == "static"
     assert int8.method["operators"]["float"].get("Erf") == 1 and int8.method["operators"]["int8"]["Conv"] == 1
     from bench.tradeoffs import how_made
