@@ -63,3 +63,51 @@ class FlipAverage(nn.Module):
         if self.training:
             return self.net(x)
         return (self.net(x) + self.net(torch.flip(x, dims=[3]))) / 2
+
+
+class PatchWhitening(nn.Conv2d):
+    """A first convolution that whitens the image's k x k patches (airbench's stem): its filters are the
+    eigenvectors of the patch covariance of the training images, each scaled by 1/sqrt(eigenvalue + eps), and
+    their negatives (2 * channels * k * k maps, no padding). They are fitted by ``init_from_data`` before
+    training and then stay fixed; the bias trains. Exported as the plain convolution it is."""
+
+    def __init__(self, in_channels: int, kernel_size: int = 2, eps: float = 5e-4):
+        super().__init__(in_channels, 2 * in_channels * kernel_size**2, kernel_size, bias=True)
+        self.eps = eps
+        self.weight.requires_grad_(False)
+        nn.init.zeros_(self.bias)
+
+    @torch.no_grad()
+    def init_from_data(self, images: torch.Tensor) -> None:
+        """Fit the filters to ``images`` (N, C, H, W), normalized as the model sees them."""
+        c, (kh, kw) = images.shape[1], self.kernel_size
+        patches = images.float().unfold(2, kh, 1).unfold(3, kw, 1)  # N, C, H', W', kh, kw
+        patches = patches.permute(0, 2, 3, 1, 4, 5).reshape(-1, c * kh * kw)  # each in the weights' (C, kh, kw) order
+        covariance = patches.T @ patches / len(patches)
+        eigenvalues, eigenvectors = torch.linalg.eigh(covariance.double())  # ascending
+        filters = eigenvectors.T / torch.sqrt(eigenvalues.clamp(min=0) + self.eps)[:, None]
+        filters = filters.flip(0).reshape(-1, c, kh, kw).to(self.weight)  # the strongest directions first
+        self.weight.copy_(torch.cat([filters, -filters]))
+
+
+class Scale(nn.Module):
+    """Multiplies its input by a constant (airbench scales its logits by 1/9: a softer softmax early on)."""
+
+    def __init__(self, factor: float):
+        super().__init__()
+        self.factor = factor
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.factor
+
+    def extra_repr(self) -> str:
+        return f"factor={self.factor}"
+
+
+def data_initialized(model: nn.Module) -> list[nn.Module]:
+    """The submodules of ``model`` with an ``init_from_data(images)`` method: the trainer calls each, before
+    the first epoch, with the first DATA_INIT_IMAGES training images, normalized and unaugmented."""
+    return [m for m in model.modules() if callable(getattr(m, "init_from_data", None))]
+
+
+DATA_INIT_IMAGES = 5000  # as airbench fits its whitening stem

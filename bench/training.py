@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench import checkpoints
+from bench import checkpoints, layers
 from bench.augment import augment, parse
 from bench.data import Normalizer, Split, Splits
 from bench.environment import cpu_features
@@ -217,7 +217,14 @@ def confusion_matrix(labels: torch.Tensor, predictions: torch.Tensor, num_classe
 
 
 def make_optimizer(model: nn.Module, hp: HParams) -> torch.optim.Optimizer:
-    params = model.parameters()
+    """torch's optimizer for ``hp``. A parameter with an ``lr_scale`` attribute (airbench's batch-norm biases:
+    64) trains at that multiple of the learning rate, with its weight decay divided by it (the same decay per
+    step); the first group is the plain one, whose rate the history records."""
+    scales: dict[float, list[nn.Parameter]] = {}
+    for p in model.parameters():
+        scales.setdefault(float(getattr(p, "lr_scale", 1.0)), []).append(p)
+    params = [{"params": scales.pop(1.0, [])}]
+    params += [{"params": ps, "lr": hp.lr * s, "weight_decay": hp.weight_decay / s} for s, ps in scales.items()]
     if hp.optimizer == "sgd":
         return torch.optim.SGD(params, lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay,
                                nesterov=hp.nesterov)  # fmt: skip
@@ -243,7 +250,8 @@ def make_scheduler(optimizer: torch.optim.Optimizer, hp: HParams, steps: int) ->
     warmup = min(round((hp.warmup_epochs or 0) * steps), total - 1)
     if hp.schedule == "onecycle":
         pct = warmup / total if warmup else 0.3  # 0.3: torch's default rising phase
-        return sched.OneCycleLR(optimizer, max_lr=hp.lr, total_steps=total, pct_start=pct, cycle_momentum=False)
+        peaks = [group["lr"] for group in optimizer.param_groups]  # each group's own (lr_scale)
+        return sched.OneCycleLR(optimizer, max_lr=peaks, total_steps=total, pct_start=pct, cycle_momentum=False)
     rest = total - warmup
     if hp.schedule == "cosine":
         main = sched.CosineAnnealingLR(optimizer, T_max=rest)
@@ -300,6 +308,13 @@ def train_trial(
     ``hp.seed``, so the same seed, data and machine give the same losses."""
     x_train, y_train = splits.train.images, splits.train.labels
     device = y_train.device
+    init_s = time.perf_counter()
+    if layers.data_initialized(model):  # e.g. a whitening stem: fitted before the first step, in the training time
+        with torch.no_grad():
+            images = normalize(x_train[: layers.DATA_INIT_IMAGES])
+        for module in layers.data_initialized(model):
+            module.init_from_data(images)
+    init_s = time.perf_counter() - init_s
     hp = resolve_speed(hp, model, tuple(x_train.shape[1:]), device)
     optimizer = make_optimizer(model, hp)
     n = len(y_train)
@@ -320,7 +335,7 @@ def train_trial(
     generators = {"shuffle": shuffle, "augment": augment_rng}
     state_path = Path(state_path) if state_path is not None else None
     resumed = load_state(state_path, hp, checkpoint_meta) if state_path is not None else None
-    elapsed = 0.0
+    elapsed = init_s
     if resumed is not None:
         model.load_state_dict(resumed["model"])
         optimizer.load_state_dict(resumed["optimizer"])

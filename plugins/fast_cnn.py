@@ -2,44 +2,75 @@
 GPU): a 3x3 stem, then three groups of [conv3x3 - max-pool - BN - GELU - conv3x3 - BN - GELU], global max
 pooling and one linear layer. Pooling right after each group's first convolution keeps most of the work on
 small maps. airbench's flip test-time augmentation is the variant tta=True (inside the model, so exported and
-measured with it); its data-dependent tricks (patch-whitening stem, lookahead) are left out: every cnnbench
-architecture builds from its shape alone and is measured as exported."""
+measured with it). The variant tricks="airbench" adds airbench's initialization and optimization devices: its
+patch-whitening stem, fitted to the training images through the trainer's init_from_data protocol, identity
+initialization, fixed batch-norm scales with fast biases, scaled logits. Its lookahead (an optimizer change)
+is left out."""
 
+import torch
 from torch import nn
 
 import bench
-from bench.layers import FlipAverage
+from bench.layers import FlipAverage, PatchWhitening, Scale
+
+BIAS_LR_SCALE = 64  # airbench: batch-norm biases train at 64x the learning rate, their scales not at all
 
 
-def group(in_channels: int, out_channels: int, ceil_mode: bool = True) -> list[nn.Module]:
+def norm(channels: int, tricks: str) -> nn.BatchNorm2d:
+    bn = nn.BatchNorm2d(channels)
+    if tricks == "airbench":
+        bn.weight.requires_grad_(False)
+        bn.bias.lr_scale = BIAS_LR_SCALE
+    return bn
+
+
+def conv(in_channels: int, out_channels: int, tricks: str) -> nn.Conv2d:
+    layer = nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False)
+    if tricks == "airbench":  # identity for the first in_channels maps: an implicit residual path at the start
+        with torch.no_grad():
+            nn.init.dirac_(layer.weight[: min(in_channels, out_channels)])
+    return layer
+
+
+def group(in_channels: int, out_channels: int, ceil_mode: bool = True, tricks: str = "none") -> list[nn.Module]:
     return [
-        nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
+        conv(in_channels, out_channels, tricks),
         nn.MaxPool2d(2, ceil_mode=ceil_mode),
-        nn.BatchNorm2d(out_channels),
+        norm(out_channels, tricks),
         nn.GELU(),
-        nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False),
-        nn.BatchNorm2d(out_channels),
+        conv(out_channels, out_channels, tricks),
+        norm(out_channels, tricks),
         nn.GELU(),
     ]
 
 
-def build(input_shape, num_classes, widths=(64, 128, 256), stem=32, geometry="padded", tta=False):
+def build(input_shape, num_classes, widths=(64, 128, 256), stem=32, geometry="padded", tta=False, tricks="none"):
     """``geometry``: ``padded`` (a 3x3 stem with padding, pooling rounding up: 32 -> 16 -> 8 -> 4 on CIFAR) or
     ``airbench`` (airbench's: a 2x2 stem without padding, pooling rounding down: 31 -> 15 -> 7 -> 3, about 25%
     fewer FLOPs in the later groups). ``tta``: evaluate (and export) the average of the logits of the image and
     its mirror image (airbench's flip test-time augmentation): training is unchanged, inference costs two
-    passes."""
+    passes. ``tricks``: ``none``, or ``airbench`` (its ablations, cifar10-zoo: each saves epochs): the stem is a
+    2x2 patch-whitening convolution fitted to the training images and then fixed (2 x 4 x channels maps, 24 for
+    RGB, in place of ``stem``; no batch norm after it), every 3x3 convolution starts as an identity on its
+    first maps (dirac), batch-norm scales stay at 1 while their biases train at 64x the learning rate, and the
+    logits are scaled by 1/9."""
     airbench = geometry == "airbench"
-    stem_conv = nn.Conv2d(input_shape[0], stem, 2, bias=False) if airbench else nn.Conv2d(
-        input_shape[0], stem, 3, padding=1, bias=False)  # fmt: skip
-    layers = [stem_conv, nn.BatchNorm2d(stem), nn.GELU()]
-    channels, size = stem, min(input_shape[1:]) - airbench
+    if tricks == "airbench":
+        stem_conv = PatchWhitening(input_shape[0], 2)
+        layers, stem = [stem_conv, nn.GELU()], stem_conv.out_channels
+    else:
+        stem_conv = nn.Conv2d(input_shape[0], stem, 2, bias=False) if airbench else nn.Conv2d(
+            input_shape[0], stem, 3, padding=1, bias=False)  # fmt: skip
+        layers = [stem_conv, nn.BatchNorm2d(stem), nn.GELU()]
+    channels, size = stem, min(input_shape[1:]) - (airbench or tricks == "airbench")
     for width in widths:
         ceil_mode = not airbench or size < 2  # never pool a map away (8x8 digits: 7 -> 3 -> 1 -> 1)
-        layers += group(channels, width, ceil_mode)
+        layers += group(channels, width, ceil_mode, tricks)
         size = -(-size // 2) if ceil_mode else size // 2
         channels = width
     layers += [nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Linear(channels, num_classes, bias=False)]
+    if tricks == "airbench":
+        layers.append(Scale(1 / 9))
     net = nn.Sequential(*layers)
     return FlipAverage(net) if tta else net
 
@@ -50,8 +81,9 @@ def register_architectures(register):
         "fast_cnn",
         build,
         variants={"widths": [(64, 128, 256), (64, 192, 256), (64, 256, 256), (32, 64, 128)], "stem": [32, 24],
-                  "geometry": ["padded", "airbench"], "tta": [False, True]},
-        default_variants=[{"widths": (64, 128, 256), "stem": 32, "geometry": "padded", "tta": False}],
+                  "geometry": ["padded", "airbench"], "tta": [False, True], "tricks": ["none", "airbench"]},
+        default_variants=[{"widths": (64, 128, 256), "stem": 32, "geometry": "padded", "tta": False,
+                           "tricks": "none"}],
         description="Fast-training CNN after airbench: 3 x [conv-pool-BN-GELU-conv-BN-GELU] 64/128/256, max pool.",
         # configs/cifar10-fast.toml trains airbench's own net (widths 64-256-256, stem 24, geometry airbench, tta):
         # 194 training images/s against the VGG-like net's 152 on a 2-core CPU in bf16 (benchmarks/recipes.py), so

@@ -24,8 +24,8 @@ def test_every_variant_builds_runs_forward_and_backward(arch, variant, shape):
     assert out.shape == (2, 10)
     assert torch.isfinite(out).all()
     out.sum().backward()
-    grads = [p.grad for p in model.parameters()]
-    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+    grads = [p.grad for p in model.parameters() if p.requires_grad]  # not what a variant fixes (a whitening stem)
+    assert grads and all(g is not None and torch.isfinite(g).all() for g in grads)
 
 
 def test_lab_models_have_the_lab_parameter_counts():
@@ -125,3 +125,19 @@ def test_fast_cnn_airbench_geometry_pools_down_but_never_to_nothing(shape, sizes
         if isinstance(layer, torch.nn.MaxPool2d):
             layer.register_forward_hook(lambda _m, _i, out: seen.append(out.shape[-1]))
     assert net(torch.zeros(2, *shape)).shape == (2, 10) and seen == sizes
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_a_patch_whitening_stem_decorrelates_the_patches_it_was_fitted_to(channels):
+    from bench.layers import PatchWhitening
+
+    torch.manual_seed(0)
+    mixing = torch.randn(channels * 4, channels * 4)  # correlated 2x2 patches of very different scales
+    images = torch.nn.functional.fold((mixing @ torch.randn(256, channels * 4, 49)).float(), (14, 14), 2, stride=2)
+    stem = PatchWhitening(channels, 2, eps=0)
+    stem.init_from_data(images)
+    with torch.no_grad():
+        maps = stem(images)[:, : channels * 4]  # the first half; the second is its negative
+    covariance = torch.cov(maps.permute(1, 0, 2, 3).reshape(channels * 4, -1))
+    assert torch.allclose(covariance, torch.eye(channels * 4), atol=0.15)
+    assert not stem.weight.requires_grad and stem.bias.requires_grad

@@ -231,3 +231,39 @@ def test_the_fast_recipe_runs_from_its_config_file(invoke):
     assert (hp["schedule"], hp["warmup_epochs"], hp["label_smoothing"], hp["nesterov"], hp["batch_size"]) == (
         "onecycle", 3.0, 0.2, True, 512)  # fmt: skip
     assert row["epochs_run"] == 5 and math.isfinite(row["val_loss"])
+
+
+def test_a_data_initialized_stem_is_fitted_to_the_training_images_then_fixed(digits, tmp_path):
+    # airbench's devices: the whitening stem is fitted before the first step (to the first training images, as
+    # the model sees them) and never trained; batch-norm scales stay 1; batch-norm biases train at 64x the rate.
+    from bench.layers import DATA_INIT_IMAGES, PatchWhitening
+
+    variant = {"widths": (32, 64, 128), "stem": 32, "geometry": "airbench", "tta": False, "tricks": "airbench"}
+    hp = {"optimizer": "sgd", "lr": 0.2, "momentum": 0.85, "nesterov": True, "schedule": "onecycle", "epochs": 3}
+    model, splits, result = _train(digits, tmp_path, arch="fast_cnn", variant=variant, **hp)
+    assert result.status == "completed" and result.test_acc > 0.8
+    expected = PatchWhitening(1, 2)
+    expected.init_from_data(Normalizer(digits)(splits.train.images[:DATA_INIT_IMAGES]))
+    stem = model[0]
+    assert torch.equal(stem.weight, expected.weight)  # fitted, then not moved by 3 epochs of SGD
+    assert stem.bias.abs().max() > 0  # its bias trains
+    norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert norms and all(torch.equal(m.weight, torch.ones_like(m.weight)) for m in norms)
+    assert all(m.bias.abs().max() > 0 for m in norms)
+
+
+def test_parameters_with_an_lr_scale_get_their_own_rate_through_the_whole_schedule():
+    from bench.training import make_optimizer, make_scheduler
+
+    model = nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2))
+    model[1].bias.lr_scale = 64
+    hp = HParams(optimizer="sgd", lr=0.1, weight_decay=1e-3, schedule="onecycle", warmup_epochs=1, epochs=4)
+    optimizer = make_optimizer(model, hp)
+    plain, scaled = optimizer.param_groups
+    assert [len(plain["params"]), len(scaled["params"])] == [3, 1]
+    assert scaled["weight_decay"] * 64 == pytest.approx(plain["weight_decay"])  # the same decay per step
+    scheduler = make_scheduler(optimizer, hp, steps=10)
+    for _ in range(40):
+        assert scaled["lr"] == pytest.approx(64 * plain["lr"])
+        optimizer.step()
+        scheduler.step()
