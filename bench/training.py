@@ -112,9 +112,11 @@ class HParams:
 
 
 def bf16_is_fast(device: torch.device) -> bool:
-    """Whether bf16 autocast can train faster than fp32 on ``device``: a CPU with AMX or AVX-512 bf16, as
-    measured in benchmarks/precision.py. GPUs are not measured yet, so they keep fp32."""
-    return device.type == "cpu" and bool({"amx_bf16", "avx512_bf16"} & set(cpu_features()))
+    """Whether bf16 autocast can train faster than fp32 on ``device``: a CPU with AMX, as measured in
+    benchmarks/precision.py (1.7-2.3x on the nets of 5 MFLOPs or more). AVX-512 bf16 alone is not enough: on
+    such a CPU without AMX, bf16 trained the VGG-like net and fast_cnn 1.2-1.6x slower than fp32 (README,
+    "Precision on a CPU without AMX"). GPUs are not measured yet, so they keep fp32."""
+    return device.type == "cpu" and "amx_bf16" in cpu_features()
 
 
 def channels_last_works(model: nn.Module, input_shape: tuple[int, ...], device: torch.device) -> bool:
