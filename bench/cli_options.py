@@ -236,7 +236,7 @@ RUN_OPTIONS = [
     _opt("--augment", help="Augmentations on the training device: flip,crop,translate,grayscale."),
     _opt("--precision", type=click.Choice(["auto", "fp32", "bf16"]), show_default=True,
          help="bf16: autocast the training steps (evaluation stays fp32). auto: bf16 where it was measured faster "
-         "(CPUs with AMX/AVX-512 bf16, models of 5 MFLOPs or more per image), else fp32."),
+         "(CPUs with AMX, models of 5 MFLOPs or more per image), else fp32."),
     _opt("--channels-last/--no-channels-last", default=None,
          help="NHWC memory layout for training (default: on when the model accepts it; it was never slower)."),
     _opt("--compile", is_flag=True, help="torch.compile the model for training (slow start, faster steps)."),

@@ -25,8 +25,8 @@ OPTIMIZERS = ("sgd", "adam", "adamw")
 # Learning-rate schedules, all torch's own (make_scheduler), stepped after every optimizer step.
 SCHEDULES = ("constant", "cosine", "onecycle", "step")
 PRECISIONS = ("auto", "fp32", "bf16")
-# From this many forward FLOPs per image, bf16 autocast trains faster than fp32 on a CPU with AMX or
-# AVX-512 bf16; below it the casts cost more than they save (benchmarks/precision.py, RESULTS.md).
+# From this many forward FLOPs per image, bf16 autocast trains faster than fp32 on a CPU with AMX; below it
+# the casts cost more than they save (benchmarks/precision.py, RESULTS.md).
 BF16_MIN_FLOPS = 5e6
 SELECT = ("val_loss", "val_acc")
 EVAL_BATCH = 1024
@@ -114,8 +114,8 @@ class HParams:
 def bf16_is_fast(device: torch.device) -> bool:
     """Whether bf16 autocast can train faster than fp32 on ``device``: a CPU with AMX, as measured in
     benchmarks/precision.py (1.7-2.3x on the nets of 5 MFLOPs or more). AVX-512 bf16 alone is not enough: on
-    such a CPU without AMX, bf16 trained the VGG-like net and fast_cnn 1.2-1.6x slower than fp32 (README,
-    "Precision on a CPU without AMX"). GPUs are not measured yet, so they keep fp32."""
+    such a CPU without AMX, bf16 trained the VGG-like net 1.4-1.6x slower than fp32 (README, "CIFAR-10").
+    GPUs are not measured yet, so they keep fp32."""
     return device.type == "cpu" and "amx_bf16" in cpu_features()
 
 
