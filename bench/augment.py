@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-AUGMENTATIONS = ("flip", "crop", "translate", "grayscale")
+AUGMENTATIONS = ("flip", "altflip", "crop", "translate", "grayscale")
 CROP_PADDING = 4  # crop: pixels of zero padding around the image before a random crop back to its size
 TRANSLATE_PADDING = 2  # translate: pixels of reflection padding, then a random crop (airbench's augmentation)
 GRAYSCALE_P = 0.1  # as torchvision's RandomGrayscale default (the ROB313 lab's setting)
@@ -21,16 +21,25 @@ def parse(spec: str | None) -> tuple[str, ...]:
     return names
 
 
-def augment(images: torch.Tensor, names: tuple[str, ...], generator: torch.Generator) -> torch.Tensor:
-    """``images``: uint8 (N, C, H, W). Each augmentation is drawn per image: horizontal flip with p=0.5,
-    random crop after 4 px of zero padding, translation by up to 2 px (random crop after reflection padding),
-    grayscale with p=0.1 (3-channel images only)."""
+def alternating_flips(n: int, seed: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """altflip's draw: which of ``n`` training images are mirrored in odd epochs (p=0.5, fixed by ``seed``);
+    even epochs mirror the others, so every image is seen both ways in every two epochs (airbench)."""
+    return (torch.rand(n, generator=torch.Generator().manual_seed(seed)) < 0.5).to(device)
+
+
+def augment(images: torch.Tensor, names: tuple[str, ...], generator: torch.Generator,
+            flip: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
+    """``images``: uint8 (N, C, H, W). Each augmentation is drawn per image: horizontal flip with p=0.5 (altflip:
+    the images of the boolean mask ``flip``, which the trainer alternates per epoch), random crop after 4 px of
+    zero padding, translation by up to 2 px (random crop after reflection padding), grayscale with p=0.1
+    (3-channel images only)."""
     if not names:
         return images
     n, c, h, w = images.shape
     device = images.device
-    if "flip" in names:
-        flip = torch.rand(n, generator=generator, device=device) < 0.5
+    if "flip" in names or "altflip" in names:
+        if "altflip" not in names or flip is None:
+            flip = torch.rand(n, generator=generator, device=device) < 0.5
         images = torch.where(flip.view(n, 1, 1, 1), images.flip(3), images)
     for name, p, mode in (("crop", CROP_PADDING, "constant"), ("translate", TRANSLATE_PADDING, "reflect")):
         if name not in names:

@@ -233,10 +233,11 @@ RUN_OPTIONS = [
     _opt("--image-size", type=click.IntRange(min=4), help="imagefolder: resize images to this size (default 32)."),
     _opt("--mean", type=FLOATS, help="Replace the dataset's per-channel mean (after scaling)."),
     _opt("--std", type=POSITIVE, help="Replace its per-channel std."),
-    _opt("--augment", help="Augmentations on the training device: flip,crop,translate,grayscale."),
+    _opt("--augment", help="Augmentations on the training device: flip,altflip,crop,translate,grayscale "
+         "(altflip: each image mirrored in every other epoch)."),
     _opt("--precision", type=click.Choice(["auto", "fp32", "bf16"]), show_default=True,
          help="bf16: autocast the training steps (evaluation stays fp32). auto: bf16 where it was measured faster "
-         "(CPUs with AMX, models of 5 MFLOPs or more per image), else fp32."),
+         "(a probe, once per machine; models of 5 MFLOPs or more per image), else fp32."),
     _opt("--channels-last/--no-channels-last", default=None,
          help="NHWC memory layout for training (default: on when the model accepts it; it was never slower)."),
     _opt("--compile", is_flag=True, help="torch.compile the model for training (slow start, faster steps)."),

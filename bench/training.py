@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -14,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench import checkpoints, layers
-from bench.augment import augment, parse
+from bench.augment import alternating_flips, augment, parse
 from bench.data import Normalizer, Split, Splits
 from bench.environment import cpu_features
 from bench.errors import UsageError
@@ -25,7 +27,7 @@ OPTIMIZERS = ("sgd", "adam", "adamw")
 # Learning-rate schedules, all torch's own (make_scheduler), stepped after every optimizer step.
 SCHEDULES = ("constant", "cosine", "onecycle", "step")
 PRECISIONS = ("auto", "fp32", "bf16")
-# From this many forward FLOPs per image, bf16 autocast trains faster than fp32 on a CPU with AMX; below it
+# From this many forward FLOPs per image, bf16 autocast trains faster than fp32 where bf16 is fast; below it
 # the casts cost more than they save (benchmarks/precision.py, RESULTS.md).
 BF16_MIN_FLOPS = 5e6
 SELECT = ("val_loss", "val_acc")
@@ -111,12 +113,71 @@ class HParams:
         return cls(**{k: v for k, v in d.items() if k in names})
 
 
+BF16_PROBE_SPEEDUP = 1.1  # bf16 autocast must train the probe at least this much faster than fp32
+_probed: dict[str, float] = {}
+
+
 def bf16_is_fast(device: torch.device) -> bool:
-    """Whether bf16 autocast can train faster than fp32 on ``device``: a CPU with AMX, as measured in
-    benchmarks/precision.py (1.7-2.3x on the nets of 5 MFLOPs or more). AVX-512 bf16 alone is not enough: on
-    such a CPU without AMX, bf16 trained the VGG-like net 1.4-1.6x slower than fp32 (README, "CIFAR-10").
-    GPUs are not measured yet, so they keep fp32."""
-    return device.type == "cpu" and "amx_bf16" in cpu_features()
+    """Whether bf16 autocast trains faster than fp32 on ``device``: measured, not read from the CPU's flags. Among
+    CPUs with bf16 instructions (AVX-512 bf16 or AMX) it varies: AMX trained 1.7-2.3x faster
+    (benchmarks/precision.py); AVX-512 bf16 without AMX trained the VGG-like net 1.4-1.6x slower than fp32 on a
+    Xeon and 2.1x faster on an AMD EPYC (README, "CIFAR-10"). So a CPU with either runs ``bf16_speedup`` once,
+    cached per machine; GPUs are not measured yet and keep fp32."""
+    if device.type != "cpu" or not {"amx_bf16", "avx512_bf16"} & set(cpu_features()):
+        return False
+    return bf16_speedup() >= BF16_PROBE_SPEEDUP
+
+
+def bf16_speedup() -> float:
+    """fp32 time over bf16-autocast time of training steps of a small conv net shaped like the lab's first
+    blocks (3x3 convolutions of 64, 64 and 128 maps on 32x32 and 16x16 images with batch norm, batch 64,
+    channels_last, SGD), 5 steps of each after two of warm-up, alternating, medians; a second or two. Cached in
+    this process and in ``probe.json`` of the cache folder (BENCH_CACHE), keyed by CPU, flags, torch version
+    and thread count."""
+    import json
+
+    from bench.datasets import cache_dir
+    from bench.environment import cpu_model
+
+    key = f"{cpu_model()}|{','.join(cpu_features())}|torch {torch.__version__}|{torch.get_num_threads()} threads"
+    if key in _probed:
+        return _probed[key]
+    path = cache_dir() / "probe.json"
+    try:
+        cached = json.loads(path.read_text())
+    except (OSError, ValueError):
+        cached = {}
+    if not isinstance(cached, dict) or not isinstance(cached.get(key), int | float):
+        cached = cached if isinstance(cached, dict) else {}
+        cached[key] = _measure_bf16_speedup()
+        with contextlib.suppress(OSError):  # a read-only cache folder: measured again by the next process
+            atomic_write(path, json.dumps(cached, indent=1).encode())
+    _probed[key] = float(cached[key])
+    return _probed[key]
+
+
+def _measure_bf16_speedup(steps: int = 5) -> float:
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 3, 32, 32, generator=generator).contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, 10, (64,), generator=generator)
+    net = nn.Sequential(nn.Conv2d(3, 64, 3, padding=1), nn.BatchNorm2d(64), nn.ReLU(),
+                        nn.Conv2d(64, 64, 3, padding=1), nn.BatchNorm2d(64), nn.ReLU(), nn.MaxPool2d(2),
+                        nn.Conv2d(64, 128, 3, padding=1), nn.BatchNorm2d(128), nn.ReLU(),
+                        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(128, 10))  # fmt: skip
+    net.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.SGD(net.parameters(), lr=1e-3, momentum=0.9)
+    times: dict[bool, list[float]] = {False: [], True: []}
+    for step in range(steps + 2):
+        for bf16 in (False, True):
+            t0 = time.perf_counter()
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                loss = F.cross_entropy(net(x).float(), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            if step >= 2:  # the first two of each: warm-up (kernels chosen and built)
+                times[bf16].append(time.perf_counter() - t0)
+    return round(statistics.median(times[False]) / statistics.median(times[True]), 3)
 
 
 def channels_last_works(model: nn.Module, input_shape: tuple[int, ...], device: torch.device) -> bool:
@@ -144,7 +205,7 @@ def resolve_speed(hp: HParams, model: nn.Module, input_shape: tuple[int, ...], d
     if hp.channels_last is None:
         changes["channels_last"] = channels_last_works(model, input_shape, device)
     if hp.precision == "auto":
-        fast = bf16_is_fast(device) and count_flops(model, input_shape) >= BF16_MIN_FLOPS
+        fast = count_flops(model, input_shape) >= BF16_MIN_FLOPS and bf16_is_fast(device)  # the cheap test first
         changes["precision"] = "bf16" if fast else "fp32"
     return replace(hp, **changes) if changes else hp
 
@@ -326,6 +387,7 @@ def train_trial(
     seen = n - 1 if n % hp.batch_size == 1 and n > 1 else n  # images per epoch (see the loop)
     augmentations = parse(hp.augment)
     augment_rng = torch.Generator(device=device).manual_seed(hp.seed + 1)
+    flips = alternating_flips(n, hp.seed + 2, device) if "altflip" in augmentations else None
     layout = torch.channels_last if hp.channels_last else torch.contiguous_format
     model.to(memory_format=layout)
     step_model = torch.compile(model) if hp.compile else model
@@ -362,7 +424,8 @@ def train_trial(
             idx = order[start : start + hp.batch_size]
             if len(idx) == 1 and start > 0:
                 break  # batch norm cannot train on one image; the order changes every epoch, so none is lost for good
-            x = normalize(augment(x_train[idx], augmentations, augment_rng)).contiguous(memory_format=layout)
+            flip = flips[idx] ^ (epoch % 2 == 0) if flips is not None else None
+            x = normalize(augment(x_train[idx], augmentations, augment_rng, flip)).contiguous(memory_format=layout)
             y = y_train[idx]
             with autocast:
                 logits = step_model(x)

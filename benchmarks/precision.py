@@ -175,7 +175,7 @@ def main() -> None:
         "Command: `python benchmarks/precision.py` (`--part speed` or `--part accuracy` redoes one table).",
         "",
         "The default these tables decide (`--precision auto`, bench.training.resolve_speed): channels_last whenever "
-        "the model accepts it; bf16 autocast on a CPU with AMX for models of "
+        "the model accepts it; bf16 autocast where bf16 is measured fast (bench.training.bf16_is_fast) for models of "
         f"{BF16_MIN_FLOPS / 1e6:g} MFLOPs or more per image; fp32 otherwise.",
         "",
         *(parts[p] + "\n" for p in ("speed", "accuracy") if p in parts),

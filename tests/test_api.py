@@ -116,6 +116,25 @@ def test_auto_precision_is_bf16_only_where_bf16_is_fast_and_the_model_is_big_eno
     assert resolve_speed(HParams(precision="fp32"), big, (1, 8, 8), cpu).precision == "fp32"
 
 
+def test_bf16_speed_is_measured_once_per_machine_and_only_where_the_cpu_has_bf16(monkeypatch):
+    import bench.training as training
+
+    measured = []
+    monkeypatch.setattr(training, "_measure_bf16_speedup", lambda: measured.append(1) or 2.0)
+    monkeypatch.setattr(training, "_probed", {})
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(training, "cpu_features", lambda: ["avx2", "avx512f"])
+    assert not training.bf16_is_fast(cpu) and measured == []  # no bf16 instructions: nothing to measure
+    monkeypatch.setattr(training, "cpu_features", lambda: ["avx2", "avx512f", "avx512_bf16"])
+    assert training.bf16_is_fast(cpu) and measured == [1]
+    monkeypatch.setattr(training, "_probed", {})  # a new process on the same machine: read from the cache folder
+    assert training.bf16_is_fast(cpu) and measured == [1]
+    monkeypatch.setattr(training, "_measure_bf16_speedup", lambda: 0.7)  # bf16 slower (a Xeon without AMX)
+    monkeypatch.setattr(training, "_probed", {})
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 99)  # another thread count: measured again
+    assert not training.bf16_is_fast(cpu)
+
+
 def test_the_readme_python_example_runs(tiny_plugin, tmp_path, capsys):
     readme = (ROOT / "README.md").read_text()
     section = readme.split("## From Python", 1)[1].split("\n## ", 1)[0]

@@ -47,7 +47,7 @@ class RunConfig:
     image_size: int | None = _f(PLAN)  # imagefolder: resize images to this size (default 32)
     mean: list[float] | None = _f(PLAN)  # replaces the dataset's per-channel mean (one value, or one per channel)
     std: list[float] | None = _f(PLAN)  # replaces its per-channel standard deviation
-    augment: str = _f(PLAN, "")  # on the training device: flip, crop, translate, grayscale (comma-separated)
+    augment: str = _f(PLAN, "")  # on the training device: flip, altflip, crop, translate, grayscale (comma-separated)
     # Hyperparameter axes (None: the architecture's default from its plugin, then cnnbench's)
     batch_size: list[int] | None = _f(PLAN)
     lr: list[float] | None = _f(PLAN)
