@@ -229,7 +229,8 @@ def test_the_fast_recipe_runs_from_its_config_file(invoke):
     hp = row["hparams"]
     assert row["architecture"] == "fast_cnn" and row["status"] == "completed"
     assert (hp["schedule"], hp["warmup_epochs"], hp["label_smoothing"], hp["nesterov"], hp["batch_size"]) == (
-        "onecycle", 3.0, 0.2, True, 512)  # fmt: skip
+        "onecycle", 2.0, 0.2, True, 512)  # fmt: skip
+    assert row["variant"]["tricks"] == "airbench"
     assert row["epochs_run"] == 5 and math.isfinite(row["val_loss"])
 
 
@@ -267,3 +268,26 @@ def test_parameters_with_an_lr_scale_get_their_own_rate_through_the_whole_schedu
         assert scaled["lr"] == pytest.approx(64 * plain["lr"])
         optimizer.step()
         scheduler.step()
+
+
+def test_altflip_shows_every_image_mirrored_in_exactly_one_of_two_epochs(digits, tmp_path, monkeypatch):
+    import bench.training
+
+    seen: list[torch.Tensor] = []
+    real = bench.training.augment
+
+    def spy(images, names, generator, flip=None):
+        seen.append(flip.clone())
+        return real(images, names, generator, flip)
+
+    monkeypatch.setattr(bench.training, "augment", spy)
+    hp = {"augment": "altflip", "batch_size": 4096, "epochs": 3}  # one batch per epoch: its mask is the epoch's
+    _, splits, result = _train(digits, tmp_path, **hp)
+    assert result.status == "completed" and len(seen) == 3
+    n = len(splits.train.labels)
+    by_image = [torch.empty(n, dtype=torch.bool) for _ in seen]
+    generator = torch.Generator().manual_seed(0)  # the trainer's shuffle: seed 0, one permutation per epoch
+    for mask, out in zip(seen, by_image, strict=True):
+        out[torch.randperm(n, generator=generator)] = mask
+    assert 0.4 < by_image[0].float().mean() < 0.6  # half the images mirrored in epoch 1
+    assert torch.equal(by_image[1], ~by_image[0]) and torch.equal(by_image[2], by_image[0])
