@@ -116,9 +116,10 @@ def test_auto_precision_is_bf16_only_where_bf16_is_fast_and_the_model_is_big_eno
     assert resolve_speed(HParams(precision="fp32"), big, (1, 8, 8), cpu).precision == "fp32"
 
 
-def test_bf16_speed_is_measured_once_per_machine_and_only_where_the_cpu_has_bf16(monkeypatch):
+def test_bf16_speed_is_measured_once_per_machine_and_only_where_the_cpu_has_bf16(monkeypatch, tmp_path):
     import bench.training as training
 
+    monkeypatch.setenv("BENCH_CACHE", str(tmp_path))  # not the cache other tests of this worker may have filled
     measured = []
     monkeypatch.setattr(training, "_measure_bf16_speedup", lambda: measured.append(1) or 2.0)
     monkeypatch.setattr(training, "_probed", {})
