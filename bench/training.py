@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import math
 import statistics
 import time
@@ -18,7 +19,8 @@ from torch import nn
 from bench import checkpoints, layers
 from bench.augment import alternating_flips, augment, parse
 from bench.data import Normalizer, Split, Splits
-from bench.environment import cpu_features
+from bench.datasets import cache_dir
+from bench.environment import cpu_features, cpu_model
 from bench.errors import UsageError
 from bench.files import atomic_write
 from bench.modelstats import count_flops
@@ -134,11 +136,6 @@ def bf16_speedup() -> float:
     channels_last, SGD), 5 steps of each after two of warm-up, alternating, medians; a second or two. Cached in
     this process and in ``probe.json`` of the cache folder (BENCH_CACHE), keyed by CPU, flags, torch version
     and thread count."""
-    import json
-
-    from bench.datasets import cache_dir
-    from bench.environment import cpu_model
-
     key = f"{cpu_model()}|{','.join(cpu_features())}|torch {torch.__version__}|{torch.get_num_threads()} threads"
     if key in _probed:
         return _probed[key]
@@ -147,8 +144,8 @@ def bf16_speedup() -> float:
         cached = json.loads(path.read_text())
     except (OSError, ValueError):
         cached = {}
-    if not isinstance(cached, dict) or not isinstance(cached.get(key), int | float):
-        cached = cached if isinstance(cached, dict) else {}
+    cached = cached if isinstance(cached, dict) else {}
+    if not isinstance(cached.get(key), int | float):
         cached[key] = _measure_bf16_speedup()
         with contextlib.suppress(OSError):  # a read-only cache folder: measured again by the next process
             atomic_write(path, json.dumps(cached, indent=1).encode())
@@ -371,13 +368,6 @@ def train_trial(
     ``hp.seed``, so the same seed, data and machine give the same losses."""
     x_train, y_train = splits.train.images, splits.train.labels
     device = y_train.device
-    init_s = time.perf_counter()
-    if layers.data_initialized(model):  # e.g. a whitening stem: fitted before the first step, in the training time
-        with torch.no_grad():
-            images = normalize(x_train[: layers.DATA_INIT_IMAGES])
-        for module in layers.data_initialized(model):
-            module.init_from_data(images)
-    init_s = time.perf_counter() - init_s
     hp = resolve_speed(hp, model, tuple(x_train.shape[1:]), device)
     optimizer = make_optimizer(model, hp)
     n = len(y_train)
@@ -399,8 +389,16 @@ def train_trial(
     generators = {"shuffle": shuffle, "augment": augment_rng}
     state_path = Path(state_path) if state_path is not None else None
     resumed = load_state(state_path, hp, checkpoint_meta) if state_path is not None else None
-    elapsed = init_s
-    if resumed is not None:
+    elapsed = 0.0
+    if resumed is None:  # a fresh trial: modules fitted to the data (a whitening stem), in the training time
+        t0 = time.perf_counter()
+        if fitted := layers.data_initialized(model):
+            with torch.no_grad():
+                images = normalize(x_train[: layers.DATA_INIT_IMAGES])
+            for module in fitted:
+                module.init_from_data(images)
+        elapsed = time.perf_counter() - t0
+    else:
         model.load_state_dict(resumed["model"])
         optimizer.load_state_dict(resumed["optimizer"])
         scheduler.load_state_dict(resumed["scheduler"])
