@@ -65,6 +65,19 @@ class FlipAverage(nn.Module):
         return (self.net(x) + self.net(torch.flip(x, dims=[3]))) / 2
 
 
+class FlipTranslateAverage(FlipAverage):
+    """airbench's six-view test-time augmentation: half the flip average of the image, plus a quarter each of
+    the flip averages of the image shifted one pixel up-left and one down-right (reflection padding). Six
+    forward passes per image; training is unchanged."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            return self.net(x)
+        padded = nn.functional.pad(x, (1, 1, 1, 1), mode="reflect")
+        shifted = super().forward(padded[:, :, :-2, :-2]) + super().forward(padded[:, :, 2:, 2:])
+        return super().forward(x) / 2 + shifted / 4
+
+
 class PatchWhitening(nn.Conv2d):
     """A first convolution that whitens the image's k x k patches (airbench's stem): its filters are the
     eigenvectors of the patch covariance of the training images, each scaled by 1/sqrt(eigenvalue + eps), and

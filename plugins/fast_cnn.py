@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 import bench
-from bench.layers import FlipAverage, PatchWhitening, Scale
+from bench.layers import FlipAverage, FlipTranslateAverage, PatchWhitening, Scale
 
 BIAS_LR_SCALE = 64  # airbench: batch-norm biases train at 64x the learning rate, their scales not at all
 
@@ -72,6 +72,8 @@ def build(input_shape, num_classes, widths=(64, 128, 256), stem=32, geometry="pa
     if tricks == "airbench":
         layers.append(Scale(1 / 9))
     net = nn.Sequential(*layers)
+    if tta == "translate":
+        return FlipTranslateAverage(net)
     return FlipAverage(net) if tta else net
 
 
@@ -81,7 +83,8 @@ def register_architectures(register):
         "fast_cnn",
         build,
         variants={"widths": [(64, 128, 256), (64, 192, 256), (64, 256, 256), (32, 64, 128)], "stem": [32, 24],
-                  "geometry": ["padded", "airbench"], "tta": [False, True], "tricks": ["none", "airbench"]},
+                  "geometry": ["padded", "airbench"], "tta": [False, True, "translate"],
+                  "tricks": ["none", "airbench"]},
         default_variants=[{"widths": (64, 128, 256), "stem": 32, "geometry": "padded", "tta": False,
                            "tricks": "none"}],
         description="Fast-training CNN after airbench: 3 x [conv-pool-BN-GELU-conv-BN-GELU] 64/128/256, max pool.",

@@ -117,6 +117,34 @@ def test_flip_tta_is_mirror_invariant_in_eval_and_training_is_unchanged():
         assert torch.allclose(tta(x), (plain(x) + plain(x.flip(3))) / 2, atol=1e-5)
 
 
+def test_translate_tta_averages_six_views_and_exports_with_them(tmp_path):
+    """tta=translate (airbench's): half the flip average of the image, a quarter each of those of the image
+    shifted one pixel up-left and down-right with reflection; the ONNX file computes the same."""
+    import onnxruntime as ort
+
+    from bench.export import to_onnx
+
+    torch.manual_seed(0)
+    tta = get_registry().create("fast_cnn", (3, 32, 32), 10, widths=(8, 8, 8), stem=8, tta="translate").eval()
+    plain = tta.net
+    x = torch.randn(3, 3, 32, 32)
+
+    def views(image):
+        return (plain(image) + plain(image.flip(3))) / 2
+
+    padded = torch.nn.functional.pad(x, (1, 1, 1, 1), mode="reflect")
+    with torch.no_grad():
+        expected = views(x) / 2 + views(padded[:, :, :32, :32]) / 4 + views(padded[:, :, 2:, 2:]) / 4
+        scale = expected.abs().max()  # an untrained net's logits are small: differences relative to them
+        assert (tta(x) - expected).abs().max() < 1e-4 * scale
+        assert (tta(x) - views(x)).abs().max() > 1e-2 * scale  # the shifted views count
+    proto, used = to_onnx(tta, (3, 32, 32), {})
+    assert "after" not in used  # the dynamo exporter took it
+    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    (got,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
+    assert abs(got - expected.numpy()).max() < 1e-4 * scale.item()
+
+
 @pytest.mark.parametrize(("shape", "sizes"), [((3, 32, 32), [15, 7, 3]), ((1, 8, 8), [3, 1, 1])])
 def test_fast_cnn_airbench_geometry_pools_down_but_never_to_nothing(shape, sizes):
     net = get_registry().create("fast_cnn", shape, 10, geometry="airbench")
