@@ -241,6 +241,8 @@ RUN_OPTIONS = [
     _opt("--channels-last/--no-channels-last", default=None,
          help="NHWC memory layout for training (default: on when the model accepts it; it was never slower)."),
     _opt("--compile", is_flag=True, help="torch.compile the model for training (slow start, faster steps)."),
+    _opt("--lookahead", is_flag=True, help="airbench's lookahead: every 5 steps the weights move to their running "
+         "average, whose decay rises over the trial to 0.77; the last step leaves them at the average."),
     _opt("--batch-size", "-b", type=CommaList(click.IntRange(min=1)), help="Batch sizes, e.g. 32,64."),
     _opt("--lr", type=CommaList(click.FloatRange(min=0, min_open=True)), help="Learning rates, e.g. 1e-3,1e-2."),
     _opt("--epochs", "-e", type=CommaList(click.IntRange(min=1)), help="Epochs per trial."),

@@ -208,7 +208,7 @@ def parameters_section(views: list[TrialView]) -> str:
     for arch in dict.fromkeys(v.trial["architecture"] for v in views):
         group = [v for v in views if v.trial["architecture"] == arch]
         keys = list(dict.fromkeys(k for v in group for k in v.trial["variant"]))
-        hkeys = [*AXES, "select", "patience", "augment", "precision", "channels_last", "compile"]
+        hkeys = [*AXES, "select", "patience", "augment", "precision", "channels_last", "compile", "lookahead"]
         header = ["trial", *keys, *hkeys]
         rows = [[v.name, *(format_value(v.trial["variant"].get(k, "-")) for k in keys),
                  *(str(v.trial["hparams"].get(k, "-")) for k in hkeys)] for v in group]  # fmt: skip

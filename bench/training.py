@@ -60,6 +60,7 @@ class HParams:
     warmup_epochs: float | None = None  # linear warm-up from lr/steps to lr; None: none (onecycle: torch's 30%)
     label_smoothing: float = 0.0  # of the training loss only; validation and test losses are plain cross-entropy
     nesterov: bool = False  # Nesterov momentum (sgd only)
+    lookahead: bool = False  # airbench's lookahead: the weights pulled towards their running average (Lookahead)
 
     def __post_init__(self):
         checks = [
@@ -99,6 +100,7 @@ class HParams:
                 "in [0, 1)",
             ),
             ("nesterov", self.nesterov, isinstance(self.nesterov, bool), "true or false"),
+            ("lookahead", self.lookahead, isinstance(self.lookahead, bool), "true or false"),
         ]
         for option, value, ok, what in checks:
             if not ok:
@@ -325,6 +327,43 @@ def make_scheduler(optimizer: torch.optim.Optimizer, hp: HParams, steps: int) ->
     return sched.SequentialLR(optimizer, [rise, main], milestones=[warmup])
 
 
+LOOKAHEAD_EVERY = 5  # steps between two pulls of the weights towards their average
+LOOKAHEAD_DECAY = 0.95**LOOKAHEAD_EVERY  # the average's decay at the last step (airbench's)
+
+
+class Lookahead:
+    """airbench's lookahead (after Zhang et al., 2019): every LOOKAHEAD_EVERY steps the running average of the
+    weights moves towards them, average += (1 - decay) * (weights - average), and the weights are set to it.
+    The decay rises as LOOKAHEAD_DECAY * (t / T)^3 over the T steps of the trial: early steps are left alone,
+    late ones averaged over many; after the last step the weights are the average. Floating-point buffers
+    (batch-norm running statistics) are averaged with the weights."""
+
+    def __init__(self, model: nn.Module, total_steps: int):
+        self.model, self.total = model, total_steps
+        self.average = {k: v.detach().clone() for k, v in model.state_dict().items() if v.is_floating_point()}
+
+    @torch.no_grad()
+    def _pull(self, decay: float) -> None:
+        weights = self.model.state_dict()
+        for name, average in self.average.items():
+            average.lerp_(weights[name], 1 - decay)
+            weights[name].copy_(average)
+
+    def step(self, t: int) -> None:
+        """After optimizer step ``t`` (1-based, counted over the whole trial)."""
+        if t % LOOKAHEAD_EVERY == 0:
+            self._pull(LOOKAHEAD_DECAY * (min(t, self.total) / self.total) ** 3)
+        if t == self.total:
+            self._pull(1.0)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return self.average
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        for name, average in self.average.items():
+            average.copy_(state[name])
+
+
 def _better(select: str, stats: EpochStats, best: EpochStats | None) -> bool:
     if best is None:
         return True
@@ -410,6 +449,9 @@ def train_trial(
         result.checkpoint_sha256 = checkpoints.save(checkpoint_path, best_state, meta)  # as it was at that epoch
         elapsed = result.history[-1].elapsed_s or 0.0
     first_epoch = len(result.history) + 1
+    lookahead = Lookahead(model, hp.epochs * steps) if hp.lookahead else None  # of the fitted weights
+    if lookahead is not None and resumed is not None:
+        lookahead.load_state_dict(resumed["lookahead"])
 
     for epoch in range(first_epoch, hp.epochs + 1):
         t0 = time.perf_counter()
@@ -418,7 +460,7 @@ def train_trial(
         order = torch.randperm(n, generator=shuffle).to(device)
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), dtype=torch.long, device=device)
-        for start in range(0, n, hp.batch_size):
+        for i, start in enumerate(range(0, n, hp.batch_size)):
             idx = order[start : start + hp.batch_size]
             if len(idx) == 1 and start > 0:
                 break  # batch norm cannot train on one image; the order changes every epoch, so none is lost for good
@@ -432,6 +474,8 @@ def train_trial(
             loss.backward()
             optimizer.step()
             scheduler.step()
+            if lookahead is not None:
+                lookahead.step((epoch - 1) * steps + i + 1)
             # Accumulate on the device: no host sync per step.
             loss_sum += loss.detach() * len(idx)
             correct += (logits.detach().argmax(1) == y).sum()
@@ -461,7 +505,7 @@ def train_trial(
         stopping = bool(hp.patience and epoch - best.epoch >= hp.patience and epoch < hp.epochs)
         if state_path is not None and epoch < hp.epochs and not stopping:
             save_state(state_path, hp, checkpoint_meta, model, optimizer, scheduler, generators, device,
-                       result.history, best, best_state)  # fmt: skip
+                       result.history, best, best_state, lookahead)  # fmt: skip
             if on_state:
                 on_state(state_path)
         if on_epoch:
@@ -511,7 +555,7 @@ def _set_rng(state: dict, generators: dict[str, torch.Generator], device: torch.
 
 def save_state(path: Path, hp: HParams, meta: dict | None, model: nn.Module, optimizer, scheduler, generators,
                device: torch.device, history: list[EpochStats], best: EpochStats,
-               best_state: dict) -> None:  # fmt: skip
+               best_state: dict, lookahead: Lookahead | None = None) -> None:  # fmt: skip
     """Everything needed to continue the trial after its last finished epoch, written atomically."""
     state = {
         "format": STATE_FORMAT,
@@ -524,6 +568,7 @@ def save_state(path: Path, hp: HParams, meta: dict | None, model: nn.Module, opt
         "history": [asdict(e) for e in history],
         "best_epoch": best.epoch,
         "best_state": best_state,
+        "lookahead": lookahead.state_dict() if lookahead is not None else None,
     }
     buf = io.BytesIO()
     torch.save(state, buf)
@@ -541,6 +586,10 @@ def load_state(path: Path, hp: HParams, meta: dict | None) -> dict | None:
         return None
     if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
         return None
-    if state.get("hparams") != hp.as_dict() or state.get("meta") != dict(meta or {}):
+    try:  # a state saved before a hyperparameter existed has that one at its default
+        same = HParams.from_dict(state.get("hparams") or {}) == hp and state.get("meta") == dict(meta or {})
+    except (TypeError, UsageError):
+        return None
+    if not same or (hp.lookahead and not isinstance(state.get("lookahead"), dict)):
         return None
     return state

@@ -176,6 +176,7 @@ BAD_INPUTS = [
     ([*RUN, "--max-accuracy-drop", "-1"], 2, "Invalid value for '--max-accuracy-drop'"),
     ([*RUN, "--max-accuracy-drop", "nan"], 2, "Invalid value for '--max-accuracy-drop'"),
     ([*RUN, "--batch-curve=yes"], 2, "does not take a value"),
+    ([*RUN, "--lookahead=yes"], 2, "does not take a value"),
     (["quantize"], 2, "Missing argument 'RUN'"),
     (["quantize", "latest", "--quantize", "none"], 1, "--quantize none: nothing to make"),
     (["quantize", "latest", "--calibration-images", "-5"], 2, "Invalid value for '--calibration-images'"),
@@ -321,7 +322,7 @@ TOML_VALUES = st.one_of(st.integers(-5, 100), st.floats(-1, 10, allow_nan=False)
                         st.lists(st.integers(-2, 64), max_size=3))  # fmt: skip
 TOML_KEYS = st.sampled_from([
     "lr", "epochs", "batch_size", "optimizer", "plugin", "where", "seed", "val-ratio", "patience", "no-benchmark",
-    "precision", "augment", "mean", "learning_rate", "top_k", "device",
+    "precision", "augment", "mean", "learning_rate", "top_k", "device", "lookahead",
 ])  # fmt: skip
 
 

@@ -180,14 +180,18 @@ def test_label_smoothing_changes_the_training_loss_not_the_validation_loss_defin
     assert smoothed.val_loss == pytest.approx(plain.val_loss, rel=1e-6)  # plain cross-entropy either way
 
 
-def test_an_unfinished_trial_continues_from_its_saved_state_with_the_same_losses(digits, tmp_path):
-    """In-process: a state saved after epoch 2 of 4 and continued gives the uninterrupted losses."""
+@pytest.mark.parametrize("lookahead", [False, True])
+def test_an_unfinished_trial_continues_from_its_saved_state_with_the_same_losses(digits, tmp_path, lookahead):
+    """In-process: a state saved after epoch 2 of 4 and continued gives the uninterrupted losses (with lookahead,
+    its average of the weights and batch-norm statistics is part of that state)."""
     splits = digits.split(0.2, 0)
-    hp = HParams(epochs=4, lr=0.05, optimizer="sgd", schedule="cosine", augment="flip,crop", seed=3)
+    hp = HParams(epochs=4, lr=0.05, optimizer="sgd", schedule="cosine", augment="flip,crop", seed=3,
+                 lookahead=lookahead)  # fmt: skip
 
     def fresh():
         torch.manual_seed(hp.seed)
-        return nn.Sequential(nn.Conv2d(1, 4, 3), nn.Dropout(0.3), nn.ReLU(), nn.Flatten(), nn.Linear(144, 10))
+        return nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.Dropout(0.3), nn.ReLU(), nn.Flatten(),
+                             nn.Linear(144, 10))  # fmt: skip
 
     whole = train_trial(fresh(), splits, Normalizer(digits), hp, tmp_path / "a.pt", 10, state_path=tmp_path / "a.st")
     assert not (tmp_path / "a.st").exists()  # gone once the trial ended
@@ -219,6 +223,39 @@ def test_an_unfinished_trial_continues_from_its_saved_state_with_the_same_losses
     train_trial(fresh(), splits, Normalizer(digits), other, tmp_path / "c.pt", 10,
                 on_epoch=lambda s: seen.append(s.epoch), state_path=tmp_path / "c.st")  # fmt: skip
     assert seen == [1, 2, 3, 4]
+
+
+def test_lookahead_pulls_the_weights_to_their_average_every_5_steps_and_ends_on_it():
+    from bench.training import LOOKAHEAD_DECAY, Lookahead
+
+    model = nn.Sequential(nn.Linear(1, 1, bias=False), nn.BatchNorm1d(1))
+    weight = model[0].weight
+    with torch.no_grad():
+        weight.fill_(0.0)
+    lookahead, average, total = Lookahead(model, total_steps=12), 0.0, 12
+    for t in range(1, total + 1):
+        with torch.no_grad():
+            weight.add_(1.0)  # an optimizer step
+        before = weight.item()
+        lookahead.step(t)
+        if t == total:
+            assert weight.item() == pytest.approx(average)  # the average of step 10, not step 12's 12.0
+        elif t % 5:
+            assert weight.item() == before  # left alone between pulls
+        else:
+            decay = LOOKAHEAD_DECAY * (t / total) ** 3
+            average += (1 - decay) * (before - average)
+            assert weight.item() == pytest.approx(average)  # set to the average, which moved towards it
+    assert torch.equal(model[1].running_mean, lookahead.state_dict()["1.running_mean"])  # buffers too
+
+
+def test_lookahead_changes_the_training_it_is_asked_for(digits, tmp_path):
+    variant = {"widths": (32, 64, 128), "stem": 32, "geometry": "airbench", "tta": False, "tricks": "airbench"}
+    hp = {"optimizer": "sgd", "lr": 0.2, "momentum": 0.85, "nesterov": True, "schedule": "onecycle", "epochs": 3}
+    _, _, plain = _train(digits, tmp_path, arch="fast_cnn", variant=variant, **hp)
+    _, _, pulled = _train(digits, tmp_path, arch="fast_cnn", variant=variant, lookahead=True, **hp)
+    assert plain.status == pulled.status == "completed" and pulled.test_acc > 0.8
+    assert [e.train_loss for e in plain.history] != [e.train_loss for e in pulled.history]
 
 
 def test_the_fast_recipe_runs_from_its_config_file(invoke):

@@ -65,6 +65,7 @@ class RunConfig:
     precision: str = _f(PLAN, "auto")  # fp32, bf16 (autocast of the training steps), auto (measured choice)
     channels_last: bool | None = _f(PLAN)  # NHWC layout for training; None: on where the model accepts it
     compile: bool = _f(PLAN, False)  # torch.compile the model for training
+    lookahead: bool = _f(PLAN, False)  # airbench's lookahead: weights pulled towards their average every 5 steps
     select: str = _f(PLAN, "val_loss")  # the best checkpoint: lowest val_loss or highest val_acc
     patience: int | None = _f(PLAN)  # stop a trial after this many epochs without a better selection metric
     search: str = _f(PLAN, "grid")  # every combination, or `trials` of them drawn without repeats (random)

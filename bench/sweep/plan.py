@@ -159,7 +159,8 @@ def plan_run(config: RunConfig) -> list[TrialSpec]:
     archs = architectures_of(config)
     dataset_info(config.dataset)  # an unknown dataset is reported before anything else
     fixed = {"augment": ",".join(parse(config.augment)), "precision": config.precision,
-             "channels_last": config.channels_last, "compile": config.compile}  # fmt: skip
+             "channels_last": config.channels_last, "compile": config.compile,
+             "lookahead": config.lookahead}  # fmt: skip
     where = {k: [str(v) for v in (vs if isinstance(vs, list) else [vs])] for k, vs in config.where.items()}
     return plan(archs, config.axes(), variants=config.variants, where=where, select=config.select,
                 patience=config.patience, search=config.search, trials=config.trials,
