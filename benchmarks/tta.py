@@ -1,7 +1,8 @@
-"""Flip test-time augmentation (bench.layers.FlipAverage, fast_cnn's variant tta=True) measured on a stored trial's
-best checkpoint: test accuracy without and with it, the ONNX file of the wrapped model checked against PyTorch, and
-its ONNX Runtime latency (two forward passes) beside the plain model's. Training is unchanged by the variant, so a
-checkpoint trained without it tells what it adds.
+"""Test-time augmentation measured on a stored trial's best checkpoint: the plain network, flip TTA
+(bench.layers.FlipAverage, fast_cnn's variant tta=True: two forward passes) and airbench's six views
+(bench.layers.FlipTranslateAverage, tta=translate: flip x one-pixel shifts): test accuracy of each, its ONNX file
+checked against PyTorch, and its ONNX Runtime latency. Training is unchanged by these variants, so one checkpoint
+(trained with any of them) tells what each adds.
 
 Accuracy: the trial's own test split and preprocessing, PyTorch fp32 in eval mode, then the exported file through
 onnxruntime. Latency: cnnbench's own measurement (bench.inference.bench_onnxruntime: 10 warm-up runs, then at least
@@ -9,7 +10,7 @@ onnxruntime. Latency: cnnbench's own measurement (bench.inference.bench_onnxrunt
 
     python benchmarks/tta.py --store runs/lab/bench.db --run RUN [--trial N]
 
-Writes the section "Flip TTA: <architecture> on <dataset>" of benchmarks/RESULTS.md and prints it.
+Writes the section "TTA: <architecture> on <dataset>, run <run>" of benchmarks/RESULTS.md and prints it.
 """
 
 from __future__ import annotations
@@ -26,10 +27,11 @@ from stored import stored_trial, trial_parser
 from zoo import cpu_name
 
 from bench import onnxrt
+from bench.architectures import format_variant
 from bench.deploy import _test_images, load_model
 from bench.export import check_parity, run_session, to_onnx
 from bench.inference import BenchSettings, bench_onnxruntime
-from bench.layers import FlipAverage
+from bench.layers import FlipAverage, FlipTranslateAverage
 from bench.sweep import load_run_dataset
 
 
@@ -44,29 +46,32 @@ def main() -> None:
     threads = os.cpu_count() or 1
     torch.set_num_threads(threads)
     with stored_trial(args) as (store, run, trial):
-        plain = load_model(store, run, trial)
+        trained = load_model(store, run, trial)
+    plain = trained.net if isinstance(trained, FlipAverage) else trained  # the network without its TTA
     data = load_run_dataset(run)
     images, labels = _test_images(data, trial)
-    flip = FlipAverage(plain).eval()
-    acc = {"plain": accuracy(plain, images, labels), "flip TTA": accuracy(flip, images, labels)}
+    models = {"plain": plain, "flip TTA (2 views)": FlipAverage(plain).eval(),
+              "flip x translate TTA (6 views)": FlipTranslateAverage(plain).eval()}  # fmt: skip
+    acc = {name: accuracy(model, images, labels) for name, model in models.items()}
     settings = BenchSettings((1, 64), ("cpu",), 10, args.runs, args.min_time, threads, "auto")
     rows = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for name, model in (("plain", plain), ("flip TTA", flip)):
+        for i, (name, model) in enumerate(models.items()):
             proto, _ = to_onnx(model, data.input_shape, {})
-            path = Path(tmp) / f"{name.replace(' ', '-')}.onnx"
+            path = Path(tmp) / f"{i}.onnx"
             path.write_bytes(proto.SerializeToString())
             parity = check_parity(model, path, images)
             logits = run_session(onnxrt.session(path, "cpu", threads), images.numpy().astype(np.float32))
             onnx_acc = float((logits.argmax(1) == labels.numpy()).mean())
             p50 = [bench_onnxruntime(path, images, b, "cpu", settings, threads).summary()["p50_ms"] for b in (1, 64)]
             rows[name] = (parity, onnx_acc, p50)
-    heading = f"Flip TTA: {trial['architecture']} on {run['dataset'].split('/')[-1]}"
+    heading = f"TTA: {trial['architecture']} on {run['dataset'].split('/')[-1]}, run {run['id']}"
     lines = [
         f"## {heading}",
         "",
-        f"`python benchmarks/tta.py --store {args.store} --run {run['id']}`: trial t{trial['idx']:03d} "
-        f"{trial['architecture']} (its best checkpoint, trained without TTA), {len(labels)} test images; "
+        f"`python benchmarks/tta.py --store {args.store} --run {run['id']} --runs {args.runs} --min-time "
+        f"{args.min_time}`: trial t{trial['idx']:03d} "
+        f"{trial['architecture']} {format_variant(trial['variant'])} (its best checkpoint), {len(labels)} test images; "
         f"{cpu_name()}, {threads} threads, torch {torch.__version__}, onnxruntime {ort.__version__}; ORT p50 of at "
         f"least {args.runs} runs and {args.min_time} s after 10 warm-up runs.",
         "",
