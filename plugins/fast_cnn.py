@@ -1,11 +1,12 @@
 """A fast-training CNN for 32x32 images, after airbench (Keller Jordan, 2024: CIFAR-10 to 94% in seconds on a
 GPU): a 3x3 stem, then three groups of [conv3x3 - max-pool - BN - GELU - conv3x3 - BN - GELU], global max
 pooling and one linear layer. Pooling right after each group's first convolution keeps most of the work on
-small maps. airbench's flip test-time augmentation is the variant tta=True (inside the model, so exported and
-measured with it). The variant tricks="airbench" adds airbench's initialization and optimization devices: its
-patch-whitening stem, fitted to the training images through the trainer's init_from_data protocol, identity
-initialization, fixed batch-norm scales with fast biases, scaled logits. Its lookahead (an optimizer change)
-is left out."""
+small maps. airbench's flip test-time augmentation is the variant tta=True, its six views (flip x one-pixel
+shifts) tta="translate" (inside the model, so exported and measured with it). The variant tricks="airbench"
+adds airbench's initialization and optimization devices: its patch-whitening stem, fitted to the training images
+through the trainer's init_from_data protocol, identity initialization, fixed batch-norm scales with fast
+biases, scaled logits. Its lookahead is the trainer's (--lookahead), since it changes the optimization of any
+model."""
 
 import torch
 from torch import nn
@@ -48,9 +49,10 @@ def build(input_shape, num_classes, widths=(64, 128, 256), stem=32, geometry="pa
     """``geometry``: ``padded`` (a 3x3 stem with padding, pooling rounding up: 32 -> 16 -> 8 -> 4 on CIFAR) or
     ``airbench`` (airbench's: a 2x2 stem without padding, pooling rounding down: 31 -> 15 -> 7 -> 3, about 25%
     fewer FLOPs in the later groups). ``tta``: evaluate (and export) the average of the logits of the image and
-    its mirror image (airbench's flip test-time augmentation): training is unchanged, inference costs two
-    passes. ``tricks``: ``none``, or ``airbench`` (its ablations, cifar10-zoo: each saves epochs): the stem is a
-    2x2 patch-whitening convolution fitted to the training images and then fixed (2 x 4 x channels maps, 24 for
+    its mirror image (True: airbench's flip test-time augmentation, two passes), or airbench's six views
+    ("translate": flip x the image shifted one pixel up-left and down-right, six passes); training is unchanged.
+    ``tricks``: ``none``, or ``airbench`` (its ablations, cifar10-zoo: each saves epochs): the stem is a 2x2
+    patch-whitening convolution fitted to the training images and then fixed (2 x 4 x channels maps, 24 for
     RGB, in place of ``stem``; no batch norm after it), every 3x3 convolution starts as an identity on its
     first maps (dirac), batch-norm scales stay at 1 while their biases train at 64x the learning rate, and the
     logits are scaled by 1/9."""
