@@ -339,20 +339,21 @@ class Lookahead:
     (batch-norm running statistics) are averaged with the weights."""
 
     def __init__(self, model: nn.Module, total_steps: int):
-        self.model, self.total = model, total_steps
-        self.average = {k: v.detach().clone() for k, v in model.state_dict().items() if v.is_floating_point()}
+        self.total = total_steps
+        # The model's own tensors (state_dict shares their storage; training and loading change them in place).
+        self.weights = {k: v for k, v in model.state_dict().items() if v.is_floating_point()}
+        self.average = {k: v.detach().clone() for k, v in self.weights.items()}
 
     @torch.no_grad()
     def _pull(self, decay: float) -> None:
-        weights = self.model.state_dict()
         for name, average in self.average.items():
-            average.lerp_(weights[name], 1 - decay)
-            weights[name].copy_(average)
+            average.lerp_(self.weights[name], 1 - decay)
+            self.weights[name].copy_(average)
 
     def step(self, t: int) -> None:
         """After optimizer step ``t`` (1-based, counted over the whole trial)."""
         if t % LOOKAHEAD_EVERY == 0:
-            self._pull(LOOKAHEAD_DECAY * (min(t, self.total) / self.total) ** 3)
+            self._pull(LOOKAHEAD_DECAY * (t / self.total) ** 3)
         if t == self.total:
             self._pull(1.0)
 
