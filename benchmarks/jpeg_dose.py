@@ -17,7 +17,6 @@ beside them by hand, each with its run id) and prints it.
 from __future__ import annotations
 
 import argparse
-import io
 import random
 from pathlib import Path
 
@@ -27,13 +26,6 @@ from record import record
 from zoo import cpu_name
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def reencode(image: Image.Image, quality: int) -> Image.Image:
-    """``image`` through PIL's JPEG encoder at ``quality`` (its defaults otherwise: 4:2:0 chroma) and back."""
-    buffer = io.BytesIO()
-    image.save(buffer, "JPEG", quality=quality)
-    return Image.open(buffer).convert("RGB")
 
 
 def psnr(a: Image.Image, b: Image.Image) -> float:
