@@ -21,8 +21,8 @@ from bench.cli_options import (
     defaults_from_run_config,
     json_option,
     options,
-    parse_where,
     store_option,
+    where_given,
 )
 from bench.errors import BenchError
 
@@ -135,7 +135,7 @@ def run(ctx, config, resume_ref, store_path, as_json, quiet, **options):  # fmt:
     import bench.sweep
     from bench.display import RichProgress
 
-    options["where"] = parse_where(options["where"])
+    options["where"] = where_given(ctx, options["where"])
     progress = RichProgress(_console(stderr=as_json, quiet=quiet))
     progress.tables = None if as_json else _console()
     with progress:

@@ -152,6 +152,16 @@ def parse_where(items: tuple[str, ...]) -> dict[str, list[str]]:
     return out
 
 
+def where_given(ctx, items: tuple[str, ...]) -> dict[str, list[str]]:
+    """`bench run`'s variant filter: a config file's ``where`` table with the command line's --where replacing it
+    parameter by parameter (``--where widths=64-256-256`` changes one axis of a file that fixes five, rather
+    than dropping the other four and planning every variant they had kept out)."""
+    where = parse_where(items)
+    if ctx.get_parameter_source("where") is click.core.ParameterSource.COMMANDLINE:
+        where = {**parse_where(tuple((ctx.default_map or {}).get("where", ()))), **where}
+    return where
+
+
 # `bench run`'s parameters that are not RunConfig fields.
 NOT_CONFIG = ("config", "resume_ref", "store_path", "as_json", "quiet")
 
@@ -225,7 +235,8 @@ RUN_OPTIONS = [
     _opt("--variants", type=click.Choice(["default", "all"]), show_default=True,
          help="The plugin's default variant set, or its whole variant space."),
     _opt("--where", multiple=True, metavar="PARAM=V[,V...]",
-         help="Keep variants whose PARAM is one of the values, e.g. --where kernel_size=3,5."),
+         help="Keep variants whose PARAM is one of the values, e.g. --where kernel_size=3,5. Replaces a --config "
+              "file's filter for the parameters it names only."),
     _opt("--dataset", "-d", show_default=True,
          help="Dataset name, or imagefolder:PATH (see `bench datasets`)."),
     _opt("--data-dir", type=click.Path(file_okay=False), help="Where the dataset's files are (default: ./data)."),

@@ -396,16 +396,21 @@ def test_the_trainer_resolves_auto_itself_and_says_what_it_ran(digits, tmp_path)
 # --- sweep files -------------------------------------------------------------------------------------------
 
 
-def test_config_file_sets_options_and_the_command_line_overrides_it(invoke, tmp_path):
+def test_config_file_sets_options_and_the_command_line_overrides_it_option_by_option(invoke, tmp_path):
     config = tmp_path / "sweep.toml"
     config.write_text('plugin = "cnn_dropout"\nlr = [0.001, 0.003]\nepochs = 5\noptimizer = "adam"\n'
-                      'where = { kernel_size = [3], dropout = [0.0] }\nno-benchmark = true\n')  # fmt: skip
-    result = invoke("run", "--config", config, "--epochs", "1", "-q")
+                      'where = { kernel_size = [3], feature_maps = ["32-64"], dropout = [0.0] }\n'
+                      'no-benchmark = true\n')  # fmt: skip
+    # --where replaces the file's filter for dropout only: the file's kernel size and maps stay (not every variant
+    # with dropout 0.2)
+    result = invoke("run", "--config", config, "--epochs", "1", "--where", "dropout=0.2", "-q")
     assert result.exit_code == 0, result.output
     rows = invoke.json("report")
     assert sorted(r["hparams"]["lr"] for r in rows) == [0.001, 0.003]
     assert {r["hparams"]["epochs"] for r in rows} == {1} and all(r["onnx"] is None for r in rows)
-    assert all(r["variant"]["kernel_size"] == 3 and r["variant"]["dropout"] == 0.0 for r in rows)
+    assert [(r["variant"]["kernel_size"], r["variant"]["feature_maps"], r["variant"]["dropout"]) for r in rows] == [
+        (3, [32, 64], 0.2)
+    ] * 2
 
 
 @pytest.mark.parametrize(
