@@ -1,16 +1,10 @@
 """cnnbench: a plugin-based benchmark suite for CNN image classifiers."""
 
-from importlib.metadata import PackageNotFoundError, version
-
 from bench.hookspecs import hookimpl
-
-try:
-    __version__ = version("cnnbench")
-except PackageNotFoundError:  # running from a source tree that is not installed
-    __version__ = "0+unknown"
+from bench.version import __version__
 
 # The Python API (bench.sweep), imported on first use: `import bench` stays light for plugins and the CLI.
-_API = ("run", "resume", "trials", "RunConfig", "RunResult", "Progress")
+_API = ("run", "resume", "trials", "RunConfig", "RunResult", "RunListener")
 __all__ = ["__version__", "hookimpl", *_API]
 
 

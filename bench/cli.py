@@ -12,19 +12,15 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-from bench import __version__
-from bench.cli_options import (
-    BENCHMARK_OPTIONS,
-    EXPORT_OPTIONS,
-    QUANTIZE_OPTIONS,
-    RUN_OPTIONS,
-    defaults_from_run_config,
-    json_option,
-    options,
-    store_option,
-    where_given,
-)
+from bench.cli_options import json_option, options_of, run_options, store_option, where_given
 from bench.errors import BenchError
+from bench.options import BENCHMARK, DEPLOY, EXPORT, QUANTIZE, RunConfig, option_names, settings
+from bench.status import RunStatus
+from bench.version import __version__
+
+EXPORT_OPTIONS = ("top_k", *option_names(DEPLOY, EXPORT))
+BENCHMARK_OPTIONS = ("top_k", *option_names(DEPLOY, BENCHMARK), *option_names(DEPLOY, EXPORT))
+QUANTIZE_OPTIONS = ("top_k", *option_names(DEPLOY, QUANTIZE), "no_benchmark", *BENCHMARK_OPTIONS[1:])
 
 
 class BenchGroup(click.Group):
@@ -64,37 +60,35 @@ class BenchGroup(click.Group):
             ctx.exit(130)
 
 
-def _deploy(store, run, trials, *, as_json, settings=None, quantize=None, reuse_exports=False, reuse_variants=None,
-            **export):  # fmt: skip
-    """Export (and benchmark, with ``settings``) ``trials`` for `bench export` and `bench benchmark`, shown as
-    `bench run` shows its winners; returns their JSON records."""
-    from bench.deploy import export_and_benchmark
-    from bench.display import RichProgress
+def _deploy(store, run_ref, trial_refs, options: dict, *, as_json, benchmark=True, quantize=False, **how):
+    """`bench export`, `benchmark` and `quantize`: the trials of RUN (or its winners) exported, made into variants
+    and timed as ``options`` (RunConfig fields) say, shown as `bench run` shows its winners; their JSON records."""
+    from bench.deploy import export_and_benchmark, select_trials
+    from bench.display import RichDisplay
+    from bench.export import ExportSettings
+    from bench.inference import BenchSettings
+    from bench.quantize import QuantizeSettings
     from bench.records import deployment_record
 
-    show = RichProgress(_console(stderr=as_json))
+    config = RunConfig(**options)  # the one check of every option
+    run = store.run(None if run_ref == "latest" else run_ref)
+    trials = select_trials(store, run, trial_refs, config.top_k)
+    timing = settings(BenchSettings, config) if benchmark and not config.no_benchmark else None
+    variants = settings(QuantizeSettings, config) if quantize else None
+    show = RichDisplay(_console(stderr=as_json))
     show.tables = None if as_json else _console()
-    show.deploy_started(trials, settings)
+    show.deploy_started(trials, timing)
     try:
-        problems = export_and_benchmark(store, run, trials, settings=settings, quantize=quantize,
-                                        reuse_exports=reuse_exports, reuse_variants=reuse_variants,
-                                        on_event=show.deploy_event, **export)  # fmt: skip
+        problems = export_and_benchmark(store, run, trials, export=settings(ExportSettings, config), benchmark=timing,
+                                        quantize=variants, on_event=show.deploy_event, **how)  # fmt: skip
     finally:
-        show.deploy_done(run, [(t, store.export_of(t["id"]), store.latency_of(t["id"])) for t in trials], settings,
+        show.deploy_done(run, [(t, store.export_of(t["id"]), store.latency_of(t["id"])) for t in trials], timing,
                          [(t, store.variants_of(t["id"])) for t in trials])  # fmt: skip
     out = [deployment_record(store, run["id"], t) for t in trials] if as_json else None
+    if as_json:
+        _print_json(out)
     if problems:
-        if out is not None:
-            _print_json(out)
         raise BenchError("; ".join(problems))
-    return out
-
-
-def _settings(batch_sizes, providers, warmup, min_runs, min_time, bench_threads, graph_optimization, batch_curve):
-    from bench.inference import BenchSettings
-
-    return BenchSettings(tuple(batch_sizes), tuple(providers), warmup, min_runs, min_time, bench_threads,
-                         graph_optimization, batch_curve)  # fmt: skip
 
 
 def _console(stderr: bool = False, quiet: bool = False) -> Console:
@@ -122,9 +116,9 @@ def cli():
 
 
 @cli.command()
-@options(RUN_OPTIONS)
+@run_options
 @click.pass_context
-def run(ctx, config, resume_ref, store_path, as_json, quiet, **options):  # fmt: skip
+def run(ctx, config, resume_ref, store_path, as_json, quiet, **options):
     """Train every selected architecture variant over the grid of hyperparameters.
 
     Each list option (comma-separated) is one axis of the grid; an axis not given takes the architecture's
@@ -132,120 +126,82 @@ def run(ctx, config, resume_ref, store_path, as_json, quiet, **options):  # fmt:
     and is recorded the moment it ends, so `--resume RUN` finishes an interrupted run. At the end, the winner
     of each architecture is exported to ONNX and benchmarked (unless --no-benchmark).
     """
-    import bench.sweep
-    from bench.display import RichProgress
+    from bench.display import RichDisplay
+    from bench.sweep import runner
 
     options["where"] = where_given(ctx, options["where"])
-    progress = RichProgress(_console(stderr=as_json, quiet=quiet))
-    progress.tables = None if as_json else _console()
-    with progress:
+    display = RichDisplay(_console(stderr=as_json, quiet=quiet))
+    display.tables = None if as_json else _console()
+    with display:
         if resume_ref:
             source = ctx.get_parameter_source
             given = {k: v for k, v in options.items() if source(k) == click.core.ParameterSource.COMMANDLINE}
-            result = bench.sweep.resume(resume_ref, store=store_path, progress=progress, **given)
+            result = runner.resume(resume_ref, store_path=store_path, listener=display, **given)
             if not result.trained and not result.deployed:
                 click.echo(f"Run {result.run_id} has nothing left to run.", err=True)
         else:
-            result = bench.sweep.run(bench.sweep.RunConfig(**options), store=store_path, progress=progress,
-                                     command=shlex.join(["bench", *ctx.obj["argv"]]))  # fmt: skip
+            result = runner.run(RunConfig(**options), store_path=store_path, listener=display,
+                                command=shlex.join(["bench", *ctx.obj["argv"]]))  # fmt: skip
     if as_json:
         _print_json(result.trials)
     if result.problems:
         raise BenchError("; ".join(result.problems))
-    if result.status == "interrupted":
+    if result.status == RunStatus.INTERRUPTED:
         click.echo(f"Interrupted: finished trials are kept; `bench run --resume {result.run_id}` runs the rest.",
                    err=True)  # fmt: skip
         ctx.exit(130)
 
 
-# --- export, benchmark ---------------------------------------------------------------------------------
+# --- export, benchmark, quantize --------------------------------------------------------------------------
 
 
-TOP_K = click.option("--top-k", type=click.IntRange(min=1), default=1, show_default=True,
-                     help="Without TRIAL: the best K trials of each architecture.")  # fmt: skip
+def _deploy_command(name: str, option_fields: tuple[str, ...]):
+    """A command taking RUN, [TRIAL]..., the options of ``option_fields``, --store and --json."""
+
+    def decorate(f):
+        f = json_option(store_option(options_of(*option_fields)(f)))
+        f = click.argument("trial_refs", metavar="[TRIAL]...", nargs=-1)(f)
+        return cli.command(name=name)(click.argument("run_ref", metavar="RUN")(f))
+
+    return decorate
 
 
-def _run_and_trials(store, run_ref, trial_refs, top_k):
-    from bench.deploy import select_trials
-
-    run = store.run(None if run_ref == "latest" else run_ref)
-    return run, select_trials(store, run, trial_refs, top_k)
-
-
-@cli.command()
-@click.argument("run_ref", metavar="RUN")
-@click.argument("trial_refs", metavar="[TRIAL]...", nargs=-1)
-@TOP_K
-@options(EXPORT_OPTIONS)
-@store_option
-@json_option
-def export(run_ref, trial_refs, top_k, tolerance, opset, exporter, store_path, as_json):
+@_deploy_command("export", EXPORT_OPTIONS)
+def export(run_ref, trial_refs, store_path, as_json, **options):
     """Export trials of RUN ('latest', an id or a unique prefix) to ONNX: by default the winner of each
     architecture; TRIAL is a number (3 or t003). Each file is checked by onnx and compared with PyTorch on
     real test images; it is written to <store dir>/<run>/t<NNN>/model.onnx."""
     from bench.store import Store
 
     with Store(store_path, create=False) as store:
-        run, trials = _run_and_trials(store, run_ref, trial_refs, top_k)
-        out = _deploy(store, run, trials, as_json=as_json, tolerance=tolerance, opset=opset, exporter=exporter)
-    if as_json:
-        _print_json(out)
+        _deploy(store, run_ref, trial_refs, options, as_json=as_json, benchmark=False)
 
 
-@cli.command(name="benchmark")
-@click.argument("run_ref", metavar="RUN")
-@click.argument("trial_refs", metavar="[TRIAL]...", nargs=-1)
-@TOP_K
-@options(BENCHMARK_OPTIONS)
-@options(EXPORT_OPTIONS)
-@store_option
-@json_option
-def benchmark_cmd(run_ref, trial_refs, top_k, tolerance, opset, exporter, store_path, as_json, **timing):
+@_deploy_command("benchmark", BENCHMARK_OPTIONS)
+def benchmark_cmd(run_ref, trial_refs, store_path, as_json, **options):
     """Benchmark trials of RUN with onnxruntime, beside PyTorch eager on the same real images: latency
     percentiles and throughput per provider and batch size, of the fp32 model and of its int8/fp16 variants
     (`bench quantize`). Trials never exported are exported first (the export options apply to them); an ONNX
     file that changed since it was made is refused."""
     from bench.store import Store
 
-    settings = _settings(**timing)
     with Store(store_path, create=False) as store:
-        run, trials = _run_and_trials(store, run_ref, trial_refs, top_k)
-        out = _deploy(store, run, trials, as_json=as_json, settings=settings, reuse_exports=True, tolerance=tolerance,
-                      opset=opset, exporter=exporter)  # fmt: skip
-    if as_json:
-        _print_json(out)
+        _deploy(store, run_ref, trial_refs, options, as_json=as_json, reuse_exports=True)
 
 
-@cli.command()
-@click.argument("run_ref", metavar="RUN")
-@click.argument("trial_refs", metavar="[TRIAL]...", nargs=-1)
-@TOP_K
-@options(QUANTIZE_OPTIONS)
-@click.option("--no-benchmark", is_flag=True, help="Make and check the variants, do not time them.")
-@options(BENCHMARK_OPTIONS)
-@options(EXPORT_OPTIONS)
-@store_option
-@json_option
-def quantize(run_ref, trial_refs, top_k, quantize, calibration_images, calibration_method, max_accuracy_drop,
-             no_benchmark, tolerance, opset, exporter, store_path, as_json, **timing):  # fmt: skip
+@_deploy_command("quantize", QUANTIZE_OPTIONS)
+def quantize(run_ref, trial_refs, store_path, as_json, **options):
     """Make int8 and fp16 variants of trials of RUN (by default the winner of each architecture) from their
     verified ONNX export, with onnxruntime's own tools: each is checked on the whole test set (accuracy, top-1
     agreement with fp32, size), flagged if it loses more than --max-accuracy-drop points (and kept), then
-    benchmarked beside fp32. Variants made before are made again."""
-    from bench.quantize import QuantizeSettings
+    benchmarked beside fp32 (unless --no-benchmark). Variants made before are made again."""
     from bench.store import Store
 
-    precisions = () if "none" in quantize else tuple(quantize)
-    if not precisions:
+    if options["quantize"] == []:
         raise BenchError("--quantize none: nothing to make (choose int8, fp16 or both)")
-    qsettings = QuantizeSettings(precisions, calibration_images, calibration_method, max_accuracy_drop)
-    settings = None if no_benchmark else _settings(**timing)
     with Store(store_path, create=False) as store:
-        run, trials = _run_and_trials(store, run_ref, trial_refs, top_k)
-        out = _deploy(store, run, trials, as_json=as_json, settings=settings, quantize=qsettings, reuse_exports=True,
-                      reuse_variants=False, tolerance=tolerance, opset=opset, exporter=exporter)  # fmt: skip
-    if as_json:
-        _print_json(out)
+        _deploy(store, run_ref, trial_refs, options, as_json=as_json, quantize=True, reuse_exports=True,
+                reuse_variants=False)  # fmt: skip
 
 
 # --- report, runs -----------------------------------------------------------------------------------
@@ -389,9 +345,6 @@ def new_plugin(name, parent):
     click.echo(f"  pip install -e {folder}")
     click.echo(f"  bench run --plugin {name} --epochs 2")
     click.echo(f"  pip install -e '{folder}[test]' && python -m pytest {folder}/tests")
-
-
-defaults_from_run_config(run, export, benchmark_cmd, quantize)
 
 
 def main():

@@ -12,17 +12,20 @@ import numpy as np
 import torch
 from torch import nn
 
-from bench import __version__, checkpoints, onnxrt
+from bench import checkpoints, inference, onnxrt
 from bench.data import Dataset, Normalizer
 from bench.errors import BenchError
-from bench.export import DEFAULT_OPSET, DEFAULT_TOLERANCE, export_model, run_session
+from bench.export import ExportSettings, export_model, run_session
 from bench.files import atomic_write
-from bench.inference import BenchSettings, benchmark
+from bench.formats import trial_label
+from bench.inference import BenchSettings
+from bench.leaderboard import rank
 from bench.modelstats import count_flops
-from bench.plugins import get_registry
+from bench.plugins import get_registry, load_run_dataset
 from bench.quantize import QuantizeSettings, make_variants
+from bench.status import RUNNABLE, ExportStatus
 from bench.store import Store
-from bench.sweep import load_run_dataset
+from bench.version import __version__
 
 
 def winners(ranked: list[dict], top_k: int = 1) -> list[dict]:
@@ -40,8 +43,6 @@ def winners(ranked: list[dict], top_k: int = 1) -> list[dict]:
 
 def select_trials(store: Store, run: dict, refs: tuple[str, ...], top_k: int) -> list[dict]:
     """Trials named by ``refs`` (3 or t003), or the winners of the run."""
-    from bench.leaderboard import rank
-
     ranked = rank(store.trials(run["id"]))
     if not refs:
         chosen = winners(ranked, top_k)
@@ -53,10 +54,10 @@ def select_trials(store: Store, run: dict, refs: tuple[str, ...], top_k: int) ->
     for ref in refs:
         text = ref.lower().removeprefix("t")
         if not (text.isascii() and text.isdigit()) or int(text) not in by_idx:
-            raise BenchError(f"run {run['id']} has no trial '{ref}' (trials: t001..t{max(by_idx, default=0):03d})")
+            raise BenchError(f"run {run['id']} has no trial '{ref}' (trials: t001..{trial_label(max(by_idx, default=0))})")
         trial = by_idx[int(text)]
         if not trial.get("checkpoint"):
-            raise BenchError(f"trial t{trial['idx']:03d} has no checkpoint (status {trial['status']})")
+            raise BenchError(f"trial {trial_label(trial['idx'])} has no checkpoint (status {trial['status']})")
         out.append(trial)
     return out
 
@@ -66,7 +67,7 @@ def load_model(store: Store, run: dict, trial: dict) -> nn.Module:
     registry = get_registry()
     if trial["architecture"] not in registry:
         raise BenchError(
-            f"architecture '{trial['architecture']}' of trial t{trial['idx']:03d} is not available: "
+            f"architecture '{trial['architecture']}' of trial {trial_label(trial['idx'])} is not available: "
             f"is its plugin '{trial['plugin']}' installed?"
         )
     arch = registry.get(trial["architecture"])
@@ -98,20 +99,20 @@ def onnx_metadata(run: dict, trial: dict, data: Dataset) -> dict:
         "variant": trial["variant"],
         "dataset": data.name,
         "run": run["id"],
-        "trial": f"{run['id']}/t{trial['idx']:03d}",
+        "trial": trial_label(trial["idx"], run["id"]),
         "cnnbench_version": __version__,
     }
 
 
-def export_trial(store: Store, run: dict, trial: dict, data: Dataset, *, tolerance: float = DEFAULT_TOLERANCE,
-                 opset: int = DEFAULT_OPSET, exporter: str = "dynamo") -> dict:  # fmt: skip
+def export_trial(store: Store, run: dict, trial: dict, data: Dataset, settings: ExportSettings) -> dict:
     """Export one trial to <run>/t<NNN>/model.onnx and record how it went; failures are recorded, not raised."""
     model = load_model(store, run, trial)
     images, labels = _test_images(data, trial)
-    result = export_model(model, data.input_shape, onnx_metadata(run, trial, data), images, tolerance, opset, exporter)
+    result = export_model(model, data.input_shape, onnx_metadata(run, trial, data), images, settings.tolerance,
+                          settings.opset, settings.exporter)  # fmt: skip
     row = {
         "status": result.status, "note": result.note, "exporter": result.exporter, "opset": result.opset,
-        "tolerance": tolerance, "parity_images": result.parity_images, "max_abs_diff": result.max_abs_diff,
+        "tolerance": settings.tolerance, "parity_images": result.parity_images, "max_abs_diff": result.max_abs_diff,
         "top1_agreement": result.top1_agreement, "torch_test_acc": trial["test_acc"],
         "flops": count_flops(model, data.input_shape),
     }  # fmt: skip
@@ -119,7 +120,7 @@ def export_trial(store: Store, run: dict, trial: dict, data: Dataset, *, toleran
         path = store.trial_dir(run["id"], trial["idx"]) / "model.onnx"
         atomic_write(path, result.data)
         row.update(path=path, sha256=hashlib.sha256(result.data).hexdigest(), size_bytes=len(result.data))
-        if result.status == "ok":
+        if result.status == ExportStatus.OK:
             logits = run_session(onnxrt.session(path, "cpu"), images.numpy().astype(np.float32))
             row["onnx_test_acc"] = float((logits.argmax(1) == labels.numpy()).mean())
     store.record_export(trial["id"], row)
@@ -141,9 +142,9 @@ def _verified(store: Store, trial: dict, relative: str, sha256: str, again: str 
 
 def _verified_export(store: Store, trial: dict) -> Path:
     exp = store.export_of(trial["id"])
-    if exp is None or exp["status"] != "ok":
+    if exp is None or exp["status"] != ExportStatus.OK:
         raise BenchError(
-            f"trial t{trial['idx']:03d} has no verified ONNX export"
+            f"trial {trial_label(trial['idx'])} has no verified ONNX export"
             + (f" ({exp['status']}: {exp['note']})" if exp else " (run `bench export` first)")
         )
     return _verified(store, trial, exp["path"], exp["sha256"])
@@ -194,24 +195,23 @@ def benchmark_trial(store: Store, run: dict, trial: dict, data: Dataset, setting
     images, _ = _test_images(data, trial)
     # Recorded together once all are measured: a model has the whole benchmark or none of it (a stopped
     # benchmark is done again on resume).
-    store.record_latencies(trial["id"], _rows(benchmark(model, path, images, settings), "fp32"))
+    store.record_latencies(trial["id"], _rows(inference.benchmark(model, path, images, settings), "fp32"))
     for variant in store.variants_of(trial["id"]):
-        if variant["status"] in ("ok", "flagged"):
+        if variant["status"] in RUNNABLE:
             vpath = _verified(store, trial, variant["path"], variant["sha256"], "make it again (`bench quantize`)",
                               "made")  # fmt: skip
-            rows = _rows(benchmark(None, vpath, images, settings), variant["precision"])
+            rows = _rows(inference.benchmark(None, vpath, images, settings), variant["precision"])
             store.record_latencies(trial["id"], rows)
     return store.latency_of(trial["id"])
 
 
-def export_and_benchmark(store: Store, run: dict, trials: list[dict], *, tolerance: float = DEFAULT_TOLERANCE,
-                         opset: int = DEFAULT_OPSET, exporter: str = "dynamo", settings: BenchSettings | None = None,
-                         quantize: QuantizeSettings | None = None, reuse_exports: bool = False,
-                         reuse_variants: bool | None = None,
+def export_and_benchmark(store: Store, run: dict, trials: list[dict], *, export: ExportSettings | None = None,
+                         benchmark: BenchSettings | None = None, quantize: QuantizeSettings | None = None,
+                         reuse_exports: bool = False, reuse_variants: bool | None = None,
                          on_event: Callable[[str, dict, dict | list], None] | None = None) -> list[str]:  # fmt: skip
     """Export every trial (with ``reuse_exports``, only those never exported), make the ``quantize`` variants of
     those whose export is verified (with ``reuse_variants``, default ``reuse_exports``, only the precisions not made
-    yet), then benchmark them. One trial's failure never stops the others: export and variant failures are
+    yet), then ``benchmark`` them. One trial's failure never stops the others: export and variant failures are
     recorded in the store; problems with what is already there (a changed file, a missing checkpoint) are
     returned."""
     data = load_run_dataset(run)
@@ -220,22 +220,22 @@ def export_and_benchmark(store: Store, run: dict, trials: list[dict], *, toleran
         try:
             exp = store.export_of(trial["id"]) if reuse_exports else None
             if exp is None:
-                exp = export_trial(store, run, trial, data, tolerance=tolerance, opset=opset, exporter=exporter)
+                exp = export_trial(store, run, trial, data, export or ExportSettings())
                 if on_event:
                     on_event("exported", trial, exp)
-            if quantize is not None and quantize.precisions and exp["status"] == "ok":
+            if quantize is not None and quantize.quantize and exp["status"] == ExportStatus.OK:
                 reuse = reuse_exports if reuse_variants is None else reuse_variants
                 made = {v["precision"] for v in store.variants_of(trial["id"])} if reuse else set()
-                missing = tuple(p for p in quantize.precisions if p not in made)
+                missing = tuple(p for p in quantize.quantize if p not in made)
                 if missing:
-                    rows = quantize_trial(store, run, trial, data, replace(quantize, precisions=missing),
-                                          settings.threads if settings else None)  # fmt: skip
+                    rows = quantize_trial(store, run, trial, data, replace(quantize, quantize=missing),
+                                          benchmark.bench_threads if benchmark else None)  # fmt: skip
                     if on_event:
                         on_event("quantized", trial, rows)
-            if settings is not None and exp["status"] == "ok":
-                rows = benchmark_trial(store, run, trial, data, settings)
+            if benchmark is not None and exp["status"] == ExportStatus.OK:
+                rows = benchmark_trial(store, run, trial, data, benchmark)
                 if on_event:
                     on_event("benchmarked", trial, rows)
         except BenchError as exc:
-            problems.append(f"t{trial['idx']:03d} {trial['architecture']}: {exc}")
+            problems.append(f"{trial_label(trial['idx'])} {trial['architecture']}: {exc}")
     return problems

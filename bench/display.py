@@ -6,26 +6,12 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from bench.architectures import format_value, format_variant  # noqa: F401
+from bench.architectures import format_value, format_variant
+from bench.formats import count, device_of, duration, pct, times, trial_label
+from bench.status import TrialStatus, VariantStatus
 from bench.sweep.plan import TrialSpec
-from bench.sweep.trial import Progress as SweepProgress
+from bench.sweep.trial import RunListener
 from bench.training import EpochStats
-
-
-def pct(x: float | None) -> str:
-    return "-" if x is None else f"{100 * x:.2f}"
-
-
-def seconds(x: float | None) -> str:
-    if x is None:
-        return "-"
-    return f"{x:.1f}s" if x < 120 else f"{x / 60:.1f}min"
-
-
-def count(n: int | None) -> str:
-    if n is None:
-        return "-"
-    return f"{n / 1e6:.2f}M" if n >= 1e6 else f"{n / 1e3:.1f}k" if n >= 1e3 else str(n)
 
 
 def varying(trials: list[dict]) -> dict[str, set[str]]:
@@ -43,9 +29,15 @@ def short_variant(trial: dict, keys: set[str]) -> str:
 
 
 STATUS_STYLE = {
-    "completed": "green", "early_stopped": "green", "pruned": "yellow", "diverged": "yellow", "failed": "red",
-    "interrupted": "magenta", "pending": "dim", "running": "cyan",
-}  # fmt: skip
+    TrialStatus.COMPLETED: "green",
+    TrialStatus.EARLY_STOPPED: "green",
+    TrialStatus.PRUNED: "yellow",
+    TrialStatus.DIVERGED: "yellow",
+    TrialStatus.FAILED: "red",
+    TrialStatus.INTERRUPTED: "magenta",
+    TrialStatus.PENDING: "dim",
+    TrialStatus.RUNNING: "cyan",
+}
 
 
 def leaderboard_table(ranked: list[dict], title: str) -> Table:
@@ -74,10 +66,10 @@ def leaderboard_table(ranked: list[dict], title: str) -> Table:
     keys = varying(ranked)
     for t in ranked:
         hp = t["hparams"]
-        status = t["status"] + (f": {t['note']}" if t.get("note") and t["status"] != "completed" else "")
+        status = t["status"] + (f": {t['note']}" if t.get("note") and t["status"] != TrialStatus.COMPLETED else "")
         table.add_row(
             ("★ " if t["winner"] else "") + (str(t["rank"]) if t["rank"] else "-"),
-            f"t{t['idx']:03d}",
+            trial_label(t["idx"]),
             t["architecture"],
             short_variant(t, keys.get(t["architecture"], set())),
             hp["optimizer"],
@@ -87,7 +79,7 @@ def leaderboard_table(ranked: list[dict], title: str) -> Table:
             pct(t["val_acc"]),
             pct(t["test_acc"]),
             count(t["params"]),
-            seconds(t["duration_s"]),
+            duration(t["duration_s"]),
             f"[{STATUS_STYLE.get(t['status'], 'white')}]{status}[/]",
         )
     return table
@@ -103,8 +95,9 @@ def run_title(run: dict) -> str:
     )
 
 
-class RichProgress(SweepProgress):
-    """A bar for the trials and one for the epochs of the current trial."""
+class RichDisplay(RunListener):
+    """What `bench run` shows: a bar for the trials and one for the epochs of each running trial, a line per trial,
+    the leaderboard and the deployment tables."""
 
     def __init__(self, console: Console):
         self.console = console
@@ -141,7 +134,7 @@ class RichProgress(SweepProgress):
 
     def trial_started(self, spec: TrialSpec) -> None:
         self.epochs_tasks[spec.idx] = self.bar.add_task(
-            f"t{spec.idx:03d} {spec.architecture.name} epochs", total=spec.hparams.epochs
+            f"{trial_label(spec.idx)} {spec.architecture.name} epochs", total=spec.hparams.epochs
         )
 
     def epoch_done(self, spec: TrialSpec, stats: EpochStats) -> None:
@@ -149,7 +142,7 @@ class RichProgress(SweepProgress):
             self.bar.update(
                 self.epochs_tasks[spec.idx],
                 advance=1,
-                description=f"t{spec.idx:03d} {spec.architecture.name} val acc {pct(stats.val_acc)}%",
+                description=f"{trial_label(spec.idx)} {spec.architecture.name} val acc {pct(stats.val_acc)}%",
             )
 
     def trial_done(self, spec: TrialSpec, trial: dict) -> None:
@@ -157,18 +150,19 @@ class RichProgress(SweepProgress):
             self.bar.remove_task(self.epochs_tasks.pop(spec.idx))
         self.bar.advance(self.trials_task)
         hp = spec.hparams
-        mark = {"completed": "[green]✓[/]", "early_stopped": "[green]✓[/]", "pruned": "[yellow]-[/]",
-                "diverged": "[yellow]![/]"}.get(trial["status"], "[red]✗[/]")  # fmt: skip
+        marks = {TrialStatus.COMPLETED: "[green]✓[/]", TrialStatus.EARLY_STOPPED: "[green]✓[/]",
+                 TrialStatus.PRUNED: "[yellow]-[/]", TrialStatus.DIVERGED: "[yellow]![/]"}  # fmt: skip
+        mark = marks.get(trial["status"], "[red]✗[/]")
         figures = (
             f"val {pct(trial['val_acc'])}% test {pct(trial['test_acc'])}% best epoch {trial['best_epoch']}"
             if trial["val_acc"] is not None
             else trial.get("note") or trial["status"]
         )
         self.console.print(
-            f"{mark} t{spec.idx:03d}/{self.total} {spec.architecture.name} "
+            f"{mark} {trial_label(spec.idx)}/{self.total} {spec.architecture.name} "
             f"{short_variant({'variant': spec.variant}, self.keys.get(spec.architecture.name, set()))} "
             f"{hp.optimizer} lr={hp.lr:g} batch={hp.batch_size}: {trial['status']}, {figures} "
-            f"({seconds(trial['duration_s'])})",
+            f"({duration(trial['duration_s'])})",
             highlight=False,
         )
 
@@ -183,7 +177,7 @@ class RichProgress(SweepProgress):
         self.status.start()
 
     def deploy_event(self, kind: str, trial: dict, payload) -> None:
-        name = f"t{trial['idx']:03d} {trial['architecture']}"
+        name = f"{trial_label(trial['idx'])} {trial['architecture']}"
         if kind == "quantized":
             for v in payload:
                 acc = f"test acc {pct(v['test_acc'])}%, " if v["test_acc"] is not None else ""
@@ -210,7 +204,7 @@ class RichProgress(SweepProgress):
 
 def variants_table(variants: list[tuple[dict, list[dict]]], entries: list[tuple], title: str) -> Table:
     """One row per (trial, precision): how the variant was made, its accuracy against fp32, size and speed."""
-    from bench.tradeoffs import times, variant_rows
+    from bench.tradeoffs import variant_rows
 
     table = Table(title=title, title_justify="left", caption_justify="left")
     for name in ["trial", "precision", "status", "test %", "Δ points", "top-1 agree %", "size ratio",
@@ -220,8 +214,9 @@ def variants_table(variants: list[tuple[dict, list[dict]]], entries: list[tuple]
     for trial, rows in variants:
         exp, latency = exports.get(trial["id"], (None, []))
         for r in variant_rows(exp, rows, latency):
-            status = {"ok": "ok", "flagged": "[yellow]flagged[/]", "failed": "[red]failed[/]"}.get(r["status"])
-            table.add_row(f"t{trial['idx']:03d}", r["precision"], status, pct(r["test_acc"]),
+            status = {VariantStatus.OK: "ok", VariantStatus.FLAGGED: "[yellow]flagged[/]",
+                      VariantStatus.FAILED: "[red]failed[/]"}.get(r["status"])  # fmt: skip
+            table.add_row(trial_label(trial["idx"]), r["precision"], status, pct(r["test_acc"]),
                           f"{r['delta_points']:+.2f}" if r["delta_points"] is not None else "-",
                           pct(r["top1_agreement"]), times(r["size_ratio"]), times(r["speedup_batch1"]),
                           times(r["speedup_largest"]), r["how"])  # fmt: skip
@@ -244,7 +239,7 @@ def inference_table(entries: list[tuple[dict, dict | None, list[dict]]], title: 
     methods = []
     for trial, exp, rows in entries:
         head = [
-            f"t{trial['idx']:03d}",
+            trial_label(trial["idx"]),
             trial["architecture"],
             (exp["status"] if exp["status"] == "ok" else f"[red]{exp['status']}[/]: {exp['note']}") if exp else "-",
             f"{exp['max_abs_diff']:.1e}" if exp and exp["max_abs_diff"] is not None else "-",
@@ -253,7 +248,7 @@ def inference_table(entries: list[tuple[dict, dict | None, list[dict]]], title: 
         ]
         pairs: dict[tuple[str, str, int], dict] = {}
         for r in rows:
-            provider = "cuda" if r["provider"] in ("cuda", "CUDAExecutionProvider") else "cpu"
+            provider = device_of(r["provider"])
             key = (provider, r.get("precision") or "fp32", r["batch_size"])
             pairs.setdefault(key, {})[r["engine"]] = r
             if r["status"] == "ok" and r["method"] and r["method"] not in methods:

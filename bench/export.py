@@ -20,12 +20,23 @@ from torch import nn
 
 from bench import onnxrt
 from bench.errors import one_line
+from bench.options import EXPORTERS, default
+from bench.status import ExportStatus
 
-DEFAULT_OPSET = 18
-DEFAULT_TOLERANCE = 1e-4
-EXPORTERS = ("dynamo", "torchscript")
 PARITY_IMAGES = 512  # at most this many test images are compared logit by logit
 INPUT_NAME, OUTPUT_NAME = "input", "logits"
+
+
+@dataclass(frozen=True)
+class ExportSettings:
+    """How winners are exported: RunConfig's export options (bench.options)."""
+
+    exporter: str = default("exporter")  # torch.onnx's dynamo exporter (torchscript if it fails) or torchscript
+    opset: int = default("opset")
+    tolerance: float = default("tolerance")  # largest |logit difference| against PyTorch accepted
+
+
+DEFAULT = ExportSettings()
 
 
 class ExportFailed(Exception):
@@ -34,7 +45,7 @@ class ExportFailed(Exception):
 
 @dataclass
 class ExportResult:
-    status: str  # ok | export_failed | parity_failed
+    status: str  # bench.status.ExportStatus
     tolerance: float
     note: str | None = None
     data: bytes | None = None  # the ONNX file
@@ -81,7 +92,8 @@ def _export_with(exporter: str, model: nn.Module, example: torch.Tensor, path: P
             )  # fmt: skip
 
 
-def to_onnx(model: nn.Module, input_shape, metadata: dict, opset: int = DEFAULT_OPSET, exporter: str = "dynamo"):
+def to_onnx(model: nn.Module, input_shape, metadata: dict, opset: int = DEFAULT.opset,
+            exporter: str = DEFAULT.exporter):
     """The model as an onnx.ModelProto with a dynamic batch axis and ``metadata`` (JSON values) in its
     metadata_props. Uses ``exporter``; if the dynamo exporter fails, tries the TorchScript one and says so.
     Returns (proto, description of the exporter used). Raises ExportFailed with every reason."""
@@ -147,7 +159,7 @@ class Parity:
     note: str | None = None
 
 
-def check_parity(model: nn.Module, path, images: torch.Tensor, tolerance: float = DEFAULT_TOLERANCE) -> Parity:
+def check_parity(model: nn.Module, path, images: torch.Tensor, tolerance: float = DEFAULT.tolerance) -> Parity:
     """Run the ONNX file at ``path`` in onnxruntime (CPU) and PyTorch on the same real, normalized images."""
     images = images[:PARITY_IMAGES]
     diff, agree = parity(model, onnxrt.session(path, "cpu"), images)
@@ -165,13 +177,13 @@ def export_model(
     input_shape,
     metadata: dict,
     parity_images: torch.Tensor,
-    tolerance: float = DEFAULT_TOLERANCE,
-    opset: int = DEFAULT_OPSET,
-    exporter: str = "dynamo",
+    tolerance: float = DEFAULT.tolerance,
+    opset: int = DEFAULT.opset,
+    exporter: str = DEFAULT.exporter,
 ) -> ExportResult:
     """Export, check, and compare with PyTorch on ``parity_images`` (normalized, real test images). A file
     beyond the tolerance keeps its bytes (to inspect) but its status is parity_failed."""
-    result = ExportResult(status="export_failed", tolerance=tolerance, opset=opset)
+    result = ExportResult(status=ExportStatus.EXPORT_FAILED, tolerance=tolerance, opset=opset)
     try:
         proto, result.exporter = to_onnx(model, input_shape, metadata, opset, exporter)
     except ExportFailed as exc:
@@ -191,7 +203,7 @@ def export_model(
         check.max_abs_diff,
         check.top1_agreement,
     )
-    result.status = "ok" if check.ok else "parity_failed"
+    result.status = ExportStatus.OK if check.ok else ExportStatus.PARITY_FAILED
     result.note = check.note
     return result
 

@@ -16,6 +16,8 @@ from torch import nn
 
 from bench import onnxrt
 from bench.errors import one_line
+from bench.options import default
+from bench.status import MeasurementStatus
 
 PERCENTILE_METHOD = "numpy.percentile, linear interpolation between closest ranks"
 AUTO_LEVELS = ("extended", "all")
@@ -27,20 +29,22 @@ CURVE_RUNS = 10  # timed runs at least, at a curve's batch sizes beyond --batch-
 
 @dataclass(frozen=True)
 class BenchSettings:
-    batch_sizes: tuple[int, ...] = (1, 64)
-    providers: tuple[str, ...] = ("auto",)  # cpu, cuda; auto = cpu, plus cuda when a GPU is visible
-    warmup: int = 10  # untimed runs after the first one
-    min_runs: int = 100  # timed runs: at least this many...
-    min_time_s: float = 1.0  # ...and for at least this long
-    threads: int | None = None  # intra-op threads for both engines; None = torch.get_num_threads()
+    """How models are timed: RunConfig's benchmark options (bench.options), with the same names."""
+
+    batch_sizes: tuple[int, ...] = default("batch_sizes")
+    providers: tuple[str, ...] = default("providers")  # cpu, cuda; auto = cpu, plus cuda when a GPU is visible
+    warmup: int = default("warmup")  # untimed runs after the first one
+    min_runs: int = default("min_runs")  # timed runs: at least this many...
+    min_time: float = default("min_time")  # ...and for at least this many seconds
+    bench_threads: int | None = default("bench_threads")  # intra-op threads for both engines; None: torch's count
     # onnxruntime graph optimization level, or auto: the faster of AUTO_LEVELS in a short probe, per model and
     # batch size ('all' adds NCHWc layouts and won 7 of 8 cases in benchmarks/inference.py, often by 2x;
     # 'extended' won the smallest net at batch 64)
-    graph_optimization: str = "auto"
-    curve: bool = False  # also every batch size of CURVE, stopping where time or memory runs out
+    graph_optimization: str = default("graph_optimization")
+    batch_curve: bool = default("batch_curve")  # also every batch size of CURVE, until time or memory runs out
 
     def sizes(self) -> tuple[int, ...]:
-        return tuple(sorted(set(self.batch_sizes) | set(CURVE))) if self.curve else tuple(self.batch_sizes)
+        return tuple(sorted(set(self.batch_sizes) | set(CURVE))) if self.batch_curve else tuple(self.batch_sizes)
 
     def for_batch(self, batch_size: int) -> BenchSettings:
         """The timing of one batch size: a curve's own points take fewer runs (CURVE_RUNS, warm-up 3)."""
@@ -62,7 +66,7 @@ class Measurement:
     engine: str  # onnxruntime | torch
     provider: str  # CPUExecutionProvider | CUDAExecutionProvider | cpu | cuda
     batch_size: int
-    status: str = "ok"  # ok | unavailable | failed
+    status: str = MeasurementStatus.OK  # or unavailable, failed, skipped
     note: str | None = None
     session_ms: float | None = None
     first_ms: float | None = None
@@ -107,7 +111,7 @@ def timed_runs(run: Callable[[], object], settings: BenchSettings, sync: Callabl
     sync()
     samples: list[float] = []
     start = time.perf_counter()
-    while len(samples) < settings.min_runs or time.perf_counter() - start < settings.min_time_s:
+    while len(samples) < settings.min_runs or time.perf_counter() - start < settings.min_time:
         t0 = time.perf_counter()
         run()
         sync()
@@ -137,7 +141,7 @@ def bench_onnxruntime(path, images: torch.Tensor, batch_size: int, provider: str
         "percentiles": PERCENTILE_METHOD, "intra_op_threads": threads, "inter_op_threads": 1,
         "graph_optimization": settings.graph_optimization, "onnxruntime": ort.__version__,
         "io_binding": provider == "cuda", "timer": "time.perf_counter",
-        "warmup": settings.warmup, "min_runs": settings.min_runs, "min_time_s": settings.min_time_s,
+        "warmup": settings.warmup, "min_runs": settings.min_runs, "min_time_s": settings.min_time,
     }  # fmt: skip
     x = batch_of(images, batch_size).cpu().numpy().astype(np.float32)
     levels = AUTO_LEVELS if settings.graph_optimization == "auto" else (settings.graph_optimization,)
@@ -148,7 +152,7 @@ def bench_onnxruntime(path, images: torch.Tensor, batch_size: int, provider: str
         try:
             candidate = onnxrt.session(path, provider, threads, level)
         except onnxrt.ProviderUnavailable as exc:
-            m.status, m.note = "unavailable", str(exc)
+            m.status, m.note = MeasurementStatus.UNAVAILABLE, str(exc)
             return m
         session_ms = (time.perf_counter() - t0) * 1000
         if len(levels) > 1:  # auto: keep the faster session in a short probe
@@ -181,8 +185,7 @@ def bench_onnxruntime(path, images: torch.Tensor, batch_size: int, provider: str
 def _probe(sess, x: np.ndarray) -> tuple[float, float]:
     """(first run ms, median of PROBE_RUNS warm runs ms) of ``sess`` on ``x``, to choose between sessions."""
     feed = {sess.get_inputs()[0].name: x}
-    first_ms, samples, _ = timed_runs(lambda: sess.run(None, feed), BenchSettings(warmup=3, min_runs=PROBE_RUNS,
-                                                                                   min_time_s=0.0))  # fmt: skip
+    first_ms, samples, _ = timed_runs(lambda: sess.run(None, feed), BenchSettings(warmup=3, min_runs=PROBE_RUNS, min_time=0.0))
     return first_ms, float(np.median(samples))
 
 
@@ -193,10 +196,10 @@ def bench_torch(model: nn.Module, images: torch.Tensor, batch_size: int, device:
         "percentiles": PERCENTILE_METHOD, "intra_op_threads": threads, "mode": "eager, eval, inference_mode",
         "torch": torch.__version__,
         "timer": "time.perf_counter" + (" after cuda synchronize" if device == "cuda" else ""),
-        "warmup": settings.warmup, "min_runs": settings.min_runs, "min_time_s": settings.min_time_s,
+        "warmup": settings.warmup, "min_runs": settings.min_runs, "min_time_s": settings.min_time,
     }  # fmt: skip
     if device == "cuda" and not torch.cuda.is_available():
-        m.status, m.note = "unavailable", "no CUDA GPU is visible on this machine (torch.cuda.is_available() is False)"
+        m.status, m.note = MeasurementStatus.UNAVAILABLE, "no CUDA GPU is visible on this machine (torch.cuda.is_available() is False)"
         return m
     t0 = time.perf_counter()
     model = model.to(device).eval()
@@ -216,9 +219,9 @@ def bench_torch(model: nn.Module, images: torch.Tensor, batch_size: int, device:
 
 def benchmark(model: nn.Module | None, onnx_path, images: torch.Tensor, settings: BenchSettings) -> list[Measurement]:
     """Every (engine, provider, batch size) of ``settings``, ORT and PyTorch eager (unless ``model`` is None) on
-    the same images. A curve (``settings.curve``) stops after a batch that fails or whose p50 passes
+    the same images. A curve (``settings.batch_curve``) stops after a batch that fails or whose p50 passes
     CURVE_LIMIT_MS; the larger batch sizes are recorded as skipped, with the reason."""
-    threads = settings.threads or torch.get_num_threads()
+    threads = settings.bench_threads or torch.get_num_threads()
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     out = []
@@ -231,13 +234,13 @@ def benchmark(model: nn.Module | None, onnx_path, images: torch.Tensor, settings
                 stop = None
                 for batch_size in settings.sizes():
                     if stop:
-                        out.append(Measurement(engine, _provider_name(engine, provider), batch_size, "skipped", stop))
+                        out.append(Measurement(engine, _provider_name(engine, provider), batch_size, MeasurementStatus.SKIPPED, stop))
                         continue
                     m = _measure(measure, engine, provider, batch_size, settings)
                     out.append(m)
-                    if settings.curve and m.status == "failed":
+                    if settings.batch_curve and m.status == MeasurementStatus.FAILED:
                         stop = f"the curve stopped after batch {batch_size} failed"
-                    elif settings.curve and m.samples and (p50 := float(np.median(m.samples))) > CURVE_LIMIT_MS:
+                    elif settings.batch_curve and m.samples and (p50 := float(np.median(m.samples))) > CURVE_LIMIT_MS:
                         stop = (f"the curve stopped after batch {batch_size} took {p50:,.0f} ms (limit "
                                 f"{CURVE_LIMIT_MS:,.0f} ms)")  # fmt: skip
     finally:
@@ -251,9 +254,9 @@ def _measure(measure, engine: str, provider: str, batch_size: int, settings: Ben
     try:
         return measure(batch_size, settings.for_batch(batch_size))
     except (MemoryError, RuntimeError, OrtFail, OrtRuntimeError) as exc:  # out of memory, mostly
-        if not settings.curve or batch_size in settings.batch_sizes:
+        if not settings.batch_curve or batch_size in settings.batch_sizes:
             raise
-        return Measurement(engine, _provider_name(engine, provider), batch_size, "failed", one_line(exc, 200))
+        return Measurement(engine, _provider_name(engine, provider), batch_size, MeasurementStatus.FAILED, one_line(exc, 200))
 
 
 def _provider_name(engine: str, provider: str) -> str:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-# Trials that ended with a measured best checkpoint: they are ranked. Pruned trials (stopped by ASHA) have
-# validation figures but no test figures; they rank by validation like the others.
-FINISHED = ("completed", "early_stopped", "pruned")
+from bench.status import FINISHED  # pruned trials (stopped by ASHA) have no test figures: they rank by validation
 
 
 def rank(trials: list[dict]) -> list[dict]:

@@ -230,6 +230,13 @@ def load_dataset(spec: str, data_dir=None, download: bool = False, image_size: i
     return data
 
 
+def load_run_dataset(run: dict) -> Dataset:
+    """The dataset a stored run trained on, loaded with the options it recorded."""
+    from bench.options import RunConfig
+
+    return load_dataset(run["dataset"], **RunConfig.from_record(run["config"]).data_options())
+
+
 def catalog(pattern: str = "*", variants: str = "default", dataset: str = "digits") -> dict:
     """Architectures whose name matches ``pattern`` (or of the plugin named ``pattern``), with their variants,
     parameter counts and forward FLOPs per image for ``dataset``'s shape (`bench list --json`)."""
@@ -248,7 +255,7 @@ def catalog(pattern: str = "*", variants: str = "default", dataset: str = "digit
             try:
                 model = arch.build(shape, classes, v)
                 rows.append({"variant": v, "params": count_parameters(model), "flops": count_flops(model, shape)})
-            except Exception as exc:  # noqa: BLE001 - shown in the listing, as `bench plugins` does
+            except Exception as exc:  # shown in the listing, as `bench plugins` does
                 rows.append({"variant": v, "params": None, "flops": None, "error": f"{exc.__class__.__name__}: {exc}"})
         out.append({"name": arch.name, "plugin": arch.plugin, "description": arch.description,
                     "parameters": {k: arch.values(k) for k in arch.parameters}, "defaults": arch.defaults,

@@ -24,9 +24,9 @@ from onnxruntime.quantization import CalibrationDataReader
 
 from bench import onnxrt
 from bench.errors import BenchError, one_line
+from bench.options import default
+from bench.status import VariantStatus
 
-PRECISIONS = ("int8", "fp16")
-CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 QDQ_OPS = {"QuantizeLinear", "DequantizeLinear"}
 DYNAMIC_INT8_OPS = {"ConvInteger", "MatMulInteger", "DynamicQuantizeLinear", "DynamicQuantizeMatMul"}
 # Operators that move or reshape values without arithmetic: neither "quantized" nor "left in float".
@@ -36,16 +36,18 @@ PLUMBING_OPS = {"Reshape", "Flatten", "Shape", "Constant", "Gather", "Unsqueeze"
 
 @dataclass(frozen=True)
 class QuantizeSettings:
-    precisions: tuple[str, ...] = PRECISIONS
-    calibration_images: int = 512  # training images the int8 activations are calibrated on
-    calibration_method: str = "minmax"  # minmax, entropy or percentile (onnxruntime's calibrators)
-    max_accuracy_drop: float = 1.0  # points of test accuracy a variant may lose against fp32 before it is flagged
+    """Which variants are made and how: RunConfig's quantize options (bench.options), with the same names."""
+
+    quantize: tuple[str, ...] = default("quantize")  # the precisions made: int8, fp16
+    calibration_images: int = default("calibration_images")  # training images the int8 activations are calibrated on
+    calibration_method: str = default("calibration_method")  # minmax, entropy or percentile (onnxruntime's)
+    max_accuracy_drop: float = default("max_accuracy_drop")  # points a variant may lose before it is flagged
 
 
 @dataclass
 class Variant:
     precision: str
-    status: str = "ok"  # ok | flagged | failed
+    status: str = VariantStatus.OK
     note: str | None = None
     data: bytes | None = None
     test_acc: float | None = None
@@ -180,7 +182,7 @@ def make_variants(fp32_path: Path, calibration: np.ndarray, test_images: np.ndar
     fp32_acc = float((fp32_logits.argmax(1) == labels).mean())
     out = []
     with tempfile.TemporaryDirectory(prefix="cnnbench-quantize-") as tmp:
-        for precision in settings.precisions:
+        for precision in settings.quantize:
             variant = Variant(precision, fp32_test_acc=fp32_acc)
             workdir = Path(tmp) / precision
             workdir.mkdir()
@@ -193,8 +195,8 @@ def make_variants(fp32_path: Path, calibration: np.ndarray, test_images: np.ndar
                 path = workdir / "model.onnx"
                 path.write_bytes(variant.data)
                 logits = logits_of(onnxrt.session(path, "cpu", threads), test_images)
-            except Exception as exc:  # noqa: BLE001 - one variant's failure is recorded, the others go on
-                variant.status = "failed"
+            except Exception as exc:  # one variant's failure is recorded, the others go on
+                variant.status = VariantStatus.FAILED
                 variant.note = str(exc) if isinstance(exc, BenchError) else f"{precision}: {one_line(exc)}"
                 out.append(variant)
                 continue
@@ -203,7 +205,7 @@ def make_variants(fp32_path: Path, calibration: np.ndarray, test_images: np.ndar
             variant.top1_agreement = float((predictions == fp32_logits.argmax(1)).mean())
             drop = 100 * (fp32_acc - variant.test_acc)
             if drop > settings.max_accuracy_drop:
-                variant.status = "flagged"
+                variant.status = VariantStatus.FLAGGED
                 flag = (f"loses {drop:.2f} points of test accuracy against fp32 (allowed: "
                         f"{settings.max_accuracy_drop:g})")  # fmt: skip
                 variant.note = f"{flag}; {variant.note}" if variant.note else flag

@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from bench import __version__
 from bench.errors import BenchError, UsageError
 from bench.files import atomic_write
+from bench.version import __version__
 
 NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 

@@ -4,13 +4,10 @@ batch-size curve stops paying. Nothing is measured here; every number comes from
 
 from __future__ import annotations
 
-CPU = ("CPUExecutionProvider", "cpu")
+from bench.formats import CPU_PROVIDERS as CPU
+from bench.status import MeasurementStatus, VariantStatus
+
 SATURATION = 1.10  # throughput has saturated at a batch when no larger batch is more than 10% faster
-
-
-def times(x: float | None) -> str:
-    """A ratio as tables write it: 2.50x, or - when unknown."""
-    return "-" if x is None else f"{x:.2f}x"
 
 
 def ort_cpu(latency: list[dict], precision: str, batch: int | None = None) -> dict | None:
@@ -25,7 +22,7 @@ def ort_cpu(latency: list[dict], precision: str, batch: int | None = None) -> di
 def how_made(variant: dict) -> str:
     """The method of a variant in a few words, with the operators left in float and any note."""
     m = variant.get("method") or {}
-    if variant["status"] == "failed" or not m:
+    if variant["status"] == VariantStatus.FAILED or not m:
         return variant.get("note") or ""
     if m.get("kind") == "static":
         words = f"static {m['format']}, {m['calibration_method']} on {m['calibration_images']} images"
@@ -73,7 +70,7 @@ def accuracy_latency_points(name: str, export: dict | None, variants: list[dict]
     if export and export.get("onnx_test_acc") is not None and (m := ort_cpu(latency, "fp32", batch)):
         out.append((f"{name} fp32", m["p50_ms"], export["onnx_test_acc"]))
     for v in variants:
-        if v["status"] != "failed" and v["test_acc"] is not None and (m := ort_cpu(latency, v["precision"], batch)):
+        if v["status"] != VariantStatus.FAILED and v["test_acc"] is not None and (m := ort_cpu(latency, v["precision"], batch)):
             out.append((f"{name} {v['precision']}", m["p50_ms"], v["test_acc"]))
     return out
 
@@ -83,7 +80,7 @@ def curves(latency: list[dict]) -> dict[tuple[str, str, str], list[tuple[int, fl
     sizes, in batch order."""
     series: dict[tuple[str, str, str], list[tuple[int, float]]] = {}
     for r in latency:
-        if r["status"] == "ok" and r["throughput"]:
+        if r["status"] == MeasurementStatus.OK and r["throughput"]:
             key = (r.get("precision") or "fp32", r["engine"], r["provider"])
             series.setdefault(key, []).append((r["batch_size"], r["throughput"]))
     return {k: sorted(v) for k, v in series.items() if len(v) >= 3}

@@ -142,7 +142,7 @@ def int8_section(cores: int, rounds: int, runs: int) -> str:
     from bench.quantize import QuantizeSettings, quantize_int8
 
     images = torch.randn(64, 3, 32, 32, generator=torch.Generator().manual_seed(0))
-    settings = BenchSettings(warmup=5, min_runs=runs, min_time_s=0.5, graph_optimization="all")
+    settings = BenchSettings(warmup=5, min_runs=runs, min_time=0.5, graph_optimization="all")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for label, _, mflops, path in _nets(Path(tmp)):
@@ -185,7 +185,7 @@ def curves_section(cores: int) -> str:
     from bench.tradeoffs import curves, saturation
 
     images = torch.randn(64, 3, 32, 32, generator=torch.Generator().manual_seed(0))
-    settings = BenchSettings(batch_sizes=(1,), providers=("cpu",), warmup=3, min_runs=10, min_time_s=0.5,
+    settings = BenchSettings(batch_sizes=(1,), providers=("cpu",), warmup=3, min_runs=10, min_time=0.5,
                              threads=cores, graph_optimization="all", curve=True)  # fmt: skip
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -255,7 +255,7 @@ def fp32_section(runs: int) -> None:
     registry = get_registry()
     shape = (3, 32, 32)
     images = torch.randn(64, *shape, generator=torch.Generator().manual_seed(0))
-    settings = BenchSettings(warmup=5, min_runs=runs, min_time_s=1.0)
+    settings = BenchSettings(warmup=5, min_runs=runs, min_time=1.0)
     summary, configs = [], []
     wins: dict[str, int] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -271,7 +271,7 @@ def fp32_section(runs: int) -> None:
                 trials = {}
                 for level in LEVELS:
                     for threads in sorted({1, cores}):
-                        s = BenchSettings(warmup=5, min_runs=runs, min_time_s=1.0, graph_optimization=level)
+                        s = BenchSettings(warmup=5, min_runs=runs, min_time=1.0, graph_optimization=level)
                         trials[(level, threads)] = bench_onnxruntime(path, images, batch, "cpu", s, threads).summary()[
                             "p50_ms"
                         ]

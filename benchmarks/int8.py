@@ -32,8 +32,8 @@ from zoo import cpu_name
 from bench import onnxrt
 from bench.deploy import calibration_and_test
 from bench.inference import BenchSettings, timed_runs
+from bench.plugins import load_run_dataset
 from bench.quantize import QuantizeSettings, logits_of, quantize_int8
-from bench.sweep import load_run_dataset
 
 FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8")
 
@@ -65,7 +65,8 @@ def main() -> None:
         out = {p: logits_of(s, test) for p, s in sessions.items()}
         acc = {p: float((o.argmax(1) == labels).mean()) for p, o in out.items()}
         agree = float((out["fp32"].argmax(1) == out["int8"].argmax(1)).mean())
-        settings = BenchSettings((1, 64), ("cpu",), 10, args.runs, args.min_time, threads, "all")
+        settings = BenchSettings(batch_sizes=(1, 64), providers=("cpu",), warmup=10, min_runs=args.runs,
+                                 min_time=args.min_time, bench_threads=threads, graph_optimization="all")
         p50: dict[tuple[str, int], list[float]] = collections.defaultdict(list)
         for _ in range(args.rounds):
             for batch in (1, 64):

@@ -32,6 +32,7 @@ def worker(threads: int, indices: list[int], epochs: int) -> None:
     torch.set_num_threads(threads)
     from bench.data import Normalizer
     from bench.plugins import get_registry, load_dataset
+    from bench.speed import resolve_speed
     from bench.training import HParams, train_trial
 
     data = load_dataset("digits")
@@ -45,6 +46,7 @@ def worker(threads: int, indices: list[int], epochs: int) -> None:
             hp = HParams(**{**arch.defaults, "epochs": epochs})
             torch.manual_seed(0)
             model = arch.build(data.input_shape, data.num_classes, variants[i])
+            hp = resolve_speed(hp, model, data.input_shape, torch.device("cpu"))  # as a run's plan does
             train_trial(model, splits, norm, hp, Path(tmp) / "best.pt", data.num_classes)
         print(json.dumps({"train_s": time.perf_counter() - start}))
 

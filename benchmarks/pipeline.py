@@ -59,11 +59,13 @@ def classic_epoch(images, labels, model, workers: int, mean: float, std: float) 
 
 def cnnbench_epoch(data, n: int, model) -> float:
     from bench.data import Normalizer, Split, Splits
+    from bench.speed import resolve_speed
     from bench.training import HParams, train_trial
 
     splits = Splits(Split(data.train.images[:n], data.train.labels[:n]),
                     Split(data.train.images[n : n + 64], data.train.labels[n : n + 64]), data.test)  # fmt: skip
     hp = HParams(batch_size=64, lr=0.01, epochs=1, optimizer="sgd", augment="flip,crop")
+    hp = resolve_speed(hp, model, data.input_shape, torch.device("cpu"))  # as a run's plan does
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
         result = train_trial(model, splits, Normalizer(data), hp, Path(tmp) / "best.pt", data.num_classes)

@@ -54,8 +54,9 @@ def _train(data, arch, variant, splits, hp):
 def speed(repeats: int) -> list[str]:
     from bench.data import Split, Splits
     from bench.modelstats import count_flops
+    from bench.options import HParams
     from bench.plugins import get_registry, load_dataset
-    from bench.training import HParams, resolve_speed
+    from bench.speed import resolve_speed
 
     registry = get_registry()
     lines = [
@@ -149,7 +150,7 @@ def main() -> None:
     parser.add_argument("--only", default="", help="accuracy: redo these nets (comma-separated), keep the others")
     args = parser.parse_args()
     from bench.environment import cpu_features, cpu_model
-    from bench.training import BF16_MIN_FLOPS
+    from bench.speed import BF16_MIN_FLOPS
 
     cores = os.cpu_count() or 1
     torch.set_num_threads(cores)
@@ -174,8 +175,8 @@ def main() -> None:
         f"{cores} cores of {cpu_model()} ({', '.join(cpu_features())}); torch {torch.__version__}, {cores} threads. "
         "Command: `python benchmarks/precision.py` (`--part speed` or `--part accuracy` redoes one table).",
         "",
-        "The default these tables decide (`--precision auto`, bench.training.resolve_speed): channels_last whenever "
-        "the model accepts it; bf16 autocast where bf16 is measured fast (bench.training.bf16_is_fast) for models of "
+        "The default these tables decide (`--precision auto`, bench.speed.resolve_speed): channels_last whenever "
+        "the model accepts it; bf16 autocast where bf16 is measured fast (bench.speed.bf16_is_fast) for models of "
         f"{BF16_MIN_FLOPS / 1e6:g} MFLOPs or more per image; fp32 otherwise.",
         "",
         *(parts[p] + "\n" for p in ("speed", "accuracy") if p in parts),

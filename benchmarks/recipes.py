@@ -51,6 +51,7 @@ def main() -> None:
     from bench.environment import environment
     from bench.modelstats import count_flops
     from bench.plugins import load_dataset
+    from bench.speed import resolve_speed
     from bench.training import train_trial
 
     data = load_dataset(f"imagefolder:{args.data}")
@@ -66,6 +67,7 @@ def main() -> None:
             hp = spec.hparams.__class__(**{**spec.hparams.as_dict(), "epochs": 2, "warmup_epochs": None})
             torch.manual_seed(hp.seed)
             model = spec.architecture.build(data.input_shape, data.num_classes, spec.variant)
+            hp = resolve_speed(hp, model, data.input_shape, torch.device("cpu"))  # as a run's plan does
             with tempfile.TemporaryDirectory() as tmp:
                 result = train_trial(model, splits, Normalizer(data), hp, Path(tmp) / "best.pt", data.num_classes)
             first, both = (e.elapsed_s for e in result.history)

@@ -32,7 +32,7 @@ from bench.deploy import _test_images, load_model
 from bench.export import check_parity, run_session, to_onnx
 from bench.inference import BenchSettings, bench_onnxruntime
 from bench.layers import FlipAverage, FlipTranslateAverage
-from bench.sweep import load_run_dataset
+from bench.plugins import load_run_dataset
 
 
 def accuracy(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float:
@@ -53,7 +53,8 @@ def main() -> None:
     models = {"plain": plain, "flip TTA (2 views)": FlipAverage(plain).eval(),
               "flip x translate TTA (6 views)": FlipTranslateAverage(plain).eval()}  # fmt: skip
     acc = {name: accuracy(model, images, labels) for name, model in models.items()}
-    settings = BenchSettings((1, 64), ("cpu",), 10, args.runs, args.min_time, threads, "auto")
+    settings = BenchSettings(batch_sizes=(1, 64), providers=("cpu",), warmup=10, min_runs=args.runs,
+                             min_time=args.min_time, bench_threads=threads, graph_optimization="auto")
     rows = {}
     with tempfile.TemporaryDirectory() as tmp:
         for i, (name, model) in enumerate(models.items()):

@@ -11,41 +11,49 @@ import bench
 from bench.cli import run as run_command
 from bench.cli_options import NOT_CONFIG
 from bench.errors import UsageError
+from bench.options import HParams, RunConfig, defaults
+from bench.speed import resolve_speed
 from bench.store import Store
-from bench.sweep.config import RunConfig, defaults
-from bench.training import HParams, resolve_speed
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_run_from_python_records_the_config_and_returns_the_trials(tiny_plugin, store_path):
-    result = bench.run(arch=["tiny_cnn"], epochs=[2], lr=[0.01, 0.03], store=store_path, no_benchmark=True)
+    result = bench.run(arch=["tiny_cnn"], epochs=[2], lr=[0.01, 0.03], store_path=store_path, no_benchmark=True)
     assert result.status == "completed" and result.trained == [1, 2, 3, 4] and not result.deployed
     assert [t["rank"] for t in result.trials] == [1, 2, 3, 4] and result.best is result.trials[0]
     assert all(t["status"] == "completed" and t["checkpoint"] for t in result.trials)
-    assert bench.trials(result.run_id, store=store_path) == result.trials
+    assert bench.trials(result.run_id, store_path=store_path) == result.trials
     with Store(store_path) as store:
         row = store.run(result.run_id)
     # What the store records is RunConfig.asdict(), and reads back as the same config.
     assert row["config"] == RunConfig(arch=["tiny_cnn"], epochs=[2], lr=[0.01, 0.03], no_benchmark=True).asdict()
     assert RunConfig.from_record(row["config"]) == RunConfig(**row["config"])
     assert row["command"] == "bench.run(arch=['tiny_cnn'], lr=[0.01, 0.03], epochs=[2], no_benchmark=True)"
-    again = bench.resume(result.run_id, store=store_path)
+    again = bench.resume(result.run_id, store_path=store_path)
     assert again.trained == [] and again.trials == result.trials
     with pytest.raises(UsageError, match="drop --lr"):
-        bench.resume(result.run_id, store=store_path, lr=[0.1])
+        bench.resume(result.run_id, store_path=store_path, lr=[0.1])
 
 
 def test_a_resume_takes_the_recorded_executor_and_threads_unless_told(tiny_plugin, store_path):
-    class Stop(bench.Progress):
+    class Stop(bench.RunListener):
         def epoch_done(self, spec, stats):
             raise KeyboardInterrupt
 
-    first = bench.run(arch=["tiny_cnn"], epochs=[1], threads=1, no_benchmark=True, store=store_path, progress=Stop())
-    assert first.status == "interrupted"
+    class Threads(bench.RunListener):
+        seen = set()
+
+        def epoch_done(self, spec, stats):
+            self.seen.add(torch.get_num_threads())
+
     torch.set_num_threads(2)
-    done = bench.resume(first.run_id, store=store_path)
-    assert done.status == "completed" and done.trained == [1, 2] and torch.get_num_threads() == 1
+    first = bench.run(arch=["tiny_cnn"], epochs=[1], threads=1, no_benchmark=True, store_path=store_path,
+                      listener=Stop())  # fmt: skip
+    assert first.status == "interrupted" and torch.get_num_threads() == 2  # the caller's count is restored
+    done = bench.resume(first.run_id, store_path=store_path, listener=Threads())
+    assert done.status == "completed" and done.trained == [1, 2] and Threads.seen == {1}  # the recorded count
+    assert torch.get_num_threads() == 2
     assert not done.deployed  # no_benchmark, as recorded
 
 
@@ -78,10 +86,10 @@ def test_a_config_file_may_set_every_field(tmp_path, invoke):
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"executor": "dask"}, "invalid value for --executor: 'dask' (one of local, ray)"),
-        ({"top_k": 0}, "invalid value for --top-k: 0 (an integer >= 1)"),
-        ({"min_time": float("inf")}, "invalid value for --min-time: inf (a finite number >= 0)"),
-        ({"providers": ["tpu"]}, "invalid value for --providers: 'tpu'"),
+        ({"executor": "dask"}, "Invalid value for '--executor': 'dask' (one of local, ray)"),
+        ({"top_k": 0}, "Invalid value for '--top-k': 0 (an integer >= 1)"),
+        ({"min_time": float("inf")}, "Invalid value for '--min-time': inf (a number in [0, 600])"),
+        ({"providers": ["tpu"]}, "Invalid value for '--providers': 'tpu'"),
         ({"trials": 3}, "--trials needs --search random"),
     ],
 )
@@ -107,7 +115,7 @@ def test_a_run_recorded_before_run_config_reads_back():
 def test_auto_precision_is_bf16_only_where_bf16_is_fast_and_the_model_is_big_enough(monkeypatch, fast):
     from torch import nn
 
-    monkeypatch.setattr("bench.training.bf16_is_fast", lambda device: fast)
+    monkeypatch.setattr("bench.speed.bf16_is_fast", lambda device: fast)
     cpu = torch.device("cpu")
     big = nn.Sequential(nn.Conv2d(1, 128, 3, padding=1), nn.Conv2d(128, 128, 3, padding=1), nn.Flatten())  # 19 MFLOPs
     small = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.Flatten())
@@ -117,7 +125,7 @@ def test_auto_precision_is_bf16_only_where_bf16_is_fast_and_the_model_is_big_eno
 
 
 def test_bf16_speed_is_measured_once_per_machine_and_only_where_the_cpu_has_bf16(monkeypatch, tmp_path):
-    import bench.training as training
+    import bench.speed as training
 
     monkeypatch.setenv("BENCH_CACHE", str(tmp_path))  # not the cache other tests of this worker may have filled
     measured = []

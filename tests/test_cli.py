@@ -77,12 +77,12 @@ def test_a_diverging_trial_is_marked_and_the_sweep_goes_on(invoke, tiny_plugin):
 def test_interrupted_sweep_keeps_finished_trials(tiny_plugin, store_path):
     import bench
 
-    class StopInSecondTrial(bench.Progress):
+    class StopInSecondTrial(bench.RunListener):
         def epoch_done(self, spec, stats):
             if spec.idx == 2:
                 raise KeyboardInterrupt
 
-    outcome = bench.run(arch=["tiny_cnn"], epochs=[2], store=store_path, progress=StopInSecondTrial())
+    outcome = bench.run(arch=["tiny_cnn"], epochs=[2], store_path=store_path, listener=StopInSecondTrial())
     assert outcome.status == "interrupted" and not outcome.deployed
     with Store(store_path) as store:
         trials = store.trials(outcome.run_id)

@@ -21,7 +21,7 @@ from bench.augment import augment
 from bench.datasets import read_idx
 from bench.errors import BenchError
 from bench.plugins import load_dataset
-from bench.training import bf16_is_fast
+from bench.speed import bf16_is_fast
 
 ROOT = Path(__file__).resolve().parent.parent
 DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
@@ -384,13 +384,18 @@ def test_a_plugin_default_precision_replaces_auto_and_an_explicit_one_wins(invok
         Registry().register_callback("p")("x", WideNet, defaults={"precision": "fp16"})
 
 
-def test_the_trainer_resolves_auto_itself_and_says_what_it_ran(digits, tmp_path):
+def test_auto_is_resolved_once_when_the_run_is_planned_and_the_trainer_refuses_it(digits, tmp_path):
     from bench.data import Normalizer
+    from bench.speed import resolve_speed
     from bench.training import HParams, train_trial
 
     model = ViewNet(digits.input_shape, digits.num_classes)
-    result = train_trial(model, digits.split(0.2, 0), Normalizer(digits), HParams(epochs=1), tmp_path / "b.pt", 10)
-    assert (result.status, result.precision, result.channels_last) == ("completed", "fp32", False)
+    with pytest.raises(ValueError, match="resolved precision"):
+        train_trial(model, digits.split(0.2, 0), Normalizer(digits), HParams(epochs=1), tmp_path / "b.pt", 10)
+    hp = resolve_speed(HParams(epochs=1), model, digits.input_shape, torch.device("cpu"))
+    assert (hp.precision, hp.channels_last) == ("fp32", False)  # a .view after a convolution: no NHWC
+    result = train_trial(model, digits.split(0.2, 0), Normalizer(digits), hp, tmp_path / "b.pt", 10)
+    assert result.status == "completed"
 
 
 # --- sweep files -------------------------------------------------------------------------------------------
@@ -417,8 +422,8 @@ def test_config_file_sets_options_and_the_command_line_overrides_it_option_by_op
     ("content", "message"),
     [
         ("learning_rate = 0.1", "unknown key 'learning_rate'"),
-        ('lr = "fast"', "key 'lr': 'fast' is not a valid float"),
-        ("epochs = 0", "key 'epochs': 0 is not in the range x>=1"),
+        ('lr = "fast"', "key 'lr': Invalid value for '--lr': 'fast' (a number > 0)"),
+        ("epochs = 0", "key 'epochs': Invalid value for '--epochs': 0 (an integer >= 1)"),
         ("batch_size = [32, 0]", "key 'batch_size'"),
         ('epochs = [1, "x"]', "key 'epochs'"),
         ("no-benchmark = 3", "key 'no-benchmark': expected true or false"),

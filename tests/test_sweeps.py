@@ -65,13 +65,13 @@ def test_patience_stops_a_trial_that_stopped_improving(invoke):
 def _interrupt_second_trial(store_path, digits, tiny):
     import bench
 
-    class StopInSecondTrial(bench.Progress):
+    class StopInSecondTrial(bench.RunListener):
         def epoch_done(self, spec, stats):
             if spec.idx == 2:
                 raise KeyboardInterrupt
 
     config = bench.RunConfig(arch=["tiny_cnn"], epochs=[2], lr=[0.01, 0.02])
-    outcome = bench.run(config, store=store_path, progress=StopInSecondTrial())
+    outcome = bench.run(config, store_path=store_path, listener=StopInSecondTrial())
     assert outcome.status == "interrupted"
     return outcome.run_id
 

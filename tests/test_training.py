@@ -13,8 +13,11 @@ from bench import checkpoints
 from bench.data import Normalizer
 from bench.errors import BenchError
 from bench.plugins import get_registry
+from bench.speed import resolve_speed
 from bench.store import Store
 from bench.training import HParams, evaluate, train_trial
+
+FP32 = {"precision": "fp32", "channels_last": False}  # what the trainer is told to train in (plans resolve 'auto')
 
 
 def _train(digits, tmp_path, arch="cnn_dropout", variant=None, **hp):
@@ -23,6 +26,7 @@ def _train(digits, tmp_path, arch="cnn_dropout", variant=None, **hp):
     splits = digits.split(hp.val_ratio, hp.seed)
     torch.manual_seed(hp.seed)
     model = a.build(digits.input_shape, digits.num_classes, variant or a.variants()[0])
+    hp = resolve_speed(hp, model, digits.input_shape, torch.device("cpu"))  # as a run's plan does
     result = train_trial(model, splits, Normalizer(digits), hp, tmp_path / "best.pt", digits.num_classes)
     return model, splits, result
 
@@ -120,7 +124,7 @@ def test_store_refuses_foreign_and_newer_files(tmp_path):
 def test_an_older_store_is_migrated_in_place_and_keeps_its_runs(tmp_path):
     import sqlite3
 
-    from bench import store as store_module
+    from bench.store import schema as store_module
 
     path = tmp_path / "v1.db"
     db = sqlite3.connect(path)
@@ -134,7 +138,7 @@ def test_an_older_store_is_migrated_in_place_and_keeps_its_runs(tmp_path):
     db.commit()
     db.close()
     with Store(path) as store:
-        assert store.db.execute("PRAGMA user_version").fetchone()[0] == store_module.SCHEMA_VERSION
+        assert store.conn.execute("PRAGMA user_version").fetchone()[0] == store_module.SCHEMA_VERSION
         assert store.run("r1")["command"] == "bench run"
         assert store.export_of(1) is None and store.latency_of(1) == []
 
@@ -173,7 +177,7 @@ def test_label_smoothing_changes_the_training_loss_not_the_validation_loss_defin
     for smoothing in (0.0, 0.3):
         torch.manual_seed(0)
         model = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
-        hp = HParams(epochs=1, lr=1e-9, optimizer="sgd", label_smoothing=smoothing)  # (almost) no learning
+        hp = HParams(epochs=1, lr=1e-9, optimizer="sgd", label_smoothing=smoothing, **FP32)  # (almost) no learning
         out[smoothing] = train_trial(model, splits, Normalizer(digits), hp, Path(tempfile.mkdtemp()) / "b.pt", 10)
     plain, smoothed = out[0.0].history[0], out[0.3].history[0]
     assert smoothed.train_loss != pytest.approx(plain.train_loss, rel=1e-3)
@@ -186,7 +190,7 @@ def test_an_unfinished_trial_continues_from_its_saved_state_with_the_same_losses
     its average of the weights and batch-norm statistics is part of that state)."""
     splits = digits.split(0.2, 0)
     hp = HParams(epochs=4, lr=0.05, optimizer="sgd", schedule="cosine", augment="flip,crop", seed=3,
-                 lookahead=lookahead)  # fmt: skip
+                 lookahead=lookahead, **FP32)  # fmt: skip
 
     def fresh():
         torch.manual_seed(hp.seed)
@@ -226,7 +230,7 @@ def test_an_unfinished_trial_continues_from_its_saved_state_with_the_same_losses
 
 
 def test_lookahead_pulls_the_weights_to_their_average_every_5_steps_and_ends_on_it():
-    from bench.training import LOOKAHEAD_DECAY, Lookahead
+    from bench.optim import LOOKAHEAD_DECAY, Lookahead
 
     model = nn.Sequential(nn.Linear(1, 1, bias=False), nn.BatchNorm1d(1))
     weight = model[0].weight
@@ -291,7 +295,7 @@ def test_a_data_initialized_stem_is_fitted_to_the_training_images_then_fixed(dig
 
 
 def test_parameters_with_an_lr_scale_get_their_own_rate_through_the_whole_schedule():
-    from bench.training import make_optimizer, make_scheduler
+    from bench.optim import make_optimizer, make_scheduler
 
     model = nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2))
     model[1].bias.lr_scale = 64

@@ -56,7 +56,7 @@ def test_a_model_of_each_family_type_trains_exports_and_is_benchmarked(invoke):
 
 
 def test_where_across_a_plugin_keeps_each_architectures_own_values_and_refuses_unknown_ones(invoke):
-    from bench.sweep.config import RunConfig
+    from bench.options import RunConfig
     from bench.sweep.plan import plan_run
 
     specs = plan_run(RunConfig(plugin=["torchvision"], where={"model": ["resnet18", "squeezenet1_1"]}))

@@ -16,15 +16,16 @@ from bench.environment import environment
 from bench.errors import BenchError, DiskFull
 from bench.files import atomic_write
 from bench.signals import sigterm_as_interrupt
+from bench.status import TO_RUN, RunStatus, TrialStatus
 from bench.store import Store
 from bench.sweep.plan import TrialSpec, check_plan, resolve_plan, spec_from_row
-from bench.sweep.trial import CHECKPOINT_FILE, STATE_FILE, TO_RUN, Progress, SplitCache, TrialRun, execute_trial
+from bench.sweep.trial import CHECKPOINT_FILE, STATE_FILE, RunListener, SplitCache, TrialRun, execute_trial
 
 
 @dataclass
 class SweepOutcome:
     run_id: str
-    status: str  # completed | interrupted
+    status: str  # completed, interrupted or failed (bench.status.RunStatus)
 
 
 def create_run(store: Store, specs: list[TrialSpec], data: Dataset, *, device: torch.device, command: str,
@@ -44,52 +45,58 @@ def create_run(store: Store, specs: list[TrialSpec], data: Dataset, *, device: t
         environment=environment(device),
         trials=[s.row() for s in specs],
     )
-    return run_id, pending(store, run_id)
+    return run_id, pending(store, run_id, data, device)
 
 
-def pending(store: Store, run_id: str) -> list[TrialSpec]:
-    """The trials of ``run_id`` still to train, in plan order."""
+def pending(store: Store, run_id: str, data: Dataset, device: torch.device) -> list[TrialSpec]:
+    """The trials of ``run_id`` still to train, in plan order. A plan recorded before precision and layout were
+    resolved at plan time (cnnbench <= 0.6 left 'auto' to the trainer) is resolved now, and recorded."""
     from bench.plugins import get_registry
 
     registry = get_registry()
-    return [spec_from_row(t, registry) for t in store.trials(run_id) if t["status"] in TO_RUN]
+    specs = [spec_from_row(t, registry) for t in store.trials(run_id) if t["status"] in TO_RUN]
+    resolved = resolve_plan(specs, data, device)
+    for old, new in zip(specs, resolved, strict=True):
+        if new.hparams != old.hparams:
+            store.record_hparams(new.trial_id, new.hparams.as_dict())
+    return resolved
 
 
 def run_local(store: Store, run_id: str, specs: list[TrialSpec], data: Dataset, *, device: torch.device,
-              progress: Progress | None = None) -> SweepOutcome:  # fmt: skip
+              listener: RunListener | None = None) -> SweepOutcome:  # fmt: skip
     """Train ``specs`` (trials of ``run_id``) one after the other in this process."""
-    progress = progress or Progress()
+    listener = listener or RunListener()
     splits = SplitCache(data, device)
     normalize = Normalizer(data, device)
     store.reopen_run(run_id)
-    progress.run_started(run_id, specs)
-    status = "interrupted"
+    listener.run_started(run_id, specs)
+    status = RunStatus.INTERRUPTED
     try:
         with sigterm_as_interrupt():
             for spec in specs:
-                trial = run_trial(store, run_id, spec, splits, normalize, data, device, progress)
-                progress.trial_done(spec, trial)
-            status = "completed"
+                trial = run_trial(store, run_id, spec, splits, normalize, data, device, listener)
+                listener.trial_done(spec, trial)
+            status = RunStatus.COMPLETED
     except KeyboardInterrupt:
         pass
     except DiskFull:
-        status = "failed"
+        status = RunStatus.FAILED
         raise
     finally:
         store.interrupt_running(run_id, "stopped by the user")
-        if status != "completed":  # a completed sweep's run is finished by whoever deploys its winners
+        if status != RunStatus.COMPLETED:  # a completed sweep's run is finished by whoever deploys its winners
             store.finish_run(run_id, status)
     return SweepOutcome(run_id, status)
 
 
 def run_trial(store: Store, run_id: str, spec: TrialSpec, splits: SplitCache, normalize: Normalizer, data: Dataset,
-              device: torch.device, progress: Progress) -> dict:  # fmt: skip
+              device: torch.device, listener: RunListener) -> dict:  # fmt: skip
     """Execute one trial here and record how it ended; one broken trial never ends the sweep."""
     hp = spec.hparams
     trial_splits = splits.get(hp.val_ratio, hp.seed)
     folder = store.trial_dir(run_id, spec.idx)
     store.start_trial(spec.trial_id, trial_splits.sizes(), keep_files=(folder / STATE_FILE).is_file())
-    progress.trial_started(spec)
+    listener.trial_started(spec)
     started = time.perf_counter()
     run = TrialRun()
 
@@ -99,14 +106,14 @@ def run_trial(store: Store, run_id: str, spec: TrialSpec, splits: SplitCache, no
 
     try:
         execute_trial(spec, data, trial_splits, normalize, device, folder, meta={"run": run_id}, run=run,
-                      on_epoch=lambda stats: progress.epoch_done(spec, stats))  # fmt: skip
+                      on_epoch=lambda stats: listener.epoch_done(spec, stats))  # fmt: skip
         result = run.result
         finish(result.status, result.note, flops=run.flops, result=result, checkpoint=folder / CHECKPOINT_FILE)
     except KeyboardInterrupt:
-        finish("interrupted", "stopped by the user")
+        finish(TrialStatus.INTERRUPTED, "stopped by the user")
         raise
     except DiskFull as exc:  # every later trial would fail the same way: stop the sweep
-        finish("interrupted", str(exc))
+        finish(TrialStatus.INTERRUPTED, str(exc))
         raise
     except Exception as exc:  # one broken trial must not end the sweep
         note = f"{exc.__class__.__name__}: {' '.join(str(exc).split())}"
@@ -116,5 +123,5 @@ def run_trial(store: Store, run_id: str, spec: TrialSpec, splits: SplitCache, no
                 note += f" (traceback in {folder / 'error.txt'})"
             except BenchError:
                 pass  # the note still says what went wrong
-        finish("failed", note)
+        finish(TrialStatus.FAILED, note)
     return store.trial(spec.trial_id)

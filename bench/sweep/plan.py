@@ -13,11 +13,11 @@ import torch
 from bench.architectures import Architecture, Registry, format_value
 from bench.data import Dataset
 from bench.errors import BenchError, UsageError, unknown
-from bench.sweep.config import AXES, RunConfig
-from bench.training import HParams, resolve_speed
+from bench.formats import trial_label
+from bench.options import AXES, SEARCHES, HParams, RunConfig
+from bench.speed import resolve_speed
 
 HPARAM_DEFAULTS = {f.name: f.default for f in fields(HParams)}
-SEARCHES = ("grid", "random")
 
 
 @dataclass(frozen=True)
@@ -77,8 +77,6 @@ def plan(
     axes: dict[str, list | None],
     variants: str = "default",
     where: dict[str, list[str]] | None = None,
-    select: str = "val_loss",
-    patience: int | None = None,
     search: str = "grid",
     trials: int | None = None,
     search_seed: int = 0,
@@ -86,7 +84,8 @@ def plan(
 ) -> list[TrialSpec]:
     """Every variant of every architecture under every combination of the swept hyperparameters (grid), or
     ``trials`` of them drawn without repeats by ``search_seed`` (random). An axis left as None takes the
-    architecture's own default (from its plugin), then cnnbench's."""
+    architecture's own default (from its plugin), then cnnbench's; ``fixed`` holds the other hyperparameters
+    (RunConfig.fixed()), the same for every trial but for a precision its plugin chooses."""
     if search not in SEARCHES:
         raise UsageError(f"--search must be one of {', '.join(SEARCHES)}, not '{search}'")
     spaces = []
@@ -112,7 +111,7 @@ def plan(
         extra = dict(fixed or {})
         if extra.get("precision", "auto") == "auto" and "precision" in space.arch.defaults:
             extra["precision"] = space.arch.defaults["precision"]  # the plugin's measured choice
-        hp = HParams(**values, select=select, patience=patience, **extra)
+        hp = HParams(**values, **extra)
         specs.append(TrialSpec(len(specs) + 1, space.arch, variant, hp))
     return specs
 
@@ -121,7 +120,7 @@ def spec_from_row(row: dict, registry: Registry) -> TrialSpec:
     """The trial a stored row describes, with its architecture from the installed plugins."""
     if row["architecture"] not in registry:
         raise BenchError(
-            f"trial t{row['idx']:03d} needs architecture '{row['architecture']}' from plugin '{row['plugin']}', "
+            f"trial {trial_label(row['idx'])} needs architecture '{row['architecture']}' from plugin '{row['plugin']}', "
             "which is not installed"
         )
     arch = registry.get(row["architecture"])
@@ -153,18 +152,13 @@ def architectures_of(config: RunConfig) -> list[Architecture]:
 
 def plan_run(config: RunConfig) -> list[TrialSpec]:
     """The trials ``config`` describes, in run order."""
-    from bench.augment import parse
     from bench.plugins import dataset_info
 
     archs = architectures_of(config)
     dataset_info(config.dataset)  # an unknown dataset is reported before anything else
-    fixed = {"augment": ",".join(parse(config.augment)), "precision": config.precision,
-             "channels_last": config.channels_last, "compile": config.compile,
-             "lookahead": config.lookahead}  # fmt: skip
-    where = {k: [str(v) for v in (vs if isinstance(vs, list) else [vs])] for k, vs in config.where.items()}
-    return plan(archs, config.axes(), variants=config.variants, where=where, select=config.select,
-                patience=config.patience, search=config.search, trials=config.trials,
-                search_seed=(config.seed or [0])[0], fixed=fixed)  # fmt: skip
+    where = {k: [str(v) for v in vs] for k, vs in config.where.items()}
+    return plan(archs, config.axes(), variants=config.variants, where=where, search=config.search,
+                trials=config.trials, search_seed=(config.seed or [0])[0], fixed=config.fixed())
 
 
 def check_plan(specs: list[TrialSpec], data: Dataset) -> None:
@@ -185,9 +179,9 @@ def check_plan(specs: list[TrialSpec], data: Dataset) -> None:
 
 
 def resolve_plan(specs: list[TrialSpec], data: Dataset, device: torch.device) -> list[TrialSpec]:
-    """Replace 'auto' precision and layout by their values on ``device`` before the plan is recorded, so
-    every trial says what it trains in from the start and a resumed run trains the same way. A model
-    that cannot be built here keeps 'auto': its trial fails, or resolves, when it runs."""
+    """Replace 'auto' precision and layout by their values on ``device`` before the plan is recorded: the one place
+    they are resolved, so every trial says what it trains in from the start and a resumed run trains the same way.
+    A model that cannot be built here gets fp32 and the standard layout: its trial fails when it builds it."""
     chosen: dict[tuple, object] = {}
     out = []
     for spec in specs:
@@ -199,8 +193,9 @@ def resolve_plan(specs: list[TrialSpec], data: Dataset, device: torch.device) ->
                     model = spec.architecture.build(data.input_shape, data.num_classes, spec.variant).to(device)
                     resolved = resolve_speed(hp, model, data.input_shape, device)
                     chosen[key] = {"precision": resolved.precision, "channels_last": resolved.channels_last}
-                except Exception:  # noqa: BLE001 - recorded when the trial itself runs
-                    chosen[key] = {}
+                except Exception:  # recorded when the trial itself builds the model
+                    chosen[key] = {"precision": "fp32" if hp.precision == "auto" else hp.precision,
+                                   "channels_last": bool(hp.channels_last)}
             spec = replace(spec, hparams=replace(hp, **chosen[key]))
         out.append(spec)
     return out

@@ -21,10 +21,11 @@ from bench.data import Dataset
 from bench.errors import BenchError, UsageError
 from bench.files import atomic_write
 from bench.signals import sigterm_as_interrupt
+from bench.status import RunStatus, TrialStatus
 from bench.store import Store
 from bench.sweep.local import SweepOutcome
 from bench.sweep.plan import TrialSpec
-from bench.sweep.trial import CHECKPOINT_FILE, STATE_FILE, Progress, SplitCache, TrialRun, execute_trial
+from bench.sweep.trial import CHECKPOINT_FILE, STATE_FILE, RunListener, SplitCache, TrialRun, execute_trial
 from bench.training import EpochStats, TrialResult, best_epoch
 
 RAY_CHECKPOINT = "ray-checkpoint.txt"  # in the trial's folder beside the store: its latest Tune checkpoint
@@ -101,10 +102,10 @@ def run_ray(
     storage: str | None = None,
     scheduler: str = "fifo",
     grace_period: int = 1,
-    progress: Progress | None = None,
+    listener: RunListener | None = None,
 ) -> SweepOutcome:
     ray, tune = _import_ray()
-    progress = progress or Progress()
+    listener = listener or RunListener()
     by_idx = {s.idx: s for s in specs}
     sizes = {s.idx: data.split(s.hparams.val_ratio, s.hparams.seed).sizes() for s in specs}
     storage = storage or str((store.root / "ray").resolve())
@@ -127,7 +128,7 @@ def run_ray(
         for s in specs
     ]  # fmt: skip
     store.reopen_run(run_id)
-    status = "interrupted"
+    status = RunStatus.INTERRUPTED
     started_ray = False
     try:
         if not ray.is_initialized():
@@ -137,27 +138,28 @@ def run_ray(
             started_ray = True
         # After ray.init, which installs a SIGTERM handler of its own (the driver died, exit 134): SIGTERM = Ctrl-C.
         with sigterm_as_interrupt():
-            progress.run_started(run_id, specs)
+            listener.run_started(run_id, specs)
             tuner = tune.Tuner(
                 tune.with_resources(train_on_worker, {"cpu": cpus_per_trial, "gpu": gpus_per_trial}),
                 param_space={"trial": tune.grid_search(configs)},
                 tune_config=tune.TuneConfig(scheduler=sched, reuse_actors=True),  # no torch import per trial
                 run_config=tune.RunConfig(
                     storage_path=storage, name=run_id, verbose=0,
-                    callbacks=[ToStore(store, run_id, by_idx, sizes, progress)],
+                    callbacks=[ToStore(store, run_id, by_idx, sizes, listener)],
                     checkpoint_config=tune.CheckpointConfig(num_to_keep=1),  # only the best is ever reported
                 ),
             )  # fmt: skip
             tuner.fit()
-            status = "completed" if all(t["status"] not in ("pending", "running") for t in store.trials(run_id)) \
-                else "interrupted"  # fmt: skip
+            unfinished = (TrialStatus.PENDING, TrialStatus.RUNNING)
+            done = all(t["status"] not in unfinished for t in store.trials(run_id))
+            status = RunStatus.COMPLETED if done else RunStatus.INTERRUPTED
     except KeyboardInterrupt:
         pass
     except ConnectionError as exc:
         raise BenchError(f"cannot reach the Ray cluster at {address}: {exc}") from exc
     finally:
         store.interrupt_running(run_id, "stopped by the user")
-        if status != "completed":  # a completed sweep's run is finished by whoever deploys its winners
+        if status != RunStatus.COMPLETED:  # a completed sweep's run is finished by whoever deploys its winners
             store.finish_run(run_id, status)
         if started_ray:
             ray.shutdown()
@@ -169,8 +171,8 @@ def _callback_class(tune):
         """Runs in the driver: every result and every ending goes to the store, in the driver's thread. Tune
         pickles its callbacks with its own state; the store and the display stay behind."""
 
-        def __init__(self, store: Store, run_id: str, by_idx: dict, sizes: dict, progress: Progress):
-            self.store, self.run_id, self.by_idx, self.sizes, self.progress = store, run_id, by_idx, sizes, progress
+        def __init__(self, store: Store, run_id: str, by_idx: dict, sizes: dict, listener: RunListener):
+            self.store, self.run_id, self.by_idx, self.sizes, self.listener = store, run_id, by_idx, sizes, listener
             self.history: dict[int, list[EpochStats]] = {}
             self.last: dict[int, dict] = {}
             self.started: dict[int, float] = {}
@@ -189,7 +191,7 @@ def _callback_class(tune):
             folder = self.store.trial_dir(self.run_id, spec.idx)
             self.store.start_trial(spec.trial_id, self.sizes[spec.idx], keep_files=_last_checkpoint(folder) is not None)
             self.history[spec.idx], self.started[spec.idx] = [], time.perf_counter()
-            self.progress.trial_started(spec)
+            self.listener.trial_started(spec)
 
         def on_trial_result(self, iteration, trials, trial, result, **info):
             spec = self.spec(trial)
@@ -197,7 +199,7 @@ def _callback_class(tune):
             if not result.get("done_training"):
                 stats = EpochStats(**{k: result[k] for k in EpochStats.__dataclass_fields__})
                 self.history.setdefault(spec.idx, []).append(stats)
-                self.progress.epoch_done(spec, stats)
+                self.listener.epoch_done(spec, stats)
 
         def on_checkpoint(self, iteration, trials, trial, checkpoint, **info):
             """Where the trial's latest state is, for a resume after the driver stops (local or shared storage)."""
@@ -220,7 +222,7 @@ def _callback_class(tune):
             else:  # stopped by the scheduler after its last report
                 best = best_epoch(history, spec.hparams.select)
                 result = TrialResult(
-                    status="pruned", history=history, best_epoch=best.epoch if best else None,
+                    status=TrialStatus.PRUNED, history=history, best_epoch=best.epoch if best else None,
                     val_loss=best.val_loss if best else None, val_acc=best.val_acc if best else None,
                     note=f"stopped by ASHA after epoch {history[-1].epoch if history else 0}",
                 )  # fmt: skip
@@ -231,13 +233,13 @@ def _callback_class(tune):
             self.store.finish_trial(spec.trial_id, status=result.status, note=result.note, params=params,
                                     flops=flops, result=result, checkpoint=checkpoint,
                                     duration_s=self.elapsed(spec))  # fmt: skip
-            self.progress.trial_done(spec, self.store.trial(spec.trial_id))
+            self.listener.trial_done(spec, self.store.trial(spec.trial_id))
 
         def on_trial_error(self, iteration, trials, trial, **info):
             spec = self.spec(trial)
-            self.store.finish_trial(spec.trial_id, status="failed", note=_error_of(trial),
+            self.store.finish_trial(spec.trial_id, status=TrialStatus.FAILED, note=_error_of(trial),
                                     duration_s=self.elapsed(spec))  # fmt: skip
-            self.progress.trial_done(spec, self.store.trial(spec.trial_id))
+            self.listener.trial_done(spec, self.store.trial(spec.trial_id))
 
     return ToStore
 

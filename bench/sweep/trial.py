@@ -15,13 +15,13 @@ from bench.modelstats import count_flops, count_parameters
 from bench.sweep.plan import TrialSpec
 from bench.training import EpochStats, TrialResult, train_trial
 
-TO_RUN = ("pending", "running", "interrupted")  # what a resumed run trains (again)
 CHECKPOINT_FILE = "best.pt"  # the best epoch's weights, kept
 STATE_FILE = "state.pt"  # an unfinished trial's training state after its last finished epoch (training.save_state)
 
 
-class Progress:
-    """Hooks for a display; the default shows nothing."""
+class RunListener:
+    """Told of every step of a run (`bench.run(..., listener=)`): subclass it and override what you need; the
+    default does nothing. Raising KeyboardInterrupt from a method stops the run as Ctrl-C does."""
 
     def run_started(self, run_id: str, specs: list[TrialSpec]) -> None: ...
     def trial_started(self, spec: TrialSpec) -> None: ...

@@ -1,0 +1,79 @@
+"""The report's method section: how every figure in it was measured, from what the store recorded beside it."""
+
+from __future__ import annotations
+
+from bench import diagnosis
+from bench.report.views import TrialView
+
+
+def method_section(runs: list[dict], views: list[TrialView]) -> str:
+    selects = sorted({v.trial["hparams"].get("select", "val_loss") for v in views})
+    lines = [
+        "- **Training.** One trial is one architecture variant with one set of hyperparameters. Every epoch "
+        "records the mean training loss and accuracy (as seen during training, dropout on) and the validation "
+        "loss and accuracy (eval mode, no gradients).",
+        "- **Best checkpoint.** "
+        + " / ".join(
+            {
+                "val_loss": "the epoch with the lowest validation loss",
+                "val_acc": "the epoch with the highest validation accuracy (ties: lower loss)",
+            }[s]
+            for s in selects
+        )
+        + "; its weights are restored, and the training, validation and test accuracies in this report are "
+        "measured on them (eval mode). Test images are never used for selection; the leaderboard is ranked by "
+        "test accuracy as the lab asks, and ★ marks the trial that validation accuracy selects for each "
+        "architecture.",
+        "- **Divergence.** A trial stops as `diverged` when its training loss is not finite or exceeds 10 x "
+        "ln(classes).",
+        f"- **Diagnosis.** Overfitting from epoch N: N is the kept epoch, at least {diagnosis.OVERFIT_MIN_EPOCHS} "
+        f"epochs follow it, the last validation loss is at least {100 * diagnosis.OVERFIT_RISE:.0f}% above its "
+        "minimum and the training loss kept falling. Still improving: the last epoch was the best. Underfitting: "
+        f"training accuracy below {100 * diagnosis.UNDERFIT_TRAIN_ACC:.0f}%. Generalization gap: training "
+        f"accuracy more than {100 * diagnosis.GAP:.0f} points above validation accuracy.",
+        "- **Model size.** Parameters counted from the model; FLOPs per image (forward) by torch's flop "
+        "counter (a multiply-add is 2 FLOPs).",
+    ]
+    exports = [v.export for v in views if v.export]
+    if exports:
+        e = exports[0]
+        lines.append(
+            f"- **ONNX.** {e['exporter']}, opset {e['opset']}, dynamic batch axis, checked by "
+            "`onnx.checker.check_model(full_check=True)`; compared with PyTorch on up to 512 real test images "
+            f"(tolerance {e['tolerance']:g} on the largest logit difference). ONNX test accuracy is computed by "
+            "onnxruntime on the CPU over the whole test set."
+        )
+    methods = [r for v in views for r in v.latency if r["status"] == "ok"]
+    if methods:
+        from bench.inference import graph_levels
+
+        m = methods[0]["method"]
+        ort_providers = sorted({r["provider"] for r in methods if r["engine"] == "onnxruntime"})
+        torch_devices = sorted({r["provider"] for r in methods if r["engine"] == "torch"})
+        ns = [r["n"] for r in methods]
+        lines.append(
+            f"- **Latency.** Per call on real test images; session creation and the first run are recorded apart; "
+            f"{m['warmup']} warm-up runs, then timed runs until at least {m['min_runs']} runs and "
+            f"{m['min_time_s']:g} s ({min(ns)} to {max(ns)} runs here); {m['timer']}; percentiles: "
+            f"{m['percentiles']}. ONNX Runtime on {', '.join(ort_providers) or '-'}, PyTorch eager (the baseline) on "
+            f"{', '.join(torch_devices) or '-'}, same inputs; intra-op threads {m['intra_op_threads']}"
+            + f", inter-op 1, ORT graph optimization {graph_levels([r['method'] for r in methods])}"
+            + "; GPU timings use IO binding (no host copies timed). Throughput = batch size / mean latency."
+        )
+    made = [x for v in views for x in v.variants if x["method"]]
+    if made:
+        from bench.tradeoffs import how_made
+
+        kinds = "; ".join(sorted({f"{x['precision']}: {how_made({**x, 'note': None}).split(';')[0]}" for x in made}))
+        tools = ", ".join(sorted({x["method"]["tool"] for x in made}))
+        drops = ", ".join(f"{d:g}" for d in sorted({x["max_accuracy_drop"] for x in made}))
+        lines.append(
+            f"- **Precisions.** Variants made from the verified fp32 ONNX file with {tools}: {kinds}. int8 is "
+            "static (QDQ, per-channel int8 weights, int8 activations calibrated on the trial's own training images) "
+            "unless that is impossible, then dynamic, with the reason in its note. Each is checked like the export: "
+            "test accuracy through onnxruntime (CPU) on the whole test set, top-1 agreement with fp32, file size; "
+            f"flagged (and kept) past {drops} points of accuracy lost; benchmarked like fp32 (ONNX Runtime only)."
+        )
+    unavailable = {r["provider"]: r["note"] for v in views for r in v.latency if r["status"] == "unavailable"}
+    lines += [f"- **{p} unavailable:** {note}" for p, note in unavailable.items()]
+    return "\n".join(lines)

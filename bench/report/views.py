@@ -1,0 +1,121 @@
+"""What a report shows, read from the store: each trial with its history, export, measurements and diagnosis, ranked
+by test accuracy; the runs a report is about; the figures derived from histories (time to accuracy)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from bench import diagnosis
+from bench.architectures import format_variant
+from bench.errors import BenchError
+from bench.formats import CPU_PROVIDERS, trial_label
+from bench.leaderboard import rank
+from bench.status import FINISHED, MeasurementStatus
+from bench.store import Store
+
+
+@dataclass
+class TrialView:
+    run: dict
+    trial: dict
+    history: list[dict]
+    export: dict | None
+    latency: list[dict]
+    variants: list[dict] = field(default_factory=list)
+    findings: list[diagnosis.Finding] = field(default_factory=list)
+    test_rank: int | None = None
+    name: str = ""  # t003, or <run>/t003 in a report over several runs
+
+    @property
+    def slug(self) -> str:
+        return self.name.replace("/", "_")
+
+    def onnx(self, providers: tuple[str, str] = CPU_PROVIDERS, batch: int | None = None) -> dict | None:
+        """The fp32 ONNX Runtime measurement on ``providers`` at ``batch`` (None: the largest batch measured)."""
+        rows = [
+            r for r in self.latency
+            if r["engine"] == "onnxruntime" and r["provider"] in providers and r["status"] == MeasurementStatus.OK
+            and (r.get("precision") or "fp32") == "fp32"
+        ]  # fmt: skip
+        if batch is None:
+            return max(rows, key=lambda r: r["batch_size"], default=None)
+        return next((r for r in rows if r["batch_size"] == batch), None)
+
+    @property
+    def status(self) -> str:
+        s = self.trial["status"]
+        if self.export and self.export["status"] != "ok":
+            s += f", ONNX {self.export['status']}"
+        return s
+
+
+def gather(store: Store, runs: list[dict]) -> list[TrialView]:
+    """Every trial of ``runs`` with its history, export and latency, ranked by test accuracy (completed
+    trials first; the rest in trial order)."""
+    views = []
+    for run in runs:
+        for t in rank(store.trials(run["id"])):
+            name = trial_label(t["idx"], None if len(runs) == 1 else run["id"])
+            history = store.history(t["id"])
+            views.append(
+                TrialView(
+                    run,
+                    t,
+                    history,
+                    store.export_of(t["id"]),
+                    store.latency_of(t["id"]),
+                    store.variants_of(t["id"]),
+                    diagnosis.diagnose(t, history),
+                    name=name,
+                )  # fmt: skip
+            )
+    ranked = [v for v in views if v.trial["status"] in FINISHED and v.trial["test_acc"] is not None]
+    ranked.sort(key=lambda v: (-v.trial["test_acc"], -(v.trial["val_acc"] or 0), v.run["created_at"], v.trial["idx"]))
+    for i, v in enumerate(ranked, 1):
+        v.test_rank = i
+    return ranked + [v for v in views if v.test_rank is None]
+
+
+def md_table(header: list[str], rows: list[list[str]]) -> str:
+    def cell(x) -> str:
+        return str(x).replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
+    lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def time_to(history: list[dict], target: float) -> tuple[float, int] | None:
+    """Cumulative training seconds and epoch at which validation accuracy first reached ``target``."""
+    for h in history:
+        if h["val_acc"] is not None and h["val_acc"] >= target - 1e-12 and h.get("elapsed_s") is not None:
+            return h["elapsed_s"], h["epoch"]
+    return None
+
+
+def training_seconds(history: list[dict]) -> float | None:
+    return history[-1].get("elapsed_s") if history else None
+
+
+def choose_target(views: list[TrialView]) -> float | None:
+    """The default time-to-accuracy target: the highest validation accuracy that every completed trial reached,
+    floored to a whole percent, so that every one of them has a time."""
+    bests = [max(h["val_acc"] for h in v.history) for v in views if v.test_rank is not None and v.history]
+    return math.floor(100 * min(bests)) / 100 if bests else None
+
+
+def variant_text(v: TrialView) -> str:
+    return format_variant(v.trial["variant"]) or "-"
+
+
+def select_runs(store: Store, refs: tuple[str, ...], all_runs: bool = False) -> list[dict]:
+    """The runs named by ``refs`` ('latest', ids or unique prefixes; the latest run when none), or every run."""
+    if all_runs:
+        runs = store.runs()
+        if not runs:
+            raise BenchError(f"store {store.path} has no runs yet (start one with `bench run`)")
+        return runs
+    found = (store.run(None if ref == "latest" else ref) for ref in refs or ("latest",))
+    return list({r["id"]: r for r in found}.values())
+

@@ -1,0 +1,186 @@
+"""Running a sweep from Python: `run` a RunConfig, `resume` an interrupted run, read a run's `trials`. Each call opens
+the results store, records the whole plan first, trains what is pending with the configured executor, ranks the
+trials, then exports and benchmarks the winners (unless ``no_benchmark``)."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field, replace
+
+from bench.errors import UsageError
+from bench.options import PLAN, RAY_ONLY, TRAIN, RunConfig, defaults, flag, option_of, settings
+from bench.status import RUNNABLE, ExportStatus, RunStatus
+
+
+@dataclass
+class RunResult:
+    """What a run (or a resume) ended with."""
+
+    run_id: str
+    status: str  # completed, interrupted or failed (bench.status.RunStatus)
+    trials: list[dict]  # every trial's public record (bench.records.trial_record), in leaderboard order
+    trained: list[int] = field(default_factory=list)  # the trials (numbers) this call trained
+    deployed: list[int] = field(default_factory=list)  # the trials exported (and benchmarked) by this call
+    problems: list[str] = field(default_factory=list)  # what went wrong in export or benchmark, per trial
+    store: str = ""  # the results database
+
+    @property
+    def best(self) -> dict | None:
+        """The leaderboard's first trial (highest validation accuracy among the finished ones)."""
+        return next((t for t in self.trials if t["rank"] == 1), None)
+
+
+def run(config: RunConfig | None = None, *, store_path=None, listener=None, command: str | None = None,
+        **options) -> RunResult:  # fmt: skip
+    """Plan, record and train the sweep ``config`` describes (or ``RunConfig(**options)``), then export and
+    benchmark its winners. ``store_path``: the results database (default ``$BENCH_STORE`` or runs/bench.db);
+    ``listener``: a bench.RunListener told of every step; ``command`` is recorded with the run (default: the
+    equivalent Python call). torch's thread count is the caller's again when it returns."""
+    from bench.environment import resolve_device
+    from bench.plugins import load_dataset
+    from bench.store import Store
+    from bench.sweep.local import create_run
+    from bench.sweep.plan import plan_run
+    from bench.sweep.trial import RunListener
+
+    config = replace(config, **options) if config is not None else RunConfig(**options)  # checked as built
+    with _threads(config.threads):
+        device = resolve_device(config.device)
+        specs = plan_run(config)
+        data = load_dataset(config.dataset, download=config.download, **config.data_options())
+        with Store(store_path) as store:
+            run_id, specs = create_run(store, specs, data, device=device, config=config.asdict(),
+                                       command=command or f"bench.run({_call_text(config)})")  # fmt: skip
+            with store.owning(run_id, claimed=True):  # create_run made this process the run's owner
+                return _execute(store, run_id, specs, data, config, device, listener or RunListener())
+
+
+def resume(run_id: str = "latest", *, store_path=None, listener=None, **options) -> RunResult:
+    """Finish what run ``run_id`` ('latest', an id or a unique prefix) has not: its pending, running and
+    interrupted trials, with the recorded plan; then export and benchmark its winners. ``options`` may change
+    how the trials run (executor, device, threads...) and what happens to the winners, never the plan."""
+    from bench.environment import resolve_device
+    from bench.plugins import load_run_dataset
+    from bench.store import Store
+    from bench.sweep.local import pending
+    from bench.sweep.trial import RunListener
+
+    unknown = sorted(set(options) - set(defaults()))
+    if unknown:
+        raise UsageError(f"unknown option '{unknown[0]}' (see bench.RunConfig)")
+    planned = [k for k in options if option_of(k).stage in (PLAN, TRAIN)]
+    if planned:
+        raise UsageError(f"--resume runs the stored plan of its run: drop --{flag(planned[0])}")
+    with Store(store_path, create=False) as store:
+        row = store.run(None if run_id == "latest" else run_id)
+        recorded = RunConfig.from_record(row["config"])
+        if options.get("executor") == "local":  # a Ray run finished here: its Ray options no longer apply
+            recorded = replace(recorded, **{k: v for k, v in RAY_ONLY.items() if k not in options})
+        config = replace(recorded, **options)  # checked as built
+        with _threads(config.threads):  # the run's own thread count unless told otherwise: the same arithmetic
+            device = resolve_device(config.device)
+            with store.owning(row["id"]):  # one process at a time: a second resume is refused, naming the owner
+                row = store.run(row["id"])
+                data = load_run_dataset(row)
+                specs = pending(store, row["id"], data, device)
+                return _execute(store, row["id"], specs, data, config, device, listener or RunListener(),
+                                finished=row["status"] == RunStatus.COMPLETED)  # fmt: skip
+
+
+def trials(run_id: str = "latest", *, store_path=None) -> list[dict]:
+    """The public records of a stored run's trials, in leaderboard order."""
+    from bench.leaderboard import rank
+    from bench.records import trial_record
+    from bench.store import Store
+
+    with Store(store_path, readonly=True) as store:
+        row = store.run(None if run_id == "latest" else run_id)
+        return [trial_record(store, row["id"], t) for t in rank(store.trials(row["id"]))]
+
+
+def _execute(store, run_id: str, specs: list, data, config: RunConfig, device, listener,
+             finished: bool = False) -> RunResult:  # fmt: skip
+    """Train ``specs`` with the configured executor, rank, then deploy the winners; the result in records. The run
+    is completed only once its winners are exported and benchmarked: a stop before that leaves it interrupted, and
+    a resume does what is missing (``finished``: a run recorded completed, with nothing left to do)."""
+    from bench.deploy import export_and_benchmark, winners
+    from bench.export import ExportSettings
+    from bench.inference import BenchSettings
+    from bench.leaderboard import rank
+    from bench.quantize import QuantizeSettings
+    from bench.records import trial_record
+    from bench.signals import sigterm_as_interrupt
+    from bench.sweep.local import run_local
+
+    status = RunStatus.COMPLETED
+    if specs:
+        if config.executor == "ray":
+            from bench.sweep.ray import run_ray
+
+            outcome = run_ray(store, run_id, specs, data, address=config.ray_address,
+                              cpus_per_trial=config.cpus_per_trial, gpus_per_trial=config.gpus_per_trial,
+                              storage=config.storage, scheduler=config.scheduler,
+                              data_options=config.data_options(), listener=listener)  # fmt: skip
+        else:
+            outcome = run_local(store, run_id, specs, data, device=device, listener=listener)
+        status = outcome.status  # a stopped or failed sweep is recorded as such by its executor
+    ranked = rank(store.trials(run_id))
+    row = store.run(run_id)
+    listener.sweep_done({**row, "status": status if specs else row["status"]}, ranked)  # the sweep's own ending
+    chosen, problems = [], []
+    if status == RunStatus.COMPLETED and not finished:
+        benchmark, quantize = settings(BenchSettings, config), settings(QuantizeSettings, config)
+        chosen = [] if config.no_benchmark else _undeployed(store, winners(ranked, config.top_k), benchmark, quantize)
+        try:
+            with sigterm_as_interrupt():
+                if chosen:
+                    listener.deploy_started(chosen, benchmark)
+                    problems = export_and_benchmark(store, row, chosen, export=settings(ExportSettings, config),
+                                                    benchmark=benchmark, quantize=quantize, reuse_exports=True,
+                                                    on_event=listener.deploy_event)  # fmt: skip
+                    entries = [(t, store.export_of(t["id"]), store.latency_of(t["id"])) for t in chosen]
+                    listener.deploy_done(row, entries, benchmark, [(t, store.variants_of(t["id"])) for t in chosen])
+                store.finish_run(run_id, RunStatus.COMPLETED)
+        except KeyboardInterrupt:
+            status = RunStatus.INTERRUPTED
+            store.finish_run(run_id, status)
+    elif finished:
+        status = row["status"]
+    return RunResult(run_id, status, [trial_record(store, run_id, t) for t in rank(store.trials(run_id))],
+                     [s.idx for s in specs], [t["idx"] for t in chosen], problems, str(store.path))  # fmt: skip
+
+
+def _undeployed(store, trials: list[dict], benchmark, quantize) -> list[dict]:
+    """Those of ``trials`` not yet exported, or exported but missing a variant of ``quantize`` or a latency figure
+    for a batch size of ``benchmark`` (of the fp32 model or of a variant that runs)."""
+    out = []
+    for t in trials:
+        export = store.export_of(t["id"])
+        made = store.variants_of(t["id"])
+        runnable = {"fp32"} | {v["precision"] for v in made if v["status"] in RUNNABLE}
+        measured = {(m["precision"], m["batch_size"]) for m in store.latency_of(t["id"])}
+        wanted = {(p, b) for p in runnable for b in benchmark.batch_sizes}
+        missing_variant = set(quantize.quantize) - {v["precision"] for v in made}
+        if export is None or (export["status"] == ExportStatus.OK and (missing_variant or not wanted <= measured)):
+            out.append(t)
+    return out
+
+
+@contextlib.contextmanager
+def _threads(threads: int | None):
+    """torch's intra-op thread count set to ``threads`` for the block (None: left as it is), then restored."""
+    import torch
+
+    previous = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _call_text(config: RunConfig) -> str:
+    """``RunConfig`` as the keyword arguments that differ from the defaults."""
+    base = defaults()
+    return ", ".join(f"{k}={v!r}" for k, v in config.asdict().items() if v != base[k])
