@@ -9,8 +9,19 @@ from dataclasses import dataclass, field
 
 from bench.errors import PluginError, UsageError, check_registration, unknown
 
-HPARAM_KEYS = {"batch_size", "lr", "epochs", "optimizer", "weight_decay", "momentum", "precision", "schedule",
-               "warmup_epochs", "label_smoothing", "nesterov"}  # fmt: skip
+HPARAM_KEYS = {
+    "batch_size",
+    "lr",
+    "epochs",
+    "optimizer",
+    "weight_decay",
+    "momentum",
+    "precision",
+    "schedule",
+    "warmup_epochs",
+    "label_smoothing",
+    "nesterov",
+}
 PRECISION_DEFAULTS = ("auto", "fp32", "bf16")
 
 
@@ -43,8 +54,9 @@ def _in_space(space: list[dict[str, list]], params: dict) -> bool:
     """Whether ``params`` is one of the variants of ``space``, without listing them (a model zoo's space holds
     thousands)."""
     given = {k: format_value(v) for k, v in params.items()}
-    return any(set(grid) == set(given) and all(given[k] in {format_value(v) for v in grid[k]} for k in grid)
-               for grid in space)  # fmt: skip
+    return any(
+        set(grid) == set(given) and all(given[k] in {format_value(v) for v in grid[k]} for k in grid) for grid in space
+    )
 
 
 @dataclass(frozen=True)
@@ -103,8 +115,10 @@ class Architecture:
                 if len(values) > 20:  # a model zoo: the nearest names, not a thousand
                     from bench.errors import closest
 
-                    raise UsageError(f"'{bad[0]}' is not a value of {self.name}.{key}; nearest: "
-                                     f"{', '.join(closest(bad[0], values)[:5])} ({len(values)} values)")  # fmt: skip
+                    raise UsageError(
+                        f"'{bad[0]}' is not a value of {self.name}.{key}; nearest: "
+                        f"{', '.join(closest(bad[0], values)[:5])} ({len(values)} values)"
+                    )
                 raise UsageError(f"'{bad[0]}' is not a value of {self.name}.{key} (values: {', '.join(values)})")
             base = [v for v in base if key in v and format_value(v[key]) in wanted]
         return base

@@ -27,8 +27,9 @@ def alternating_flips(n: int, seed: int, device: torch.device | str = "cpu") -> 
     return (torch.rand(n, generator=torch.Generator().manual_seed(seed)) < 0.5).to(device)
 
 
-def augment(images: torch.Tensor, names: tuple[str, ...], generator: torch.Generator,
-            flip: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
+def augment(
+    images: torch.Tensor, names: tuple[str, ...], generator: torch.Generator, flip: torch.Tensor | None = None
+) -> torch.Tensor:
     """``images``: uint8 (N, C, H, W). Each augmentation is drawn per image: horizontal flip with p=0.5 (altflip:
     the images of the boolean mask ``flip``, which the trainer alternates per epoch), random crop after 4 px of
     zero padding, translation by up to 2 px (random crop after reflection padding), grayscale with p=0.1

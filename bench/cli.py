@@ -79,11 +79,23 @@ def _deploy(store, run_ref, trial_refs, options: dict, *, as_json, benchmark=Tru
     show.tables = None if as_json else _console()
     show.deploy_started(trials, timing)
     try:
-        problems = export_and_benchmark(store, run, trials, export=settings(ExportSettings, config), benchmark=timing,
-                                        quantize=variants, on_event=show.deploy_event, **how)  # fmt: skip
+        problems = export_and_benchmark(
+            store,
+            run,
+            trials,
+            export=settings(ExportSettings, config),
+            benchmark=timing,
+            quantize=variants,
+            on_event=show.deploy_event,
+            **how,
+        )
     finally:
-        show.deploy_done(run, [(t, store.export_of(t["id"]), store.latency_of(t["id"])) for t in trials], timing,
-                         [(t, store.variants_of(t["id"])) for t in trials])  # fmt: skip
+        show.deploy_done(
+            run,
+            [(t, store.export_of(t["id"]), store.latency_of(t["id"])) for t in trials],
+            timing,
+            [(t, store.variants_of(t["id"])) for t in trials],
+        )
     out = [deployment_record(store, run["id"], t) for t in trials] if as_json else None
     if as_json:
         _print_json(out)
@@ -140,15 +152,20 @@ def run(ctx, config, resume_ref, store_path, as_json, quiet, **options):
             if not result.trained and not result.deployed:
                 click.echo(f"Run {result.run_id} has nothing left to run.", err=True)
         else:
-            result = runner.run(RunConfig(**options), store_path=store_path, listener=display,
-                                command=shlex.join(["bench", *ctx.obj["argv"]]))  # fmt: skip
+            result = runner.run(
+                RunConfig(**options),
+                store_path=store_path,
+                listener=display,
+                command=shlex.join(["bench", *ctx.obj["argv"]]),
+            )
     if as_json:
         _print_json(result.trials)
     if result.problems:
         raise BenchError("; ".join(result.problems))
     if result.status == RunStatus.INTERRUPTED:
-        click.echo(f"Interrupted: finished trials are kept; `bench run --resume {result.run_id}` runs the rest.",
-                   err=True)  # fmt: skip
+        click.echo(
+            f"Interrupted: finished trials are kept; `bench run --resume {result.run_id}` runs the rest.", err=True
+        )
         ctx.exit(130)
 
 
@@ -200,8 +217,16 @@ def quantize(run_ref, trial_refs, store_path, as_json, **options):
     if options["quantize"] == []:
         raise BenchError("--quantize none: nothing to make (choose int8, fp16 or both)")
     with Store(store_path, create=False) as store:
-        _deploy(store, run_ref, trial_refs, options, as_json=as_json, quantize=True, reuse_exports=True,
-                reuse_variants=False)  # fmt: skip
+        _deploy(
+            store,
+            run_ref,
+            trial_refs,
+            options,
+            as_json=as_json,
+            quantize=True,
+            reuse_exports=True,
+            reuse_variants=False,
+        )
 
 
 # --- report, runs -----------------------------------------------------------------------------------
@@ -210,18 +235,42 @@ def quantize(run_ref, trial_refs, store_path, as_json, **options):
 @cli.command()
 @click.argument("run_refs", metavar="[RUN]...", nargs=-1)
 @click.option("--all", "all_runs", is_flag=True, help="Every run in the store, in one leaderboard.")
-@click.option("--out", "out_root", type=click.Path(file_okay=False), default="reports", show_default=True,
-              help="Reports go to OUT/<run>/report.md, their figures beside them.")  # fmt: skip
-@click.option("--top", type=click.IntRange(min=0), default=3, show_default=True,
-              help="Trials shown in detail: loss plot, confusion matrix, per-class accuracy.")  # fmt: skip
-@click.option("--format", "fmt", type=click.Choice(["md", "csv", "json"]), metavar="[md|csv]", default="md",
-              show_default=True, help="md writes the report; csv prints a row per trial (--json: JSON).")  # fmt: skip
-@click.option("--target-acc", type=click.FloatRange(0, 100, min_open=True),
-              help="Time to accuracy: seconds of training to this validation accuracy, in % (default: the highest "
-              "that every completed trial reached, whole percent).")  # fmt: skip
-@click.option("--measurements", is_flag=True,
-              help="With csv or --json: one row per stored measurement (trial, precision, engine, provider, batch "
-              "size) instead of one per trial.")  # fmt: skip
+@click.option(
+    "--out",
+    "out_root",
+    type=click.Path(file_okay=False),
+    default="reports",
+    show_default=True,
+    help="Reports go to OUT/<run>/report.md, their figures beside them.",
+)
+@click.option(
+    "--top",
+    type=click.IntRange(min=0),
+    default=3,
+    show_default=True,
+    help="Trials shown in detail: loss plot, confusion matrix, per-class accuracy.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["md", "csv", "json"]),
+    metavar="[md|csv]",
+    default="md",
+    show_default=True,
+    help="md writes the report; csv prints a row per trial (--json: JSON).",
+)
+@click.option(
+    "--target-acc",
+    type=click.FloatRange(0, 100, min_open=True),
+    help="Time to accuracy: seconds of training to this validation accuracy, in % (default: the highest "
+    "that every completed trial reached, whole percent).",
+)
+@click.option(
+    "--measurements",
+    is_flag=True,
+    help="With csv or --json: one row per stored measurement (trial, precision, engine, provider, batch "
+    "size) instead of one per trial.",
+)
 @json_option
 @store_option
 def report(run_refs, all_runs, out_root, top, fmt, target_acc, measurements, as_json, store_path):
@@ -276,8 +325,13 @@ def runs(store_path, as_json):
 @cli.command(name="list")
 @click.argument("pattern", default="*")
 @click.option("--variants", type=click.Choice(["default", "all"]), default="default", show_default=True)
-@click.option("--dataset", "-d", default="digits", show_default=True,
-              help="Parameter counts are for this dataset's image shape and classes.")  # fmt: skip
+@click.option(
+    "--dataset",
+    "-d",
+    default="digits",
+    show_default=True,
+    help="Parameter counts are for this dataset's image shape and classes.",
+)
 @json_option
 def list_(pattern, variants, dataset, as_json):
     """List architectures (whose name matches PATTERN, or of the plugin PATTERN) with their variants, parameter
@@ -332,8 +386,14 @@ def datasets(as_json):
 
 @cli.command(name="new-plugin")
 @click.argument("name")
-@click.option("--dir", "parent", type=click.Path(file_okay=False), default=".", show_default=True,
-              help="Where to create the package folder.")  # fmt: skip
+@click.option(
+    "--dir",
+    "parent",
+    type=click.Path(file_okay=False),
+    default=".",
+    show_default=True,
+    help="Where to create the package folder.",
+)
 def new_plugin(name, parent):
     """Create a plugin package cnnbench-NAME (module cnnbench_NAME, entry point NAME) with one registered
     architecture and its tests, ready to `pip install -e`."""

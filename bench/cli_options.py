@@ -176,4 +176,6 @@ def run_options(f):
     resume = "Run what RUN has not finished (pending, running or interrupted trials), in the same run."
     f = click.option("--resume", "resume_ref", metavar="RUN", help=resume)(f)
     config = "A TOML file of these options (e.g. configs/rob313.toml); options given here override it."
-    return click.option("--config", type=click.Path(dir_okay=False), is_eager=True, callback=load_config, help=config)(f)
+    return click.option("--config", type=click.Path(dir_okay=False), is_eager=True, callback=load_config, help=config)(
+        f
+    )

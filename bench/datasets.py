@@ -48,9 +48,13 @@ class DatasetEntry:
 
     def as_dict(self) -> dict:
         """As `bench datasets --json` lists it."""
-        return {"name": self.name + (":ARGUMENT" if self.takes_argument else ""), "plugin": self.plugin,
-                "input_shape": list(self.input_shape) if self.input_shape else None, "num_classes": self.num_classes,
-                "description": self.description}  # fmt: skip
+        return {
+            "name": self.name + (":ARGUMENT" if self.takes_argument else ""),
+            "plugin": self.plugin,
+            "input_shape": list(self.input_shape) if self.input_shape else None,
+            "num_classes": self.num_classes,
+            "description": self.description,
+        }
 
 
 @dataclass
@@ -61,8 +65,9 @@ class DatasetRegistry:
         def register(name, load, description="", input_shape=None, num_classes=None, takes_argument=False):
             check_registration("dataset", name, plugin, self.entries, load)
             shape = tuple(input_shape) if input_shape is not None else None
-            self.entries[name] = DatasetEntry(name, load, " ".join(str(description).split()), plugin, shape,
-                                              num_classes, bool(takes_argument))  # fmt: skip
+            self.entries[name] = DatasetEntry(
+                name, load, " ".join(str(description).split()), plugin, shape, num_classes, bool(takes_argument)
+            )
 
         return register
 
@@ -169,10 +174,14 @@ class _CifarUnpickler(pickle.Unpickler):
     constructors a batch needs are allowed."""
 
     ALLOWED = {
-        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"),
-        ("numpy._core.multiarray", "scalar"), ("_codecs", "encode"),
-    }  # fmt: skip
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("numpy.core.multiarray", "scalar"),
+        ("numpy._core.multiarray", "scalar"),
+        ("_codecs", "encode"),
+    }
 
     def find_class(self, module, name):
         if (module, name) in self.ALLOWED:
@@ -226,8 +235,10 @@ def eight_bit(im, path: Path):
 
 def check_image_folder(root: Path) -> None:
     if not root.is_dir():
-        raise BenchError(f"image folder {root} {'is not a folder' if root.exists() else 'does not exist'} "
-                         "(expected one subfolder of images per class)")  # fmt: skip
+        raise BenchError(
+            f"image folder {root} {'is not a folder' if root.exists() else 'does not exist'} "
+            "(expected one subfolder of images per class)"
+        )
 
 
 def read_image_folder(root: Path, image_size: int) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
@@ -252,8 +263,9 @@ def read_image_folder(root: Path, image_size: int) -> tuple[np.ndarray, np.ndarr
     if broken:
         import warnings
 
-        warnings.warn(f"image folder {root}: skipped {len(broken)} broken link(s), e.g. {sorted(broken)[0]}",
-                      stacklevel=2)  # fmt: skip
+        warnings.warn(
+            f"image folder {root}: skipped {len(broken)} broken link(s), e.g. {sorted(broken)[0]}", stacklevel=2
+        )
     decoded = []
     for path, _ in files:
         try:

@@ -54,7 +54,9 @@ def select_trials(store: Store, run: dict, refs: tuple[str, ...], top_k: int) ->
     for ref in refs:
         text = ref.lower().removeprefix("t")
         if not (text.isascii() and text.isdigit()) or int(text) not in by_idx:
-            raise BenchError(f"run {run['id']} has no trial '{ref}' (trials: t001..{trial_label(max(by_idx, default=0))})")
+            raise BenchError(
+                f"run {run['id']} has no trial '{ref}' (trials: t001..{trial_label(max(by_idx, default=0))})"
+            )
         trial = by_idx[int(text)]
         if not trial.get("checkpoint"):
             raise BenchError(f"trial {trial_label(trial['idx'])} has no checkpoint (status {trial['status']})")
@@ -108,14 +110,27 @@ def export_trial(store: Store, run: dict, trial: dict, data: Dataset, settings: 
     """Export one trial to <run>/t<NNN>/model.onnx and record how it went; failures are recorded, not raised."""
     model = load_model(store, run, trial)
     images, labels = _test_images(data, trial)
-    result = export_model(model, data.input_shape, onnx_metadata(run, trial, data), images, settings.tolerance,
-                          settings.opset, settings.exporter)  # fmt: skip
+    result = export_model(
+        model,
+        data.input_shape,
+        onnx_metadata(run, trial, data),
+        images,
+        settings.tolerance,
+        settings.opset,
+        settings.exporter,
+    )
     row = {
-        "status": result.status, "note": result.note, "exporter": result.exporter, "opset": result.opset,
-        "tolerance": settings.tolerance, "parity_images": result.parity_images, "max_abs_diff": result.max_abs_diff,
-        "top1_agreement": result.top1_agreement, "torch_test_acc": trial["test_acc"],
+        "status": result.status,
+        "note": result.note,
+        "exporter": result.exporter,
+        "opset": result.opset,
+        "tolerance": settings.tolerance,
+        "parity_images": result.parity_images,
+        "max_abs_diff": result.max_abs_diff,
+        "top1_agreement": result.top1_agreement,
+        "torch_test_acc": trial["test_acc"],
         "flops": count_flops(model, data.input_shape),
-    }  # fmt: skip
+    }
     if result.data is not None:
         path = store.trial_dir(run["id"], trial["idx"]) / "model.onnx"
         atomic_write(path, result.data)
@@ -127,8 +142,14 @@ def export_trial(store: Store, run: dict, trial: dict, data: Dataset, settings: 
     return store.export_of(trial["id"])
 
 
-def _verified(store: Store, trial: dict, relative: str, sha256: str, again: str = "export it again (`bench export`)",
-              made: str = "exported") -> Path:  # fmt: skip
+def _verified(
+    store: Store,
+    trial: dict,
+    relative: str,
+    sha256: str,
+    again: str = "export it again (`bench export`)",
+    made: str = "exported",
+) -> Path:
     """The path of a recorded ONNX file whose bytes still hash to ``sha256``."""
     path = store.artifact_path(relative)
     try:
@@ -162,8 +183,9 @@ def calibration_and_test(data: Dataset, trial: dict, n: int) -> tuple[np.ndarray
     return calibration, test, splits.test.labels.numpy()
 
 
-def quantize_trial(store: Store, run: dict, trial: dict, data: Dataset, settings: QuantizeSettings,
-                   threads: int | None = None) -> list[dict]:  # fmt: skip
+def quantize_trial(
+    store: Store, run: dict, trial: dict, data: Dataset, settings: QuantizeSettings, threads: int | None = None
+) -> list[dict]:
     """Make and check the int8 and fp16 variants of the trial's verified ONNX export (bench.quantize), write
     them to <run>/t<NNN>/model-<precision>.onnx and record each, failed ones with their reason."""
     fp32_path = _verified_export(store, trial)
@@ -179,12 +201,24 @@ def quantize_trial(store: Store, run: dict, trial: dict, data: Dataset, settings
 
 
 def _rows(measurements, precision: str) -> list[dict]:
-    return [{
-        "precision": precision, "engine": m.engine, "provider": m.provider, "batch_size": m.batch_size,
-        "status": m.status, "note": m.note, "session_ms": m.session_ms, "first_ms": m.first_ms, "warmup": m.warmup,
-        "total_s": m.total_s, "samples": [round(x, 4) for x in m.samples], "method": m.method,
-        **{k: v for k, v in m.summary().items()},
-    } for m in measurements]  # fmt: skip
+    return [
+        {
+            "precision": precision,
+            "engine": m.engine,
+            "provider": m.provider,
+            "batch_size": m.batch_size,
+            "status": m.status,
+            "note": m.note,
+            "session_ms": m.session_ms,
+            "first_ms": m.first_ms,
+            "warmup": m.warmup,
+            "total_s": m.total_s,
+            "samples": [round(x, 4) for x in m.samples],
+            "method": m.method,
+            **{k: v for k, v in m.summary().items()},
+        }
+        for m in measurements
+    ]
 
 
 def benchmark_trial(store: Store, run: dict, trial: dict, data: Dataset, settings: BenchSettings) -> list[dict]:
@@ -198,17 +232,26 @@ def benchmark_trial(store: Store, run: dict, trial: dict, data: Dataset, setting
     store.record_latencies(trial["id"], _rows(inference.benchmark(model, path, images, settings), "fp32"))
     for variant in store.variants_of(trial["id"]):
         if variant["status"] in RUNNABLE:
-            vpath = _verified(store, trial, variant["path"], variant["sha256"], "make it again (`bench quantize`)",
-                              "made")  # fmt: skip
+            vpath = _verified(
+                store, trial, variant["path"], variant["sha256"], "make it again (`bench quantize`)", "made"
+            )
             rows = _rows(inference.benchmark(None, vpath, images, settings), variant["precision"])
             store.record_latencies(trial["id"], rows)
     return store.latency_of(trial["id"])
 
 
-def export_and_benchmark(store: Store, run: dict, trials: list[dict], *, export: ExportSettings | None = None,
-                         benchmark: BenchSettings | None = None, quantize: QuantizeSettings | None = None,
-                         reuse_exports: bool = False, reuse_variants: bool | None = None,
-                         on_event: Callable[[str, dict, dict | list], None] | None = None) -> list[str]:  # fmt: skip
+def export_and_benchmark(
+    store: Store,
+    run: dict,
+    trials: list[dict],
+    *,
+    export: ExportSettings | None = None,
+    benchmark: BenchSettings | None = None,
+    quantize: QuantizeSettings | None = None,
+    reuse_exports: bool = False,
+    reuse_variants: bool | None = None,
+    on_event: Callable[[str, dict, dict | list], None] | None = None,
+) -> list[str]:
     """Export every trial (with ``reuse_exports``, only those never exported), make the ``quantize`` variants of
     those whose export is verified (with ``reuse_variants``, default ``reuse_exports``, only the precisions not made
     yet), then ``benchmark`` them. One trial's failure never stops the others: export and variant failures are
@@ -228,8 +271,14 @@ def export_and_benchmark(store: Store, run: dict, trials: list[dict], *, export:
                 made = {v["precision"] for v in store.variants_of(trial["id"])} if reuse else set()
                 missing = tuple(p for p in quantize.quantize if p not in made)
                 if missing:
-                    rows = quantize_trial(store, run, trial, data, replace(quantize, quantize=missing),
-                                          benchmark.bench_threads if benchmark else None)  # fmt: skip
+                    rows = quantize_trial(
+                        store,
+                        run,
+                        trial,
+                        data,
+                        replace(quantize, quantize=missing),
+                        benchmark.bench_threads if benchmark else None,
+                    )
                     if on_event:
                         on_event("quantized", trial, rows)
             if benchmark is not None and exp["status"] == ExportStatus.OK:

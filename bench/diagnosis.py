@@ -61,40 +61,50 @@ def diagnose(trial: dict, history: list[dict]) -> list[Finding]:
         and last["val_loss"] >= val_min * (1 + OVERFIT_RISE)
         and last["train_loss"] < at_best["train_loss"]
     ):
-        findings.append(Finding(
-            "overfitting",
-            f"Overfitting from epoch {best}: validation loss rose from {val_min:.4f} (epoch {best}) to "
-            f"{last['val_loss']:.4f} (epoch {last['epoch']}) while training loss fell from "
-            f"{at_best['train_loss']:.4f} to {last['train_loss']:.4f}; the checkpoint of epoch {best} was kept.",
-            best,
-        ))  # fmt: skip
+        findings.append(
+            Finding(
+                "overfitting",
+                f"Overfitting from epoch {best}: validation loss rose from {val_min:.4f} (epoch {best}) to "
+                f"{last['val_loss']:.4f} (epoch {last['epoch']}) while training loss fell from "
+                f"{at_best['train_loss']:.4f} to {last['train_loss']:.4f}; the checkpoint of epoch {best} was kept.",
+                best,
+            )
+        )
     if best == last["epoch"]:
-        findings.append(Finding(
-            "still_improving",
-            f"Still improving at the last epoch ({best}): validation loss reached its lowest there "
-            f"({val_min:.4f}); more epochs may help.",
-            best,
-        ))  # fmt: skip
+        findings.append(
+            Finding(
+                "still_improving",
+                f"Still improving at the last epoch ({best}): validation loss reached its lowest there "
+                f"({val_min:.4f}); more epochs may help.",
+                best,
+            )
+        )
     train_acc, val_acc = trial.get("train_acc"), trial.get("val_acc")
     if train_acc is not None and train_acc < UNDERFIT_TRAIN_ACC:
-        findings.append(Finding(
-            "underfitting",
-            f"Underfitting: the kept checkpoint classifies only {100 * train_acc:.2f}% of its own training images; "
-            "a larger model, less regularization, more epochs or a higher learning rate may help.",
-        ))  # fmt: skip
+        findings.append(
+            Finding(
+                "underfitting",
+                f"Underfitting: the kept checkpoint classifies only {100 * train_acc:.2f}% of its own training images; "
+                "a larger model, less regularization, more epochs or a higher learning rate may help.",
+            )
+        )
     if train_acc is not None and val_acc is not None and train_acc - val_acc > GAP:
-        findings.append(Finding(
-            "gap",
-            f"Generalization gap: {100 * train_acc:.2f}% on training images against {100 * val_acc:.2f}% on "
-            "validation images; more data, augmentation or regularization may help.",
-        ))  # fmt: skip
+        findings.append(
+            Finding(
+                "gap",
+                f"Generalization gap: {100 * train_acc:.2f}% on training images against {100 * val_acc:.2f}% on "
+                "validation images; more data, augmentation or regularization may help.",
+            )
+        )
     if all(f.kind == "early_stopped" for f in findings):
-        findings.append(Finding(
-            "converged",
-            f"Converged: validation loss reached its lowest at epoch {best} of {last['epoch']} and did not rise "
-            f"by more than {100 * OVERFIT_RISE:.0f}% afterwards.",
-            best,
-        ))  # fmt: skip
+        findings.append(
+            Finding(
+                "converged",
+                f"Converged: validation loss reached its lowest at epoch {best} of {last['epoch']} and did not rise "
+                f"by more than {100 * OVERFIT_RISE:.0f}% afterwards.",
+                best,
+            )
+        )
     return findings
 
 

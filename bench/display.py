@@ -150,8 +150,12 @@ class RichDisplay(RunListener):
             self.bar.remove_task(self.epochs_tasks.pop(spec.idx))
         self.bar.advance(self.trials_task)
         hp = spec.hparams
-        marks = {TrialStatus.COMPLETED: "[green]✓[/]", TrialStatus.EARLY_STOPPED: "[green]✓[/]",
-                 TrialStatus.PRUNED: "[yellow]-[/]", TrialStatus.DIVERGED: "[yellow]![/]"}  # fmt: skip
+        marks = {
+            TrialStatus.COMPLETED: "[green]✓[/]",
+            TrialStatus.EARLY_STOPPED: "[green]✓[/]",
+            TrialStatus.PRUNED: "[yellow]-[/]",
+            TrialStatus.DIVERGED: "[yellow]![/]",
+        }
         mark = marks.get(trial["status"], "[red]✗[/]")
         figures = (
             f"val {pct(trial['val_acc'])}% test {pct(trial['test_acc'])}% best epoch {trial['best_epoch']}"
@@ -187,11 +191,18 @@ class RichDisplay(RunListener):
         elif payload["status"] != "ok":
             self.console.print(f"ONNX {name}: {payload['status']}, {payload['note']}")
         else:
-            self.console.print(f"ONNX {name}: ok, max |Δ| {payload['max_abs_diff']:.1e}, "
-                               f"ONNX test acc {100 * payload['onnx_test_acc']:.2f}%")  # fmt: skip
+            self.console.print(
+                f"ONNX {name}: ok, max |Δ| {payload['max_abs_diff']:.1e}, "
+                f"ONNX test acc {100 * payload['onnx_test_acc']:.2f}%"
+            )
 
-    def deploy_done(self, run: dict, entries: list[tuple[dict, dict | None, list[dict]]], settings,
-                    variants: list[tuple[dict, list[dict]]] = ()) -> None:  # fmt: skip
+    def deploy_done(
+        self,
+        run: dict,
+        entries: list[tuple[dict, dict | None, list[dict]]],
+        settings,
+        variants: list[tuple[dict, list[dict]]] = (),
+    ) -> None:
         if self.status is not None:
             self.status.stop()
             self.status = None
@@ -207,19 +218,40 @@ def variants_table(variants: list[tuple[dict, list[dict]]], entries: list[tuple]
     from bench.tradeoffs import variant_rows
 
     table = Table(title=title, title_justify="left", caption_justify="left")
-    for name in ["trial", "precision", "status", "test %", "Δ points", "top-1 agree %", "size ratio",
-                 "speedup b1", "speedup largest", "how"]:  # fmt: skip
+    for name in [
+        "trial",
+        "precision",
+        "status",
+        "test %",
+        "Δ points",
+        "top-1 agree %",
+        "size ratio",
+        "speedup b1",
+        "speedup largest",
+        "how",
+    ]:
         table.add_column(name, justify="left" if name in ("trial", "precision", "status", "how") else "right")
     exports = {t["id"]: (exp, rows) for t, exp, rows in entries}
     for trial, rows in variants:
         exp, latency = exports.get(trial["id"], (None, []))
         for r in variant_rows(exp, rows, latency):
-            status = {VariantStatus.OK: "ok", VariantStatus.FLAGGED: "[yellow]flagged[/]",
-                      VariantStatus.FAILED: "[red]failed[/]"}.get(r["status"])  # fmt: skip
-            table.add_row(trial_label(trial["idx"]), r["precision"], status, pct(r["test_acc"]),
-                          f"{r['delta_points']:+.2f}" if r["delta_points"] is not None else "-",
-                          pct(r["top1_agreement"]), times(r["size_ratio"]), times(r["speedup_batch1"]),
-                          times(r["speedup_largest"]), r["how"])  # fmt: skip
+            status = {
+                VariantStatus.OK: "ok",
+                VariantStatus.FLAGGED: "[yellow]flagged[/]",
+                VariantStatus.FAILED: "[red]failed[/]",
+            }.get(r["status"])
+            table.add_row(
+                trial_label(trial["idx"]),
+                r["precision"],
+                status,
+                pct(r["test_acc"]),
+                f"{r['delta_points']:+.2f}" if r["delta_points"] is not None else "-",
+                pct(r["top1_agreement"]),
+                times(r["size_ratio"]),
+                times(r["speedup_batch1"]),
+                times(r["speedup_largest"]),
+                r["how"],
+            )
     table.caption = (
         "Accuracy on the whole test set through onnxruntime (CPU); Δ against the fp32 export; size and "
         "speedup (ORT CPU p50, batch 1 and the largest batch measured) as variant over fp32."
@@ -231,11 +263,25 @@ def inference_table(entries: list[tuple[dict, dict | None, list[dict]]], title: 
     """One row per (trial, provider, batch size): ONNX Runtime beside PyTorch eager on the same inputs.
     ``entries`` are (trial, export row, latency rows)."""
     table = Table(title=title, title_justify="left", caption_justify="left")
-    for name in ["trial", "architecture", "export", "max |Δ|", "top-1 agree %", "test % torch/ORT", "provider",
-                 "precision", "batch", "ORT p50 / p90 / p99 ms", "n", "ORT img/s", "torch p50 ms",
-                 "ORT/torch"]:  # fmt: skip
-        table.add_column(name, justify="left" if name in ("trial", "architecture", "export", "provider",
-                                                          "precision") else "right")  # fmt: skip
+    for name in [
+        "trial",
+        "architecture",
+        "export",
+        "max |Δ|",
+        "top-1 agree %",
+        "test % torch/ORT",
+        "provider",
+        "precision",
+        "batch",
+        "ORT p50 / p90 / p99 ms",
+        "n",
+        "ORT img/s",
+        "torch p50 ms",
+        "ORT/torch",
+    ]:
+        table.add_column(
+            name, justify="left" if name in ("trial", "architecture", "export", "provider", "precision") else "right"
+        )
     methods = []
     for trial, exp, rows in entries:
         head = [
@@ -260,8 +306,11 @@ def inference_table(entries: list[tuple[dict, dict | None, list[dict]]], title: 
             if o and o["status"] != "ok":
                 cells = [f"[yellow]{o['status']}[/]: {o['note']}", "-", "-"]
             elif o:
-                cells = [f"{o['p50_ms']:.3f} / {o['p90_ms']:.3f} / {o['p99_ms']:.3f}", str(o["n"]),
-                         f"{o['throughput']:,.0f}"]  # fmt: skip
+                cells = [
+                    f"{o['p50_ms']:.3f} / {o['p90_ms']:.3f} / {o['p99_ms']:.3f}",
+                    str(o["n"]),
+                    f"{o['throughput']:,.0f}",
+                ]
             else:
                 cells = ["-", "-", "-"]
             tp50 = f"{t['p50_ms']:.3f}" if t and t["status"] == "ok" else (t["status"] if t else "-")
@@ -295,8 +344,10 @@ def catalog_tables(catalog: dict) -> list[tuple[str, Table, str]]:
             else:
                 table.add_row(format_variant(row["variant"]) or "-", count(row["params"]), f"{row['flops'] / 1e6:,.1f}")
         where = f"{catalog['dataset']} {shape}, {catalog['num_classes']} classes"
-        note = (f"{a['variants_default']} default variants of {a['variants_all']}; params and forward MFLOPs per "
-                f"image (torch's flop counter) for {where}")  # fmt: skip
+        note = (
+            f"{a['variants_default']} default variants of {a['variants_all']}; params and forward MFLOPs per "
+            f"image (torch's flop counter) for {where}"
+        )
         out.append((f"[bold]{escape(a['name'])}[/] ({escape(a['plugin'])}): {escape(a['description'])}", table, note))
     return out
 
@@ -306,9 +357,14 @@ def plugins_table(infos: list[dict]) -> Table:
     for i in infos:
         errors = [i["error"]] if i["error"] else []
         errors += [f"{name}: {err}" for name, err in i["architecture_errors"].items()]
-        table.add_row(i["name"], i["version"] or "-", "built-in" if i["builtin"] else (i["distribution"] or "-"),
-                      ", ".join(i["hooks"]) or "-", ", ".join(i["architectures"]) or "-",
-                      f"[red]{'; '.join(errors)}[/]" if errors else "")  # fmt: skip
+        table.add_row(
+            i["name"],
+            i["version"] or "-",
+            "built-in" if i["builtin"] else (i["distribution"] or "-"),
+            ", ".join(i["hooks"]) or "-",
+            ", ".join(i["architectures"]) or "-",
+            f"[red]{'; '.join(errors)}[/]" if errors else "",
+        )
     return table
 
 

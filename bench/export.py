@@ -80,20 +80,33 @@ def _export_with(exporter: str, model: nn.Module, example: torch.Tensor, path: P
     with _silenced():
         if exporter == "dynamo":
             torch.onnx.export(
-                model, (example,), str(path), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                opset_version=opset, dynamo=True, verbose=False, external_data=False,
+                model,
+                (example,),
+                str(path),
+                input_names=[INPUT_NAME],
+                output_names=[OUTPUT_NAME],
+                opset_version=opset,
+                dynamo=True,
+                verbose=False,
+                external_data=False,
                 dynamic_shapes=({0: torch.export.Dim("batch")},),
-            )  # fmt: skip
+            )
         else:
             torch.onnx.export(
-                model, (example,), str(path), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                opset_version=opset, dynamo=False,
+                model,
+                (example,),
+                str(path),
+                input_names=[INPUT_NAME],
+                output_names=[OUTPUT_NAME],
+                opset_version=opset,
+                dynamo=False,
                 dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
-            )  # fmt: skip
+            )
 
 
-def to_onnx(model: nn.Module, input_shape, metadata: dict, opset: int = DEFAULT.opset,
-            exporter: str = DEFAULT.exporter):
+def to_onnx(
+    model: nn.Module, input_shape, metadata: dict, opset: int = DEFAULT.opset, exporter: str = DEFAULT.exporter
+):
     """The model as an onnx.ModelProto with a dynamic batch axis and ``metadata`` (JSON values) in its
     metadata_props. Uses ``exporter``; if the dynamo exporter fails, tries the TorchScript one and says so.
     Returns (proto, description of the exporter used). Raises ExportFailed with every reason."""
@@ -223,8 +236,9 @@ def _at_opset(proto: onnx.ModelProto, opset: int) -> onnx.ModelProto:
     try:
         converted = version_converter.convert_version(proto, opset)
     except Exception as exc:
-        raise ExportFailed(f"the exporter wrote opset {file_opset(proto)} and onnx cannot convert it to opset "
-                           f"{opset}: {one_line(exc)}") from exc  # fmt: skip
+        raise ExportFailed(
+            f"the exporter wrote opset {file_opset(proto)} and onnx cannot convert it to opset {opset}: {one_line(exc)}"
+        ) from exc
     if file_opset(converted) != opset:
         raise ExportFailed(f"the exporter wrote opset {file_opset(proto)}, not {opset}")
     return converted

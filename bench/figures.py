@@ -33,8 +33,15 @@ def loss_plot(history: list[dict], best_epoch: int | None, title: str) -> bytes:
     ax.plot(epochs, val, marker="o", markersize=3, label="validation loss")
     if best_epoch is not None:
         ax.axvline(best_epoch, color="gray", linestyle="--", linewidth=1)
-        ax.plot([best_epoch], [val[best_epoch - 1]], marker="*", markersize=14, color="tab:red", linestyle="none",
-                label=f"kept checkpoint (epoch {best_epoch})")  # fmt: skip
+        ax.plot(
+            [best_epoch],
+            [val[best_epoch - 1]],
+            marker="*",
+            markersize=14,
+            color="tab:red",
+            linestyle="none",
+            label=f"kept checkpoint (epoch {best_epoch})",
+        )
     values = [v for v in train + val if v == v and v > 0]
     if values and max(values) / min(values) > 100:
         ax.set_yscale("log")
@@ -65,8 +72,15 @@ def confusion_plot(matrix: list[list[int]], classes: list[str], title: str) -> b
         for i in range(n):
             for j in range(n):
                 if rows[i][j] >= 0.005:
-                    ax.text(j, i, f"{100 * rows[i][j]:.0f}", ha="center", va="center", fontsize=7,
-                            color="white" if rows[i][j] > 0.5 else "black")  # fmt: skip
+                    ax.text(
+                        j,
+                        i,
+                        f"{100 * rows[i][j]:.0f}",
+                        ha="center",
+                        va="center",
+                        fontsize=7,
+                        color="white" if rows[i][j] > 0.5 else "black",
+                    )
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of the true class")
     return _png(fig)
 
@@ -89,17 +103,31 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
     return sorted(front, key=lambda i: points[i][0])
 
 
-def tradeoff_plot(labels: list[str], costs: list[float], accuracies: list[float], xlabel: str, title: str,
-                  log_x: bool = False, point: str = "trial") -> bytes:  # fmt: skip
+def tradeoff_plot(
+    labels: list[str],
+    costs: list[float],
+    accuracies: list[float],
+    xlabel: str,
+    title: str,
+    log_x: bool = False,
+    point: str = "trial",
+) -> bytes:
     """Test accuracy against a cost, the Pareto front drawn and labelled."""
     fig = Figure(figsize=(6.4, 4.4))
     ax = fig.subplots()
     front = pareto_front(list(zip(costs, accuracies, strict=True)))
     others = [i for i in range(len(labels)) if i not in front]
-    ax.scatter([costs[i] for i in others], [100 * accuracies[i] for i in others], color="tab:gray", alpha=0.7,
-               label=point)  # fmt: skip
-    ax.plot([costs[i] for i in front], [100 * accuracies[i] for i in front], color="tab:red", marker="o",
-            drawstyle="steps-post", label="Pareto front")  # fmt: skip
+    ax.scatter(
+        [costs[i] for i in others], [100 * accuracies[i] for i in others], color="tab:gray", alpha=0.7, label=point
+    )
+    ax.plot(
+        [costs[i] for i in front],
+        [100 * accuracies[i] for i in front],
+        color="tab:red",
+        marker="o",
+        drawstyle="steps-post",
+        label="Pareto front",
+    )
     at: dict[tuple[float, float], list[str]] = {}  # trials at the same point share one label
     for i in range(len(labels)):
         at.setdefault((costs[i], accuracies[i]), []).append(labels[i])

@@ -44,8 +44,9 @@ def _umask() -> int:
 
 def _write_error(path: Path, exc: OSError) -> BenchError:
     if exc.errno in NO_ROOM:
-        return DiskFull(f"no room to write {path} ({exc.strerror}); earlier results are intact: free some space "
-                        "and resume")  # fmt: skip
+        return DiskFull(
+            f"no room to write {path} ({exc.strerror}); earlier results are intact: free some space and resume"
+        )
     return BenchError(f"cannot write {path}: {exc.strerror or exc}")
 
 

@@ -134,15 +134,22 @@ def batch_of(images: torch.Tensor, batch_size: int) -> torch.Tensor:
     return images.repeat(reps, 1, 1, 1)[:batch_size].contiguous() if reps > 1 else images[:batch_size].contiguous()
 
 
-def bench_onnxruntime(path, images: torch.Tensor, batch_size: int, provider: str, settings: BenchSettings,
-                      threads: int) -> Measurement:  # fmt: skip
+def bench_onnxruntime(
+    path, images: torch.Tensor, batch_size: int, provider: str, settings: BenchSettings, threads: int
+) -> Measurement:
     m = Measurement("onnxruntime", onnxrt.PROVIDERS[provider], batch_size, warmup=settings.warmup)
     m.method = {
-        "percentiles": PERCENTILE_METHOD, "intra_op_threads": threads, "inter_op_threads": 1,
-        "graph_optimization": settings.graph_optimization, "onnxruntime": ort.__version__,
-        "io_binding": provider == "cuda", "timer": "time.perf_counter",
-        "warmup": settings.warmup, "min_runs": settings.min_runs, "min_time_s": settings.min_time,
-    }  # fmt: skip
+        "percentiles": PERCENTILE_METHOD,
+        "intra_op_threads": threads,
+        "inter_op_threads": 1,
+        "graph_optimization": settings.graph_optimization,
+        "onnxruntime": ort.__version__,
+        "io_binding": provider == "cuda",
+        "timer": "time.perf_counter",
+        "warmup": settings.warmup,
+        "min_runs": settings.min_runs,
+        "min_time_s": settings.min_time,
+    }
     x = batch_of(images, batch_size).cpu().numpy().astype(np.float32)
     levels = AUTO_LEVELS if settings.graph_optimization == "auto" else (settings.graph_optimization,)
     probe: dict[str, float] = {}
@@ -185,21 +192,31 @@ def bench_onnxruntime(path, images: torch.Tensor, batch_size: int, provider: str
 def _probe(sess, x: np.ndarray) -> tuple[float, float]:
     """(first run ms, median of PROBE_RUNS warm runs ms) of ``sess`` on ``x``, to choose between sessions."""
     feed = {sess.get_inputs()[0].name: x}
-    first_ms, samples, _ = timed_runs(lambda: sess.run(None, feed), BenchSettings(warmup=3, min_runs=PROBE_RUNS, min_time=0.0))
+    first_ms, samples, _ = timed_runs(
+        lambda: sess.run(None, feed), BenchSettings(warmup=3, min_runs=PROBE_RUNS, min_time=0.0)
+    )
     return first_ms, float(np.median(samples))
 
 
-def bench_torch(model: nn.Module, images: torch.Tensor, batch_size: int, device: str, settings: BenchSettings,
-                threads: int) -> Measurement:  # fmt: skip
+def bench_torch(
+    model: nn.Module, images: torch.Tensor, batch_size: int, device: str, settings: BenchSettings, threads: int
+) -> Measurement:
     m = Measurement("torch", device, batch_size, warmup=settings.warmup)
     m.method = {
-        "percentiles": PERCENTILE_METHOD, "intra_op_threads": threads, "mode": "eager, eval, inference_mode",
+        "percentiles": PERCENTILE_METHOD,
+        "intra_op_threads": threads,
+        "mode": "eager, eval, inference_mode",
         "torch": torch.__version__,
         "timer": "time.perf_counter" + (" after cuda synchronize" if device == "cuda" else ""),
-        "warmup": settings.warmup, "min_runs": settings.min_runs, "min_time_s": settings.min_time,
-    }  # fmt: skip
+        "warmup": settings.warmup,
+        "min_runs": settings.min_runs,
+        "min_time_s": settings.min_time,
+    }
     if device == "cuda" and not torch.cuda.is_available():
-        m.status, m.note = MeasurementStatus.UNAVAILABLE, "no CUDA GPU is visible on this machine (torch.cuda.is_available() is False)"
+        m.status, m.note = (
+            MeasurementStatus.UNAVAILABLE,
+            "no CUDA GPU is visible on this machine (torch.cuda.is_available() is False)",
+        )
         return m
     t0 = time.perf_counter()
     model = model.to(device).eval()
@@ -234,20 +251,27 @@ def benchmark(model: nn.Module | None, onnx_path, images: torch.Tensor, settings
                 stop = None
                 for batch_size in settings.sizes():
                     if stop:
-                        out.append(Measurement(engine, _provider_name(engine, provider), batch_size, MeasurementStatus.SKIPPED, stop))
+                        out.append(
+                            Measurement(
+                                engine, _provider_name(engine, provider), batch_size, MeasurementStatus.SKIPPED, stop
+                            )
+                        )
                         continue
                     m = _measure(measure, engine, provider, batch_size, settings)
                     out.append(m)
                     if settings.batch_curve and m.status == MeasurementStatus.FAILED:
                         stop = f"the curve stopped after batch {batch_size} failed"
                     elif settings.batch_curve and m.samples and (p50 := float(np.median(m.samples))) > CURVE_LIMIT_MS:
-                        stop = (f"the curve stopped after batch {batch_size} took {p50:,.0f} ms (limit "
-                                f"{CURVE_LIMIT_MS:,.0f} ms)")  # fmt: skip
+                        stop = (
+                            f"the curve stopped after batch {batch_size} took {p50:,.0f} ms (limit "
+                            f"{CURVE_LIMIT_MS:,.0f} ms)"
+                        )
     finally:
         torch.set_num_threads(previous)
     order = {"onnxruntime": 0, "torch": 1}
-    return sorted(out, key=lambda m: (settings.resolved_providers().index(_plain(m.provider)), m.batch_size,
-                                      order[m.engine]))  # fmt: skip
+    return sorted(
+        out, key=lambda m: (settings.resolved_providers().index(_plain(m.provider)), m.batch_size, order[m.engine])
+    )
 
 
 def _measure(measure, engine: str, provider: str, batch_size: int, settings: BenchSettings) -> Measurement:
@@ -256,7 +280,9 @@ def _measure(measure, engine: str, provider: str, batch_size: int, settings: Ben
     except (MemoryError, RuntimeError, OrtFail, OrtRuntimeError) as exc:  # out of memory, mostly
         if not settings.batch_curve or batch_size in settings.batch_sizes:
             raise
-        return Measurement(engine, _provider_name(engine, provider), batch_size, MeasurementStatus.FAILED, one_line(exc, 200))
+        return Measurement(
+            engine, _provider_name(engine, provider), batch_size, MeasurementStatus.FAILED, one_line(exc, 200)
+        )
 
 
 def _provider_name(engine: str, provider: str) -> str:

@@ -20,8 +20,9 @@ def make_optimizer(model: nn.Module, hp: HParams) -> torch.optim.Optimizer:
     params = [{"params": scales.pop(1.0, [])}]
     params += [{"params": ps, "lr": hp.lr * s, "weight_decay": hp.weight_decay / s} for s, ps in scales.items()]
     if hp.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay,
-                               nesterov=hp.nesterov)  # fmt: skip
+        return torch.optim.SGD(
+            params, lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay, nesterov=hp.nesterov
+        )
     if hp.optimizer == "adam":
         return torch.optim.Adam(params, lr=hp.lr, weight_decay=hp.weight_decay)
     return torch.optim.AdamW(params, lr=hp.lr, weight_decay=hp.weight_decay)
@@ -95,4 +96,3 @@ class Lookahead:
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         for name, average in self.average.items():
             average.copy_(state[name])
-

@@ -208,8 +208,9 @@ def dataset_info(spec: str):
     return get_plugins().datasets.entry(spec)[0]
 
 
-def load_dataset(spec: str, data_dir=None, download: bool = False, image_size: int | None = None,
-                 mean=None, std=None) -> Dataset:  # fmt: skip
+def load_dataset(
+    spec: str, data_dir=None, download: bool = False, image_size: int | None = None, mean=None, std=None
+) -> Dataset:
     """Load ``name`` or ``name:argument`` through its plugin. ``mean`` and ``std`` replace the dataset's own
     normalization (one value per channel, or one for all)."""
     from dataclasses import replace
@@ -257,8 +258,16 @@ def catalog(pattern: str = "*", variants: str = "default", dataset: str = "digit
                 rows.append({"variant": v, "params": count_parameters(model), "flops": count_flops(model, shape)})
             except Exception as exc:  # shown in the listing, as `bench plugins` does
                 rows.append({"variant": v, "params": None, "flops": None, "error": f"{exc.__class__.__name__}: {exc}"})
-        out.append({"name": arch.name, "plugin": arch.plugin, "description": arch.description,
-                    "parameters": {k: arch.values(k) for k in arch.parameters}, "defaults": arch.defaults,
-                    "variants_default": len(arch.variants("default")), "variants_all": len(arch.all_variants()),
-                    "variants": rows})  # fmt: skip
+        out.append(
+            {
+                "name": arch.name,
+                "plugin": arch.plugin,
+                "description": arch.description,
+                "parameters": {k: arch.values(k) for k in arch.parameters},
+                "defaults": arch.defaults,
+                "variants_default": len(arch.variants("default")),
+                "variants_all": len(arch.all_variants()),
+                "variants": rows,
+            }
+        )
     return {"dataset": dataset, "input_shape": list(shape), "num_classes": classes, "architectures": out}

@@ -30,8 +30,19 @@ from bench.status import VariantStatus
 QDQ_OPS = {"QuantizeLinear", "DequantizeLinear"}
 DYNAMIC_INT8_OPS = {"ConvInteger", "MatMulInteger", "DynamicQuantizeLinear", "DynamicQuantizeMatMul"}
 # Operators that move or reshape values without arithmetic: neither "quantized" nor "left in float".
-PLUMBING_OPS = {"Reshape", "Flatten", "Shape", "Constant", "Gather", "Unsqueeze", "Squeeze", "Concat", "Identity",
-                "Transpose", "Cast"}  # fmt: skip
+PLUMBING_OPS = {
+    "Reshape",
+    "Flatten",
+    "Shape",
+    "Constant",
+    "Gather",
+    "Unsqueeze",
+    "Squeeze",
+    "Concat",
+    "Identity",
+    "Transpose",
+    "Cast",
+}
 
 
 @dataclass(frozen=True)
@@ -57,10 +68,17 @@ class Variant:
 
     def row(self, max_accuracy_drop: float) -> dict:
         """The store's record of this variant (the file's path is added by whoever writes it)."""
-        return {"precision": self.precision, "status": self.status, "note": self.note,
-                "size_bytes": len(self.data) if self.data is not None else None, "test_acc": self.test_acc,
-                "fp32_test_acc": self.fp32_test_acc, "top1_agreement": self.top1_agreement,
-                "max_accuracy_drop": max_accuracy_drop, "method": self.method}  # fmt: skip
+        return {
+            "precision": self.precision,
+            "status": self.status,
+            "note": self.note,
+            "size_bytes": len(self.data) if self.data is not None else None,
+            "test_acc": self.test_acc,
+            "fp32_test_acc": self.fp32_test_acc,
+            "top1_agreement": self.top1_agreement,
+            "max_accuracy_drop": max_accuracy_drop,
+            "method": self.method,
+        }
 
 
 class _Images(CalibrationDataReader):
@@ -99,8 +117,9 @@ def operators(model: onnx.ModelProto) -> dict[str, dict[str, int]]:
     for node in model.graph.node:
         if node.op_type in QDQ_OPS | PLUMBING_OPS or node.op_type == "DynamicQuantizeLinear":
             continue
-        quantized = node.op_type in DYNAMIC_INT8_OPS or any(produced_by.get(i) == "DequantizeLinear"
-                                                                for i in node.input)  # fmt: skip
+        quantized = node.op_type in DYNAMIC_INT8_OPS or any(
+            produced_by.get(i) == "DequantizeLinear" for i in node.input
+        )
         (int8 if quantized else floats)[node.op_type] += 1
     return {"int8": dict(int8), "float": dict(floats)}
 
@@ -130,19 +149,38 @@ def quantize_int8(fp32_path: Path, calibration: np.ndarray, settings: QuantizeSe
         try:
             # Symbolic shape inference is skipped: its Reshape rule fails on the dynamo exporter's files.
             quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=True)
-            method = getattr(CalibrationMethod, {"minmax": "MinMax", "entropy": "Entropy",
-                                                 "percentile": "Percentile"}[settings.calibration_method])  # fmt: skip
+            method = getattr(
+                CalibrationMethod,
+                {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}[settings.calibration_method],
+            )
             # Its calibrators print their progress, and it logs each per-channel axis it skips (a batch norm's
             # one-dimensional weight) as a warning on the root logger: neither is for the user.
             with contextlib.redirect_stdout(io.StringIO()), _quiet_logging():
-                quantize_static(str(pre), str(out), _Images(name, calibration), quant_format=QuantFormat.QDQ,
-                                per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-                                calibrate_method=method)  # fmt: skip
+                quantize_static(
+                    str(pre),
+                    str(out),
+                    _Images(name, calibration),
+                    quant_format=QuantFormat.QDQ,
+                    per_channel=True,
+                    activation_type=QuantType.QInt8,
+                    weight_type=QuantType.QInt8,
+                    calibrate_method=method,
+                )
             data = out.read_bytes()
-            return data, {"kind": "static", "tool": tool, "format": "QDQ", "weights": "int8, per channel",
-                          "activations": "int8, calibrated", "calibration_images": len(calibration),
-                          "calibration_method": settings.calibration_method,
-                          "operators": operators(onnx.load_from_string(data))}, None  # fmt: skip
+            return (
+                data,
+                {
+                    "kind": "static",
+                    "tool": tool,
+                    "format": "QDQ",
+                    "weights": "int8, per channel",
+                    "activations": "int8, calibrated",
+                    "calibration_images": len(calibration),
+                    "calibration_method": settings.calibration_method,
+                    "operators": operators(onnx.load_from_string(data)),
+                },
+                None,
+            )
         except Exception as exc:  # the tool's own errors are of many types; the message is what matters
             problem = f"static quantization failed ({one_line(exc)})"
     try:
@@ -170,12 +208,21 @@ def to_fp16(fp32_path: Path) -> tuple[bytes, dict]:
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
     model = convert_float_to_float16(onnx.load(str(fp32_path)), keep_io_types=True)
-    return model.SerializeToString(), {"kind": "fp16", "tool": f"onnxruntime.transformers.float16 ({ort.__version__})",
-                                       "io": "float32 inputs and outputs, cast inside"}  # fmt: skip
+    return model.SerializeToString(), {
+        "kind": "fp16",
+        "tool": f"onnxruntime.transformers.float16 ({ort.__version__})",
+        "io": "float32 inputs and outputs, cast inside",
+    }
 
 
-def make_variants(fp32_path: Path, calibration: np.ndarray, test_images: np.ndarray, labels: np.ndarray,
-                  settings: QuantizeSettings, threads: int | None = None) -> list[Variant]:  # fmt: skip
+def make_variants(
+    fp32_path: Path,
+    calibration: np.ndarray,
+    test_images: np.ndarray,
+    labels: np.ndarray,
+    settings: QuantizeSettings,
+    threads: int | None = None,
+) -> list[Variant]:
     """Every precision of ``settings``, made from ``fp32_path`` and checked on ``test_images``; failures are
     returned as failed variants, never raised."""
     fp32_logits = logits_of(onnxrt.session(fp32_path, "cpu", threads), test_images)
@@ -188,8 +235,9 @@ def make_variants(fp32_path: Path, calibration: np.ndarray, test_images: np.ndar
             workdir.mkdir()
             try:
                 if precision == "int8":
-                    variant.data, variant.method, variant.note = quantize_int8(fp32_path, calibration, settings,
-                                                                               workdir)  # fmt: skip
+                    variant.data, variant.method, variant.note = quantize_int8(
+                        fp32_path, calibration, settings, workdir
+                    )
                 else:
                     variant.data, variant.method = to_fp16(fp32_path)
                 path = workdir / "model.onnx"
@@ -206,8 +254,9 @@ def make_variants(fp32_path: Path, calibration: np.ndarray, test_images: np.ndar
             drop = 100 * (fp32_acc - variant.test_acc)
             if drop > settings.max_accuracy_drop:
                 variant.status = VariantStatus.FLAGGED
-                flag = (f"loses {drop:.2f} points of test accuracy against fp32 (allowed: "
-                        f"{settings.max_accuracy_drop:g})")  # fmt: skip
+                flag = (
+                    f"loses {drop:.2f} points of test accuracy against fp32 (allowed: {settings.max_accuracy_drop:g})"
+                )
                 variant.note = f"{flag}; {variant.note}" if variant.note else flag
             out.append(variant)
     return out

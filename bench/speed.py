@@ -65,10 +65,21 @@ def _measure_bf16_speedup(steps: int = 5) -> float:
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(64, 3, 32, 32, generator=generator).contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 10, (64,), generator=generator)
-    net = nn.Sequential(nn.Conv2d(3, 64, 3, padding=1), nn.BatchNorm2d(64), nn.ReLU(),
-                        nn.Conv2d(64, 64, 3, padding=1), nn.BatchNorm2d(64), nn.ReLU(), nn.MaxPool2d(2),
-                        nn.Conv2d(64, 128, 3, padding=1), nn.BatchNorm2d(128), nn.ReLU(),
-                        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(128, 10))  # fmt: skip
+    net = nn.Sequential(
+        nn.Conv2d(3, 64, 3, padding=1),
+        nn.BatchNorm2d(64),
+        nn.ReLU(),
+        nn.Conv2d(64, 64, 3, padding=1),
+        nn.BatchNorm2d(64),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(64, 128, 3, padding=1),
+        nn.BatchNorm2d(128),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(128, 10),
+    )
     net.to(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(net.parameters(), lr=1e-3, momentum=0.9)
     times: dict[bool, list[float]] = {False: [], True: []}
@@ -113,4 +124,3 @@ def resolve_speed(hp: HParams, model: nn.Module, input_shape: tuple[int, ...], d
         fast = count_flops(model, input_shape) >= BF16_MIN_FLOPS and bf16_is_fast(device)  # the cheap test first
         changes["precision"] = "bf16" if fast else "fp32"
     return replace(hp, **changes) if changes else hp
-

@@ -12,8 +12,14 @@ SATURATION = 1.10  # throughput has saturated at a batch when no larger batch is
 
 def ort_cpu(latency: list[dict], precision: str, batch: int | None = None) -> dict | None:
     """The ONNX Runtime CPU measurement of ``precision`` at ``batch`` (None: the largest batch measured)."""
-    rows = [r for r in latency if r["engine"] == "onnxruntime" and r["provider"] in CPU and r["status"] == "ok"
-            and (r.get("precision") or "fp32") == precision]  # fmt: skip
+    rows = [
+        r
+        for r in latency
+        if r["engine"] == "onnxruntime"
+        and r["provider"] in CPU
+        and r["status"] == "ok"
+        and (r.get("precision") or "fp32") == precision
+    ]
     if batch is None:
         return max(rows, key=lambda r: r["batch_size"], default=None)
     return next((r for r in rows if r["batch_size"] == batch), None)
@@ -48,29 +54,40 @@ def variant_rows(export: dict | None, variants: list[dict], latency: list[dict])
             r["batch_size"] for r in latency if (r.get("precision") or "fp32") == "fp32" and r["status"] == "ok"
         }
         big = [ort_cpu(latency, x, max(common)) for x in ("fp32", p)] if common else [None, None]
-        out.append({
-            "precision": p, "status": v["status"], "test_acc": v["test_acc"], "fp32_test_acc": v["fp32_test_acc"],
-            "delta_points": None if v["test_acc"] is None or v["fp32_test_acc"] is None
-            else 100 * (v["test_acc"] - v["fp32_test_acc"]),
-            "top1_agreement": v["top1_agreement"],
-            "size_ratio": v["size_bytes"] / fp32_size if v["size_bytes"] and fp32_size else None,
-            "speedup_batch1": b1[0]["p50_ms"] / b1[1]["p50_ms"] if all(b1) else None,
-            "speedup_largest": big[0]["p50_ms"] / big[1]["p50_ms"] if all(big) else None,
-            "largest_batch": max(common) if common else None,
-            "how": how_made(v),
-        })  # fmt: skip
+        out.append(
+            {
+                "precision": p,
+                "status": v["status"],
+                "test_acc": v["test_acc"],
+                "fp32_test_acc": v["fp32_test_acc"],
+                "delta_points": None
+                if v["test_acc"] is None or v["fp32_test_acc"] is None
+                else 100 * (v["test_acc"] - v["fp32_test_acc"]),
+                "top1_agreement": v["top1_agreement"],
+                "size_ratio": v["size_bytes"] / fp32_size if v["size_bytes"] and fp32_size else None,
+                "speedup_batch1": b1[0]["p50_ms"] / b1[1]["p50_ms"] if all(b1) else None,
+                "speedup_largest": big[0]["p50_ms"] / big[1]["p50_ms"] if all(big) else None,
+                "largest_batch": max(common) if common else None,
+                "how": how_made(v),
+            }
+        )
     return out
 
 
-def accuracy_latency_points(name: str, export: dict | None, variants: list[dict], latency: list[dict],
-                            batch: int = 1) -> list[tuple[str, float, float]]:  # fmt: skip
+def accuracy_latency_points(
+    name: str, export: dict | None, variants: list[dict], latency: list[dict], batch: int = 1
+) -> list[tuple[str, float, float]]:
     """(label, ORT CPU p50 ms at ``batch``, test accuracy through ORT) of the fp32 export and each variant that
     runs: the points of the deployment trade-off."""
     out = []
     if export and export.get("onnx_test_acc") is not None and (m := ort_cpu(latency, "fp32", batch)):
         out.append((f"{name} fp32", m["p50_ms"], export["onnx_test_acc"]))
     for v in variants:
-        if v["status"] != VariantStatus.FAILED and v["test_acc"] is not None and (m := ort_cpu(latency, v["precision"], batch)):
+        if (
+            v["status"] != VariantStatus.FAILED
+            and v["test_acc"] is not None
+            and (m := ort_cpu(latency, v["precision"], batch))
+        ):
             out.append((f"{name} {v['precision']}", m["p50_ms"], v["test_acc"]))
     return out
 

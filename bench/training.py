@@ -86,7 +86,6 @@ def confusion_matrix(labels: torch.Tensor, predictions: torch.Tensor, num_classe
     return counts.view(num_classes, num_classes).tolist()
 
 
-
 def _better(select: str, stats: EpochStats, best: EpochStats | None) -> bool:
     if best is None:
         return True
@@ -206,8 +205,9 @@ def train_trial(
         train_loss, train_acc = loss_sum.item() / seen, correct.item() / seen
         elapsed += time.perf_counter() - t0
         val = evaluate(model, splits.val, normalize)
-        stats = EpochStats(epoch, train_loss, train_acc, val.loss, val.acc, time.perf_counter() - t0, lr=lr,
-                           elapsed_s=elapsed)  # fmt: skip
+        stats = EpochStats(
+            epoch, train_loss, train_acc, val.loss, val.acc, time.perf_counter() - t0, lr=lr, elapsed_s=elapsed
+        )
         result.history.append(stats)
         if not (math.isfinite(train_loss) and math.isfinite(val.loss)) or train_loss > limit:
             result.status = TrialStatus.DIVERGED
@@ -228,9 +228,19 @@ def train_trial(
             result.checkpoint_sha256 = checkpoints.save(checkpoint_path, best_state, meta)
         stopping = bool(hp.patience and epoch - best.epoch >= hp.patience and epoch < hp.epochs)
         if state_path is not None and epoch < hp.epochs and not stopping:
-            save_state(state_path, hp, checkpoint_meta, model, optimizer, scheduler, generators, device,
-                       result.history, {"epoch": best.epoch, "state": best_state},
-                       lookahead.state_dict() if lookahead is not None else None)  # fmt: skip
+            save_state(
+                state_path,
+                hp,
+                checkpoint_meta,
+                model,
+                optimizer,
+                scheduler,
+                generators,
+                device,
+                result.history,
+                {"epoch": best.epoch, "state": best_state},
+                lookahead.state_dict() if lookahead is not None else None,
+            )
         if on_epoch:
             on_epoch(stats)
         if stopping:

@@ -32,8 +32,19 @@ def set_rng(state: dict, generators: dict[str, torch.Generator], device: torch.d
         torch.cuda.set_rng_state(state["cuda"], device)
 
 
-def save_state(path: Path, hp: HParams, meta: dict | None, model: nn.Module, optimizer, scheduler, generators,
-               device: torch.device, history: list, best: dict, lookahead: dict | None = None) -> None:  # fmt: skip
+def save_state(
+    path: Path,
+    hp: HParams,
+    meta: dict | None,
+    model: nn.Module,
+    optimizer,
+    scheduler,
+    generators,
+    device: torch.device,
+    history: list,
+    best: dict,
+    lookahead: dict | None = None,
+) -> None:
     """Everything needed to continue the trial after its last finished epoch, written atomically: ``history`` (its
     EpochStats), ``best`` (the epoch kept so far, ``{"epoch": n, "state": weights}``) and ``lookahead`` (its
     average), beside the model, optimizer, schedule and random generators."""
@@ -73,4 +84,3 @@ def load_state(path: Path, hp: HParams, meta: dict | None) -> dict | None:
     if not same or (hp.lookahead and not isinstance(state.get("lookahead"), dict)):
         return None
     return state
-

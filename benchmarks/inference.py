@@ -89,10 +89,13 @@ def peak(threads: int) -> dict[str, float]:
             [numpy_helper.from_array(b.numpy(), "B")],
             mm,
         )
-        _ort_model([helper.make_node("Conv", ["X", "W"], ["Y"], pads=[1, 1, 1, 1])],
-                   [helper.make_tensor_value_info("X", f32, list(x.shape))],
-                   [helper.make_tensor_value_info("Y", f32, list(x.shape))], [numpy_helper.from_array(w.numpy(), "W")],
-                   cv)  # fmt: skip
+        _ort_model(
+            [helper.make_node("Conv", ["X", "W"], ["Y"], pads=[1, 1, 1, 1])],
+            [helper.make_tensor_value_info("X", f32, list(x.shape))],
+            [helper.make_tensor_value_info("Y", f32, list(x.shape))],
+            [numpy_helper.from_array(w.numpy(), "W")],
+            cv,
+        )
         sess = onnxrt.session(mm, "cpu", threads)
         feed = {"A": a.numpy()}
         out[f"onnxruntime MatMul {n}x{n}x{n}"] = 2 * n**3 / _best_time(lambda: sess.run(None, feed)) / 1e9
@@ -131,8 +134,10 @@ def _nets(tmp: Path):
 def _header(cores: int) -> str:
     from bench.environment import cpu_features, cpu_model
 
-    return (f"{cores} cores of {cpu_model()} ({', '.join(cpu_features())}); torch {torch.__version__}, onnxruntime "
-            f"{__import__('onnxruntime').__version__}, numpy {np.__version__}.")  # fmt: skip
+    return (
+        f"{cores} cores of {cpu_model()} ({', '.join(cpu_features())}); torch {torch.__version__}, onnxruntime "
+        f"{__import__('onnxruntime').__version__}, numpy {np.__version__}."
+    )
 
 
 def int8_section(cores: int, rounds: int, runs: int) -> str:
@@ -166,17 +171,23 @@ def int8_section(cores: int, rounds: int, runs: int) -> str:
                 f"{b1[0] / b1[1]:.2f}x | {b64[0]:.3f} | {b64[1]:.3f} | {b64[0] / b64[1]:.2f}x | {left} |"
             )
             print(rows[-1], flush=True)
-    return "\n".join([
-        "## Inference: int8", "",
-        f"{_header(cores)} Command: `python benchmarks/inference.py --sections int8`. Static int8 by bench.quantize "
-        "(QDQ, per-channel int8 weights, MinMax-calibrated int8 activations), ORT CPU, graph optimization 'all', "
-        f"intra-op threads {cores}; p50 in ms, the median of {rounds} alternating rounds of at least {runs} runs "
-        "and 0.5 s. Seeded random weights: speed only (accuracy: `bench quantize` on trained models).", "",
-        "| net | MFLOPs/img | int8 kind | fp32 p50 b1 | int8 p50 b1 | speedup b1 | fp32 p50 b64 | int8 p50 b64 | "
-        "speedup b64 | operators left in float |",
-        "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
-        *rows, "",
-    ])  # fmt: skip
+    return "\n".join(
+        [
+            "## Inference: int8",
+            "",
+            f"{_header(cores)} Command: `python benchmarks/inference.py --sections int8`. Static int8 by "
+            "bench.quantize (QDQ, per-channel int8 weights, MinMax-calibrated int8 activations), ORT CPU, graph "
+            f"optimization 'all', intra-op threads {cores}; p50 in ms, the median of {rounds} alternating rounds of "
+            f"at least {runs} runs and 0.5 s. Seeded random weights: speed only (accuracy: `bench quantize` on "
+            "trained models).",
+            "",
+            "| net | MFLOPs/img | int8 kind | fp32 p50 b1 | int8 p50 b1 | speedup b1 | fp32 p50 b64 | int8 p50 b64 | "
+            "speedup b64 | operators left in float |",
+            "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+            *rows,
+            "",
+        ]
+    )
 
 
 def curves_section(cores: int) -> str:
@@ -185,8 +196,16 @@ def curves_section(cores: int) -> str:
     from bench.tradeoffs import curves, saturation
 
     images = torch.randn(64, 3, 32, 32, generator=torch.Generator().manual_seed(0))
-    settings = BenchSettings(batch_sizes=(1,), providers=("cpu",), warmup=3, min_runs=10, min_time=0.5,
-                             threads=cores, graph_optimization="all", curve=True)  # fmt: skip
+    settings = BenchSettings(
+        batch_sizes=(1,),
+        providers=("cpu",),
+        warmup=3,
+        min_runs=10,
+        min_time=0.5,
+        threads=cores,
+        graph_optimization="all",
+        curve=True,
+    )
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for label, model, _, path in _nets(Path(tmp)):
@@ -194,10 +213,12 @@ def curves_section(cores: int) -> str:
             work.mkdir()
             int8 = work / "model-int8.onnx"
             int8.write_bytes(quantize_int8(path, images.numpy(), QuantizeSettings(calibration_images=64), work)[0])
-            measured = [{"precision": "fp32", **vars(m), **m.summary()} for m in benchmark(model, path, images,
-                                                                                            settings)]  # fmt: skip
-            measured += [{"precision": "int8", **vars(m), **m.summary()} for m in benchmark(None, int8, images,
-                                                                                             settings)]  # fmt: skip
+            measured = [
+                {"precision": "fp32", **vars(m), **m.summary()} for m in benchmark(model, path, images, settings)
+            ]
+            measured += [
+                {"precision": "int8", **vars(m), **m.summary()} for m in benchmark(None, int8, images, settings)
+            ]
             for (precision, engine, _), pts in curves(measured).items():
                 stop = saturation(pts)
                 rates = " | ".join(f"{r:,.0f}" for _, r in pts) + " | -" * (9 - len(pts))
@@ -205,17 +226,22 @@ def curves_section(cores: int) -> str:
                 rows.append(f"| {label} | {what} | {rates} | {stop if stop else f'> {pts[-1][0]}'} |")
                 print(rows[-1], flush=True)
     sizes = (1, 2, 4, 8, 16, 32, 64, 128, 256)
-    return "\n".join([
-        "## Inference: batch-size curves", "",
-        f"{_header(cores)} Command: `python benchmarks/inference.py --sections curves`. bench.inference with "
-        f"--batch-curve settings: each batch size at least 10 runs and 0.5 s after 3 warm-up runs, intra-op threads "
-        f"{cores}, ORT graph optimization 'all'; images/s = batch / mean latency. 'saturates at': the smallest batch "
-        "no larger batch beats by more than 10% (bench.tradeoffs.saturation; '> N': none up to N); '-': the curve "
-        "stopped (a batch over 2 s).", "",
-        "| net | engine, precision | " + " | ".join(f"b{b}" for b in sizes) + " | saturates at |",
-        "| --- | --- | " + " | ".join("---:" for _ in sizes) + " | ---: |",
-        *rows, "",
-    ])  # fmt: skip
+    return "\n".join(
+        [
+            "## Inference: batch-size curves",
+            "",
+            f"{_header(cores)} Command: `python benchmarks/inference.py --sections curves`. bench.inference with "
+            "--batch-curve settings: each batch size at least 10 runs and 0.5 s after 3 warm-up runs, intra-op "
+            f"threads {cores}, ORT graph optimization 'all'; images/s = batch / mean latency. 'saturates at': the "
+            "smallest batch no larger batch beats by more than 10% (bench.tradeoffs.saturation; '> N': none up to "
+            "N); '-': the curve stopped (a batch over 2 s).",
+            "",
+            "| net | engine, precision | " + " | ".join(f"b{b}" for b in sizes) + " | saturates at |",
+            "| --- | --- | " + " | ".join("---:" for _ in sizes) + " | ---: |",
+            *rows,
+            "",
+        ]
+    )
 
 
 def main() -> None:
@@ -278,8 +304,9 @@ def fp32_section(runs: int) -> None:
                 (level, threads), ort_ms = min(trials.items(), key=lambda kv: kv[1])
                 default = bench_onnxruntime(path, images, batch, "cpu", settings, cores)
                 default_ms, chosen = default.summary()["p50_ms"], default.method["graph_optimization"]
-                wins[f"{level}, {threads} thread{'s' if threads > 1 else ''}"] = wins.get(
-                    f"{level}, {threads} thread{'s' if threads > 1 else ''}", 0) + 1  # fmt: skip
+                wins[f"{level}, {threads} thread{'s' if threads > 1 else ''}"] = (
+                    wins.get(f"{level}, {threads} thread{'s' if threads > 1 else ''}", 0) + 1
+                )
                 gflops = flops * batch / (default_ms / 1000) / 1e9
                 summary.append(
                     f"| {name} v{index} | {flops / 1e6:.1f} | {batch} | {eager:.3f} | {default_ms:.3f} ({chosen}) | "
@@ -288,8 +315,9 @@ def fp32_section(runs: int) -> None:
                 )
                 configs.append(
                     f"| {name} v{index} | {batch} | "
-                    + " | ".join(f"{trials[(lv, t)]:.3f}" for lv in LEVELS for t in sorted({1, cores})) + " |"
-                )  # fmt: skip
+                    + " | ".join(f"{trials[(lv, t)]:.3f}" for lv in LEVELS for t in sorted({1, cores}))
+                    + " |"
+                )
                 print(summary[-1], flush=True)
     t_heads = [f"{lv}, {t}t" for lv in LEVELS for t in sorted({1, cores})]
     ghz_peak = nominal_peak(cores)
@@ -327,10 +355,11 @@ def fp32_section(runs: int) -> None:
         "| --- | --- | " + " | ".join("---" for _ in t_heads) + " |",
         *configs,
         "",
-        "Fastest setting, times won: " + ", ".join(f"{k}: {v}" for k, v in sorted(wins.items(), key=lambda kv: -kv[1]))
+        "Fastest setting, times won: "
+        + ", ".join(f"{k}: {v}" for k, v in sorted(wins.items(), key=lambda kv: -kv[1]))
         + ".",
         "",
-    ]  # fmt: skip
+    ]
     section = "\n".join(lines)
     record("Inference", section)
     print(section)

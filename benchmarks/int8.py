@@ -51,10 +51,12 @@ def main() -> None:
     name = onnx.load(str(fp32_path)).graph.input[0].name
     with tempfile.TemporaryDirectory() as tmp:
         int8_path = Path(tmp) / "int8.onnx"
-        int8_path.write_bytes(quantize_int8(fp32_path, calib, QuantizeSettings(calibration_images=args.calibration),
-                                            Path(tmp))[0])  # fmt: skip
-        sessions = {p: onnxrt.session(path, "cpu", threads, "all") for p, path in (("fp32", fp32_path),
-                                                                                   ("int8", int8_path))}  # fmt: skip
+        int8_path.write_bytes(
+            quantize_int8(fp32_path, calib, QuantizeSettings(calibration_images=args.calibration), Path(tmp))[0]
+        )
+        sessions = {
+            p: onnxrt.session(path, "cpu", threads, "all") for p, path in (("fp32", fp32_path), ("int8", int8_path))
+        }
         optimized = Path(tmp) / "int8-optimized.onnx"
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -65,8 +67,15 @@ def main() -> None:
         out = {p: logits_of(s, test) for p, s in sessions.items()}
         acc = {p: float((o.argmax(1) == labels).mean()) for p, o in out.items()}
         agree = float((out["fp32"].argmax(1) == out["int8"].argmax(1)).mean())
-        settings = BenchSettings(batch_sizes=(1, 64), providers=("cpu",), warmup=10, min_runs=args.runs,
-                                 min_time=args.min_time, bench_threads=threads, graph_optimization="all")
+        settings = BenchSettings(
+            batch_sizes=(1, 64),
+            providers=("cpu",),
+            warmup=10,
+            min_runs=args.runs,
+            min_time=args.min_time,
+            bench_threads=threads,
+            graph_optimization="all",
+        )
         p50: dict[tuple[str, int], list[float]] = collections.defaultdict(list)
         for _ in range(args.rounds):
             for batch in (1, 64):
@@ -92,12 +101,17 @@ def main() -> None:
     for precision in ("fp32", "int8"):
         b1, b64 = (statistics.median(p50[(precision, b)]) for b in (1, 64))
         agreement = "100.00" if precision == "fp32" else f"{100 * agree:.2f}"
-        lines.append(f"| {precision} | {100 * acc[precision]:.2f} | {agreement} | {sizes[precision] / 1e6:.2f} | "
-                     f"{b1:.3f} | {b64:.3f} | {64 / b64 * 1000:,.0f} |")  # fmt: skip
+        lines.append(
+            f"| {precision} | {100 * acc[precision]:.2f} | {agreement} | {sizes[precision] / 1e6:.2f} | "
+            f"{b1:.3f} | {b64:.3f} | {64 / b64 * 1000:,.0f} |"
+        )
     speedup = statistics.median(p50[("fp32", 64)]) / statistics.median(p50[("int8", 64)])
-    lines += ["", f"Int8 at batch 64: {speedup:.2f}x the images/s of fp32, {100 * (acc['int8'] - acc['fp32']):+.2f} "
-              f"points of test accuracy. Operators of the int8 model after ORT's optimization: "
-              f"{', '.join(f'{k} {v}' for k, v in ops.most_common())}."]  # fmt: skip
+    lines += [
+        "",
+        f"Int8 at batch 64: {speedup:.2f}x the images/s of fp32, {100 * (acc['int8'] - acc['fp32']):+.2f} "
+        f"points of test accuracy. Operators of the int8 model after ORT's optimization: "
+        f"{', '.join(f'{k} {v}' for k, v in ops.most_common())}.",
+    ]
     section = "\n".join(lines) + "\n"
     record(heading, section)
     print(section)

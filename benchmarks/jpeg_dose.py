@@ -53,19 +53,22 @@ def main() -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
         Image.open(f).convert("RGB").save(target, "JPEG", quality=args.quality)
     sample = random.Random(0).sample(files, min(args.sample, len(files)))
-    values = np.array([psnr(Image.open(f).convert("RGB"), Image.open(out / f.relative_to(src)).convert("RGB"))
-                       for f in sample])  # fmt: skip
+    values = np.array(
+        [psnr(Image.open(f).convert("RGB"), Image.open(out / f.relative_to(src)).convert("RGB")) for f in sample]
+    )
     p10, p50, p90 = np.percentile(values, [10, 50, 90])
     rel = out.relative_to(ROOT) if out.is_relative_to(ROOT) else out
-    section = "\n".join([
-        f"## JPEG dose: quality {args.quality}",
-        "",
-        f"`python benchmarks/jpeg_dose.py --src {args.src} --quality {args.quality}`: all {len(files):,} images of "
-        f"`{args.src}` re-encoded by PIL at quality {args.quality} into `{rel}` (same layout). PSNR of the copy "
-        f"against its source on {len(sample):,} images drawn with seed 0: **median {p50:.1f} dB**, p10 {p10:.1f}, "
-        f"p90 {p90:.1f} (the archive against the original pixels: 27-33 dB, ../shared/data/README.md). "
-        f"Machine: {cpu_name()}.",
-    ])  # fmt: skip
+    section = "\n".join(
+        [
+            f"## JPEG dose: quality {args.quality}",
+            "",
+            f"`python benchmarks/jpeg_dose.py --src {args.src} --quality {args.quality}`: all {len(files):,} images of "
+            f"`{args.src}` re-encoded by PIL at quality {args.quality} into `{rel}` (same layout). PSNR of the copy "
+            f"against its source on {len(sample):,} images drawn with seed 0: **median {p50:.1f} dB**, p10 {p10:.1f}, "
+            f"p90 {p90:.1f} (the archive against the original pixels: 27-33 dB, ../shared/data/README.md). "
+            f"Machine: {cpu_name()}.",
+        ]
+    )
     record(f"JPEG dose: quality {args.quality}", section)
     print(section)
 

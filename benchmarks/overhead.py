@@ -51,8 +51,10 @@ def minimal_loop(model, x, y, xv, yv, epochs: int, batch_size: int, seed: int, p
             optimizer.step()
         model.eval()
         with torch.no_grad():
-            val = sum(float(F.cross_entropy(model(xv[j : j + 1024]), yv[j : j + 1024], reduction="sum"))
-                      for j in range(0, len(yv), 1024)) / len(yv)  # fmt: skip
+            val = sum(
+                float(F.cross_entropy(model(xv[j : j + 1024]), yv[j : j + 1024], reduction="sum"))
+                for j in range(0, len(yv), 1024)
+            ) / len(yv)
         if val < best:
             best = val
             torch.save(model.state_dict(), path)
@@ -76,8 +78,11 @@ def main() -> None:
     data = load_dataset("fashion-mnist")
     n = args.images
     tr = data.train
-    splits = Splits(Split(tr.images[:n], tr.labels[:n]), Split(tr.images[n : n + 1280], tr.labels[n : n + 1280]),
-                    Split(data.test.images[:64], data.test.labels[:64]))  # fmt: skip
+    splits = Splits(
+        Split(tr.images[:n], tr.labels[:n]),
+        Split(tr.images[n : n + 1280], tr.labels[n : n + 1280]),
+        Split(data.test.images[:64], data.test.labels[:64]),
+    )
     normalize = Normalizer(data)
     with torch.no_grad():
         x, xv = normalize(splits.train.images), normalize(splits.val.images)
@@ -106,8 +111,9 @@ def main() -> None:
             with tempfile.TemporaryDirectory() as tmp:
                 torch.manual_seed(0)
                 model = arch.build(data.input_shape, data.num_classes, variant)
-                hand = minimal_loop(model, x, splits.train.labels, xv, splits.val.labels, args.epochs, 64, 0,
-                                    Path(tmp) / "hand.pt")  # fmt: skip
+                hand = minimal_loop(
+                    model, x, splits.train.labels, xv, splits.val.labels, args.epochs, 64, 0, Path(tmp) / "hand.pt"
+                )
                 torch.manual_seed(0)
                 model = arch.build(data.input_shape, data.num_classes, variant)
                 ours = train_trial(model, splits, normalize, hp, Path(tmp) / "best.pt", data.num_classes).train_time_s

@@ -54,8 +54,10 @@ def worker(threads: int, indices: list[int], epochs: int) -> None:
 def launch(threads: int, indices: list[int], epochs: int) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, __file__, "--worker", str(threads), ",".join(map(str, indices)), "--epochs", str(epochs)],
-        stdout=subprocess.PIPE, text=True, cwd="/tmp",
-    )  # fmt: skip
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd="/tmp",
+    )
 
 
 def one_round(cores: int, trials: int, epochs: int) -> tuple[float, float]:
@@ -85,22 +87,24 @@ def main() -> None:
     a = statistics.median(r[0] for r in rounds)
     b = statistics.median(r[1] for r in rounds)
     faster = "side by side" if b < a else "one at a time"
-    table = "\n".join([
-        "## Parallel trials",
-        "",
-        f"{trials} small trials (cnn_dropout default variants, {args.epochs} epochs, digits) on {cores} cores of "
-        f"{cpu_model()}; torch {torch.__version__}. Training-phase wall time, median of {args.repeats} rounds "
-        "(A and B alternate; fresh processes; imports and data loading excluded).",
-        "",
-        "| way | processes x threads | wall time (s) | rounds (s) |",
-        "| --- | --- | --- | --- |",
-        f"| A. one trial at a time | 1 x {cores} | {a:.2f} | {', '.join(f'{r[0]:.2f}' for r in rounds)} |",
-        f"| B. trials side by side | {cores} x 1 | {b:.2f} | {', '.join(f'{r[1]:.2f}' for r in rounds)} |",
-        "",
-        f"Ratio A/B = {a / b:.2f}: {faster} is faster for small models. cnnbench's Ray executor therefore "
-        f"defaults to --cpus-per-trial {1 if b < a else cores} (torch threads per trial = its CPUs).",
-        "",
-    ])  # fmt: skip
+    table = "\n".join(
+        [
+            "## Parallel trials",
+            "",
+            f"{trials} small trials (cnn_dropout default variants, {args.epochs} epochs, digits) on {cores} cores of "
+            f"{cpu_model()}; torch {torch.__version__}. Training-phase wall time, median of {args.repeats} rounds "
+            "(A and B alternate; fresh processes; imports and data loading excluded).",
+            "",
+            "| way | processes x threads | wall time (s) | rounds (s) |",
+            "| --- | --- | --- | --- |",
+            f"| A. one trial at a time | 1 x {cores} | {a:.2f} | {', '.join(f'{r[0]:.2f}' for r in rounds)} |",
+            f"| B. trials side by side | {cores} x 1 | {b:.2f} | {', '.join(f'{r[1]:.2f}' for r in rounds)} |",
+            "",
+            f"Ratio A/B = {a / b:.2f}: {faster} is faster for small models. cnnbench's Ray executor therefore "
+            f"defaults to --cpus-per-trial {1 if b < a else cores} (torch threads per trial = its CPUs).",
+            "",
+        ]
+    )
     record("Parallel trials", table)
     print(table)
 

@@ -32,10 +32,14 @@ def classic_epoch(images, labels, model, workers: int, mean: float, std: float) 
     from torch.utils.data import DataLoader
     from torchvision import transforms
 
-    transform = transforms.Compose([
-        transforms.RandomHorizontalFlip(), transforms.RandomCrop(28, padding=4), transforms.ToTensor(),
-        transforms.Normalize((mean,), (std,)),
-    ])  # fmt: skip
+    transform = transforms.Compose(
+        [
+            transforms.RandomHorizontalFlip(),
+            transforms.RandomCrop(28, padding=4),
+            transforms.ToTensor(),
+            transforms.Normalize((mean,), (std,)),
+        ]
+    )
 
     class PerImage(torch.utils.data.Dataset):
         def __len__(self):
@@ -44,8 +48,7 @@ def classic_epoch(images, labels, model, workers: int, mean: float, std: float) 
         def __getitem__(self, i):  # what torchvision's datasets do: one PIL image per sample
             return transform(Image.fromarray(images[i, 0].numpy(), mode="L")), int(labels[i])
 
-    loader = DataLoader(PerImage(), batch_size=64, shuffle=True, num_workers=workers,
-                        persistent_workers=False)  # fmt: skip
+    loader = DataLoader(PerImage(), batch_size=64, shuffle=True, num_workers=workers, persistent_workers=False)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     model.train()
     start = time.perf_counter()
@@ -62,8 +65,11 @@ def cnnbench_epoch(data, n: int, model) -> float:
     from bench.speed import resolve_speed
     from bench.training import HParams, train_trial
 
-    splits = Splits(Split(data.train.images[:n], data.train.labels[:n]),
-                    Split(data.train.images[n : n + 64], data.train.labels[n : n + 64]), data.test)  # fmt: skip
+    splits = Splits(
+        Split(data.train.images[:n], data.train.labels[:n]),
+        Split(data.train.images[n : n + 64], data.train.labels[n : n + 64]),
+        data.test,
+    )
     hp = HParams(batch_size=64, lr=0.01, epochs=1, optimizer="sgd", augment="flip,crop")
     hp = resolve_speed(hp, model, data.input_shape, torch.device("cpu"))  # as a run's plan does
     with tempfile.TemporaryDirectory() as tmp:
@@ -95,11 +101,13 @@ def main() -> None:
 
     rounds = []
     for _ in range(args.repeats):
-        rounds.append({
-            "classic, 0 workers": classic_epoch(images, labels, model(), 0, data.mean[0], data.std[0]),
-            f"classic, {cores} workers": classic_epoch(images, labels, model(), cores, data.mean[0], data.std[0]),
-            "cnnbench": cnnbench_epoch(data, n, model()),
-        })  # fmt: skip
+        rounds.append(
+            {
+                "classic, 0 workers": classic_epoch(images, labels, model(), 0, data.mean[0], data.std[0]),
+                f"classic, {cores} workers": classic_epoch(images, labels, model(), cores, data.mean[0], data.std[0]),
+                "cnnbench": cnnbench_epoch(data, n, model()),
+            }
+        )
     medians = {k: statistics.median(r[k] for r in rounds) for k in rounds[0]}
     reference = min(v for k, v in medians.items() if k.startswith("classic"))
     ratio = reference / medians["cnnbench"]

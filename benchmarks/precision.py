@@ -29,16 +29,30 @@ from pathlib import Path
 import torch
 from record import record
 
-MODES = {"fp32": ("fp32", False), "fp32 + channels_last": ("fp32", True), "bf16": ("bf16", False),
-         "bf16 + channels_last": ("bf16", True)}  # fmt: skip
+MODES = {
+    "fp32": ("fp32", False),
+    "fp32 + channels_last": ("fp32", True),
+    "bf16": ("bf16", False),
+    "bf16 + channels_last": ("bf16", True),
+}
 # (dataset, architecture, variant index, training images for the speed part)
-SPEED_NETS = [("digits", "cnn_baseline", 0, None), ("digits", "cnn_dropout", 1, None),
-              ("digits", "cnn_dropout", 3, None), ("digits", "resnet", 0, None),
-              ("fashion-mnist", "cnn_baseline", 0, 2560), ("fashion-mnist", "cnn_dropout", 3, 2560),
-              ("fashion-mnist", "resnet", 0, 2560), ("fashion-mnist", "cnn_vgg", 0, 640)]  # fmt: skip
+SPEED_NETS = [
+    ("digits", "cnn_baseline", 0, None),
+    ("digits", "cnn_dropout", 1, None),
+    ("digits", "cnn_dropout", 3, None),
+    ("digits", "resnet", 0, None),
+    ("fashion-mnist", "cnn_baseline", 0, 2560),
+    ("fashion-mnist", "cnn_dropout", 3, 2560),
+    ("fashion-mnist", "resnet", 0, 2560),
+    ("fashion-mnist", "cnn_vgg", 0, 640),
+]
 # (architecture, variant index, training-set images, epochs, hyperparameters)
-ACCURACY_NETS = [("cnn_baseline", 0, 12000, 5, {}), ("cnn_dropout", 3, 12000, 4, {}), ("resnet", 0, 12000, 4, {}),
-                 ("cnn_vgg", 0, 6000, 3, {})]  # fmt: skip
+ACCURACY_NETS = [
+    ("cnn_baseline", 0, 12000, 5, {}),
+    ("cnn_dropout", 3, 12000, 4, {}),
+    ("resnet", 0, 12000, 4, {}),
+    ("cnn_vgg", 0, 6000, 3, {}),
+]
 
 
 def _train(data, arch, variant, splits, hp):
@@ -75,8 +89,11 @@ def speed(repeats: int) -> list[str]:
         variant = arch.variants()[index]
         n = n or len(data.train) - 64
         tr, va = data.train, data.train
-        splits = Splits(Split(tr.images[:n], tr.labels[:n]), Split(va.images[-64:], va.labels[-64:]),
-                        Split(data.test.images[:64], data.test.labels[:64]))  # fmt: skip
+        splits = Splits(
+            Split(tr.images[:n], tr.labels[:n]),
+            Split(va.images[-64:], va.labels[-64:]),
+            Split(data.test.images[:64], data.test.labels[:64]),
+        )
         rates: dict[str, list[float]] = {m: [] for m in MODES}
         for _ in range(repeats):
             for mode, (precision, cl) in MODES.items():
@@ -88,9 +105,10 @@ def speed(repeats: int) -> list[str]:
         picked = f"{auto.precision}{' + channels_last' if auto.channels_last else ''}"
         flops = count_flops(model, data.input_shape) / 1e6
         lines.append(
-            f"| {ds} | {name} v{index} | {flops:.2f} | " + " | ".join(f"{med[m]:.0f}" for m in MODES)
+            f"| {ds} | {name} v{index} | {flops:.2f} | "
+            + " | ".join(f"{med[m]:.0f}" for m in MODES)
             + f" | {picked} | {med[picked] / med['fp32']:.2f}x | {med[picked] / max(med.values()):.2f} |"
-        )  # fmt: skip
+        )
         print(lines[-1], flush=True)
     return lines
 
@@ -127,8 +145,17 @@ def accuracy(seeds: int, vgg_seeds: int, only: list[str], previous: str) -> list
         for seed in range(count):
             splits = subset.split(0.2, seed)
             for key, (precision, cl) in {"fp32": ("fp32", False), "bf16": ("bf16", True)}.items():
-                hp = HParams(**{**arch.defaults, "epochs": epochs, "batch_size": 64, "seed": seed,
-                                "precision": precision, "channels_last": cl, **extra})  # fmt: skip
+                hp = HParams(
+                    **{
+                        **arch.defaults,
+                        "epochs": epochs,
+                        "batch_size": 64,
+                        "seed": seed,
+                        "precision": precision,
+                        "channels_last": cl,
+                        **extra,
+                    }
+                )
                 result = _train(data, arch, variant, splits, hp)
                 acc[key].append(100 * result.test_acc)
                 print(name, index, seed, key, f"{100 * result.test_acc:.2f}", flush=True)
@@ -169,18 +196,21 @@ def main() -> None:
                 ends = (previous.find("\n### ", start + 1), previous.find("\n## ", start + 1), len(previous))
                 end = min(i for i in ends if i >= 0)
                 parts[part] = previous[start:end].rstrip("\n")
-    section = "\n".join([
-        "## Precision",
-        "",
-        f"{cores} cores of {cpu_model()} ({', '.join(cpu_features())}); torch {torch.__version__}, {cores} threads. "
-        "Command: `python benchmarks/precision.py` (`--part speed` or `--part accuracy` redoes one table).",
-        "",
-        "The default these tables decide (`--precision auto`, bench.speed.resolve_speed): channels_last whenever "
-        "the model accepts it; bf16 autocast where bf16 is measured fast (bench.speed.bf16_is_fast) for models of "
-        f"{BF16_MIN_FLOPS / 1e6:g} MFLOPs or more per image; fp32 otherwise.",
-        "",
-        *(parts[p] + "\n" for p in ("speed", "accuracy") if p in parts),
-    ])  # fmt: skip
+    section = "\n".join(
+        [
+            "## Precision",
+            "",
+            f"{cores} cores of {cpu_model()} ({', '.join(cpu_features())}); torch {torch.__version__}, {cores} "
+            "threads. Command: `python benchmarks/precision.py` (`--part speed` or `--part accuracy` redoes one "
+            "table).",
+            "",
+            "The default these tables decide (`--precision auto`, bench.speed.resolve_speed): channels_last whenever "
+            "the model accepts it; bf16 autocast where bf16 is measured fast (bench.speed.bf16_is_fast) for models of "
+            f"{BF16_MIN_FLOPS / 1e6:g} MFLOPs or more per image; fp32 otherwise.",
+            "",
+            *(parts[p] + "\n" for p in ("speed", "accuracy") if p in parts),
+        ]
+    )
     record("Precision", section)
     print(section)
 

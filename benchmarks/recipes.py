@@ -57,8 +57,11 @@ def main() -> None:
     data = load_dataset(f"imagefolder:{args.data}")
     full = data.split(0.02, 42)
     n = min(args.images, len(full.train))
-    splits = Splits(Split(full.train.images[:n], full.train.labels[:n]), Split(full.val.images[:256],
-                    full.val.labels[:256]), Split(full.test.images[:16], full.test.labels[:16]))  # fmt: skip
+    splits = Splits(
+        Split(full.train.images[:n], full.train.labels[:n]),
+        Split(full.val.images[:256], full.val.labels[:256]),
+        Split(full.test.images[:16], full.test.labels[:16]),
+    )
     specs = [trial_of(Path(c)) for c in args.configs]
     rates: dict[int, list[float]] = {i: [] for i in range(len(specs))}
     startup: dict[int, list[float]] = {i: [] for i in range(len(specs))}
@@ -81,28 +84,32 @@ def main() -> None:
         projected.append(seconds)
         model = spec.architecture.build(data.input_shape, data.num_classes, spec.variant)
         rounds = ", ".join(f"{r:.0f}" for r in rates[i])
-        rows.append(f"| `{Path(args.configs[i]).name}` | {spec.architecture.name} | {spec.hparams.batch_size} | "
-                    f"{count_flops(model, data.input_shape) / 1e6:.0f} | {rate:.0f} ({rounds}) | "
-                    f"{statistics.median(startup[i]):.1f} | {spec.hparams.epochs} | {seconds / 60:.1f} |")  # fmt: skip
-    section = "\n".join([
-        "## Recipes",
-        "",
-        f"`python benchmarks/recipes.py --images {n} --repeats {args.repeats}`: training images/s of each config's "
-        f"trial on {n} real CIFAR-10 training images (JPEG archive), two epochs per round through `train_trial` "
-        "(the config's batch size, precision, layout, augmentation, optimizer, data initialization; validation "
-        "excluded), rounds alternating, median of the rounds; the rate is the second epoch's (steady), the "
-        "start-up what the first epoch took beyond a steady one (warm-up, a whitening stem's fit), paid once per "
-        "trial. Projected training time: start-up + epochs x 49,000 / rate.",
-        "",
-        "| config | architecture | batch | MFLOPs/image | images/s, median (rounds) | start-up s | epochs | "
-        "projected min |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
-        *rows,
-        "",
-        f"**Ratio: {projected[1] / projected[0]:.2f}** ({Path(args.configs[1]).name} over "
-        f"{Path(args.configs[0]).name}). Machine: {env.get('cpu')}, {env.get('torch_threads')} torch threads, "
-        f"torch {env.get('torch')}.",
-    ])  # fmt: skip
+        rows.append(
+            f"| `{Path(args.configs[i]).name}` | {spec.architecture.name} | {spec.hparams.batch_size} | "
+            f"{count_flops(model, data.input_shape) / 1e6:.0f} | {rate:.0f} ({rounds}) | "
+            f"{statistics.median(startup[i]):.1f} | {spec.hparams.epochs} | {seconds / 60:.1f} |"
+        )
+    section = "\n".join(
+        [
+            "## Recipes",
+            "",
+            f"`python benchmarks/recipes.py --images {n} --repeats {args.repeats}`: training images/s of each config's "
+            f"trial on {n} real CIFAR-10 training images (JPEG archive), two epochs per round through `train_trial` "
+            "(the config's batch size, precision, layout, augmentation, optimizer, data initialization; validation "
+            "excluded), rounds alternating, median of the rounds; the rate is the second epoch's (steady), the "
+            "start-up what the first epoch took beyond a steady one (warm-up, a whitening stem's fit), paid once per "
+            "trial. Projected training time: start-up + epochs x 49,000 / rate.",
+            "",
+            "| config | architecture | batch | MFLOPs/image | images/s, median (rounds) | start-up s | epochs | "
+            "projected min |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- |",
+            *rows,
+            "",
+            f"**Ratio: {projected[1] / projected[0]:.2f}** ({Path(args.configs[1]).name} over "
+            f"{Path(args.configs[0]).name}). Machine: {env.get('cpu')}, {env.get('torch_threads')} torch threads, "
+            f"torch {env.get('torch')}.",
+        ]
+    )
     record("Recipes", section)
     print(section)
 

@@ -34,16 +34,34 @@ BENCH = str(Path(sys.executable).parent / "bench")
 
 def timed(*args: str, store: Path) -> float:
     t0 = time.perf_counter()
-    subprocess.run([BENCH, *args, "--store", str(store)] if args[0] != "--version" else [BENCH, *args],
-                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    subprocess.run(
+        [BENCH, *args, "--store", str(store)] if args[0] != "--version" else [BENCH, *args],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     return time.perf_counter() - t0
 
 
 def sweep(n: int, folder: Path, executor: str) -> dict:
     store = folder / f"{executor}{n}" / "bench.db"
     lrs = ",".join(f"{0.002 * (50 ** (i / max(n - 1, 1))):.5g}" for i in range(n))  # 0.002 .. 0.1
-    total = timed("run", "--plugin", "cnn_baseline", "--dataset", "digits", "--epochs", "2", "--lr", lrs,
-                  "--no-benchmark", "--quiet", "--executor", executor, store=store)  # fmt: skip
+    total = timed(
+        "run",
+        "--plugin",
+        "cnn_baseline",
+        "--dataset",
+        "digits",
+        "--epochs",
+        "2",
+        "--lr",
+        lrs,
+        "--no-benchmark",
+        "--quiet",
+        "--executor",
+        executor,
+        store=store,
+    )
     db = sqlite3.connect(store)
     rows = db.execute(
         "SELECT t.duration_s, (SELECT SUM(time_s) FROM epochs e WHERE e.trial_id = t.id)"

@@ -50,11 +50,21 @@ def main() -> None:
     plain = trained.net if isinstance(trained, FlipAverage) else trained  # the network without its TTA
     data = load_run_dataset(run)
     images, labels = _test_images(data, trial)
-    models = {"plain": plain, "flip TTA (2 views)": FlipAverage(plain).eval(),
-              "flip x translate TTA (6 views)": FlipTranslateAverage(plain).eval()}  # fmt: skip
+    models = {
+        "plain": plain,
+        "flip TTA (2 views)": FlipAverage(plain).eval(),
+        "flip x translate TTA (6 views)": FlipTranslateAverage(plain).eval(),
+    }
     acc = {name: accuracy(model, images, labels) for name, model in models.items()}
-    settings = BenchSettings(batch_sizes=(1, 64), providers=("cpu",), warmup=10, min_runs=args.runs,
-                             min_time=args.min_time, bench_threads=threads, graph_optimization="auto")
+    settings = BenchSettings(
+        batch_sizes=(1, 64),
+        providers=("cpu",),
+        warmup=10,
+        min_runs=args.runs,
+        min_time=args.min_time,
+        bench_threads=threads,
+        graph_optimization="auto",
+    )
     rows = {}
     with tempfile.TemporaryDirectory() as tmp:
         for i, (name, model) in enumerate(models.items()):
@@ -80,8 +90,10 @@ def main() -> None:
         "| --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for name, (parity, onnx_acc, p50) in rows.items():
-        lines.append(f"| {name} | {100 * acc[name]:.2f} | {100 * onnx_acc:.2f} | {parity.max_abs_diff:.1e} | "
-                     f"{p50[0]:.3f} | {p50[1]:.3f} |")  # fmt: skip
+        lines.append(
+            f"| {name} | {100 * acc[name]:.2f} | {100 * onnx_acc:.2f} | {parity.max_abs_diff:.1e} | "
+            f"{p50[0]:.3f} | {p50[1]:.3f} |"
+        )
     section = "\n".join(lines) + "\n"
     record(heading, section)
     print(section)

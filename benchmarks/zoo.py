@@ -47,8 +47,15 @@ def main() -> None:
     args = parser.parse_args()
     threads = os.cpu_count() or 1
     torch.set_num_threads(threads)
-    settings = BenchSettings(batch_sizes=(1,), providers=("cpu",), warmup=10, min_runs=args.runs,
-                             min_time=args.min_time, bench_threads=threads, graph_optimization="auto")
+    settings = BenchSettings(
+        batch_sizes=(1,),
+        providers=("cpu",),
+        warmup=10,
+        min_runs=args.runs,
+        min_time=args.min_time,
+        bench_threads=threads,
+        graph_optimization="auto",
+    )
     registry = get_registry()
     names = LAB + sorted(a.name for a in registry.by_plugin("torchvision"))
     images = torch.randn(64, 3, 32, 32)

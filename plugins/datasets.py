@@ -26,8 +26,18 @@ from bench.errors import BenchError
 
 DEFAULT_DATA_DIR = Path("data")  # torchvision's habit: ./data/MNIST/raw, ./data/cifar-10-batches-py
 DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")  # apt install dataset-fashion-mnist
-FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
-                   "Ankle boot"]  # fmt: skip
+FASHION_CLASSES = [
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+]
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 IDX_FILES = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
 
@@ -70,8 +80,15 @@ def _load_idx(request: Request, name: str, folders: list[Path], classes, mean, s
         return {"train_x": train_x[:, None], "train_y": train_y, "test_x": test_x[:, None], "test_y": test_y}
 
     arrays = cached(paths, {"name": name, "format": 1}, build, paths[0].parent)
-    return Dataset(name, list(classes), 1 / 255, mean, std, Split(*tensors(arrays["train_x"], arrays["train_y"])),
-                   Split(*tensors(arrays["test_x"], arrays["test_y"])))  # fmt: skip
+    return Dataset(
+        name,
+        list(classes),
+        1 / 255,
+        mean,
+        std,
+        Split(*tensors(arrays["train_x"], arrays["train_y"])),
+        Split(*tensors(arrays["test_x"], arrays["test_y"])),
+    )
 
 
 def _download(torchvision_class: str, root: Path, name: str) -> None:
@@ -88,8 +105,15 @@ def _download(torchvision_class: str, root: Path, name: str) -> None:
 
 def load_mnist(request: Request) -> Dataset:
     root = request.data_dir or DEFAULT_DATA_DIR
-    return _load_idx(request, "mnist", [root, root / "MNIST" / "raw", root / "mnist"], [str(i) for i in range(10)],
-                     (0.1307,), (0.3081,), "MNIST")  # fmt: skip
+    return _load_idx(
+        request,
+        "mnist",
+        [root, root / "MNIST" / "raw", root / "mnist"],
+        [str(i) for i in range(10)],
+        (0.1307,),
+        (0.3081,),
+        "MNIST",
+    )
 
 
 def load_fashion_mnist(request: Request) -> Dataset:
@@ -123,13 +147,23 @@ def load_cifar10(request: Request) -> Dataset:
             if labels.size and (labels.min() < 0 or labels.max() > 9):
                 raise BenchError(f"{p}: label {int(labels.max())} out of range (expected 0..9)")
         train = batches[:5]
-        return {"train_x": np.concatenate([b[0] for b in train]), "train_y": np.concatenate([b[1] for b in train]),
-                "test_x": batches[5][0], "test_y": batches[5][1]}  # fmt: skip
+        return {
+            "train_x": np.concatenate([b[0] for b in train]),
+            "train_y": np.concatenate([b[1] for b in train]),
+            "test_x": batches[5][0],
+            "test_y": batches[5][1],
+        }
 
     arrays = cached(paths, {"name": "cifar10", "format": 1}, build, paths[0].parent)
-    return Dataset("cifar10", CIFAR10_CLASSES, 1 / 255, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616),
-                   Split(*tensors(arrays["train_x"], arrays["train_y"])),
-                   Split(*tensors(arrays["test_x"], arrays["test_y"])))  # fmt: skip
+    return Dataset(
+        "cifar10",
+        CIFAR10_CLASSES,
+        1 / 255,
+        (0.4914, 0.4822, 0.4465),
+        (0.2470, 0.2435, 0.2616),
+        Split(*tensors(arrays["train_x"], arrays["train_y"])),
+        Split(*tensors(arrays["test_x"], arrays["test_y"])),
+    )
 
 
 def load_image_folder(request: Request) -> Dataset:
@@ -140,10 +174,14 @@ def load_image_folder(request: Request) -> Dataset:
     parts = [root / "train", root / "test"] if (root / "train").is_dir() and (root / "test").is_dir() else [root]
     # The cache key covers the images only: not the cache files written beside them, nor anything hidden.
     sources = sorted(
-        p for part in parts if part.is_dir() for p in part.rglob("*")
-        if p.suffix.lower() in IMAGE_SUFFIXES and not any(x.startswith(".") for x in p.relative_to(root).parts)
+        p
+        for part in parts
+        if part.is_dir()
+        for p in part.rglob("*")
+        if p.suffix.lower() in IMAGE_SUFFIXES
+        and not any(x.startswith(".") for x in p.relative_to(root).parts)
         and p.is_file()  # a broken link is skipped (and counted) by read_image_folder
-    )  # fmt: skip
+    )
 
     def build():
         out = {}
@@ -157,8 +195,9 @@ def load_image_folder(request: Request) -> Dataset:
         return out
 
     check_image_folder(root)
-    arrays = cached(sources, {"name": "imagefolder", "root": str(root.resolve()), "size": size, "format": 2}, build,
-                    root)  # fmt: skip
+    arrays = cached(
+        sources, {"name": "imagefolder", "root": str(root.resolve()), "size": size, "format": 2}, build, root
+    )
     classes = [str(c) for c in arrays["classes"]]
     images, labels = tensors(arrays["x0"], arrays["y0"])
     if len(parts) == 2:
@@ -173,14 +212,35 @@ def load_image_folder(request: Request) -> Dataset:
 
 @bench.hookimpl
 def register_datasets(register):
-    register("digits", load_digits, "scikit-learn's bundled 8x8 handwritten digits: 1438 train+val / 359 test, "
-             "10 classes, no download", (1, 8, 8), 10)  # fmt: skip
-    register("mnist", load_mnist, "handwritten digits 28x28, 60k / 10k (torchvision's MNIST files; --download)",
-             (1, 28, 28), 10)  # fmt: skip
-    register("fashion-mnist", load_fashion_mnist, "Zalando's clothing images 28x28, 60k / 10k, 10 classes (Debian "
-             "package dataset-fashion-mnist, or torchvision's FashionMNIST files)", (1, 28, 28), 10)  # fmt: skip
-    register("cifar10", load_cifar10, "CIFAR-10, 32x32 colour images, 50k / 10k, 10 classes (torchvision's "
-             "cifar-10-batches-py; --download)", (3, 32, 32), 10)  # fmt: skip
+    register(
+        "digits",
+        load_digits,
+        "scikit-learn's bundled 8x8 handwritten digits: 1438 train+val / 359 test, 10 classes, no download",
+        (1, 8, 8),
+        10,
+    )
+    register(
+        "mnist",
+        load_mnist,
+        "handwritten digits 28x28, 60k / 10k (torchvision's MNIST files; --download)",
+        (1, 28, 28),
+        10,
+    )
+    register(
+        "fashion-mnist",
+        load_fashion_mnist,
+        "Zalando's clothing images 28x28, 60k / 10k, 10 classes (Debian "
+        "package dataset-fashion-mnist, or torchvision's FashionMNIST files)",
+        (1, 28, 28),
+        10,
+    )
+    register(
+        "cifar10",
+        load_cifar10,
+        "CIFAR-10, 32x32 colour images, 50k / 10k, 10 classes (torchvision's cifar-10-batches-py; --download)",
+        (3, 32, 32),
+        10,
+    )
     register(
         "imagefolder",
         load_image_folder,

@@ -61,8 +61,11 @@ def build(input_shape, num_classes, widths=(64, 128, 256), stem=32, geometry="pa
         stem_conv = PatchWhitening(input_shape[0], 2)
         layers, stem = [stem_conv, nn.GELU()], stem_conv.out_channels
     else:
-        stem_conv = nn.Conv2d(input_shape[0], stem, 2, bias=False) if airbench else nn.Conv2d(
-            input_shape[0], stem, 3, padding=1, bias=False)  # fmt: skip
+        stem_conv = (
+            nn.Conv2d(input_shape[0], stem, 2, bias=False)
+            if airbench
+            else nn.Conv2d(input_shape[0], stem, 3, padding=1, bias=False)
+        )
         layers = [stem_conv, nn.BatchNorm2d(stem), nn.GELU()]
     channels, size = stem, min(input_shape[1:]) - (airbench or tricks == "airbench")
     for width in widths:
@@ -84,18 +87,30 @@ def register_architectures(register):
     register(
         "fast_cnn",
         build,
-        variants={"widths": [(64, 128, 256), (64, 192, 256), (64, 256, 256), (32, 64, 128)], "stem": [32, 24],
-                  "geometry": ["padded", "airbench"], "tta": [False, True, "translate"],
-                  "tricks": ["none", "airbench"]},
-        default_variants=[{"widths": (64, 128, 256), "stem": 32, "geometry": "padded", "tta": False,
-                           "tricks": "none"}],
+        variants={
+            "widths": [(64, 128, 256), (64, 192, 256), (64, 256, 256), (32, 64, 128)],
+            "stem": [32, 24],
+            "geometry": ["padded", "airbench"],
+            "tta": [False, True, "translate"],
+            "tricks": ["none", "airbench"],
+        },
+        default_variants=[{"widths": (64, 128, 256), "stem": 32, "geometry": "padded", "tta": False, "tricks": "none"}],
         description="Fast-training CNN after airbench: 3 x [conv-pool-BN-GELU-conv-BN-GELU] 64/128/256, max pool.",
         # configs/cifar10-fast.toml trains airbench's net with its devices (widths 64-192-256: airbench's second
         # group narrowed, geometry airbench, tta, tricks airbench) and airbench's recipe at batch 512, 12 epochs:
         # about 1,000 training images/s on a 2-core AMD EPYC in bf16, the VGG-like net 800 (README). These
         # defaults are the DAWNBench recipe (Page's ResNet-9) that the plain variants were measured with: Nesterov
         # SGD, one cycle up to 0.4, weight decay 5e-4, label smoothing 0.2, batch 512.
-        defaults={"optimizer": "sgd", "lr": 0.4, "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4,
-                  "batch_size": 512, "epochs": 14, "schedule": "onecycle", "warmup_epochs": 3,
-                  "label_smoothing": 0.2},
-    )  # fmt: skip
+        defaults={
+            "optimizer": "sgd",
+            "lr": 0.4,
+            "momentum": 0.9,
+            "nesterov": True,
+            "weight_decay": 5e-4,
+            "batch_size": 512,
+            "epochs": 14,
+            "schedule": "onecycle",
+            "warmup_epochs": 3,
+            "label_smoothing": 0.2,
+        },
+    )

@@ -55,6 +55,12 @@ def register_architectures(register):
         variants={"depth": [8, 14, 20], "width": [16, 32]},
         default_variants=[{"depth": 8, "width": 16}, {"depth": 20, "width": 16}],
         description="CIFAR-style ResNet: residual blocks with batch norm, 3 stages 16/32/64 x width, avg pool.",
-        defaults={"optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4, "batch_size": 128,
-                  "epochs": 20},
-    )  # fmt: skip
+        defaults={
+            "optimizer": "sgd",
+            "lr": 0.05,
+            "momentum": 0.9,
+            "weight_decay": 5e-4,
+            "batch_size": 128,
+            "epochs": 20,
+        },
+    )

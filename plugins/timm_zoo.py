@@ -59,11 +59,14 @@ def build(input_shape, num_classes, model="resnet10t", weights="random"):
         return timm.create_model(model, pretrained=False, num_classes=num_classes, in_chans=input_shape[0])
     path = local_weights(timm, model)
     if path is None:
-        raise RuntimeError(f"no pretrained weights for timm model {model!r} on this machine; cnnbench does not "
-                           "download: fetch them once (timm.create_model(NAME, pretrained=True) online), or use "
-                           "weights=random")  # fmt: skip
-    return timm.create_model(model, pretrained=True, pretrained_cfg_overlay={"file": path}, num_classes=num_classes,
-                             in_chans=input_shape[0])  # fmt: skip
+        raise RuntimeError(
+            f"no pretrained weights for timm model {model!r} on this machine; cnnbench does not "
+            "download: fetch them once (timm.create_model(NAME, pretrained=True) online), or use "
+            "weights=random"
+        )
+    return timm.create_model(
+        model, pretrained=True, pretrained_cfg_overlay={"file": path}, num_classes=num_classes, in_chans=input_shape[0]
+    )
 
 
 @bench.hookimpl

@@ -21,16 +21,30 @@ import bench
 # torchvision name -> recipe. SGD with Nesterov momentum and a cosine schedule for the convolutional families;
 # AdamW with a warm-up (one cycle: 30% of the steps) for ConvNeXt, as published.
 MODELS = {
-    "resnet18": "sgd", "resnet34": "sgd", "resnet50": "sgd",
-    "mobilenet_v2": "sgd", "mobilenet_v3_small": "sgd", "mobilenet_v3_large": "sgd",
-    "efficientnet_b0": "sgd", "shufflenet_v2_x1_0": "sgd", "regnet_y_400mf": "sgd", "squeezenet1_1": "sgd",
+    "resnet18": "sgd",
+    "resnet34": "sgd",
+    "resnet50": "sgd",
+    "mobilenet_v2": "sgd",
+    "mobilenet_v3_small": "sgd",
+    "mobilenet_v3_large": "sgd",
+    "efficientnet_b0": "sgd",
+    "shufflenet_v2_x1_0": "sgd",
+    "regnet_y_400mf": "sgd",
+    "squeezenet1_1": "sgd",
     "convnext_tiny": "adamw",
-}  # fmt: skip
+}
 RECIPES = {
-    "sgd": {"optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4,
-            "batch_size": 128, "schedule": "cosine"},
+    "sgd": {
+        "optimizer": "sgd",
+        "lr": 0.05,
+        "momentum": 0.9,
+        "nesterov": True,
+        "weight_decay": 5e-4,
+        "batch_size": 128,
+        "schedule": "cosine",
+    },
     "adamw": {"optimizer": "adamw", "lr": 1e-3, "weight_decay": 0.05, "batch_size": 128, "schedule": "onecycle"},
-}  # fmt: skip
+}
 STEMS = ["small", "imagenet"]
 
 
@@ -46,8 +60,11 @@ def adapt_stem(model: nn.Module, in_channels: int, stem: str) -> nn.Module:
     name, conv = _first(model, nn.Conv2d)
     if conv.groups != 1:
         raise ValueError(f"the first convolution of {type(model).__name__} is grouped: its stem cannot be adapted")
-    geometry = dict(kernel_size=3, stride=1, padding=1) if stem == "small" else dict(
-        kernel_size=conv.kernel_size, stride=conv.stride, padding=conv.padding)  # fmt: skip
+    geometry = (
+        dict(kernel_size=3, stride=1, padding=1)
+        if stem == "small"
+        else dict(kernel_size=conv.kernel_size, stride=conv.stride, padding=conv.padding)
+    )
     model.set_submodule(name, nn.Conv2d(in_channels, conv.out_channels, bias=conv.bias is not None, **geometry))
     if stem == "small":
         order = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Conv2d | nn.MaxPool2d)]

@@ -48,8 +48,9 @@ def test_a_resume_takes_the_recorded_executor_and_threads_unless_told(tiny_plugi
             self.seen.add(torch.get_num_threads())
 
     torch.set_num_threads(2)
-    first = bench.run(arch=["tiny_cnn"], epochs=[1], threads=1, no_benchmark=True, store_path=store_path,
-                      listener=Stop())  # fmt: skip
+    first = bench.run(
+        arch=["tiny_cnn"], epochs=[1], threads=1, no_benchmark=True, store_path=store_path, listener=Stop()
+    )
     assert first.status == "interrupted" and torch.get_num_threads() == 2  # the caller's count is restored
     done = bench.resume(first.run_id, store_path=store_path, listener=Threads())
     assert done.status == "completed" and done.trained == [1, 2] and Threads.seen == {1}  # the recorded count
@@ -100,14 +101,34 @@ def test_bad_config_values_are_one_line_errors(options, message):
 
 
 def test_a_run_recorded_before_run_config_reads_back():
-    legacy = {"plugins": ["cnn_dropout"], "architectures": ["cnn_dropout"], "variants": "default", "where": {},
-              "dataset": "digits", "axes": {"lr": [0.01], "epochs": None, "nesterov": [True]}, "select": "val_loss",
-              "search": "grid", "trials": None, "patience": None, "executor": "ray", "device": "auto", "threads": 2,
-              "cpus_per_trial": 1, "gpus_per_trial": 0, "scheduler": "fifo", "config_file": None,
-              "data": {"data_dir": None, "image_size": 16, "mean": [0.5], "std": None}}  # fmt: skip
+    legacy = {
+        "plugins": ["cnn_dropout"],
+        "architectures": ["cnn_dropout"],
+        "variants": "default",
+        "where": {},
+        "dataset": "digits",
+        "axes": {"lr": [0.01], "epochs": None, "nesterov": [True]},
+        "select": "val_loss",
+        "search": "grid",
+        "trials": None,
+        "patience": None,
+        "executor": "ray",
+        "device": "auto",
+        "threads": 2,
+        "cpus_per_trial": 1,
+        "gpus_per_trial": 0,
+        "scheduler": "fifo",
+        "config_file": None,
+        "data": {"data_dir": None, "image_size": 16, "mean": [0.5], "std": None},
+    }
     config = RunConfig.from_record(legacy)
     assert (config.plugin, config.lr, config.nesterov, config.executor, config.threads) == (
-        ["cnn_dropout"], [0.01], True, "ray", 2)  # fmt: skip
+        ["cnn_dropout"],
+        [0.01],
+        True,
+        "ray",
+        2,
+    )
     assert config.data_options() == {"data_dir": None, "image_size": 16, "mean": [0.5], "std": None}
 
 

@@ -41,16 +41,38 @@ def cifar_slice(tmp_path_factory):
 
 @pytest.mark.slow
 def test_the_lab_config_runs_on_a_slice_of_cifar10(cifar_slice, invoke, store_path):
-    result = invoke("run", "--config", ROOT / "configs" / "rob313.toml", "--dataset", f"imagefolder:{cifar_slice}",
-                    "--epochs", "1", "-q", "--batch-sizes", "1", "--min-runs", "5", "--min-time", "0",
-                    "--warmup", "1")  # fmt: skip
+    result = invoke(
+        "run",
+        "--config",
+        ROOT / "configs" / "rob313.toml",
+        "--dataset",
+        f"imagefolder:{cifar_slice}",
+        "--epochs",
+        "1",
+        "-q",
+        "--batch-sizes",
+        "1",
+        "--min-runs",
+        "5",
+        "--min-time",
+        "0",
+        "--warmup",
+        "1",
+    )
     assert result.exit_code == 0, result.output
     (row,) = invoke.json("report")
     assert row["architecture"] == "cnn_vgg" and row["params"] == 2_211_338  # the lab's 2.21M
     assert row["status"] == "completed" and row["split"] == {"train": 980, "val": 20, "test": 200}
     hp = row["hparams"]
     assert (hp["optimizer"], hp["lr"], hp["momentum"], hp["batch_size"], hp["select"], hp["seed"], hp["augment"]) == (
-        "sgd", 0.01, 0.9, 64, "val_loss", 42, "flip,grayscale")  # fmt: skip
+        "sgd",
+        0.01,
+        0.9,
+        64,
+        "val_loss",
+        42,
+        "flip,grayscale",
+    )
     assert row["onnx"]["status"] == "ok" and row["onnx"]["top1_agreement"] == 1.0
     with Store(store_path) as s:
         run = s.run()

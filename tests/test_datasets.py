@@ -54,8 +54,21 @@ def test_fashion_mnist_is_found_in_debians_folder_with_its_class_names():
 @pytest.mark.slow
 def test_a_real_data_run_on_fashion_mnist(invoke):
     _need_fashion()
-    result = invoke("run", "--plugin", "cnn_baseline", "--dataset", "fashion-mnist", "--epochs", "1",
-                    "--batch-size", "128", "--lr", "0.05", "--no-benchmark", "-q")  # fmt: skip
+    result = invoke(
+        "run",
+        "--plugin",
+        "cnn_baseline",
+        "--dataset",
+        "fashion-mnist",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "128",
+        "--lr",
+        "0.05",
+        "--no-benchmark",
+        "-q",
+    )
     assert result.exit_code == 0, result.output
     (row,) = invoke.json("report")
     assert row["status"] == "completed" and row["test_acc"] > 0.80
@@ -88,8 +101,25 @@ def test_image_folder_of_jpegs_trains_with_class_names_from_the_folders(invoke, 
     assert len(data.train) + len(data.test) == 80 and len(data.test) == 16
     assert min(data.std) > 0 and all(0 < m < 1 for m in data.mean)
     dataset = f"imagefolder:{photo_folder}"
-    result = invoke("run", "--plugin", "cnn_baseline", "--dataset", dataset, "--image-size", "24", "--epochs", "8",
-                    "--lr", "0.01", "--batch-size", "16", "--min-runs", "5", "--min-time", "0")  # fmt: skip
+    result = invoke(
+        "run",
+        "--plugin",
+        "cnn_baseline",
+        "--dataset",
+        dataset,
+        "--image-size",
+        "24",
+        "--epochs",
+        "8",
+        "--lr",
+        "0.01",
+        "--batch-size",
+        "16",
+        "--min-runs",
+        "5",
+        "--min-time",
+        "0",
+    )
     assert result.exit_code == 0, result.output
     (row,) = invoke.json("report")
     assert row["status"] == "completed" and row["test_acc"] >= 0.75
@@ -268,8 +298,10 @@ def test_augmentations_are_what_they_say_and_seeded():
     x = torch.randint(0, 256, (256, 3, 12, 12), dtype=torch.uint8)
     g = lambda: torch.Generator().manual_seed(5)  # noqa: E731
     flipped = augment(x, ("flip",), g())
-    same, mirrored = [torch.equal(a, b) for a, b in zip(flipped, x, strict=True)], [
-        torch.equal(a, b.flip(2)) for a, b in zip(flipped, x, strict=True)]  # fmt: skip
+    same, mirrored = (
+        [torch.equal(a, b) for a, b in zip(flipped, x, strict=True)],
+        [torch.equal(a, b.flip(2)) for a, b in zip(flipped, x, strict=True)],
+    )
     assert all(s or m for s, m in zip(same, mirrored, strict=True)) and 80 < sum(mirrored) < 176
     cropped = augment(x, ("crop",), g())
     padded = F.pad(x, (4, 4, 4, 4))
@@ -279,8 +311,15 @@ def test_augmentations_are_what_they_say_and_seeded():
         )
     translated = augment(x, ("translate",), g())
     reflected = F.pad(x.float(), (2, 2, 2, 2), mode="reflect").to(torch.uint8)
-    offsets = [[(dy, dx) for dy in range(5) for dx in range(5) if torch.equal(translated[i],
-               reflected[i, :, dy : dy + 12, dx : dx + 12])] for i in range(256)]  # fmt: skip
+    offsets = [
+        [
+            (dy, dx)
+            for dy in range(5)
+            for dx in range(5)
+            if torch.equal(translated[i], reflected[i, :, dy : dy + 12, dx : dx + 12])
+        ]
+        for i in range(256)
+    ]
     assert all(offsets) and len({o[0] for o in offsets}) > 15
     gray = augment(x, ("grayscale",), g())
     changed = [i for i in range(256) if not torch.equal(gray[i], x[i])]
@@ -290,8 +329,20 @@ def test_augmentations_are_what_they_say_and_seeded():
 
 
 def test_bf16_channels_last_and_augment_are_recorded_and_the_checkpoint_reproduces(invoke, store_path):
-    result = invoke("run", "--arch", "cnn_baseline", "--epochs", "2", "--precision", "bf16", "--channels-last",
-                    "--augment", "flip", "--no-benchmark", "-q")  # fmt: skip
+    result = invoke(
+        "run",
+        "--arch",
+        "cnn_baseline",
+        "--epochs",
+        "2",
+        "--precision",
+        "bf16",
+        "--channels-last",
+        "--augment",
+        "flip",
+        "--no-benchmark",
+        "-q",
+    )
     assert result.exit_code == 0, result.output
     (row,) = invoke.json("report")
     hp = row["hparams"]
@@ -331,8 +382,14 @@ def test_default_precision_and_layout_are_the_measured_fastest_and_recorded_per_
     # fast bf16 (the VGG-like net at 8x8 is 19 MFLOPs), fp32 for the tiny baseline (0.06 MFLOPs).
     plugins.register_in_process(ViewPlugin(), name="view_plugin")
     try:
-        result = invoke("run", *("--arch", "cnn_baseline", "--arch", "cnn_vgg", "--arch", "view_net"), "--epochs", "1",
-                        "--no-benchmark", "-q")  # fmt: skip
+        result = invoke(
+            "run",
+            *("--arch", "cnn_baseline", "--arch", "cnn_vgg", "--arch", "view_net"),
+            "--epochs",
+            "1",
+            "--no-benchmark",
+            "-q",
+        )
     finally:
         plugins.unregister_in_process("view_plugin")
     assert result.exit_code == 0, result.output
@@ -345,8 +402,9 @@ def test_default_precision_and_layout_are_the_measured_fastest_and_recorded_per_
         "cnn_vgg": ("bf16" if fast_bf16 else "fp32", True),
         "view_net": ("fp32", False),  # .view cannot take NHWC activations: standard layout, and it trains
     }
-    result = invoke("run", "--arch", "cnn_vgg", "--epochs", "1", "--precision", "fp32", "--no-channels-last",
-                    "--no-benchmark", "-q")  # fmt: skip
+    result = invoke(
+        "run", "--arch", "cnn_vgg", "--epochs", "1", "--precision", "fp32", "--no-channels-last", "--no-benchmark", "-q"
+    )
     assert result.exit_code == 0, result.output
     row = invoke.json("report")[0]
     assert (row["hparams"]["precision"], row["hparams"]["channels_last"]) == ("fp32", False)
@@ -356,8 +414,15 @@ class WideNet(nn.Sequential):
     """19 MFLOPs per digits image: 'auto' would pick bf16 on a CPU with fast bf16."""
 
     def __init__(self, input_shape, num_classes):
-        super().__init__(nn.Conv2d(input_shape[0], 128, 3, padding=1), nn.ReLU(), nn.Conv2d(128, 128, 3, padding=1),
-                         nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(128, num_classes))  # fmt: skip
+        super().__init__(
+            nn.Conv2d(input_shape[0], 128, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(128, 128, 3, padding=1),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(128, num_classes),
+        )
 
 
 class MeasuredPlugin:
@@ -403,9 +468,11 @@ def test_auto_is_resolved_once_when_the_run_is_planned_and_the_trainer_refuses_i
 
 def test_config_file_sets_options_and_the_command_line_overrides_it_option_by_option(invoke, tmp_path):
     config = tmp_path / "sweep.toml"
-    config.write_text('plugin = "cnn_dropout"\nlr = [0.001, 0.003]\nepochs = 5\noptimizer = "adam"\n'
-                      'where = { kernel_size = [3], feature_maps = ["32-64"], dropout = [0.0] }\n'
-                      'no-benchmark = true\n')  # fmt: skip
+    config.write_text(
+        'plugin = "cnn_dropout"\nlr = [0.001, 0.003]\nepochs = 5\noptimizer = "adam"\n'
+        'where = { kernel_size = [3], feature_maps = ["32-64"], dropout = [0.0] }\n'
+        "no-benchmark = true\n"
+    )
     # --where replaces the file's filter for dropout only: the file's kernel size and maps stay (not every variant
     # with dropout 0.2)
     result = invoke("run", "--config", config, "--epochs", "1", "--where", "dropout=0.2", "-q")

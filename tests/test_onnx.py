@@ -36,8 +36,21 @@ def deployed(tmp_path_factory):
     for the time per measurement (0.25 s, not 1 s: 8 measurements) and the int8/fp16 variants (tests/test_quantize.py
     has them)."""
     store = tmp_path_factory.mktemp("deployed") / "bench.db"
-    result = _cli("run", "--arch", "cnn_baseline", "--arch", "cnn_dropout", "--epochs", "2", "--min-time", "0.25",
-                  "--quantize", "none", "--store", store)  # fmt: skip
+    result = _cli(
+        "run",
+        "--arch",
+        "cnn_baseline",
+        "--arch",
+        "cnn_dropout",
+        "--epochs",
+        "2",
+        "--min-time",
+        "0.25",
+        "--quantize",
+        "none",
+        "--store",
+        store,
+    )
     assert result.exit_code == 0, result.output
     rows = json.loads(_cli("report", "--json", "--store", store).stdout)
     return store, rows
@@ -200,8 +213,9 @@ class MixedPlugin:
 def test_a_model_that_cannot_be_exported_is_recorded_and_the_others_go_on(invoke):
     plugins.register_in_process(MixedPlugin(), name="mixed")
     try:
-        result = invoke("run", "--plugin", "mixed", "--epochs", "1", "--min-runs", "3", "--min-time", "0",
-                        "--batch-sizes", "1")  # fmt: skip
+        result = invoke(
+            "run", "--plugin", "mixed", "--epochs", "1", "--min-runs", "3", "--min-time", "0", "--batch-sizes", "1"
+        )
         assert result.exit_code == 0, result.output
         rows = {r["architecture"]: r for r in invoke.json("report")}
     finally:

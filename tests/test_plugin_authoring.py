@@ -158,17 +158,22 @@ def test_hook_register_architectures(installed, invoke):
     installed("good", GOOD, version="2.0")
     rows = _plugins_json(invoke)
     assert rows["good"] == {
-        "name": "good", "version": "2.0", "distribution": "cnnbench-good", "builtin": False,
-        "hooks": ["register_architectures"], "architectures": ["good_linear"], "datasets": [], "error": None,
+        "name": "good",
+        "version": "2.0",
+        "distribution": "cnnbench-good",
+        "builtin": False,
+        "hooks": ["register_architectures"],
+        "architectures": ["good_linear"],
+        "datasets": [],
+        "error": None,
         "architecture_errors": {},
-    }  # fmt: skip
+    }
     archs = {a["name"]: a for a in invoke.json("list")["architectures"]}
     assert archs["good_linear"]["plugin"] == "good"
 
 
 def _hookspecs():
-    return [name for name, fn in inspect.getmembers(hookspecs, inspect.isfunction)
-            if hasattr(fn, "cnnbench_spec")]  # fmt: skip
+    return [name for name, fn in inspect.getmembers(hookspecs, inspect.isfunction) if hasattr(fn, "cnnbench_spec")]
 
 
 def test_every_hook_has_a_documentation_section_and_a_test():
@@ -206,8 +211,22 @@ def _pip_install(packages: list[Path], target: Path) -> None:
     # Built with this environment's setuptools where it has one (as `pip install -e .` needed it): an isolated
     # build environment would install setuptools afresh, the slowest part of this test.
     isolation = [] if importlib.util.find_spec("setuptools") is None else ["--no-build-isolation"]
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", *isolation, "--target", str(target),
-                    *map(str, packages)], check=True, capture_output=True)  # fmt: skip
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            *isolation,
+            "--target",
+            str(target),
+            *map(str, packages),
+        ],
+        check=True,
+        capture_output=True,
+    )
 
 
 def _bench(args: list[str], site: Path, cwd: Path) -> subprocess.CompletedProcess:
@@ -234,8 +253,26 @@ def test_new_plugin_output_and_the_sample_plugin_install_and_run(tmp_path, invok
     for plugin, architectures in (("foo", ["foo"]), ("mobilenet", ["mobilenet_ds"])):
         assert listed[plugin]["version"] == "0.1.0" and listed[plugin]["architectures"] == architectures
         assert listed[plugin]["error"] is None and listed[plugin]["architecture_errors"] == {}
-    run = _bench(["run", "--plugin", "foo", "--plugin", "mobilenet", "--epochs", "1", "--min-runs", "20",
-                  "--min-time", "0.05", "--batch-sizes", "1", "--json"], site, tmp_path)  # fmt: skip
+    run = _bench(
+        [
+            "run",
+            "--plugin",
+            "foo",
+            "--plugin",
+            "mobilenet",
+            "--epochs",
+            "1",
+            "--min-runs",
+            "20",
+            "--min-time",
+            "0.05",
+            "--batch-sizes",
+            "1",
+            "--json",
+        ],
+        site,
+        tmp_path,
+    )
     assert run.returncode == 0, run.stderr
     trials = json.loads(run.stdout)
     assert all(t["status"] == "completed" for t in trials)
@@ -244,8 +281,18 @@ def test_new_plugin_output_and_the_sample_plugin_install_and_run(tmp_path, invok
         winner = next(t for t in trials if t["winner"] and t["architecture"] == arch)
         assert winner["onnx"]["status"] == "ok" and winner["latency"]
     # Each package's own tests, run with the package installed.
-    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", str(tmp_path),
-               str(scaffold / "tests"), str(sample / "tests")]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "--rootdir",
+        str(tmp_path),
+        str(scaffold / "tests"),
+        str(sample / "tests"),
+    ]
     env = {**os.environ, "PYTHONPATH": str(site)}
     env.pop("BENCH_LOAD_PLUGINS", None)
     tests = subprocess.run(command, env=env, capture_output=True, text=True, cwd=tmp_path)

@@ -122,8 +122,10 @@ def test_nan_calibration_images_fall_back_to_dynamic_int8_with_the_reason(tmp_pa
     calibration[3, 0, 2, 2] = np.nan
     int8, fp16 = make_variants(path, calibration, test, labels, QuantizeSettings(max_accuracy_drop=5.0))
     assert int8.status == "ok" and int8.method["kind"] == "dynamic"
-    assert int8.note == ("1 of the 64 calibration images hold NaN or infinite values: dynamic int8 instead (8-bit "
-                         "weights, activations quantized at run time)")  # fmt: skip
+    assert int8.note == (
+        "1 of the 64 calibration images hold NaN or infinite values: dynamic int8 instead (8-bit "
+        "weights, activations quantized at run time)"
+    )
     assert int8.test_acc > 0.85 and fp16.status == "ok" and fp16.test_acc > 0.85  # the other variant goes on
 
 
@@ -160,8 +162,17 @@ def test_quantize_command_remakes_variants_and_records_a_flagged_one(tiny_run):
     (first,) = tiny_run.json("quantize", "latest", "--no-benchmark")
     assert {v["precision"] for v in first["variants"]} == {"int8", "fp16"}
     # An allowance of 0 flags a variant that loses any accuracy: kept and recorded.
-    (again,) = tiny_run.json("quantize", "latest", "--quantize", "int8", "--max-accuracy-drop", "0",
-                             "--calibration-method", "percentile", "--no-benchmark")  # fmt: skip
+    (again,) = tiny_run.json(
+        "quantize",
+        "latest",
+        "--quantize",
+        "int8",
+        "--max-accuracy-drop",
+        "0",
+        "--calibration-method",
+        "percentile",
+        "--no-benchmark",
+    )
     int8 = next(v for v in again["variants"] if v["precision"] == "int8")
     assert int8["method"]["calibration_method"] == "percentile" and int8["max_accuracy_drop"] == 0
     assert int8["status"] == ("flagged" if int8["test_acc"] < int8["fp32_test_acc"] else "ok")

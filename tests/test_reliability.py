@@ -225,8 +225,21 @@ def test_an_image_folder_with_symlink_loops_and_dangling_links_is_read_skipping_
     (root / "b" / "up").symlink_to(root)  # a folder loop
     # read, the dangling link and the looping one skipped and counted (the CLI prints "Warning: ..." on stderr)
     with pytest.warns(UserWarning, match=re.escape(f"image folder {root}: skipped 2 broken link(s)")):
-        result = invoke("run", "--arch", "cnn_baseline", "--epochs", "1", "--batch-size", "2", "--no-benchmark",
-                        "-q", "--dataset", f"imagefolder:{root}", "--image-size", "8")  # fmt: skip
+        result = invoke(
+            "run",
+            "--arch",
+            "cnn_baseline",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "2",
+            "--no-benchmark",
+            "-q",
+            "--dataset",
+            f"imagefolder:{root}",
+            "--image-size",
+            "8",
+        )
     assert result.exit_code == 0, result.output
 
 
@@ -318,13 +331,34 @@ def test_any_where_filter_is_a_dict_or_a_usage_error(items):
     assert all(key and values and all(values) for key, values in out.items())
 
 
-TOML_VALUES = st.one_of(st.integers(-5, 100), st.floats(-1, 10, allow_nan=False), st.booleans(),
-                        st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789_-,. ", max_size=12),
-                        st.lists(st.integers(-2, 64), max_size=3))  # fmt: skip
-TOML_KEYS = st.sampled_from([
-    "lr", "epochs", "batch_size", "optimizer", "plugin", "where", "seed", "val-ratio", "patience", "no-benchmark",
-    "precision", "augment", "mean", "learning_rate", "top_k", "device", "lookahead",
-])  # fmt: skip
+TOML_VALUES = st.one_of(
+    st.integers(-5, 100),
+    st.floats(-1, 10, allow_nan=False),
+    st.booleans(),
+    st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789_-,. ", max_size=12),
+    st.lists(st.integers(-2, 64), max_size=3),
+)
+TOML_KEYS = st.sampled_from(
+    [
+        "lr",
+        "epochs",
+        "batch_size",
+        "optimizer",
+        "plugin",
+        "where",
+        "seed",
+        "val-ratio",
+        "patience",
+        "no-benchmark",
+        "precision",
+        "augment",
+        "mean",
+        "learning_rate",
+        "top_k",
+        "device",
+        "lookahead",
+    ]
+)
 
 
 def _toml(value) -> str:
@@ -370,9 +404,25 @@ def test_no_room_for_a_checkpoint_stops_the_sweep_cleanly_and_keeps_what_was_rec
     store = tmp_path / "bench.db"
     # The baseline's checkpoint (~80 KB) fits under 1 MB; the VGG's (~4.7 MB) does not.
     result = subprocess.run(
-        [BENCH, "run", "--arch", "cnn_baseline", "--arch", "cnn_vgg", "--epochs", "1", "--no-benchmark", "--store",
-         str(store)], capture_output=True, text=True, preexec_fn=_limited(1 << 20), timeout=300, env=_no_bytecode(),
-    )  # fmt: skip
+        [
+            BENCH,
+            "run",
+            "--arch",
+            "cnn_baseline",
+            "--arch",
+            "cnn_vgg",
+            "--epochs",
+            "1",
+            "--no-benchmark",
+            "--store",
+            str(store),
+        ],
+        capture_output=True,
+        text=True,
+        preexec_fn=_limited(1 << 20),
+        timeout=300,
+        env=_no_bytecode(),
+    )
     assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr
     (error,) = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
@@ -393,15 +443,23 @@ def test_no_room_in_the_store_says_so(tmp_path):
     """SQLite calls a write past the end of the disk (or of the file size limit) "disk I/O error": say no room."""
     store = tmp_path / "bench.db"
     Store(store).close()
-    code = ("from bench.store import Store\n"
-            f"s = Store({str(store)!r})\n"
-            "try:\n"
-            "    s.create_run(command='x', dataset='d', input_shape=[1, 8, 8], classes=['a'], split={}, seed=0,\n"
-            "                 config={'big': 'x' * 2_000_000}, environment={})\n"
-            "except Exception as exc:\n"
-            "    print(type(exc).__name__, exc)\n")  # fmt: skip
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_no_bytecode(),
-                            preexec_fn=_limited(200_000), timeout=120)  # fmt: skip
+    code = (
+        "from bench.store import Store\n"
+        f"s = Store({str(store)!r})\n"
+        "try:\n"
+        "    s.create_run(command='x', dataset='d', input_shape=[1, 8, 8], classes=['a'], split={}, seed=0,\n"
+        "                 config={'big': 'x' * 2_000_000}, environment={})\n"
+        "except Exception as exc:\n"
+        "    print(type(exc).__name__, exc)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=_no_bytecode(),
+        preexec_fn=_limited(200_000),
+        timeout=120,
+    )
     assert result.stdout.startswith(f"DiskFull no room to write store {store}"), result.stdout + result.stderr
     with Store(store) as s:
         assert s.runs() == []  # nothing half-written
@@ -410,16 +468,25 @@ def test_no_room_in_the_store_says_so(tmp_path):
 @pytest.mark.slow
 def test_no_room_for_a_report_keeps_the_previous_report(tmp_path, invoke):
     store = tmp_path / "bench.db"
-    assert invoke("run", "--arch", "cnn_baseline", "--epochs", "1", "--no-benchmark", "-q", "--store", store,
-                  store=False).exit_code == 0  # fmt: skip
+    assert (
+        invoke(
+            "run", "--arch", "cnn_baseline", "--epochs", "1", "--no-benchmark", "-q", "--store", store, store=False
+        ).exit_code
+        == 0
+    )
     out = tmp_path / "reports"
     assert invoke("report", "--store", store, "--out", out, store=False).exit_code == 0
     (report,) = out.glob("*/report.md")
     before = report.read_text()
     # 36 KB: room for SQLite's 32 KB shared memory and the loss plot, not for the confusion matrix (~40 KB).
-    result = subprocess.run([BENCH, "report", "--store", str(store), "--out", str(out), "--top", "1"],
-                            capture_output=True, text=True, preexec_fn=_limited(36 << 10), timeout=300,
-                            env=_no_bytecode())  # fmt: skip
+    result = subprocess.run(
+        [BENCH, "report", "--store", str(store), "--out", str(out), "--top", "1"],
+        capture_output=True,
+        text=True,
+        preexec_fn=_limited(36 << 10),
+        timeout=300,
+        env=_no_bytecode(),
+    )
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "no room to write" in result.stderr
     assert report.read_text() == before
@@ -431,8 +498,22 @@ def test_no_room_for_a_report_keeps_the_previous_report(tmp_path, invoke):
 @pytest.fixture
 def one_trial(tmp_path, invoke):
     store = tmp_path / "runs" / "bench.db"
-    result = invoke("run", "--arch", "cnn_baseline", "--epochs", "1", "--min-runs", "5", "--min-time", "0",
-                    "--batch-sizes", "1", "--store", store, store=False)  # fmt: skip
+    result = invoke(
+        "run",
+        "--arch",
+        "cnn_baseline",
+        "--epochs",
+        "1",
+        "--min-runs",
+        "5",
+        "--min-time",
+        "0",
+        "--batch-sizes",
+        "1",
+        "--store",
+        store,
+        store=False,
+    )
     assert result.exit_code == 0, result.output
     (row,) = invoke.json("report", "--store", store, store=False)
     return store, row

@@ -38,8 +38,24 @@ def default_run(tmp_path_factory):
     benchmarked."""
     root = tmp_path_factory.mktemp("report")
     store = root / "runs" / "bench.db"
-    _cli("run", "--plugin", "cnn_dropout", "--where", "convs_per_block=1", "--epochs", "4", "--top-k", "2",
-         "--min-runs", "20", "--min-time", "0.1", "--store", store, "-q")  # fmt: skip
+    _cli(
+        "run",
+        "--plugin",
+        "cnn_dropout",
+        "--where",
+        "convs_per_block=1",
+        "--epochs",
+        "4",
+        "--top-k",
+        "2",
+        "--min-runs",
+        "20",
+        "--min-time",
+        "0.1",
+        "--store",
+        store,
+        "-q",
+    )
     result = _cli("report", "--store", store, "--out", root / "reports")
     path = re.search(r"Report: (\S+)", result.output.replace("\n", "")).group(1)
     return store, root / "reports", path
@@ -138,12 +154,41 @@ def test_csv_and_json_formats_carry_every_trial(default_run):
 
 def test_diverged_and_overfitting_trials_are_diagnosed_on_real_data(tmp_path):
     store = tmp_path / "bench.db"
-    common = ["--plugin", "cnn_dropout", "--variants", "all", "--where", "kernel_size=3", "--where",
-              "feature_maps=32-64", "--where", "convs_per_block=1", "--where", "head=256-64", "--where",
-              "dropout=0.0", "--store", store, "-q", "--no-benchmark"]  # fmt: skip
+    common = [
+        "--plugin",
+        "cnn_dropout",
+        "--variants",
+        "all",
+        "--where",
+        "kernel_size=3",
+        "--where",
+        "feature_maps=32-64",
+        "--where",
+        "convs_per_block=1",
+        "--where",
+        "head=256-64",
+        "--where",
+        "dropout=0.0",
+        "--store",
+        store,
+        "-q",
+        "--no-benchmark",
+    ]
     # A small training set, no dropout and 30 epochs: the validation loss turns up while the training loss falls.
-    _cli("run", *common, "--optimizer", "adam", "--lr", "3e-3", "--val-ratio", "0.9", "--batch-size", "16",
-         "--epochs", "30")  # fmt: skip
+    _cli(
+        "run",
+        *common,
+        "--optimizer",
+        "adam",
+        "--lr",
+        "3e-3",
+        "--val-ratio",
+        "0.9",
+        "--batch-size",
+        "16",
+        "--epochs",
+        "30",
+    )
     _cli("run", *common, "--optimizer", "sgd", "--lr", "50", "--epochs", "3")
     records = json.loads(_cli("report", "--all", "--store", store, "--json").stdout)
     with Store(store) as s:
@@ -152,8 +197,10 @@ def test_diverged_and_overfitting_trials_are_diagnosed_on_real_data(tmp_path):
     val = [h["val_loss"] for h in history]
     best = 1 + val.index(min(val))
     assert best < 25 and overfit["best_epoch"] == best
-    assert any(d.startswith(f"Overfitting from epoch {best}:") and f"the checkpoint of epoch {best} was kept" in d
-               for d in overfit["diagnosis"])  # fmt: skip
+    assert any(
+        d.startswith(f"Overfitting from epoch {best}:") and f"the checkpoint of epoch {best} was kept" in d
+        for d in overfit["diagnosis"]
+    )
     diverged = next(r for r in records if r["hparams"]["lr"] == 50)
     assert diverged["status"] == "diverged"
     assert diverged["diagnosis"][0].startswith("Training diverged") and "learning rate (50)" in diverged["diagnosis"][0]
@@ -175,8 +222,23 @@ def test_report_of_an_unknown_run_is_an_error(default_run):
 
 def test_time_to_accuracy_is_read_from_the_recorded_epochs(tmp_path, tiny_plugin):
     store = tmp_path / "bench.db"
-    _cli("run", "--plugin", tiny_plugin, "--epochs", "4", "--lr", "0.003,0.03", "--where", "width=8", "--schedule",
-         "cosine", "-q", "--no-benchmark", "--store", store)  # fmt: skip
+    _cli(
+        "run",
+        "--plugin",
+        tiny_plugin,
+        "--epochs",
+        "4",
+        "--lr",
+        "0.003,0.03",
+        "--where",
+        "width=8",
+        "--schedule",
+        "cosine",
+        "-q",
+        "--no-benchmark",
+        "--store",
+        store,
+    )
     with Store(store) as s:
         run = s.run()
         histories = {f"t{t['idx']:03d}": s.history(t["id"]) for t in s.trials(run["id"])}

@@ -39,8 +39,22 @@ def test_random_search_is_seeded_without_repeats_and_inside_the_grid():
 
 def test_random_search_from_the_command_line(invoke):
     small = ("--where", "convs_per_block=1", "--where", "head=64")  # 30 of the 120 variants, the quick ones
-    result = invoke("run", "--plugin", "cnn_dropout", "--variants", "all", *small, "--search", "random", "--trials",
-                    "3", "--epochs", "1", "--no-benchmark", "-q")  # fmt: skip
+    result = invoke(
+        "run",
+        "--plugin",
+        "cnn_dropout",
+        "--variants",
+        "all",
+        *small,
+        "--search",
+        "random",
+        "--trials",
+        "3",
+        "--epochs",
+        "1",
+        "--no-benchmark",
+        "-q",
+    )
     assert result.exit_code == 0, result.output
     rows = invoke.json("report")
     assert len(rows) == 3 and all(r["status"] == "completed" for r in rows)
@@ -50,10 +64,37 @@ def test_random_search_from_the_command_line(invoke):
 
 def test_patience_stops_a_trial_that_stopped_improving(invoke):
     # A small training set and no dropout: the validation loss bottoms out, then rises.
-    result = invoke("run", "--plugin", "cnn_dropout", "--variants", "all", "--where", "kernel_size=3", "--where",
-                    "feature_maps=32-64", "--where", "convs_per_block=1", "--where", "head=256-64", "--where",
-                    "dropout=0.0", "--optimizer", "adam", "--lr", "3e-3", "--val-ratio", "0.9", "--batch-size", "16",
-                    "--epochs", "30", "--patience", "3", "--no-benchmark", "-q")  # fmt: skip
+    result = invoke(
+        "run",
+        "--plugin",
+        "cnn_dropout",
+        "--variants",
+        "all",
+        "--where",
+        "kernel_size=3",
+        "--where",
+        "feature_maps=32-64",
+        "--where",
+        "convs_per_block=1",
+        "--where",
+        "head=256-64",
+        "--where",
+        "dropout=0.0",
+        "--optimizer",
+        "adam",
+        "--lr",
+        "3e-3",
+        "--val-ratio",
+        "0.9",
+        "--batch-size",
+        "16",
+        "--epochs",
+        "30",
+        "--patience",
+        "3",
+        "--no-benchmark",
+        "-q",
+    )
     assert result.exit_code == 0, result.output
     (row,) = invoke.json("report")
     assert row["status"] == "early_stopped"
@@ -96,8 +137,9 @@ def test_resume_runs_only_what_is_missing_in_the_same_run(invoke, tiny_plugin, s
 
 def _start(args, store):
     env = {**os.environ, "COLUMNS": "200"}
-    return subprocess.Popen([BENCH, "run", *args, "--store", str(store)], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    return subprocess.Popen(
+        [BENCH, "run", *args, "--store", str(store)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
 
 
 def _wait_for(store, condition, process, timeout=120):
@@ -108,8 +150,10 @@ def _wait_for(store, condition, process, timeout=120):
         if store.exists():
             db = sqlite3.connect(f"file:{store}?mode=ro", uri=True)
             try:
-                trials = [dict(zip(("idx", "status"), r, strict=True))
-                          for r in db.execute("SELECT idx, status FROM trials ORDER BY idx")]  # fmt: skip
+                trials = [
+                    dict(zip(("idx", "status"), r, strict=True))
+                    for r in db.execute("SELECT idx, status FROM trials ORDER BY idx")
+                ]
             except sqlite3.OperationalError:
                 trials = []
             finally:
@@ -157,8 +201,7 @@ def test_a_stop_while_benchmarking_exits_130_and_resume_finishes_the_deployment(
     """Issue 14, item 4: the run stays unfinished until its winners are exported and benchmarked; SIGTERM there
     exits 130 like any stop, and `--resume` does the missing benchmark (with the deploy options it is given)."""
     store = tmp_path / "bench.db"
-    process = _start(["--arch", "cnn_baseline", "--epochs", "1", "--batch-sizes", "1", "--min-time", "60", "-q"],
-                     store)  # fmt: skip
+    process = _start(["--arch", "cnn_baseline", "--epochs", "1", "--batch-sizes", "1", "--min-time", "60", "-q"], store)
     deadline = time.time() + 120
     while _count(store, "SELECT count(*) FROM exports") == 0:
         assert time.time() < deadline and process.poll() is None, process.communicate()
@@ -172,8 +215,9 @@ def test_a_stop_while_benchmarking_exits_130_and_resume_finishes_the_deployment(
         (winner,) = [t for t in s.trials(run["id"]) if s.export_of(t["id"])]
         assert run["status"] == "interrupted" and not s.latency_of(winner["id"])
         exported_at = s.export_of(winner["id"])["exported_at"]
-    result = invoke("run", "--resume", run["id"], "--min-time", "0.05", "--min-runs", "5", "--store", store,
-                    store=False)  # fmt: skip
+    result = invoke(
+        "run", "--resume", run["id"], "--min-time", "0.05", "--min-runs", "5", "--store", store, store=False
+    )
     assert result.exit_code == 0, result.output
     assert "nothing left to run" not in result.output
     with Store(store) as s:
@@ -204,15 +248,21 @@ def test_a_stop_before_training_exits_130_without_a_traceback(tmp_path, signum):
     site = tmp_path / "site"
     (site / "cnnbench_slow-1.0.dist-info").mkdir(parents=True)
     (site / "cnnbench_slow.py").write_text(SLOW_DATASET)
-    (site / "cnnbench_slow-1.0.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: cnnbench-slow\n"
-                                                                   "Version: 1.0\n")  # fmt: skip
+    (site / "cnnbench_slow-1.0.dist-info" / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: cnnbench-slow\nVersion: 1.0\n"
+    )
     (site / "cnnbench_slow-1.0.dist-info" / "entry_points.txt").write_text("[cnnbench]\nslow = cnnbench_slow\n")
     mark = tmp_path / "loading"
     env = {**os.environ, "PYTHONPATH": str(site), "SLOW_DATASET_MARK": str(mark)}
     env.pop("BENCH_LOAD_PLUGINS")
     store = tmp_path / "bench.db"
-    process = subprocess.Popen([BENCH, "run", "--arch", "cnn_baseline", "--dataset", "slow", "--store", str(store)],
-                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    process = subprocess.Popen(
+        [BENCH, "run", "--arch", "cnn_baseline", "--dataset", "slow", "--store", str(store)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.time() + 60
     while not mark.exists():
         assert time.time() < deadline and process.poll() is None, process.communicate()
@@ -295,10 +345,33 @@ def test_ray_executor_records_the_same_rows_as_the_local_one_and_asha_prunes(ray
     too small to learn) against the same sweep run locally: ASHA spends fewer epochs and records what it pruned;
     every trial Ray finished has the rows the local one has; its winner is exported, benchmarked and reported.
     (Ray workers load plugins through entry points: no in-process tiny plugin.)"""
-    sweep = ("--plugin", "cnn_dropout", "--where", "kernel_size=3", "--where", "convs_per_block=1", "--lr",
-             "1e-5,3e-3", "--epochs", "6")  # fmt: skip
-    result = invoke("run", *sweep, "--executor", "ray", "--scheduler", "asha", "--min-runs", "20", "--min-time", "0.1",
-                    "--batch-sizes", "1", "-q")  # fmt: skip
+    sweep = (
+        "--plugin",
+        "cnn_dropout",
+        "--where",
+        "kernel_size=3",
+        "--where",
+        "convs_per_block=1",
+        "--lr",
+        "1e-5,3e-3",
+        "--epochs",
+        "6",
+    )
+    result = invoke(
+        "run",
+        *sweep,
+        "--executor",
+        "ray",
+        "--scheduler",
+        "asha",
+        "--min-runs",
+        "20",
+        "--min-time",
+        "0.1",
+        "--batch-sizes",
+        "1",
+        "-q",
+    )
     assert result.exit_code == 0, result.output
     assert invoke("run", *sweep, "--no-benchmark", "-q").exit_code == 0
     with Store(store_path) as s:
@@ -313,7 +386,11 @@ def test_ray_executor_records_the_same_rows_as_the_local_one_and_asha_prunes(ray
         for rt, lt in zip(ray_trials, local_trials, strict=True):
             assert lt["status"] == "completed" and rt["status"] in ("completed", "pruned")
             assert (rt["variant"], rt["hparams"], rt["params"], rt["flops"]) == (
-                lt["variant"], lt["hparams"], lt["params"], lt["flops"])  # fmt: skip
+                lt["variant"],
+                lt["hparams"],
+                lt["params"],
+                lt["flops"],
+            )
             assert len(s.history(rt["id"])) == rt["epochs_run"]
             checkpoints.load(s.checkpoint_path(rt), rt["checkpoint_sha256"])
             if rt["status"] == "completed":
@@ -338,9 +415,26 @@ def _epochs_in_state(path: Path) -> int | None:
 @pytest.mark.slow
 def test_kill_9_in_epoch_3_of_6_then_resume_continues_with_the_same_losses(tmp_path, invoke):
     variant = ["kernel_size=3", "feature_maps=32-64", "convs_per_block=1", "head=64", "dropout=0.2", "dropout_layers=1"]
-    args = ["--arch", "cnn_dropout", *(x for w in variant for x in ("--where", w)), "--epochs", "6", "--batch-size",
-            "8", "--optimizer", "sgd", "--lr", "0.02", "--schedule", "cosine", "--augment", "flip,crop", "--threads",
-            "1", "--no-benchmark"]  # fmt: skip
+    args = [
+        "--arch",
+        "cnn_dropout",
+        *(x for w in variant for x in ("--where", w)),
+        "--epochs",
+        "6",
+        "--batch-size",
+        "8",
+        "--optimizer",
+        "sgd",
+        "--lr",
+        "0.02",
+        "--schedule",
+        "cosine",
+        "--augment",
+        "flip,crop",
+        "--threads",
+        "1",
+        "--no-benchmark",
+    ]
     store = tmp_path / "killed.db"
     process = _start(args, store)
     deadline = time.time() + 120
@@ -380,8 +474,16 @@ def torch_load(path):
 
 def test_a_run_is_recorded_with_its_whole_plan_or_not_at_all(store_path):
     """A stop (or a failed write) between the run row and its trials must not leave a run without a plan."""
-    args = dict(command="test", dataset="digits", input_shape=(1, 8, 8), classes=["a"], split={}, seed=0, config={},
-                environment={})  # fmt: skip
+    args = dict(
+        command="test",
+        dataset="digits",
+        input_shape=(1, 8, 8),
+        classes=["a"],
+        split={},
+        seed=0,
+        config={},
+        environment={},
+    )
     good = {"idx": 1, "architecture": "a", "plugin": "p", "variant": {}, "hparams": {}}
     with Store(store_path) as store:
         with pytest.raises(sqlite3.IntegrityError):  # the second trial repeats idx 1: the insert fails
@@ -426,8 +528,24 @@ def test_sigkill_at_20_random_moments_then_resume_always_ends_in_one_whole_run(t
 
     rng = random.Random(14)
     store = tmp_path / "bench.db"
-    sweep = ["--plugin", "cnn_dropout", "--where", "convs_per_block=1", "--epochs", "4", "--batch-size", "16",
-             "--threads", "1", "--batch-sizes", "1", "--min-runs", "20", "--min-time", "1"]  # fmt: skip
+    sweep = [
+        "--plugin",
+        "cnn_dropout",
+        "--where",
+        "convs_per_block=1",
+        "--epochs",
+        "4",
+        "--batch-size",
+        "16",
+        "--threads",
+        "1",
+        "--batch-sizes",
+        "1",
+        "--min-runs",
+        "20",
+        "--min-time",
+        "1",
+    ]
     targets = ["plan"] * 3 + ["training"] * 8 + ["export"] * 4 + ["benchmark"] * 5
     order = ["plan", "starting", "training", "export", "benchmark", "finishing"]
     killed_in = []
@@ -463,8 +581,10 @@ def test_sigkill_at_20_random_moments_then_resume_always_ends_in_one_whole_run(t
         assert [t["idx"] for t in trials] == [1, 2, 3] and all(t["status"] == "completed" for t in trials)
         (winner,) = [t for t in trials if s.export_of(t["id"])]
         assert s.export_of(winner["id"])["status"] == "ok"
-        assert {(m["engine"], m["batch_size"]) for m in s.latency_of(winner["id"])} == {("onnxruntime", 1),
-                                                                                        ("torch", 1)}  # fmt: skip
+        assert {(m["engine"], m["batch_size"]) for m in s.latency_of(winner["id"])} == {
+            ("onnxruntime", 1),
+            ("torch", 1),
+        }
         for t in trials:
             checkpoints.load(s.checkpoint_path(t), t["checkpoint_sha256"])
             assert [e["epoch"] for e in s.history(t["id"])] == [1, 2, 3, 4]
@@ -475,8 +595,20 @@ def test_sigterm_stops_a_ray_sweep_with_130_and_resume_finishes_it(tmp_path, inv
     """Issue 14, item 4: ray.init installs its own SIGTERM handler, with which the driver aborted (exit 134)."""
     pytest.importorskip("ray")
     store = tmp_path / "bench.db"
-    process = _start(["--plugin", "cnn_dropout", "--where", "convs_per_block=1", "--epochs", "40", "--executor",
-                      "ray", "--no-benchmark"], store)  # fmt: skip
+    process = _start(
+        [
+            "--plugin",
+            "cnn_dropout",
+            "--where",
+            "convs_per_block=1",
+            "--epochs",
+            "40",
+            "--executor",
+            "ray",
+            "--no-benchmark",
+        ],
+        store,
+    )
     _wait_for(store, lambda ts: any(t["status"] == "completed" for t in ts), process, timeout=300)
     process.send_signal(signal.SIGTERM)
     out, err = process.communicate(timeout=120)

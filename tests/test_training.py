@@ -147,15 +147,35 @@ def test_an_older_store_is_migrated_in_place_and_keeps_its_runs(tmp_path):
 
 
 def test_recipes_are_recorded_with_the_learning_rate_of_every_epoch(invoke, tiny_plugin, store_path):
-    result = invoke("run", "--plugin", tiny_plugin, "--where", "width=8", "--epochs", "4", "--optimizer", "sgd",
-                    "--lr", "0.05", "--schedule", "constant,cosine,onecycle,step", "--warmup-epochs", "1",
-                    "--label-smoothing", "0.1", "--nesterov", "-q", "--no-benchmark")  # fmt: skip
+    result = invoke(
+        "run",
+        "--plugin",
+        tiny_plugin,
+        "--where",
+        "width=8",
+        "--epochs",
+        "4",
+        "--optimizer",
+        "sgd",
+        "--lr",
+        "0.05",
+        "--schedule",
+        "constant,cosine,onecycle,step",
+        "--warmup-epochs",
+        "1",
+        "--label-smoothing",
+        "0.1",
+        "--nesterov",
+        "-q",
+        "--no-benchmark",
+    )
     assert result.exit_code == 0, result.output
     rows = {r["hparams"]["schedule"]: r for r in invoke.json("report")}
     assert set(rows) == {"constant", "cosine", "onecycle", "step"}
     with Store(store_path) as store:
-        lrs = {k: [h["lr"] for h in store.history(store.trials(r["run"])[r["trial"] - 1]["id"])]
-               for k, r in rows.items()}  # fmt: skip
+        lrs = {
+            k: [h["lr"] for h in store.history(store.trials(r["run"])[r["trial"] - 1]["id"])] for k, r in rows.items()
+        }
         elapsed = [h["elapsed_s"] for h in store.history(store.trials(rows["cosine"]["run"])[0]["id"])]
     for r in rows.values():
         hp = r["hparams"]
@@ -189,13 +209,15 @@ def test_an_unfinished_trial_continues_from_its_saved_state_with_the_same_losses
     """In-process: a state saved after epoch 2 of 4 and continued gives the uninterrupted losses (with lookahead,
     its average of the weights and batch-norm statistics is part of that state)."""
     splits = digits.split(0.2, 0)
-    hp = HParams(epochs=4, lr=0.05, optimizer="sgd", schedule="cosine", augment="flip,crop", seed=3,
-                 lookahead=lookahead, **FP32)  # fmt: skip
+    hp = HParams(
+        epochs=4, lr=0.05, optimizer="sgd", schedule="cosine", augment="flip,crop", seed=3, lookahead=lookahead, **FP32
+    )
 
     def fresh():
         torch.manual_seed(hp.seed)
-        return nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.Dropout(0.3), nn.ReLU(), nn.Flatten(),
-                             nn.Linear(144, 10))  # fmt: skip
+        return nn.Sequential(
+            nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.Dropout(0.3), nn.ReLU(), nn.Flatten(), nn.Linear(144, 10)
+        )
 
     whole = train_trial(fresh(), splits, Normalizer(digits), hp, tmp_path / "a.pt", 10, state_path=tmp_path / "a.st")
     assert not (tmp_path / "a.st").exists()  # gone once the trial ended
@@ -208,12 +230,28 @@ def test_an_unfinished_trial_continues_from_its_saved_state_with_the_same_losses
             raise Stop
 
     with pytest.raises(Stop):
-        train_trial(fresh(), splits, Normalizer(digits), hp, tmp_path / "b.pt", 10, on_epoch=stop_after_2,
-                    state_path=tmp_path / "b.st")  # fmt: skip
+        train_trial(
+            fresh(),
+            splits,
+            Normalizer(digits),
+            hp,
+            tmp_path / "b.pt",
+            10,
+            on_epoch=stop_after_2,
+            state_path=tmp_path / "b.st",
+        )
     assert (tmp_path / "b.st").is_file()
     seen = []
-    resumed = train_trial(fresh(), splits, Normalizer(digits), hp, tmp_path / "b.pt", 10,
-                          on_epoch=lambda s: seen.append(s.epoch), state_path=tmp_path / "b.st")  # fmt: skip
+    resumed = train_trial(
+        fresh(),
+        splits,
+        Normalizer(digits),
+        hp,
+        tmp_path / "b.pt",
+        10,
+        on_epoch=lambda s: seen.append(s.epoch),
+        state_path=tmp_path / "b.st",
+    )
     assert seen == [3, 4]  # epochs 1-2 were not trained again
     key = lambda r: [(e.train_loss, e.val_loss, e.lr) for e in r.history]  # noqa: E731
     assert key(resumed) == key(whole)
@@ -221,11 +259,27 @@ def test_an_unfinished_trial_continues_from_its_saved_state_with_the_same_losses
     # A state for other hyperparameters is not continued: that trial starts afresh.
     other = replace(hp, lr=0.01)
     with pytest.raises(Stop):
-        train_trial(fresh(), splits, Normalizer(digits), hp, tmp_path / "c.pt", 10, on_epoch=stop_after_2,
-                    state_path=tmp_path / "c.st")  # fmt: skip
+        train_trial(
+            fresh(),
+            splits,
+            Normalizer(digits),
+            hp,
+            tmp_path / "c.pt",
+            10,
+            on_epoch=stop_after_2,
+            state_path=tmp_path / "c.st",
+        )
     seen.clear()
-    train_trial(fresh(), splits, Normalizer(digits), other, tmp_path / "c.pt", 10,
-                on_epoch=lambda s: seen.append(s.epoch), state_path=tmp_path / "c.st")  # fmt: skip
+    train_trial(
+        fresh(),
+        splits,
+        Normalizer(digits),
+        other,
+        tmp_path / "c.pt",
+        10,
+        on_epoch=lambda s: seen.append(s.epoch),
+        state_path=tmp_path / "c.st",
+    )
     assert seen == [1, 2, 3, 4]
 
 
@@ -270,7 +324,12 @@ def test_the_fast_recipe_runs_from_its_config_file(invoke):
     hp = row["hparams"]
     assert row["architecture"] == "fast_cnn" and row["status"] == "completed"
     assert (hp["schedule"], hp["warmup_epochs"], hp["label_smoothing"], hp["nesterov"], hp["batch_size"]) == (
-        "onecycle", 2.0, 0.2, True, 512)  # fmt: skip
+        "onecycle",
+        2.0,
+        0.2,
+        True,
+        512,
+    )
     assert row["variant"]["tricks"] == "airbench"
     assert row["epochs_run"] == 5 and math.isfinite(row["val_loss"])
 

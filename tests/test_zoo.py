@@ -6,8 +6,19 @@ import torch
 
 from bench.plugins import get_registry
 
-ZOO = ["resnet18", "resnet34", "resnet50", "mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large",
-       "efficientnet_b0", "shufflenet_v2_x1_0", "regnet_y_400mf", "squeezenet1_1", "convnext_tiny"]  # fmt: skip
+ZOO = [
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "mobilenet_v2",
+    "mobilenet_v3_small",
+    "mobilenet_v3_large",
+    "efficientnet_b0",
+    "shufflenet_v2_x1_0",
+    "regnet_y_400mf",
+    "squeezenet1_1",
+    "convnext_tiny",
+]
 
 
 @pytest.mark.parametrize("shape", [(3, 32, 32), (1, 28, 28)], ids=["3x32x32", "1x28x28"])
@@ -43,9 +54,30 @@ def test_a_model_of_each_family_type_trains_exports_and_is_benchmarked(invoke):
     digits (--val-ratio 0.8: 288 training images), picked across the plugin by --where model=. Exported by the
     TorchScript exporter: the dynamo exporter (the default, tested on the lab's nets) takes 5-12 s per zoo model;
     no int8/fp16 variants (tests/test_quantize.py has them)."""
-    result = invoke("run", "--plugin", "torchvision", "--where", "model=resnet18,mobilenet_v3_small,convnext_tiny",
-                    "--where", "stem=small", "--epochs", "1", "--val-ratio", "0.8", "--exporter", "torchscript",
-                    "--batch-sizes", "1", "--min-runs", "5", "--min-time", "0", "--quantize", "none", "-q")  # fmt: skip
+    result = invoke(
+        "run",
+        "--plugin",
+        "torchvision",
+        "--where",
+        "model=resnet18,mobilenet_v3_small,convnext_tiny",
+        "--where",
+        "stem=small",
+        "--epochs",
+        "1",
+        "--val-ratio",
+        "0.8",
+        "--exporter",
+        "torchscript",
+        "--batch-sizes",
+        "1",
+        "--min-runs",
+        "5",
+        "--min-time",
+        "0",
+        "--quantize",
+        "none",
+        "-q",
+    )
     assert result.exit_code == 0, result.output
     rows = invoke.json("report")
     assert sorted(r["architecture"] for r in rows) == ["tv_convnext_tiny", "tv_mobilenet_v3_small", "tv_resnet18"]
@@ -70,9 +102,28 @@ def test_where_across_a_plugin_keeps_each_architectures_own_values_and_refuses_u
 
 def test_any_timm_model_runs_through_the_pipeline(invoke):
     pytest.importorskip("timm")
-    result = invoke("run", "--plugin", "timm", "--where", "model=resnet10t", "--epochs", "1", "--val-ratio", "0.8",
-                    "--exporter", "torchscript", "--batch-sizes", "1", "--min-runs", "5", "--min-time", "0",
-                    "--quantize", "none", "-q")  # fmt: skip
+    result = invoke(
+        "run",
+        "--plugin",
+        "timm",
+        "--where",
+        "model=resnet10t",
+        "--epochs",
+        "1",
+        "--val-ratio",
+        "0.8",
+        "--exporter",
+        "torchscript",
+        "--batch-sizes",
+        "1",
+        "--min-runs",
+        "5",
+        "--min-time",
+        "0",
+        "--quantize",
+        "none",
+        "-q",
+    )
     assert result.exit_code == 0, result.output
     (row,) = invoke.json("report")
     assert row["architecture"] == "timm" and row["variant"] == {"model": "resnet10t", "weights": "random"}
@@ -91,8 +142,19 @@ def test_pretrained_weights_come_from_the_local_cache_only(invoke, tmp_path, mon
     pytest.importorskip("timm")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-cache"))  # nothing cached: a clear failure, no download
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty-cache"))
-    result = invoke("run", "--plugin", "timm", "--where", "model=resnet10t", "--where", "weights=pretrained",
-                    "--epochs", "1", "--no-benchmark", "-q")  # fmt: skip
+    result = invoke(
+        "run",
+        "--plugin",
+        "timm",
+        "--where",
+        "model=resnet10t",
+        "--where",
+        "weights=pretrained",
+        "--epochs",
+        "1",
+        "--no-benchmark",
+        "-q",
+    )
     assert result.exit_code == 0, result.output
     (row,) = invoke.json("report")
     assert row["status"] == "failed"

@@ -23,8 +23,16 @@ from bench.report.tradeoff import deployment_section, tradeoff_section
 from bench.report.views import TrialView, choose_target, gather, md_table, select_runs
 from bench.store import Store, safe_component
 
-__all__ = ["TrialView", "gather", "measurements", "measurements_csv", "records", "select_runs", "to_csv",
-           "write_report"]  # fmt: skip
+__all__ = [
+    "TrialView",
+    "gather",
+    "measurements",
+    "measurements_csv",
+    "records",
+    "select_runs",
+    "to_csv",
+    "write_report",
+]
 
 
 def output_dir(out_root: Path, runs: list[dict]) -> Path:
@@ -34,8 +42,9 @@ def output_dir(out_root: Path, runs: list[dict]) -> Path:
     return Path(out_root) / f"combined-{digest}"
 
 
-def write_report(store: Store, runs: list[dict], out_root: Path, top: int = 3,
-                 target_acc: float | None = None) -> tuple[Path, list[TrialView]]:  # fmt: skip
+def write_report(
+    store: Store, runs: list[dict], out_root: Path, top: int = 3, target_acc: float | None = None
+) -> tuple[Path, list[TrialView]]:
     """Write report.md and its PNG figures under ``out_root``/<run>/; return the report's path. ``target_acc``
     (a fraction) is the validation accuracy that time to accuracy is measured to (default: choose_target)."""
     views = gather(store, runs)
@@ -51,29 +60,35 @@ def write_report(store: Store, runs: list[dict], out_root: Path, top: int = 3,
     gpu = any(r["provider"] in GPU_PROVIDERS and r["status"] == "ok" for v in views for r in v.latency)
     header, rows = leaderboard_rows(views, gpu, target)
     title = runs[0]["id"] if len(runs) == 1 else f"{len(runs)} runs"
-    markdown = "\n\n".join([
-        f"# cnnbench report: {title}",
-        header_section(runs, store),
-        "## Leaderboard",
-        "Ranked by test accuracy; trials that did not complete follow. ★: selected by validation accuracy for its "
-        "architecture. Accuracies in %; training s: the training steps' wall time (validation excluded); time to "
-        f"{pct(target)}% val: see Time to accuracy; latency and throughput from ONNX Runtime (see Method).",
-        md_table(header, rows),
-        "## Every parameter",
-        parameters_section(views),
-        f"## Top {top}",
-        top_section(views, top, write_png),
-        "## Time to accuracy",
-        time_section(views, target, target_acc is None, write_png),
-        "## Trade-offs",
-        tradeoff_section(views, write_png),
-        "## Deployment: precisions and batch sizes",
-        deployment_section(views, write_png),
-        "## Diagnosis of every trial",
-        diagnosis_section(views),
-        "## Method",
-        method_section(runs, views),
-    ]) + "\n"  # fmt: skip
+    markdown = (
+        "\n\n".join(
+            [
+                f"# cnnbench report: {title}",
+                header_section(runs, store),
+                "## Leaderboard",
+                "Ranked by test accuracy; trials that did not complete follow. ★: selected by validation accuracy "
+                "for its architecture. Accuracies in %; training s: the training steps' wall time (validation "
+                f"excluded); time to {pct(target)}% val: see Time to accuracy; latency and throughput from ONNX "
+                "Runtime (see Method).",
+                md_table(header, rows),
+                "## Every parameter",
+                parameters_section(views),
+                f"## Top {top}",
+                top_section(views, top, write_png),
+                "## Time to accuracy",
+                time_section(views, target, target_acc is None, write_png),
+                "## Trade-offs",
+                tradeoff_section(views, write_png),
+                "## Deployment: precisions and batch sizes",
+                deployment_section(views, write_png),
+                "## Diagnosis of every trial",
+                diagnosis_section(views),
+                "## Method",
+                method_section(runs, views),
+            ]
+        )
+        + "\n"
+    )
     path = folder / "report.md"
     atomic_write(path, markdown.encode())
     return path, views

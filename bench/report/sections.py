@@ -20,9 +20,26 @@ def leaderboard_rows(
 ) -> tuple[list[str], list[list[str]]]:
     batches = sorted({r["batch_size"] for v in views for r in v.latency if r["engine"] == "onnxruntime"})
     large = batches[-1] if batches else 64
-    header = ["rank", "trial", "architecture", "variant", "optimizer", "lr", "batch", "epochs (best/run)",
-              "train %", "val %", "test %", "training s", f"time to {pct(target)}% val (s)", "ONNX test %", "params",
-              "MFLOPs", "ONNX CPU p50 batch 1 (ms)", f"ONNX CPU images/s (batch {large})"]  # fmt: skip
+    header = [
+        "rank",
+        "trial",
+        "architecture",
+        "variant",
+        "optimizer",
+        "lr",
+        "batch",
+        "epochs (best/run)",
+        "train %",
+        "val %",
+        "test %",
+        "training s",
+        f"time to {pct(target)}% val (s)",
+        "ONNX test %",
+        "params",
+        "MFLOPs",
+        "ONNX CPU p50 batch 1 (ms)",
+        f"ONNX CPU images/s (batch {large})",
+    ]
     if gpu:
         header += ["ONNX GPU p50 batch 1 (ms)", f"ONNX GPU images/s (batch {large})"]
     header += ["status", "diagnosis"]
@@ -30,14 +47,23 @@ def leaderboard_rows(
     for v in views:
         t, hp = v.trial, v.trial["hparams"]
         row = [
-            str(v.test_rank or "-"), v.name + (" ★" if t["winner"] else ""), t["architecture"], variant_text(v),
-            hp["optimizer"], f"{hp['lr']:g}", str(hp["batch_size"]),
+            str(v.test_rank or "-"),
+            v.name + (" ★" if t["winner"] else ""),
+            t["architecture"],
+            variant_text(v),
+            hp["optimizer"],
+            f"{hp['lr']:g}",
+            str(hp["batch_size"]),
             f"{t['best_epoch'] or '-'}/{t['epochs_run'] if t['epochs_run'] is not None else '-'}",
-            pct(t["train_acc"]), pct(t["val_acc"]), pct(t["test_acc"]), secs(training_seconds(v.history)),
+            pct(t["train_acc"]),
+            pct(t["val_acc"]),
+            pct(t["test_acc"]),
+            secs(training_seconds(v.history)),
             _time_text(v.history, target),
             pct(v.export["onnx_test_acc"]) if v.export else "-",
-            str(t["params"]) if t["params"] is not None else "-", mflops(t["flops"]),
-        ]  # fmt: skip
+            str(t["params"]) if t["params"] is not None else "-",
+            mflops(t["flops"]),
+        ]
         for providers in (CPU_PROVIDERS, GPU_PROVIDERS) if gpu else (CPU_PROVIDERS,):
             b1, big = v.onnx(providers, 1), v.onnx(providers, large)
             row += [num(b1["p50_ms"]) if b1 else "-", f"{big['throughput']:.0f}" if big else "-"]
@@ -69,12 +95,21 @@ def header_section(runs: list[dict], store: Store) -> str:
             ["split", " / ".join(f"{k} {n}" for k, n in split.items())],
             ["seed", str(run["seed"])],
             ["date (UTC)", f"{run['created_at']} to {run['finished_at'] or '-'}"],
-            ["machine", f"{env.get('cpu')}, {env.get('cpu_count')} logical cores; GPU: {env.get('gpu') or 'none'}; "
-                        f"training device {env.get('device')}"],
+            [
+                "machine",
+                f"{env.get('cpu')}, {env.get('cpu_count')} logical cores; GPU: {env.get('gpu') or 'none'}; "
+                f"training device {env.get('device')}",
+            ],
             ["threads", f"torch intra-op threads {env.get('torch_threads')}"],
-            ["versions", ", ".join(f"{k} {env.get(k)}" for k in ("cnnbench", "python", "torch", "torchvision",
-                                                                 "onnxruntime", "onnx") if env.get(k))],
-        ]  # fmt: skip
+            [
+                "versions",
+                ", ".join(
+                    f"{k} {env.get(k)}"
+                    for k in ("cnnbench", "python", "torch", "torchvision", "onnxruntime", "onnx")
+                    if env.get(k)
+                ),
+            ],
+        ]
         out.append(md_table(["", ""], rows))
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     return f"Generated {when} by cnnbench {__version__} from `{store.path}`.\n\n" + "\n\n".join(out)
@@ -88,8 +123,14 @@ def parameters_section(views: list[TrialView]) -> str:
         keys = list(dict.fromkeys(k for v in group for k in v.trial["variant"]))
         hkeys = option_names(TRAIN)
         header = ["trial", *keys, *hkeys]
-        rows = [[v.name, *(format_value(v.trial["variant"].get(k, "-")) for k in keys),
-                 *(str(v.trial["hparams"].get(k, "-")) for k in hkeys)] for v in group]  # fmt: skip
+        rows = [
+            [
+                v.name,
+                *(format_value(v.trial["variant"].get(k, "-")) for k in keys),
+                *(str(v.trial["hparams"].get(k, "-")) for k in hkeys),
+            ]
+            for v in group
+        ]
         parts.append(f"### {arch}\n\n" + md_table(header, rows))
     return "\n\n".join(parts)
 
@@ -102,9 +143,10 @@ def per_class(v: TrialView) -> tuple[str, list[str]]:
         rows.append([name, pct(matrix[i][i] / total) if total else "-", str(total)])
     pairs = [
         (matrix[i][j] / sum(matrix[i]), matrix[i][j], sum(matrix[i]), i, j)
-        for i in range(len(classes)) for j in range(len(classes))
+        for i in range(len(classes))
+        for j in range(len(classes))
         if i != j and matrix[i][j] > 0
-    ]  # fmt: skip
+    ]
     pairs.sort(key=lambda p: (-p[0], -p[1]))
     words = [f"{classes[i]} -> {classes[j]} {pct(share)}% ({n} of {total})" for share, n, total, i, j in pairs[:5]]
     return md_table(["class", "test accuracy %", "test images"], rows), words
@@ -113,11 +155,17 @@ def per_class(v: TrialView) -> tuple[str, list[str]]:
 def epochs_table(v: TrialView) -> str:
     """Every epoch of a trial: learning rate, losses, accuracies, time; the kept epoch marked."""
     rows = [
-        [str(h["epoch"]) + (" ★" if h["epoch"] == v.trial["best_epoch"] else ""),
-         f"{h['lr']:.4g}" if h.get("lr") is not None else "-", num(h["train_loss"]), pct(h["train_acc"]),
-         num(h["val_loss"]), pct(h["val_acc"]), secs(h.get("elapsed_s"))]
+        [
+            str(h["epoch"]) + (" ★" if h["epoch"] == v.trial["best_epoch"] else ""),
+            f"{h['lr']:.4g}" if h.get("lr") is not None else "-",
+            num(h["train_loss"]),
+            pct(h["train_acc"]),
+            num(h["val_loss"]),
+            pct(h["val_acc"]),
+            secs(h.get("elapsed_s")),
+        ]
         for h in v.history
-    ]  # fmt: skip
+    ]
     header = ["epoch", "lr (first step)", "train loss", "train %", "val loss", "val %", "training s (cumulative)"]
     return md_table(header, rows)
 
@@ -127,10 +175,13 @@ def time_section(views: list[TrialView], target: float | None, chosen: bool, wri
     timed = [v for v in views if v.history and v.history[-1].get("elapsed_s") is not None]
     if not timed:
         return "No trial recorded its training time per epoch (runs made before cnnbench recorded it)."
-    series = [(f"{v.name} {v.trial['architecture']}", [h["elapsed_s"] for h in v.history],
-               [h["val_acc"] for h in v.history]) for v in timed]  # fmt: skip
-    png = write_png("time_to_accuracy.png", figures.accuracy_time_plot(series, target, "Validation accuracy "
-                                                                         "against training time"))  # fmt: skip
+    series = [
+        (f"{v.name} {v.trial['architecture']}", [h["elapsed_s"] for h in v.history], [h["val_acc"] for h in v.history])
+        for v in timed
+    ]
+    png = write_png(
+        "time_to_accuracy.png", figures.accuracy_time_plot(series, target, "Validation accuracy against training time")
+    )
     how = (
         "the highest validation accuracy every completed trial reached, floored to a whole percent"
         if chosen
@@ -139,11 +190,19 @@ def time_section(views: list[TrialView], target: float | None, chosen: bool, wri
     rows = []
     for v in timed:
         hit = time_to(v.history, target) if target is not None else None
-        rows.append([v.name, v.trial["architecture"], secs(hit[0]) if hit else "not reached",
-                     str(hit[1]) if hit else "-", secs(training_seconds(v.history)),
-                     pct(max(h["val_acc"] for h in v.history))])  # fmt: skip
-    table = md_table(["trial", "architecture", f"time to {pct(target)}% val (s)", "epoch", "training s",
-                      "best val %"], rows)  # fmt: skip
+        rows.append(
+            [
+                v.name,
+                v.trial["architecture"],
+                secs(hit[0]) if hit else "not reached",
+                str(hit[1]) if hit else "-",
+                secs(training_seconds(v.history)),
+                pct(max(h["val_acc"] for h in v.history)),
+            ]
+        )
+    table = md_table(
+        ["trial", "architecture", f"time to {pct(target)}% val (s)", "epoch", "training s", "best val %"], rows
+    )
     return (
         f"![Validation accuracy against training time]({png})\n\nTarget: **{pct(target)}%** validation accuracy "
         f"({how}). Time is the cumulative wall time of the training steps up to the end of the first epoch that "
@@ -171,15 +230,21 @@ def top_section(views: list[TrialView], top: int, write_png) -> str:
             title = f"{v.name} {t['architecture']}: test confusion matrix (row-normalized)"
             png = write_png(f"confusion_{v.slug}.png", figures.confusion_plot(t["confusion"], v.run["classes"], title))
             table, words = per_class(v)
-            lines += [f"![Confusion matrix of {v.name}]({png})", "", table, "",
-                      "Largest confusions (true -> predicted, share of the true class): "
-                      + ("; ".join(words) if words else "none") + "."]  # fmt: skip
+            lines += [
+                f"![Confusion matrix of {v.name}]({png})",
+                "",
+                table,
+                "",
+                "Largest confusions (true -> predicted, share of the true class): "
+                + ("; ".join(words) if words else "none")
+                + ".",
+            ]
         parts.append("\n".join(lines))
     return "\n\n".join(parts) if parts else "No completed trial."
 
 
 def diagnosis_section(views: list[TrialView]) -> str:
-    rows = [[v.name, v.trial["architecture"], v.trial["status"], " ".join(f.text for f in v.findings) or "-"]
-            for v in views]  # fmt: skip
+    rows = [
+        [v.name, v.trial["architecture"], v.trial["status"], " ".join(f.text for f in v.findings) or "-"] for v in views
+    ]
     return md_table(["trial", "architecture", "status", "diagnosis"], rows)
-

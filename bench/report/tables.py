@@ -17,28 +17,63 @@ from bench.store import Store
 def to_csv(views: list[TrialView]) -> str:
     buf = io.StringIO()
     hparams = option_names(TRAIN)
-    fields = ["run", "trial", "test_rank", "val_rank", "winner", "architecture", "plugin", "variant", *hparams,
-              "status", "note", "epochs_run", "best_epoch", "train_acc", "val_acc", "test_acc", "onnx_status",
-              "onnx_test_acc", "params", "flops", "onnx_cpu_p50_batch1_ms", "onnx_cpu_throughput_largest_batch",
-              "diagnosis"]  # fmt: skip
+    fields = [
+        "run",
+        "trial",
+        "test_rank",
+        "val_rank",
+        "winner",
+        "architecture",
+        "plugin",
+        "variant",
+        *hparams,
+        "status",
+        "note",
+        "epochs_run",
+        "best_epoch",
+        "train_acc",
+        "val_acc",
+        "test_acc",
+        "onnx_status",
+        "onnx_test_acc",
+        "params",
+        "flops",
+        "onnx_cpu_p50_batch1_ms",
+        "onnx_cpu_throughput_largest_batch",
+        "diagnosis",
+    ]
     writer = csv.DictWriter(buf, fieldnames=fields)
     writer.writeheader()
     for v in views:
         t = v.trial
         b1, big = v.onnx(CPU_PROVIDERS, 1), v.onnx(CPU_PROVIDERS)
-        writer.writerow({
-            "run": v.run["id"], "trial": t["idx"], "test_rank": v.test_rank, "val_rank": t["rank"],
-            "winner": t["winner"], "architecture": t["architecture"], "plugin": t["plugin"],
-            "variant": json.dumps(t["variant"]), **{k: t["hparams"].get(k) for k in hparams},
-            "status": t["status"], "note": t["note"], "epochs_run": t["epochs_run"], "best_epoch": t["best_epoch"],
-            "train_acc": t["train_acc"], "val_acc": t["val_acc"], "test_acc": t["test_acc"],
-            "onnx_status": v.export["status"] if v.export else None,
-            "onnx_test_acc": v.export["onnx_test_acc"] if v.export else None,
-            "params": t["params"], "flops": t["flops"],
-            "onnx_cpu_p50_batch1_ms": b1["p50_ms"] if b1 else None,
-            "onnx_cpu_throughput_largest_batch": big["throughput"] if big else None,
-            "diagnosis": diagnosis.summary(v.findings),
-        })  # fmt: skip
+        writer.writerow(
+            {
+                "run": v.run["id"],
+                "trial": t["idx"],
+                "test_rank": v.test_rank,
+                "val_rank": t["rank"],
+                "winner": t["winner"],
+                "architecture": t["architecture"],
+                "plugin": t["plugin"],
+                "variant": json.dumps(t["variant"]),
+                **{k: t["hparams"].get(k) for k in hparams},
+                "status": t["status"],
+                "note": t["note"],
+                "epochs_run": t["epochs_run"],
+                "best_epoch": t["best_epoch"],
+                "train_acc": t["train_acc"],
+                "val_acc": t["val_acc"],
+                "test_acc": t["test_acc"],
+                "onnx_status": v.export["status"] if v.export else None,
+                "onnx_test_acc": v.export["onnx_test_acc"] if v.export else None,
+                "params": t["params"],
+                "flops": t["flops"],
+                "onnx_cpu_p50_batch1_ms": b1["p50_ms"] if b1 else None,
+                "onnx_cpu_throughput_largest_batch": big["throughput"] if big else None,
+                "diagnosis": diagnosis.summary(v.findings),
+            }
+        )
     return buf.getvalue()
 
 
@@ -76,26 +111,41 @@ def measurements(views: list[TrialView]) -> list[dict]:
             acc, size, status = accs.get(precision, (None, None, None))
             if r["engine"] == "torch":
                 acc, size, status = v.trial["test_acc"], None, v.trial["status"]
-            out.append({"run": v.run["id"], "trial": v.trial["idx"], "architecture": v.trial["architecture"],
-                        **{k: r.get(k) for k in MEASUREMENT_FIELDS}, "precision": precision, "test_acc": acc,
-                        "model_status": status, "size_bytes": size})  # fmt: skip
+            out.append(
+                {
+                    "run": v.run["id"],
+                    "trial": v.trial["idx"],
+                    "architecture": v.trial["architecture"],
+                    **{k: r.get(k) for k in MEASUREMENT_FIELDS},
+                    "precision": precision,
+                    "test_acc": acc,
+                    "model_status": status,
+                    "size_bytes": size,
+                }
+            )
     return out
 
 
 def measurements_csv(views: list[TrialView]) -> str:
     rows = measurements(views)
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=["run", "trial", "architecture", *MEASUREMENT_FIELDS, "test_acc",
-                                             "model_status", "size_bytes"])  # fmt: skip
+    writer = csv.DictWriter(
+        buf, fieldnames=["run", "trial", "architecture", *MEASUREMENT_FIELDS, "test_acc", "model_status", "size_bytes"]
+    )
     writer.writeheader()
     writer.writerows(rows)
     return buf.getvalue()
-
 
 
 def records(store: Store, views: list) -> list[dict]:
     """`bench report --json`: each trial's public record, with its test-accuracy rank and its diagnosis."""
     from bench.records import trial_record
 
-    return [{**trial_record(store, v.run["id"], v.trial), "test_rank": v.test_rank,
-             "diagnosis": [f.text for f in v.findings]} for v in views]  # fmt: skip
+    return [
+        {
+            **trial_record(store, v.run["id"], v.trial),
+            "test_rank": v.test_rank,
+            "diagnosis": [f.text for f in v.findings],
+        }
+        for v in views
+    ]

@@ -34,10 +34,13 @@ class TrialView:
     def onnx(self, providers: tuple[str, str] = CPU_PROVIDERS, batch: int | None = None) -> dict | None:
         """The fp32 ONNX Runtime measurement on ``providers`` at ``batch`` (None: the largest batch measured)."""
         rows = [
-            r for r in self.latency
-            if r["engine"] == "onnxruntime" and r["provider"] in providers and r["status"] == MeasurementStatus.OK
+            r
+            for r in self.latency
+            if r["engine"] == "onnxruntime"
+            and r["provider"] in providers
+            and r["status"] == MeasurementStatus.OK
             and (r.get("precision") or "fp32") == "fp32"
-        ]  # fmt: skip
+        ]
         if batch is None:
             return max(rows, key=lambda r: r["batch_size"], default=None)
         return next((r for r in rows if r["batch_size"] == batch), None)
@@ -68,7 +71,7 @@ def gather(store: Store, runs: list[dict]) -> list[TrialView]:
                     store.variants_of(t["id"]),
                     diagnosis.diagnose(t, history),
                     name=name,
-                )  # fmt: skip
+                )
             )
     ranked = [v for v in views if v.trial["status"] in FINISHED and v.trial["test_acc"] is not None]
     ranked.sort(key=lambda v: (-v.trial["test_acc"], -(v.trial["val_acc"] or 0), v.run["created_at"], v.trial["idx"]))
@@ -118,4 +121,3 @@ def select_runs(store: Store, refs: tuple[str, ...], all_runs: bool = False) -> 
         return runs
     found = (store.run(None if ref == "latest" else ref) for ref in refs or ("latest",))
     return list({r["id"]: r for r in found}.values())
-

@@ -13,8 +13,20 @@ from bench.store.reads import Reads
 from bench.store.schema import APPLICATION_ID, SCHEMA_VERSION
 from bench.store.writes import Writes
 
-__all__ = ["APPLICATION_ID", "DEFAULT_STORE", "HEARTBEAT_S", "LEASE_S", "SCHEMA_VERSION", "STORE_ENV", "Store",
-           "default_path", "now", "owner_alive", "safe_component"]  # fmt: skip
+__all__ = [
+    "APPLICATION_ID",
+    "DEFAULT_STORE",
+    "HEARTBEAT_S",
+    "LEASE_S",
+    "SCHEMA_VERSION",
+    "STORE_ENV",
+    "Store",
+    "default_path",
+    "now",
+    "owner_alive",
+    "safe_component",
+]
+
 
 class Store(Writes, Reads, Ownership, StoreFile):
     """A results store (see the module): ``Store(path)`` opens or creates it, ``Store(path, create=False)`` only

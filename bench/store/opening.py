@@ -38,8 +38,9 @@ class StoreFile:
         """Open (``create``: or create) the store at ``path``. ``readonly``: for commands that only read; they also
         work where nothing may be written (a read-only folder or file system, another user's results)."""
         if str(path if path is not None else default_path()).endswith(("/", os.sep)):
-            raise UsageError(f"store {path or default_path()} names a folder; give the path of a database file, "
-                             "e.g. runs/bench.db")  # fmt: skip
+            raise UsageError(
+                f"store {path or default_path()} names a folder; give the path of a database file, e.g. runs/bench.db"
+            )
         self.path = Path(path) if path is not None else default_path()
         self.root = self.path.parent
         if self.path.is_dir():
@@ -98,8 +99,10 @@ class StoreFile:
         if app_id != APPLICATION_ID:
             raise BenchError(f"{self.path} is not a cnnbench store (it is another SQLite database)")
         if version > SCHEMA_VERSION:
-            raise BenchError(f"store {self.path} was written by a newer cnnbench (schema {version}, this one reads "
-                             f"{SCHEMA_VERSION}): upgrade cnnbench")  # fmt: skip
+            raise BenchError(
+                f"store {self.path} was written by a newer cnnbench (schema {version}, this one reads "
+                f"{SCHEMA_VERSION}): upgrade cnnbench"
+            )
         return version == SCHEMA_VERSION
 
     def _prepare(self) -> None:
@@ -174,6 +177,8 @@ class StoreFile:
         except sqlite3.OperationalError as exc:
             if exc.sqlite_errorcode == sqlite3.SQLITE_FULL or exc.sqlite_errorname.startswith("SQLITE_IOERR_WRITE"):
                 # SQLite reports a write past the disk's or the file size limit's end as "disk I/O error"
-                raise DiskFull(f"no room to write store {self.path} ({exc}); what was recorded before is intact: "
-                               "free some space and resume") from exc  # fmt: skip
+                raise DiskFull(
+                    f"no room to write store {self.path} ({exc}); what was recorded before is intact: "
+                    "free some space and resume"
+                ) from exc
             raise BenchError(f"cannot write to store {self.path}: {exc}") from exc

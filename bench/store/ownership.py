@@ -56,8 +56,11 @@ class Ownership:
     @staticmethod
     def _set_owner(conn, run_id: str) -> None:
         pid, host, started = _this_process()
-        conn.execute("INSERT OR REPLACE INTO owners (run_id, pid, host, process_start, since, heartbeat)"
-                   " VALUES (?, ?, ?, ?, ?, ?)", (run_id, pid, host, started, now(), time.time()))  # fmt: skip
+        conn.execute(
+            "INSERT OR REPLACE INTO owners (run_id, pid, host, process_start, since, heartbeat)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (run_id, pid, host, started, now(), time.time()),
+        )
 
     def owner(self, run_id: str) -> dict | None:
         row = self.conn.execute("SELECT * FROM owners WHERE run_id = ?", (run_id,)).fetchone()
@@ -103,8 +106,10 @@ class Ownership:
             try:
                 while not stop.wait(HEARTBEAT_S):
                     with contextlib.suppress(sqlite3.Error), conn:
-                        conn.execute("UPDATE owners SET heartbeat = ? WHERE run_id = ? AND pid = ? AND host = ?",
-                                   (time.time(), run_id, pid, host))  # fmt: skip
+                        conn.execute(
+                            "UPDATE owners SET heartbeat = ? WHERE run_id = ? AND pid = ? AND host = ?",
+                            (time.time(), run_id, pid, host),
+                        )
             finally:
                 conn.close()
 

@@ -81,10 +81,8 @@ class Reads:
     def checkpoint_path(self, trial: dict) -> Path | None:
         return self.root / trial["checkpoint"] if trial.get("checkpoint") else None
 
-
     def variants_of(self, trial_id: int) -> list[dict]:
         rows = self.conn.execute(
             "SELECT * FROM variants WHERE trial_id = ? ORDER BY precision = 'fp16', precision", (trial_id,)
         ).fetchall()
         return [self._decode(r) for r in rows]
-

@@ -175,4 +175,3 @@ JSON_COLUMNS = {
     "samples",
     "method",
 }
-

@@ -77,9 +77,19 @@ class Writes:
         conn.executemany(
             "INSERT INTO trials (run_id, idx, architecture, plugin, variant, hparams, status)"
             " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [(run_id, t["idx"], t["architecture"], t["plugin"], json.dumps(t["variant"]), json.dumps(t["hparams"]),
-              TrialStatus.PENDING) for t in trials],
-        )  # fmt: skip
+            [
+                (
+                    run_id,
+                    t["idx"],
+                    t["architecture"],
+                    t["plugin"],
+                    json.dumps(t["variant"]),
+                    json.dumps(t["hparams"]),
+                    TrialStatus.PENDING,
+                )
+                for t in trials
+            ],
+        )
 
     def record_hparams(self, trial_id: int, hparams: dict) -> None:
         """Replace a pending trial's recorded hyperparameters (a plan resolved again: bench.sweep.local.pending)."""
@@ -161,9 +171,21 @@ class Writes:
             conn.executemany(
                 "INSERT INTO epochs (trial_id, epoch, train_loss, train_acc, val_loss, val_acc, time_s, lr, elapsed_s)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(trial_id, e.epoch, _num(e.train_loss), e.train_acc, _num(e.val_loss), e.val_acc, e.time_s, e.lr,
-                  e.elapsed_s) for e in history],
-            )  # fmt: skip
+                [
+                    (
+                        trial_id,
+                        e.epoch,
+                        _num(e.train_loss),
+                        e.train_acc,
+                        _num(e.val_loss),
+                        e.val_acc,
+                        e.time_s,
+                        e.lr,
+                        e.elapsed_s,
+                    )
+                    for e in history
+                ],
+            )
 
     def record_export(self, trial_id: int, row: dict) -> None:
         """Replace the trial's export record with ``row`` (column -> value; path relative or absolute). The int8 and
@@ -175,16 +197,29 @@ class Writes:
         with self._tx() as conn:
             conn.execute("DELETE FROM variants WHERE trial_id = ?", (trial_id,))
             conn.execute("DELETE FROM latency WHERE trial_id = ? AND precision != 'fp32'", (trial_id,))
-            conn.execute(f"INSERT OR REPLACE INTO exports ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
-                       list(row.values()))  # fmt: skip
+            conn.execute(
+                f"INSERT OR REPLACE INTO exports ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                list(row.values()),
+            )
 
     def record_latencies(self, trial_id: int, rows: list[dict]) -> None:
         """Replace the trial's measurements for the same (precision, engine, provider, batch size), all in one
         transaction. A row without a precision is of the fp32 model."""
         stamp = now()
-        self._replace("latency", *[{"precision": "fp32", **row, "trial_id": trial_id, "measured_at": stamp,
-                                     "samples": json.dumps(row.get("samples")), "method": json.dumps(row.get("method"))}
-                                    for row in rows])  # fmt: skip
+        self._replace(
+            "latency",
+            *[
+                {
+                    "precision": "fp32",
+                    **row,
+                    "trial_id": trial_id,
+                    "measured_at": stamp,
+                    "samples": json.dumps(row.get("samples")),
+                    "method": json.dumps(row.get("method")),
+                }
+                for row in rows
+            ],
+        )
 
     def record_variant(self, trial_id: int, row: dict) -> None:
         """Replace the trial's variant of ``row['precision']`` and its measurements, in one transaction: a variant
@@ -194,12 +229,15 @@ class Writes:
             row["path"] = os.path.relpath(row["path"], self.root)
         with self._tx() as conn:
             conn.execute("DELETE FROM latency WHERE trial_id = ? AND precision = ?", (trial_id, row["precision"]))
-            conn.execute(f"INSERT OR REPLACE INTO variants ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
-                       list(row.values()))  # fmt: skip
+            conn.execute(
+                f"INSERT OR REPLACE INTO variants ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                list(row.values()),
+            )
 
     def _replace(self, table: str, *rows: dict) -> None:
         with self._tx() as conn:
             for row in rows:
-                conn.execute(f"INSERT OR REPLACE INTO {table} ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
-                           list(row.values()))  # fmt: skip
-
+                conn.execute(
+                    f"INSERT OR REPLACE INTO {table} ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                    list(row.values()),
+                )

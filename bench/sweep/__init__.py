@@ -13,9 +13,16 @@ from __future__ import annotations
 from bench.options import AXES, RunConfig
 
 # Imported on first use, so that `bench --help` and config files need no torch.
-_LAZY = {"run": "bench.sweep.runner", "resume": "bench.sweep.runner", "trials": "bench.sweep.runner",
-         "RunResult": "bench.sweep.runner", "RunListener": "bench.sweep.trial", "TrialSpec": "bench.sweep.plan",
-         "plan_run": "bench.sweep.plan", "SweepOutcome": "bench.sweep.local"}  # fmt: skip
+_LAZY = {
+    "run": "bench.sweep.runner",
+    "resume": "bench.sweep.runner",
+    "trials": "bench.sweep.runner",
+    "RunResult": "bench.sweep.runner",
+    "RunListener": "bench.sweep.trial",
+    "TrialSpec": "bench.sweep.plan",
+    "plan_run": "bench.sweep.plan",
+    "SweepOutcome": "bench.sweep.local",
+}
 __all__ = ["AXES", "RunConfig", *_LAZY]
 
 

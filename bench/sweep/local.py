@@ -28,8 +28,9 @@ class SweepOutcome:
     status: str  # completed, interrupted or failed (bench.status.RunStatus)
 
 
-def create_run(store: Store, specs: list[TrialSpec], data: Dataset, *, device: torch.device, command: str,
-               config: dict) -> tuple[str, list[TrialSpec]]:  # fmt: skip
+def create_run(
+    store: Store, specs: list[TrialSpec], data: Dataset, *, device: torch.device, command: str, config: dict
+) -> tuple[str, list[TrialSpec]]:
     """Record the run and its plan; return the run id and the specs with their store ids."""
     check_plan(specs, data)
     specs = resolve_plan(specs, data, device)
@@ -62,8 +63,15 @@ def pending(store: Store, run_id: str, data: Dataset, device: torch.device) -> l
     return resolved
 
 
-def run_local(store: Store, run_id: str, specs: list[TrialSpec], data: Dataset, *, device: torch.device,
-              listener: RunListener | None = None) -> SweepOutcome:  # fmt: skip
+def run_local(
+    store: Store,
+    run_id: str,
+    specs: list[TrialSpec],
+    data: Dataset,
+    *,
+    device: torch.device,
+    listener: RunListener | None = None,
+) -> SweepOutcome:
     """Train ``specs`` (trials of ``run_id``) one after the other in this process."""
     listener = listener or RunListener()
     splits = SplitCache(data, device)
@@ -89,8 +97,16 @@ def run_local(store: Store, run_id: str, specs: list[TrialSpec], data: Dataset, 
     return SweepOutcome(run_id, status)
 
 
-def run_trial(store: Store, run_id: str, spec: TrialSpec, splits: SplitCache, normalize: Normalizer, data: Dataset,
-              device: torch.device, listener: RunListener) -> dict:  # fmt: skip
+def run_trial(
+    store: Store,
+    run_id: str,
+    spec: TrialSpec,
+    splits: SplitCache,
+    normalize: Normalizer,
+    data: Dataset,
+    device: torch.device,
+    listener: RunListener,
+) -> dict:
     """Execute one trial here and record how it ended; one broken trial never ends the sweep."""
     hp = spec.hparams
     trial_splits = splits.get(hp.val_ratio, hp.seed)
@@ -101,12 +117,22 @@ def run_trial(store: Store, run_id: str, spec: TrialSpec, splits: SplitCache, no
     run = TrialRun()
 
     def finish(status: str, note: str | None = None, **more) -> None:
-        store.finish_trial(spec.trial_id, status=status, note=note, params=run.params,
-                           duration_s=time.perf_counter() - started, **more)  # fmt: skip
+        store.finish_trial(
+            spec.trial_id, status=status, note=note, params=run.params, duration_s=time.perf_counter() - started, **more
+        )
 
     try:
-        execute_trial(spec, data, trial_splits, normalize, device, folder, meta={"run": run_id}, run=run,
-                      on_epoch=lambda stats: listener.epoch_done(spec, stats))  # fmt: skip
+        execute_trial(
+            spec,
+            data,
+            trial_splits,
+            normalize,
+            device,
+            folder,
+            meta={"run": run_id},
+            run=run,
+            on_epoch=lambda stats: listener.epoch_done(spec, stats),
+        )
         result = run.result
         finish(result.status, result.note, flops=run.flops, result=result, checkpoint=folder / CHECKPOINT_FILE)
     except KeyboardInterrupt:

@@ -29,8 +29,13 @@ class TrialSpec:
     trial_id: int | None = None  # the store's row, once planned
 
     def row(self) -> dict:
-        return {"idx": self.idx, "architecture": self.architecture.name, "plugin": self.architecture.plugin,
-                "variant": self.variant, "hparams": self.hparams.as_dict()}  # fmt: skip
+        return {
+            "idx": self.idx,
+            "architecture": self.architecture.name,
+            "plugin": self.architecture.plugin,
+            "variant": self.variant,
+            "hparams": self.hparams.as_dict(),
+        }
 
 
 class _Space:
@@ -67,8 +72,10 @@ def _variants_where(arch: Architecture, selected: list[Architecture], variants: 
             if not any(key in a.parameters and value in {format_value(v) for v in a.values(key)} for a in selected):
                 selected[0].variants(variants, {key: [value]})
                 raise UsageError(f"no selected architecture has {key}={value}")
-    keep = {k: [v for v in vs if k in arch.parameters and v in {format_value(x) for x in arch.values(k)}]
-            for k, vs in where.items()}  # fmt: skip
+    keep = {
+        k: [v for v in vs if k in arch.parameters and v in {format_value(x) for x in arch.values(k)}]
+        for k, vs in where.items()
+    }
     return arch.variants(variants, keep) if all(keep.values()) else []
 
 
@@ -120,8 +127,8 @@ def spec_from_row(row: dict, registry: Registry) -> TrialSpec:
     """The trial a stored row describes, with its architecture from the installed plugins."""
     if row["architecture"] not in registry:
         raise BenchError(
-            f"trial {trial_label(row['idx'])} needs architecture '{row['architecture']}' from plugin '{row['plugin']}', "
-            "which is not installed"
+            f"trial {trial_label(row['idx'])} needs architecture '{row['architecture']}' from plugin "
+            f"'{row['plugin']}', which is not installed"
         )
     arch = registry.get(row["architecture"])
     return TrialSpec(row["idx"], arch, arch.normalize(row["variant"]), HParams.from_dict(row["hparams"]), row["id"])
@@ -157,8 +164,16 @@ def plan_run(config: RunConfig) -> list[TrialSpec]:
     archs = architectures_of(config)
     dataset_info(config.dataset)  # an unknown dataset is reported before anything else
     where = {k: [str(v) for v in vs] for k, vs in config.where.items()}
-    return plan(archs, config.axes(), variants=config.variants, where=where, search=config.search,
-                trials=config.trials, search_seed=(config.seed or [0])[0], fixed=config.fixed())
+    return plan(
+        archs,
+        config.axes(),
+        variants=config.variants,
+        where=where,
+        search=config.search,
+        trials=config.trials,
+        search_seed=(config.seed or [0])[0],
+        fixed=config.fixed(),
+    )
 
 
 def check_plan(specs: list[TrialSpec], data: Dataset) -> None:
@@ -194,8 +209,10 @@ def resolve_plan(specs: list[TrialSpec], data: Dataset, device: torch.device) ->
                     resolved = resolve_speed(hp, model, data.input_shape, device)
                     chosen[key] = {"precision": resolved.precision, "channels_last": resolved.channels_last}
                 except Exception:  # recorded when the trial itself builds the model
-                    chosen[key] = {"precision": "fp32" if hp.precision == "auto" else hp.precision,
-                                   "channels_last": bool(hp.channels_last)}
+                    chosen[key] = {
+                        "precision": "fp32" if hp.precision == "auto" else hp.precision,
+                        "channels_last": bool(hp.channels_last),
+                    }
             spec = replace(spec, hparams=replace(hp, **chosen[key]))
         out.append(spec)
     return out

@@ -75,18 +75,28 @@ def train_on_worker(config: dict) -> None:
         def on_epoch(stats: EpochStats) -> None:
             # Every epoch hands Tune a checkpoint: the best weights so far and the state to continue from; and the
             # model's size, which a trial the scheduler stops after this report is recorded with.
-            tune.report({**asdict(stats), "params": run.params, "flops": run.flops, "done_training": False},
-                        checkpoint=tune.Checkpoint.from_directory(tmp))  # fmt: skip
+            tune.report(
+                {**asdict(stats), "params": run.params, "flops": run.flops, "done_training": False},
+                checkpoint=tune.Checkpoint.from_directory(tmp),
+            )
 
-        execute_trial(spec, data, splits, Normalizer(data, device), device, folder, meta={}, run=run,
-                      on_epoch=on_epoch)  # fmt: skip
+        execute_trial(spec, data, splits, Normalizer(data, device), device, folder, meta={}, run=run, on_epoch=on_epoch)
         result = run.result
         final = {k: v for k, v in asdict(result).items() if k != "history"}
         last = result.history[-1] if result.history else None
-        tune.report({**final, "params": run.params, "flops": run.flops, "done_training": True,
-                     "history": [asdict(e) for e in result.history],  # with the epochs of an earlier attempt
-                     "epoch": last.epoch if last else 0, "val_loss": result.val_loss, "val_acc": result.val_acc,
-                     "device": str(device)})  # fmt: skip
+        tune.report(
+            {
+                **final,
+                "params": run.params,
+                "flops": run.flops,
+                "done_training": True,
+                "history": [asdict(e) for e in result.history],  # with the epochs of an earlier attempt
+                "epoch": last.epoch if last else 0,
+                "val_loss": result.val_loss,
+                "val_acc": result.val_acc,
+                "device": str(device),
+            }
+        )
 
 
 def run_ray(
@@ -119,22 +129,38 @@ def run_ray(
 
         # max_t one past the last epoch: ASHA stops any trial that reaches max_t, which would cut off the
         # trial's final report (its test figures).
-        sched = ASHAScheduler(time_attr="epoch", metric=metric, mode=mode,
-                              max_t=max(s.hparams.epochs for s in specs) + 1, grace_period=grace_period)  # fmt: skip
+        sched = ASHAScheduler(
+            time_attr="epoch",
+            metric=metric,
+            mode=mode,
+            max_t=max(s.hparams.epochs for s in specs) + 1,
+            grace_period=grace_period,
+        )
     configs = [
-        {"idx": s.idx, "row": {**s.row(), "id": s.trial_id}, "dataset": data.name, "data": data_options or {},
-         "cpus": cpus_per_trial, "gpus": gpus_per_trial,
-         "resume_from": _last_checkpoint(store.trial_dir(run_id, s.idx))}
+        {
+            "idx": s.idx,
+            "row": {**s.row(), "id": s.trial_id},
+            "dataset": data.name,
+            "data": data_options or {},
+            "cpus": cpus_per_trial,
+            "gpus": gpus_per_trial,
+            "resume_from": _last_checkpoint(store.trial_dir(run_id, s.idx)),
+        }
         for s in specs
-    ]  # fmt: skip
+    ]
     store.reopen_run(run_id)
     status = RunStatus.INTERRUPTED
     started_ray = False
     try:
         if not ray.is_initialized():
             with sigterm_as_interrupt():
-                ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level="ERROR",
-                         configure_logging=True)  # fmt: skip
+                ray.init(
+                    address=address,
+                    include_dashboard=False,
+                    log_to_driver=False,
+                    logging_level="ERROR",
+                    configure_logging=True,
+                )
             started_ray = True
         # After ray.init, which installs a SIGTERM handler of its own (the driver died, exit 134): SIGTERM = Ctrl-C.
         with sigterm_as_interrupt():
@@ -144,11 +170,13 @@ def run_ray(
                 param_space={"trial": tune.grid_search(configs)},
                 tune_config=tune.TuneConfig(scheduler=sched, reuse_actors=True),  # no torch import per trial
                 run_config=tune.RunConfig(
-                    storage_path=storage, name=run_id, verbose=0,
+                    storage_path=storage,
+                    name=run_id,
+                    verbose=0,
                     callbacks=[ToStore(store, run_id, by_idx, sizes, listener)],
                     checkpoint_config=tune.CheckpointConfig(num_to_keep=1),  # only the best is ever reported
                 ),
-            )  # fmt: skip
+            )
             tuner.fit()
             unfinished = (TrialStatus.PENDING, TrialStatus.RUNNING)
             done = all(t["status"] not in unfinished for t in store.trials(run_id))
@@ -222,23 +250,34 @@ def _callback_class(tune):
             else:  # stopped by the scheduler after its last report
                 best = best_epoch(history, spec.hparams.select)
                 result = TrialResult(
-                    status=TrialStatus.PRUNED, history=history, best_epoch=best.epoch if best else None,
-                    val_loss=best.val_loss if best else None, val_acc=best.val_acc if best else None,
+                    status=TrialStatus.PRUNED,
+                    history=history,
+                    best_epoch=best.epoch if best else None,
+                    val_loss=best.val_loss if best else None,
+                    val_acc=best.val_acc if best else None,
                     note=f"stopped by ASHA after epoch {history[-1].epoch if history else 0}",
-                )  # fmt: skip
+                )
                 params, flops = last.get("params"), last.get("flops")
             if checkpoint is not None:
                 result.checkpoint_sha256 = _sha256(checkpoint)
             (self.store.trial_dir(self.run_id, spec.idx) / RAY_CHECKPOINT).unlink(missing_ok=True)  # trial ended
-            self.store.finish_trial(spec.trial_id, status=result.status, note=result.note, params=params,
-                                    flops=flops, result=result, checkpoint=checkpoint,
-                                    duration_s=self.elapsed(spec))  # fmt: skip
+            self.store.finish_trial(
+                spec.trial_id,
+                status=result.status,
+                note=result.note,
+                params=params,
+                flops=flops,
+                result=result,
+                checkpoint=checkpoint,
+                duration_s=self.elapsed(spec),
+            )
             self.listener.trial_done(spec, self.store.trial(spec.trial_id))
 
         def on_trial_error(self, iteration, trials, trial, **info):
             spec = self.spec(trial)
-            self.store.finish_trial(spec.trial_id, status=TrialStatus.FAILED, note=_error_of(trial),
-                                    duration_s=self.elapsed(spec))  # fmt: skip
+            self.store.finish_trial(
+                spec.trial_id, status=TrialStatus.FAILED, note=_error_of(trial), duration_s=self.elapsed(spec)
+            )
             self.listener.trial_done(spec, self.store.trial(spec.trial_id))
 
     return ToStore

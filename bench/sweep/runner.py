@@ -30,8 +30,9 @@ class RunResult:
         return next((t for t in self.trials if t["rank"] == 1), None)
 
 
-def run(config: RunConfig | None = None, *, store_path=None, listener=None, command: str | None = None,
-        **options) -> RunResult:  # fmt: skip
+def run(
+    config: RunConfig | None = None, *, store_path=None, listener=None, command: str | None = None, **options
+) -> RunResult:
     """Plan, record and train the sweep ``config`` describes (or ``RunConfig(**options)``), then export and
     benchmark its winners. ``store_path``: the results database (default ``$BENCH_STORE`` or runs/bench.db);
     ``listener``: a bench.RunListener told of every step; ``command`` is recorded with the run (default: the
@@ -49,8 +50,14 @@ def run(config: RunConfig | None = None, *, store_path=None, listener=None, comm
         specs = plan_run(config)
         data = load_dataset(config.dataset, download=config.download, **config.data_options())
         with Store(store_path) as store:
-            run_id, specs = create_run(store, specs, data, device=device, config=config.asdict(),
-                                       command=command or f"bench.run({_call_text(config)})")  # fmt: skip
+            run_id, specs = create_run(
+                store,
+                specs,
+                data,
+                device=device,
+                config=config.asdict(),
+                command=command or f"bench.run({_call_text(config)})",
+            )
             with store.owning(run_id, claimed=True):  # create_run made this process the run's owner
                 return _execute(store, run_id, specs, data, config, device, listener or RunListener())
 
@@ -83,8 +90,16 @@ def resume(run_id: str = "latest", *, store_path=None, listener=None, **options)
                 row = store.run(row["id"])
                 data = load_run_dataset(row)
                 specs = pending(store, row["id"], data, device)
-                return _execute(store, row["id"], specs, data, config, device, listener or RunListener(),
-                                finished=row["status"] == RunStatus.COMPLETED)  # fmt: skip
+                return _execute(
+                    store,
+                    row["id"],
+                    specs,
+                    data,
+                    config,
+                    device,
+                    listener or RunListener(),
+                    finished=row["status"] == RunStatus.COMPLETED,
+                )
 
 
 def trials(run_id: str = "latest", *, store_path=None) -> list[dict]:
@@ -98,8 +113,9 @@ def trials(run_id: str = "latest", *, store_path=None) -> list[dict]:
         return [trial_record(store, row["id"], t) for t in rank(store.trials(row["id"]))]
 
 
-def _execute(store, run_id: str, specs: list, data, config: RunConfig, device, listener,
-             finished: bool = False) -> RunResult:  # fmt: skip
+def _execute(
+    store, run_id: str, specs: list, data, config: RunConfig, device, listener, finished: bool = False
+) -> RunResult:
     """Train ``specs`` with the configured executor, rank, then deploy the winners; the result in records. The run
     is completed only once its winners are exported and benchmarked: a stop before that leaves it interrupted, and
     a resume does what is missing (``finished``: a run recorded completed, with nothing left to do)."""
@@ -117,10 +133,19 @@ def _execute(store, run_id: str, specs: list, data, config: RunConfig, device, l
         if config.executor == "ray":
             from bench.sweep.ray import run_ray
 
-            outcome = run_ray(store, run_id, specs, data, address=config.ray_address,
-                              cpus_per_trial=config.cpus_per_trial, gpus_per_trial=config.gpus_per_trial,
-                              storage=config.storage, scheduler=config.scheduler,
-                              data_options=config.data_options(), listener=listener)  # fmt: skip
+            outcome = run_ray(
+                store,
+                run_id,
+                specs,
+                data,
+                address=config.ray_address,
+                cpus_per_trial=config.cpus_per_trial,
+                gpus_per_trial=config.gpus_per_trial,
+                storage=config.storage,
+                scheduler=config.scheduler,
+                data_options=config.data_options(),
+                listener=listener,
+            )
         else:
             outcome = run_local(store, run_id, specs, data, device=device, listener=listener)
         status = outcome.status  # a stopped or failed sweep is recorded as such by its executor
@@ -135,9 +160,16 @@ def _execute(store, run_id: str, specs: list, data, config: RunConfig, device, l
             with sigterm_as_interrupt():
                 if chosen:
                     listener.deploy_started(chosen, benchmark)
-                    problems = export_and_benchmark(store, row, chosen, export=settings(ExportSettings, config),
-                                                    benchmark=benchmark, quantize=quantize, reuse_exports=True,
-                                                    on_event=listener.deploy_event)  # fmt: skip
+                    problems = export_and_benchmark(
+                        store,
+                        row,
+                        chosen,
+                        export=settings(ExportSettings, config),
+                        benchmark=benchmark,
+                        quantize=quantize,
+                        reuse_exports=True,
+                        on_event=listener.deploy_event,
+                    )
                     entries = [(t, store.export_of(t["id"]), store.latency_of(t["id"])) for t in chosen]
                     listener.deploy_done(row, entries, benchmark, [(t, store.variants_of(t["id"])) for t in chosen])
                 store.finish_run(run_id, RunStatus.COMPLETED)
@@ -146,8 +178,15 @@ def _execute(store, run_id: str, specs: list, data, config: RunConfig, device, l
             store.finish_run(run_id, status)
     elif finished:
         status = row["status"]
-    return RunResult(run_id, status, [trial_record(store, run_id, t) for t in rank(store.trials(run_id))],
-                     [s.idx for s in specs], [t["idx"] for t in chosen], problems, str(store.path))  # fmt: skip
+    return RunResult(
+        run_id,
+        status,
+        [trial_record(store, run_id, t) for t in rank(store.trials(run_id))],
+        [s.idx for s in specs],
+        [t["idx"] for t in chosen],
+        problems,
+        str(store.path),
+    )
 
 
 def _undeployed(store, trials: list[dict], benchmark, quantize) -> list[dict]:

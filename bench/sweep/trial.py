@@ -63,9 +63,18 @@ class TrialRun:
     result: TrialResult | None = None
 
 
-def execute_trial(spec: TrialSpec, data: Dataset, splits: Splits, normalize: Normalizer, device: torch.device,
-                  folder: Path, *, meta: dict, run: TrialRun | None = None,
-                  on_epoch: Callable[[EpochStats], None] | None = None) -> TrialRun:  # fmt: skip
+def execute_trial(
+    spec: TrialSpec,
+    data: Dataset,
+    splits: Splits,
+    normalize: Normalizer,
+    device: torch.device,
+    folder: Path,
+    *,
+    meta: dict,
+    run: TrialRun | None = None,
+    on_epoch: Callable[[EpochStats], None] | None = None,
+) -> TrialRun:
     """Train ``spec`` in ``folder``: its best checkpoint goes to ``folder/best.pt`` and its state after every
     epoch to ``folder/state.pt``, which, when already there for the same trial, is continued. ``run`` (filled
     in as the trial goes) lets a caller that catches an exception still know what was measured."""
@@ -76,8 +85,14 @@ def execute_trial(spec: TrialSpec, data: Dataset, splits: Splits, normalize: Nor
     run.params = count_parameters(model)
     run.flops = count_flops(model, data.input_shape)
     run.result = train_trial(
-        model, splits, normalize, hp, folder / CHECKPOINT_FILE, data.num_classes, on_epoch=on_epoch,
+        model,
+        splits,
+        normalize,
+        hp,
+        folder / CHECKPOINT_FILE,
+        data.num_classes,
+        on_epoch=on_epoch,
         checkpoint_meta={**meta, "trial": spec.idx, "architecture": spec.architecture.name},
         state_path=folder / STATE_FILE,
-    )  # fmt: skip
+    )
     return run
