@@ -23,7 +23,7 @@ from bench.leaderboard import rank
 from bench.modelstats import count_flops
 from bench.plugins import get_registry, load_run_dataset
 from bench.quantize import QuantizeSettings, make_variants
-from bench.status import RUNNABLE, ExportStatus
+from bench.status import RUNNABLE, ExportStatus, VariantStatus
 from bench.store import Store
 from bench.version import __version__
 
@@ -192,7 +192,7 @@ def quantize_trial(
     calibration, test, labels = calibration_and_test(data, trial, settings.calibration_images)
     for variant in make_variants(fp32_path, calibration, test, labels, settings, threads):
         row = variant.row(settings.max_accuracy_drop)
-        if variant.data is not None and variant.status != "failed":
+        if variant.data is not None and variant.status != VariantStatus.FAILED:
             path = store.trial_dir(run["id"], trial["idx"]) / f"model-{variant.precision}.onnx"
             atomic_write(path, variant.data)
             row.update(path=path, sha256=hashlib.sha256(variant.data).hexdigest())

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from bench.status import TrialStatus
+
 OVERFIT_RISE = 0.10  # relative rise of the validation loss above its minimum
 OVERFIT_MIN_EPOCHS = 2  # epochs after the best one before calling it a trend
 UNDERFIT_TRAIN_ACC = 0.90
@@ -29,16 +31,16 @@ class Finding:
 
 def diagnose(trial: dict, history: list[dict]) -> list[Finding]:
     status = trial["status"]
-    if status == "diverged":
+    if status == TrialStatus.DIVERGED:
         why = trial.get("note") or "loss not finite"
         lr = trial["hparams"]["lr"]
         text = f"Training diverged ({why}): the learning rate ({lr:g}) is probably too high for this model."
         return [Finding("diverged", text)]
-    if status == "pruned":
+    if status == TrialStatus.PRUNED:
         why = trial.get("note") or "stopped by the scheduler"
         text = f"Pruned: {why}, its validation figures being among the weakest of its rung; its best epoch was kept."
         return [Finding("pruned", text)]
-    if status in ("failed", "interrupted", "running", "pending"):
+    if status in (TrialStatus.FAILED, TrialStatus.INTERRUPTED, TrialStatus.RUNNING, TrialStatus.PENDING):
         return [
             Finding(
                 status, f"No diagnosis: the trial {status}" + (f" ({trial['note']})." if trial.get("note") else ".")
@@ -47,7 +49,7 @@ def diagnose(trial: dict, history: list[dict]) -> list[Finding]:
     if not history or trial.get("best_epoch") is None:
         return []
     findings: list[Finding] = []
-    if status == "early_stopped":
+    if status == TrialStatus.EARLY_STOPPED:
         findings.append(Finding("early_stopped", f"Stopped early: {trial.get('note')}."))
     best = trial["best_epoch"]
     last = history[-1]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import io
+import json
 import logging
 import tempfile
 from dataclasses import dataclass, field
@@ -204,6 +205,20 @@ def quantize_int8(fp32_path: Path, calibration: np.ndarray, settings: QuantizeSe
     return data, method, f"{problem}: dynamic int8 instead (8-bit weights, activations quantized at run time)"
 
 
+def json_metadata(data: bytes) -> bytes:
+    """The model ``data`` with every metadata value JSON, as cnnbench's own are: the keys onnxruntime's quantizer adds
+    (``onnx.infer``, ``onnx.quant.pre_process``: plain text) are re-encoded as JSON strings, so that one reader
+    (``{k: json.loads(v) ...}``, README's deployment snippet) reads every file cnnbench writes."""
+    model = onnx.load_from_string(data)
+    changed = False
+    for prop in model.metadata_props:
+        try:
+            json.loads(prop.value)
+        except ValueError:
+            prop.value, changed = json.dumps(prop.value), True
+    return model.SerializeToString() if changed else data
+
+
 def to_fp16(fp32_path: Path) -> tuple[bytes, dict]:
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
@@ -240,6 +255,7 @@ def make_variants(
                     )
                 else:
                     variant.data, variant.method = to_fp16(fp32_path)
+                variant.data = json_metadata(variant.data)
                 path = workdir / "model.onnx"
                 path.write_bytes(variant.data)
                 logits = logits_of(onnxrt.session(path, "cpu", threads), test_images)

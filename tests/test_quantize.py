@@ -206,3 +206,18 @@ def test_a_curve_stops_after_a_batch_over_its_time_limit_and_says_so(tiny_run, m
     fp32 = [m for m in row["latency"] if m["precision"] == "fp32" and m["engine"] == "onnxruntime"]
     assert [m["status"] for m in fp32] == ["ok"] + ["skipped"] * 8
     assert fp32[1]["note"].startswith("the curve stopped after batch 1 took") and "(limit 0 ms)" in fp32[1]["note"]
+
+
+def test_readme_s_deployment_snippet_runs_on_every_file_of_a_run(quantized, capsys):
+    """Every .onnx cnnbench writes (fp32, int8, fp16) carries JSON metadata only: README's snippet, verbatim but for
+    the path, reads each and classifies raw images (onnxruntime's quantizer adds plain-text keys: re-encoded)."""
+    from pathlib import Path
+
+    _, winner = quantized
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    (code,) = [c for c in re.findall(r"```python\n(.+?)```", readme, flags=re.S) if "onnxruntime" in c]
+    paths = [winner["onnx"]["path"], *(v["path"] for v in winner["variants"])]
+    assert len(paths) == 3
+    for path in paths:
+        exec(code.replace("runs/RUN/t003/model.onnx", path), {})
+        assert re.fullmatch(r"\[('\d', ){7}'\d'\]\n", capsys.readouterr().out), path

@@ -1,0 +1,116 @@
+"""One declaration per option (issue 28): every RunConfig field has its CLI option, its docs row and its check, all
+made from the field's declaration; and a new option is one field plus its use, as CONTRIBUTING.md shows."""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+import pytest
+
+from bench.cli import cli
+from bench.errors import UsageError
+from bench.options import AXES, TRAIN, HParams, RunConfig, docs_markdown, flag, option_names
+
+ROOT = Path(__file__).resolve().parent.parent
+RUN = cli.commands["run"]
+FIELDS = [f.name for f in fields(RunConfig)]
+
+
+def _wrong_type(option):
+    """A value of the wrong type for the option."""
+    return {int: "many", float: "much", str: 123, bool: "yes", dict: "kernel_size=3"}[option.kind]
+
+
+@pytest.mark.parametrize("name", FIELDS)
+def test_every_field_has_its_option_its_docs_row_and_its_check(name):
+    option = next(f.metadata["option"] for f in fields(RunConfig) if f.name == name)
+    (param,) = [p for p in RUN.params if p.name == name]
+    assert param.help == option.help and f"--{flag(name)}" in param.opts + param.secondary_opts
+    assert re.search(rf"^\| `{name}` \| `--{flag(name)}`", docs_markdown(), flags=re.M)
+    with pytest.raises(UsageError, match=re.escape(f"Invalid value for '--{flag(name)}': ")) as error:
+        RunConfig(**{name: [_wrong_type(option)] if option.is_list else _wrong_type(option)})
+    assert "\n" not in str(error.value)
+    if option.stage == TRAIN:  # recorded with every trial
+        assert name in {f.name for f in fields(HParams)} and name in option_names(TRAIN)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [n for n in FIELDS if next(f for f in fields(RunConfig) if f.name == n).metadata["option"].kind in (int, float)],
+)
+def test_the_command_line_and_the_api_refuse_a_value_with_the_same_line(name, invoke):
+    """One check, one spelling: `bench run --x BAD` prints the line `RunConfig(x=BAD)` raises."""
+    option = next(f.metadata["option"] for f in fields(RunConfig) if f.name == name)
+    bad = -1 if option.low is not None and option.low >= 0 else "many"
+    with pytest.raises(UsageError) as error:
+        RunConfig(**{name: [bad] if option.is_list else bad})
+    result = invoke("run", "--plugin", "cnn_dropout", f"--{flag(name)}", str(bad))
+    assert result.exit_code == 2
+    expected = str(error.value).replace("-1.0", "-1")  # the CLI keeps the text as typed where it cannot read it
+    assert f"Error: {error.value}" in result.output or f"Error: {expected}" in result.output
+
+
+def test_the_options_page_is_generated_from_the_declarations():
+    assert (ROOT / "docs" / "run-options.md").read_text() == docs_markdown(), (
+        "docs/run-options.md is stale: python -m bench.options > docs/run-options.md"
+    )
+
+
+def test_the_axes_are_the_train_fields_that_are_lists_in_grid_order():
+    assert AXES[:4] == ("optimizer", "lr", "batch_size", "epochs") and set(AXES) <= set(option_names(TRAIN))
+
+
+def _apply(diff: str, root: Path) -> None:
+    """Apply CONTRIBUTING.md's diff: in each file, the hunk's context and removed lines are replaced by its context
+    and added lines (line numbers ignored, the old text must be there exactly once)."""
+    for section in re.split(r"^--- a/", diff, flags=re.M)[1:]:
+        path = root / section.splitlines()[0]
+        text = path.read_text()
+        for hunk in re.split(r"^@@.*$", section, flags=re.M)[1:]:
+            lines = [line for line in hunk.strip("\n").splitlines()]
+            old = "\n".join(line[1:] for line in lines if line[:1] in (" ", "-"))
+            new = "\n".join(line[1:] for line in lines if line[:1] in (" ", "+"))
+            assert text.count(old) == 1, f"{path.name}: the diff's old text is not there once:\n{old}"
+            text = text.replace(old, new)
+        path.write_text(text)
+
+
+CHECK_THE_NEW_OPTION = """
+from torch import nn
+from bench.cli import cli
+from bench.errors import UsageError
+from bench.optim import make_optimizer
+from bench.options import HParams, RunConfig, TRAIN, docs_markdown, option_names
+from bench.sweep.plan import plan_run
+
+assert [p for p in cli.commands["run"].params if p.name == "amsgrad"][0].is_flag  # the CLI option
+try:
+    RunConfig(amsgrad="yes")
+    raise SystemExit("not checked")
+except UsageError as exc:
+    assert str(exc) == "Invalid value for '--amsgrad': 'yes' (true or false)", exc  # the check
+assert "| `amsgrad` | `--amsgrad` |" in docs_markdown()  # the docs row
+assert "amsgrad" in option_names(TRAIN)  # the report's parameter table and CSV columns
+spec = plan_run(RunConfig(arch=["cnn_baseline"], amsgrad=True))[0]
+assert spec.hparams.amsgrad is True and spec.row()["hparams"]["amsgrad"] is True  # every trial records it
+assert make_optimizer(nn.Linear(2, 2), HParams(optimizer="adam", amsgrad=True)).defaults["amsgrad"]  # its use
+print("ok")
+"""
+
+
+def test_the_contributing_diff_adds_a_working_option(tmp_path):
+    """CONTRIBUTING.md's diff, applied to a copy of the package, gives the option everything it needs."""
+    text = (ROOT / "CONTRIBUTING.md").read_text()
+    (diff,) = re.findall(r"```diff\n(.+?)```", text, flags=re.S)
+    assert len([line for line in diff.splitlines() if line[:1] == "+" and not line.startswith("+++")]) <= 3
+    shutil.copytree(ROOT / "bench", tmp_path / "bench")
+    _apply(diff, tmp_path)
+    env = {**os.environ, "PYTHONPATH": str(tmp_path), "PYTHONDONTWRITEBYTECODE": "1"}
+    result = subprocess.run(
+        [sys.executable, "-c", CHECK_THE_NEW_OPTION], env=env, capture_output=True, text=True, cwd=tmp_path, timeout=120
+    )
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
