@@ -5,20 +5,15 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-AUGMENTATIONS = ("flip", "altflip", "crop", "translate", "grayscale")
 CROP_PADDING = 4  # crop: pixels of zero padding around the image before a random crop back to its size
 TRANSLATE_PADDING = 2  # translate: pixels of reflection padding, then a random crop (airbench's augmentation)
 GRAYSCALE_P = 0.1  # as torchvision's RandomGrayscale default (the ROB313 lab's setting)
 
 
 def parse(spec: str | None) -> tuple[str, ...]:
-    from bench.errors import UsageError
-
-    names = tuple(dict.fromkeys(s.strip() for s in (spec or "").split(",") if s.strip()))
-    bad = [n for n in names if n not in AUGMENTATIONS]
-    if bad:
-        raise UsageError(f"invalid value for --augment: '{bad[0]}' (choose from {', '.join(AUGMENTATIONS)})")
-    return names
+    """The augmentations of an --augment value, as HParams holds it (checked and normalized there: bench.options
+    AUGMENTATIONS)."""
+    return tuple(name for name in (spec or "").split(",") if name)
 
 
 def alternating_flips(n: int, seed: int, device: torch.device | str = "cpu") -> torch.Tensor:

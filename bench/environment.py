@@ -40,18 +40,19 @@ def _version(dist: str) -> str | None:
 def resolve_device(name: str) -> torch.device:
     """'auto' is the GPU when torch sees one, else the CPU."""
     from bench.errors import UsageError
+    from bench.options import invalid
 
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise UsageError(f"invalid value for --device: {name!r} (auto, cpu, cuda or cuda:N)") from None
+        raise invalid("device", name, "auto, cpu, cuda or cuda:N") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         why = "this torch build has no CUDA" if torch.version.cuda is None else "no GPU is visible to torch"
         raise UsageError(f"--device {name}: CUDA is not available ({why}); use --device cpu")
     if device.type not in ("cpu", "cuda"):
-        raise UsageError(f"invalid value for --device: {name!r} (auto, cpu, cuda or cuda:N)")
+        raise invalid("device", name, "auto, cpu, cuda or cuda:N")
     return device
 
 

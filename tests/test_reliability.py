@@ -117,7 +117,7 @@ BAD_INPUTS = [
     ),
     (["run", "--plugin", "cnn_dropout", "--batch-size", "0"], 2, "Invalid value for '--batch-size'"),
     (["run", "--plugin", "cnn_dropout", "--batch-size", "32,x"], 2, "Invalid value for '--batch-size'"),
-    (["run", "--plugin", "cnn_dropout", "--batch-size", "5000"], 2, "--batch-size: 5000 is larger than"),
+    (["run", "--plugin", "cnn_dropout", "--batch-size", "5000"], 2, "'--batch-size': 5000 is larger than"),
     (["run", "--plugin", "cnn_dropout", "--lr", "0"], 2, "Invalid value for '--lr'"),
     (["run", "--plugin", "cnn_dropout", "--lr", "-0.1"], 2, "Invalid value for '--lr'"),
     (

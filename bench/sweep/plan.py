@@ -14,7 +14,7 @@ from bench.architectures import Architecture, Registry, format_value
 from bench.data import Dataset
 from bench.errors import BenchError, UsageError, unknown
 from bench.formats import trial_label
-from bench.options import AXES, SEARCHES, HParams, RunConfig
+from bench.options import AXES, SEARCHES, HParams, RunConfig, invalid
 from bench.speed import resolve_speed
 
 HPARAM_DEFAULTS = {f.name: f.default for f in fields(HParams)}
@@ -94,7 +94,7 @@ def plan(
     architecture's own default (from its plugin), then cnnbench's; ``fixed`` holds the other hyperparameters
     (RunConfig.fixed()), the same for every trial but for a precision its plugin chooses."""
     if search not in SEARCHES:
-        raise UsageError(f"--search must be one of {', '.join(SEARCHES)}, not '{search}'")
+        raise invalid("search", search, f"one of {', '.join(SEARCHES)}")
     spaces = []
     for arch in architectures:
         grid = {}
@@ -115,10 +115,7 @@ def plan(
         k = next(n for n, end in enumerate(offsets) if i < end)
         space = spaces[k]
         variant, values = space.at(i - (offsets[k - 1] if k else 0))
-        extra = dict(fixed or {})
-        if extra.get("precision", "auto") == "auto" and "precision" in space.arch.defaults:
-            extra["precision"] = space.arch.defaults["precision"]  # the plugin's measured choice
-        hp = HParams(**values, **extra)
+        hp = HParams(**values, **(fixed or {}))
         specs.append(TrialSpec(len(specs) + 1, space.arch, variant, hp))
     return specs
 
@@ -187,20 +184,22 @@ def check_plan(specs: list[TrialSpec], data: Dataset) -> None:
         if key not in sizes:
             sizes[key] = len(data.split(*key).train)  # raises on an empty split
         if hp.batch_size > sizes[key]:
-            raise UsageError(
-                f"invalid value for --batch-size: {hp.batch_size} is larger than the {sizes[key]} training "
-                f"images of '{data.name}' (with --val-ratio {hp.val_ratio})"
-            )
+            why = f"is larger than the {sizes[key]} training images of '{data.name}' (with --val-ratio {hp.val_ratio})"
+            raise invalid("batch_size", hp.batch_size, why=why)
 
 
 def resolve_plan(specs: list[TrialSpec], data: Dataset, device: torch.device) -> list[TrialSpec]:
     """Replace 'auto' precision and layout by their values on ``device`` before the plan is recorded: the one place
     they are resolved, so every trial says what it trains in from the start and a resumed run trains the same way.
-    A model that cannot be built here gets fp32 and the standard layout: its trial fails when it builds it."""
+    'auto' is the architecture's own precision where its plugin declares one (measured by its author), else what
+    bench.speed measures here. A model that cannot be built here gets fp32 and the standard layout: its trial fails
+    when it builds it."""
     chosen: dict[tuple, object] = {}
     out = []
     for spec in specs:
         hp = spec.hparams
+        if hp.precision == "auto" and "precision" in spec.architecture.defaults:
+            hp = replace(hp, precision=spec.architecture.defaults["precision"])
         if hp.precision == "auto" or hp.channels_last is None:
             key = (spec.architecture.name, repr(spec.variant), hp.precision, hp.channels_last)
             if key not in chosen:
@@ -213,6 +212,6 @@ def resolve_plan(specs: list[TrialSpec], data: Dataset, device: torch.device) ->
                         "precision": "fp32" if hp.precision == "auto" else hp.precision,
                         "channels_last": bool(hp.channels_last),
                     }
-            spec = replace(spec, hparams=replace(hp, **chosen[key]))
-        out.append(spec)
+            hp = replace(hp, **chosen[key])
+        out.append(replace(spec, hparams=hp))
     return out
