@@ -1,7 +1,11 @@
 """cnnbench: a plugin-based benchmark suite for CNN image classifiers."""
 
-from bench.hookspecs import hookimpl
-from bench.version import __version__
+from bench import threads as _threads
+
+_threads.apply_default()  # before torch loads OpenMP: its idle threads must not spin long on a shared machine
+
+from bench.hookspecs import hookimpl  # noqa: E402
+from bench.version import __version__  # noqa: E402
 
 # The Python API (bench.sweep), imported on first use: `import bench` stays light for plugins and the CLI.
 _API = ("run", "resume", "trials", "RunConfig", "RunResult", "RunListener")

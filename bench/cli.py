@@ -68,7 +68,7 @@ def _deploy(store, run_ref, trial_refs, options: dict, *, as_json, benchmark=Tru
     from bench.export import ExportSettings
     from bench.inference import BenchSettings
     from bench.quantize import QuantizeSettings
-    from bench.records import deployment_record
+    from bench.records import deployment_record, noise_warning
 
     config = RunConfig(**options)  # the one check of every option
     run = store.run(None if run_ref == "latest" else run_ref)
@@ -99,6 +99,8 @@ def _deploy(store, run_ref, trial_refs, options: dict, *, as_json, benchmark=Tru
     out = [deployment_record(store, run["id"], t) for t in trials] if as_json else None
     if as_json:
         _print_json(out)
+    if timing is not None and (warning := noise_warning(store, trials, run["id"], epochs=False)):
+        click.echo(f"Warning: {warning}", err=True)
     if problems:
         raise BenchError("; ".join(problems))
 
@@ -160,6 +162,8 @@ def run(ctx, config, resume_ref, store_path, as_json, quiet, **options):
             )
     if as_json:
         _print_json(result.trials)
+    for warning in result.warnings:
+        click.echo(f"Warning: {warning}", err=True)
     if result.problems:
         raise BenchError("; ".join(result.problems))
     if result.status == RunStatus.INTERRUPTED:

@@ -171,6 +171,17 @@ def _verified_export(store: Store, trial: dict) -> Path:
     return _verified(store, trial, exp["path"], exp["sha256"])
 
 
+def unexported(run: dict, trial: dict, exp: dict) -> str:
+    """Why a trial's export cannot be benchmarked, and the command that changes it."""
+    again = f"bench export {run['id']} {trial_label(trial['idx'])}"
+    if exp["status"] == ExportStatus.PARITY_FAILED:
+        return (
+            f"its ONNX export differs from PyTorch beyond the tolerance ({exp['note']}); if that difference is "
+            f"acceptable, `{again} --tolerance {max(1e-3, 10 * (exp['tolerance'] or 1e-4)):g}` exports it again"
+        )
+    return f"its ONNX export failed ({exp['note']}); `{again} --exporter torchscript` or another --opset may work"
+
+
 def calibration_and_test(data: Dataset, trial: dict, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The first ``n`` images of the trial's own training split (calibration) and its test images, preprocessed as
     the model takes them (float32 arrays), with the test labels."""
@@ -200,10 +211,11 @@ def quantize_trial(
     return store.variants_of(trial["id"])
 
 
-def _rows(measurements, precision: str) -> list[dict]:
+def _rows(measurements, precision: str, repeat: int) -> list[dict]:
     return [
         {
             "precision": precision,
+            "repeat": repeat,
             "engine": m.engine,
             "provider": m.provider,
             "batch_size": m.batch_size,
@@ -227,16 +239,19 @@ def benchmark_trial(store: Store, run: dict, trial: dict, data: Dataset, setting
     path = _verified_export(store, trial)
     model = load_model(store, run, trial)
     images, _ = _test_images(data, trial)
-    # Recorded together once all are measured: a model has the whole benchmark or none of it (a stopped
-    # benchmark is done again on resume).
-    store.record_latencies(trial["id"], _rows(inference.benchmark(model, path, images, settings), "fp32"))
+    models = [("fp32", model, path)]
     for variant in store.variants_of(trial["id"]):
         if variant["status"] in RUNNABLE:
-            vpath = _verified(
-                store, trial, variant["path"], variant["sha256"], "make it again (`bench quantize`)", "made"
-            )
-            rows = _rows(inference.benchmark(None, vpath, images, settings), variant["precision"])
-            store.record_latencies(trial["id"], rows)
+            again = "make it again (`bench quantize`)"
+            vpath = _verified(store, trial, variant["path"], variant["sha256"], again, "made")
+            models.append((variant["precision"], None, vpath))  # ONNX Runtime only
+    rows = []
+    for repeat in range(1, settings.repeat + 1):  # each repetition times every model once: drifts show as spread
+        for precision, torch_model, onnx_path in models:
+            rows += _rows(inference.benchmark(torch_model, onnx_path, images, settings), precision, repeat)
+    # Recorded together once all are measured: a model has the whole benchmark or none of it (a stopped
+    # benchmark is done again on resume).
+    store.record_latencies(trial["id"], rows)
     return store.latency_of(trial["id"])
 
 
@@ -251,12 +266,14 @@ def export_and_benchmark(
     reuse_exports: bool = False,
     reuse_variants: bool | None = None,
     on_event: Callable[[str, dict, dict | list], None] | None = None,
+    notes: list[str] | None = None,
 ) -> list[str]:
     """Export every trial (with ``reuse_exports``, only those never exported), make the ``quantize`` variants of
     those whose export is verified (with ``reuse_variants``, default ``reuse_exports``, only the precisions not made
     yet), then ``benchmark`` them. One trial's failure never stops the others: export and variant failures are
     recorded in the store; problems with what is already there (a changed file, a missing checkpoint) are
-    returned."""
+    returned, and so is a trial asked to be benchmarked whose export cannot be (why, and the option that changes
+    it), unless ``notes`` collects those (a run's winners: they were not asked for by name)."""
     data = load_run_dataset(run)
     problems = []
     for trial in trials:
@@ -285,6 +302,11 @@ def export_and_benchmark(
                 rows = benchmark_trial(store, run, trial, data, benchmark)
                 if on_event:
                     on_event("benchmarked", trial, rows)
+            elif benchmark is not None:
+                why = f"{trial_label(trial['idx'])} {trial['architecture']}: not benchmarked: " + unexported(
+                    run, trial, exp
+                )
+                (notes if notes is not None else problems).append(why)
         except BenchError as exc:
             problems.append(f"{trial_label(trial['idx'])} {trial['architecture']}: {exc}")
     return problems

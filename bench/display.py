@@ -8,6 +8,8 @@ from rich.table import Table
 
 from bench.architectures import format_value, format_variant
 from bench.formats import count, device_of, duration, pct, times, trial_label
+from bench.leaderboard import configurations, repeated
+from bench.noise import NOISE_METHOD
 from bench.status import TrialStatus, VariantStatus
 from bench.sweep.plan import TrialSpec
 from bench.sweep.trial import RunListener
@@ -79,8 +81,47 @@ def leaderboard_table(ranked: list[dict], title: str) -> Table:
             pct(t["val_acc"]),
             pct(t["test_acc"]),
             count(t["params"]),
-            duration(t["duration_s"]),
+            duration(t["duration_s"]) + (" [yellow]noisy[/]" if t.get("noisy_epochs") else ""),
             f"[{STATUS_STYLE.get(t['status'], 'white')}]{status}[/]",
+        )
+    if any(t.get("noisy_epochs") for t in ranked):
+        table.caption += f"; time [yellow]noisy[/]: some of its epochs were ({NOISE_METHOD})"
+    return table
+
+
+def _mean_std(stats: dict, scale: float = 100, digits: int = 2) -> str:
+    if stats["mean"] is None:
+        return "-"
+    text = f"{scale * stats['mean']:.{digits}f}"
+    return text + (f" ± {scale * stats['std']:.{digits}f}" if stats["std"] is not None else "")
+
+
+def configurations_table(configs: list[dict], title: str) -> Table:
+    """One row per configuration (trials that differ only by seed): mean ± standard deviation over its seeds."""
+    table = Table(
+        title=title,
+        title_justify="left",
+        caption_justify="left",
+        caption="mean ± sample standard deviation over the finished trials of each configuration (n); "
+        "★ holds its architecture's best trial",
+    )
+    for name in ("#", "trials", "architecture", "variant", "opt", "lr", "batch", "n", "val %", "test %", "time"):
+        table.add_column(name, justify="left" if name in ("trials", "architecture", "variant", "opt") else "right")
+    keys = varying(configs)
+    for c in configs:
+        hp = c["hparams"]
+        table.add_row(
+            ("★ " if c["winner"] else "") + (str(c["rank"]) if c["rank"] else "-"),
+            ",".join(trial_label(i) for i in c["trials"]),
+            c["architecture"],
+            short_variant(c, keys.get(c["architecture"], set())),
+            hp["optimizer"],
+            f"{hp['lr']:g}",
+            str(hp["batch_size"]),
+            str(c["val_acc"]["n"]),
+            _mean_std(c["val_acc"]),
+            _mean_std(c["test_acc"]),
+            duration(c["duration_s"]["mean"]) + (" [yellow]noisy[/]" if c["noisy_epochs"] else ""),
         )
     return table
 
@@ -173,7 +214,17 @@ class RichDisplay(RunListener):
     def sweep_done(self, run: dict, ranked: list[dict]) -> None:
         if self.bar.live.is_started:
             self.bar.stop()
-        if self.tables:
+        if not self.tables:
+            return
+        configs = configurations(ranked)
+        if repeated(configs):  # seeds repeat configurations: one row each, mean ± std
+            self.tables.print(
+                configurations_table(
+                    configs,
+                    run_title(run).replace("ranked by validation accuracy", "ranked by mean validation accuracy"),
+                )
+            )
+        else:
             self.tables.print(leaderboard_table(ranked, run_title(run)))
 
     def deploy_started(self, trials: list[dict], settings) -> None:
@@ -282,8 +333,11 @@ def inference_table(entries: list[tuple[dict, dict | None, list[dict]]], title: 
         table.add_column(
             name, justify="left" if name in ("trial", "architecture", "export", "provider", "precision") else "right"
         )
-    methods = []
+    from bench.tradeoffs import representative, trustworthy
+
+    methods, repeats = [], 1
     for trial, exp, rows in entries:
+        rows = representative(rows)
         head = [
             trial_label(trial["idx"]),
             trial["architecture"],
@@ -299,6 +353,7 @@ def inference_table(entries: list[tuple[dict, dict | None, list[dict]]], title: 
             pairs.setdefault(key, {})[r["engine"]] = r
             if r["status"] == "ok" and r["method"] and r["method"] not in methods:
                 methods.append(r["method"])
+            repeats = max(repeats, r["repeats"])
         if not pairs:
             table.add_row(*head, *["-"] * 8)
         for i, ((provider, precision, batch), pair) in enumerate(pairs.items()):
@@ -307,14 +362,15 @@ def inference_table(entries: list[tuple[dict, dict | None, list[dict]]], title: 
                 cells = [f"[yellow]{o['status']}[/]: {o['note']}", "-", "-"]
             elif o:
                 cells = [
-                    f"{o['p50_ms']:.3f} / {o['p90_ms']:.3f} / {o['p99_ms']:.3f}",
+                    f"{o['p50_ms']:.3f} / {o['p90_ms']:.3f} / {o['p99_ms']:.3f}" + _noisy(o),
                     str(o["n"]),
                     f"{o['throughput']:,.0f}",
                 ]
             else:
                 cells = ["-", "-", "-"]
-            tp50 = f"{t['p50_ms']:.3f}" if t and t["status"] == "ok" else (t["status"] if t else "-")
-            ratio = f"{o['p50_ms'] / t['p50_ms']:.2f}" if o and t and o["status"] == t["status"] == "ok" else "-"
+            tp50 = f"{t['p50_ms']:.3f}" + _noisy(t) if t and t["status"] == "ok" else (t["status"] if t else "-")
+            # A ratio of two figures means something only where neither is noise.
+            ratio = f"{o['p50_ms'] / t['p50_ms']:.2f}" if trustworthy(o) and trustworthy(t) else "-"
             table.add_row(*(head if i == 0 else [""] * 6), provider, precision, str(batch), *cells, tp50, ratio)
     if methods:
         from bench.inference import graph_levels
@@ -324,9 +380,15 @@ def inference_table(entries: list[tuple[dict, dict | None, list[dict]]], title: 
             f"Latency per call, first run and session creation kept apart; warm-up {m['warmup']} runs, then at "
             f"least {m['min_runs']} runs and {m['min_time_s']:g} s; percentiles: {m['percentiles']}; intra-op "
             f"threads {m['intra_op_threads']}; ORT graph optimization {graph_levels(methods)}. "
-            "Parity: max |logit difference| against PyTorch on real test images."
+            "Parity: max |logit difference| against PyTorch on real test images. [yellow]noisy[/]: "
+            f"{NOISE_METHOD}; the ORT/torch ratio is shown only where neither figure is noisy"
+            + (f". Each figure is the median of {repeats} repetitions' p50." if repeats > 1 else ".")
         )
     return table
+
+
+def _noisy(row: dict) -> str:
+    return " [yellow]noisy[/]" if row.get("noisy") else ""
 
 
 def catalog_tables(catalog: dict) -> list[tuple[str, Table, str]]:

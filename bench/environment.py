@@ -8,6 +8,8 @@ from importlib.metadata import PackageNotFoundError, version
 
 import torch
 
+from bench import threads
+
 
 def cpu_model() -> str:
     try:
@@ -74,6 +76,7 @@ def environment(device: torch.device | None = None) -> dict:
         "cpu_count": os.cpu_count(),
         "cpu_features": cpu_features(),
         "torch_threads": torch.get_num_threads(),
+        "openmp_wait": threads.described(),
         "cuda": torch.version.cuda,
         "gpu": gpu,
         "device": str(device) if device is not None else None,

@@ -16,6 +16,7 @@ from torch import nn
 
 from bench import onnxrt
 from bench.errors import one_line
+from bench.noise import Watch, Window, spread
 from bench.options import default
 from bench.status import MeasurementStatus
 
@@ -42,6 +43,7 @@ class BenchSettings:
     # 'extended' won the smallest net at batch 64)
     graph_optimization: str = default("graph_optimization")
     batch_curve: bool = default("batch_curve")  # also every batch size of CURVE, until time or memory runs out
+    repeat: int = default("repeat")  # times every model is measured (bench.deploy.benchmark_trial)
 
     def sizes(self) -> tuple[int, ...]:
         return tuple(sorted(set(self.batch_sizes) | set(CURVE))) if self.batch_curve else tuple(self.batch_sizes)
@@ -74,16 +76,30 @@ class Measurement:
     samples: list[float] = field(default_factory=list)  # ms per timed run
     total_s: float | None = None
     method: dict = field(default_factory=dict)
+    window: Window = field(default_factory=Window)  # what the machine did during the timed runs
 
     def summary(self) -> dict:
-        return summarize(self.samples, self.batch_size)
+        """The statistics of the samples, what the machine did meanwhile, and whether that makes them noisy."""
+        stats = summarize(self.samples, self.batch_size)
+        return {**stats, **self.window.as_dict(), "noisy": self.window.noisy(stats["spread"]) if self.samples else None}
 
 
 def summarize(samples_ms: list[float], batch_size: int) -> dict:
     if not samples_ms:
-        return {
-            k: None for k in ("n", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "std_ms", "min_ms", "max_ms", "throughput")
-        }
+        keys = (
+            "n",
+            "p50_ms",
+            "p90_ms",
+            "p99_ms",
+            "mean_ms",
+            "std_ms",
+            "min_ms",
+            "max_ms",
+            "throughput",
+            "spread",
+            "cv",
+        )
+        return dict.fromkeys(keys)
     a = np.asarray(samples_ms, dtype=np.float64)
     p50, p90, p99 = np.percentile(a, [50, 90, 99])
     mean = float(a.mean())
@@ -97,11 +113,18 @@ def summarize(samples_ms: list[float], batch_size: int) -> dict:
         "min_ms": float(a.min()),
         "max_ms": float(a.max()),
         "throughput": batch_size / (mean / 1000) if mean > 0 else None,
+        "spread": spread(float(p50), float(p99)),  # p99 / p50
+        "cv": float(a.std(ddof=1)) / mean if len(a) > 1 and mean > 0 else 0.0,  # coefficient of variation
     }
 
 
-def timed_runs(run: Callable[[], object], settings: BenchSettings, sync: Callable[[], None] = lambda: None):
-    """(first run ms, warm samples in ms, seconds spent on the timed runs)."""
+def timed_runs(
+    run: Callable[[], object],
+    settings: BenchSettings,
+    sync: Callable[[], None] = lambda: None,
+    watch: Watch | None = None,
+):
+    """(first run ms, warm samples in ms, seconds spent on the timed runs); ``watch`` watches the timed runs."""
     t0 = time.perf_counter()
     run()
     sync()
@@ -110,13 +133,15 @@ def timed_runs(run: Callable[[], object], settings: BenchSettings, sync: Callabl
         run()
     sync()
     samples: list[float] = []
-    start = time.perf_counter()
-    while len(samples) < settings.min_runs or time.perf_counter() - start < settings.min_time:
-        t0 = time.perf_counter()
-        run()
-        sync()
-        samples.append((time.perf_counter() - t0) * 1000)
-    return first_ms, samples, time.perf_counter() - start
+    with watch or Watch(1):
+        start = time.perf_counter()
+        while len(samples) < settings.min_runs or time.perf_counter() - start < settings.min_time:
+            t0 = time.perf_counter()
+            run()
+            sync()
+            samples.append((time.perf_counter() - t0) * 1000)
+        total = time.perf_counter() - start
+    return first_ms, samples, total
 
 
 def graph_levels(methods: list[dict]) -> str:
@@ -180,10 +205,14 @@ def bench_onnxruntime(
         def run():
             sess.run_with_iobinding(binding)
 
-        m.first_ms, m.samples, m.total_s = timed_runs(run, settings, binding.synchronize_outputs)
+        watch = Watch(threads)
+        m.first_ms, m.samples, m.total_s = timed_runs(run, settings, binding.synchronize_outputs, watch)
+        m.window = watch.window
     else:
         feed = {name: x}
-        m.first_ms, m.samples, m.total_s = timed_runs(lambda: sess.run([out], feed), settings)
+        watch = Watch(threads)
+        m.first_ms, m.samples, m.total_s = timed_runs(lambda: sess.run([out], feed), settings, watch=watch)
+        m.window = watch.window
     if first_ms is not None:  # the session's real first run was in the probe
         m.first_ms = first_ms
     return m
@@ -229,7 +258,9 @@ def bench_torch(
         with torch.inference_mode():
             model(x)
 
-    m.first_ms, m.samples, m.total_s = timed_runs(run, settings, sync)
+    watch = Watch(threads)
+    m.first_ms, m.samples, m.total_s = timed_runs(run, settings, sync, watch)
+    m.window = watch.window
     model.cpu()
     return m
 

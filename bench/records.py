@@ -3,6 +3,7 @@ API returns. One definition, used by the CLI and by bench.run / bench.trials."""
 
 from __future__ import annotations
 
+from bench.leaderboard import configuration_key, configurations, rank
 from bench.store import Store
 
 TRIAL_FIELDS = (
@@ -23,7 +24,27 @@ TRIAL_FIELDS = (
     "test_loss",
     "split",
     "duration_s",
+    "noisy_epochs",
 )
+
+
+def run_records(store: Store, run_id: str) -> list[dict]:
+    """Every trial of a run as ``--json`` shows it, in leaderboard order, each with its ``configuration``: the
+    trials that differ from it only by seed, and the mean, standard deviation and n of their accuracies."""
+    ranked = rank(store.trials(run_id))
+    configs = {configuration_key(t): c for c in configurations(ranked) for t in ranked if t["idx"] in c["trials"]}
+    return [
+        {**trial_record(store, run_id, t), "configuration": _summary(configs[configuration_key(t)])} for t in ranked
+    ]
+
+
+def _summary(config: dict) -> dict:
+    return {
+        "rank": config["rank"],
+        "trials": config["trials"],
+        "seeds": config["seeds"],
+        **{f"{k}_{stat}": config[k][stat] for k in ("val_acc", "test_acc") for stat in ("mean", "std", "n")},
+    }
 
 
 def trial_record(store: Store, run_id: str, trial: dict) -> dict:
@@ -59,6 +80,24 @@ def variant_record(store: Store, row: dict) -> dict:
 
 def latency_record(row: dict) -> dict:
     return {k: v for k, v in row.items() if k not in ("id", "trial_id", "samples")}
+
+
+def noise_warning(store: Store, trials: list[dict], run_id: str, epochs: bool = True) -> str | None:
+    """One line naming the figures of ``trials`` that were measured while other processes wanted the CPU (their
+    latency measurements, and with ``epochs`` their epoch times), with what to do; None when none was."""
+    latency = [r for t in trials for r in store.latency_of(t["id"]) if r["status"] == "ok"]
+    history = [e for t in trials for e in store.history(t["id"])] if epochs else []
+    bad_latency = sum(bool(r["noisy"]) for r in latency)
+    bad_epochs = sum(bool(e["noisy"]) for e in history)
+    if not bad_latency and not bad_epochs:
+        return None
+    parts = [f"{bad_latency} of {len(latency)} latency figures"] if bad_latency else []
+    parts += [f"{bad_epochs} of {len(history)} epoch times"] if bad_epochs else []
+    return (
+        f"{' and '.join(parts)} were measured while other processes wanted the CPU (marked noisy in the store, the "
+        f"tables and the report): re-measure with `bench benchmark {run_id} --repeat 3`, fewer threads "
+        "(--bench-threads 1, --threads 1), or on a quiet machine"
+    )
 
 
 def deployment_record(store: Store, run_id: str, trial: dict) -> dict:

@@ -10,6 +10,37 @@ from bench.status import MeasurementStatus, VariantStatus
 SATURATION = 1.10  # throughput has saturated at a batch when no larger batch is more than 10% faster
 
 
+def representative(latency: list[dict]) -> list[dict]:
+    """One row per (precision, engine, provider, batch size), in their order: of several repetitions (`bench
+    benchmark --repeat N`), the one whose p50 is the median of those that ran, with ``repeats`` (how many were
+    measured) and ``p50_min_ms``/``p50_max_ms`` (their range). The store keeps every repetition."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in latency:
+        groups.setdefault((r.get("precision") or "fp32", r["engine"], r["provider"], r["batch_size"]), []).append(r)
+    out = []
+    for rows in groups.values():
+        ran = sorted(
+            (r for r in rows if r["status"] == MeasurementStatus.OK and r["p50_ms"] is not None),
+            key=lambda r: r["p50_ms"],
+        )
+        chosen = ran[(len(ran) - 1) // 2] if ran else rows[-1]
+        p50s = [r["p50_ms"] for r in ran]
+        out.append(
+            {
+                **chosen,
+                "repeats": len(rows),
+                "p50_min_ms": min(p50s, default=None),
+                "p50_max_ms": max(p50s, default=None),
+            }
+        )
+    return out
+
+
+def trustworthy(row: dict | None) -> bool:
+    """A measurement that ran and is not marked noisy (bench.noise)."""
+    return bool(row) and row["status"] == MeasurementStatus.OK and not row.get("noisy")
+
+
 def ort_cpu(latency: list[dict], precision: str, batch: int | None = None) -> dict | None:
     """The ONNX Runtime CPU measurement of ``precision`` at ``batch`` (None: the largest batch measured)."""
     rows = [

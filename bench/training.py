@@ -15,6 +15,7 @@ from torch import nn
 from bench import checkpoints, layers
 from bench.augment import alternating_flips, augment, parse
 from bench.data import Normalizer, Split, Splits
+from bench.noise import Watch
 from bench.optim import Lookahead, make_optimizer, make_scheduler, steps_per_epoch
 from bench.options import HParams
 from bench.status import TrialStatus
@@ -38,6 +39,10 @@ class EpochStats:
     best: bool = False  # this epoch improved the selection metric (its weights are now the checkpoint)
     lr: float | None = None  # learning rate of the epoch's first step
     elapsed_s: float | None = None  # training seconds of this epoch and all before it (steps only, no validation)
+    load_before: float | None = None  # 1-minute load average as the epoch's training steps started
+    load_after: float | None = None
+    others_cpu: float | None = None  # cores other processes used during its training steps, on average
+    noisy: bool | None = None  # its time is unreliable: others wanted more CPU than it left free (bench.noise)
 
 
 @dataclass
@@ -177,6 +182,7 @@ def train_trial(
         lookahead.load_state_dict(resumed["lookahead"])
 
     for epoch in range(first_epoch, hp.epochs + 1):
+        watch = Watch(torch.get_num_threads()).start()
         t0 = time.perf_counter()
         model.train()
         lr = optimizer.param_groups[0]["lr"]
@@ -204,9 +210,19 @@ def train_trial(
             correct += (logits.detach().argmax(1) == y).sum()
         train_loss, train_acc = loss_sum.item() / seen, correct.item() / seen
         elapsed += time.perf_counter() - t0
+        window = watch.stop()
         val = evaluate(model, splits.val, normalize)
         stats = EpochStats(
-            epoch, train_loss, train_acc, val.loss, val.acc, time.perf_counter() - t0, lr=lr, elapsed_s=elapsed
+            epoch,
+            train_loss,
+            train_acc,
+            val.loss,
+            val.acc,
+            time.perf_counter() - t0,
+            lr=lr,
+            elapsed_s=elapsed,
+            **window.as_dict(),
+            noisy=window.noisy(),
         )
         result.history.append(stats)
         if not (math.isfinite(train_loss) and math.isfinite(val.loss)) or train_loss > limit:

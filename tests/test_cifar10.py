@@ -78,3 +78,53 @@ def test_the_lab_config_runs_on_a_slice_of_cifar10(cifar_slice, invoke, store_pa
         run = s.run()
         assert run["classes"] == CLASSES and run["input_shape"] == [3, 32, 32]
         assert run["config"]["mean"] == [0.5, 0.5, 0.5]  # per channel, from the config file: repeats kept
+
+
+@pytest.mark.slow
+def test_the_fast_config_s_export_passes_parity_and_a_broken_one_does_not(cifar_slice, invoke, store_path, tmp_path):
+    """Issue 26, item 5: fast_cnn's export (whitening stem, flip TTA inside the model) is faithful within the default
+    tolerance, relative to its logits' scale; the same file with one weight changed is refused."""
+    import onnx
+    from onnx import numpy_helper
+
+    from bench.deploy import _test_images, load_model
+    from bench.export import check_parity
+    from bench.plugins import load_run_dataset
+
+    result = invoke(
+        "run",
+        "--config",
+        ROOT / "configs" / "cifar10-fast.toml",
+        "--dataset",
+        f"imagefolder:{cifar_slice}",
+        "--epochs",
+        "2",
+        "--warmup-epochs",
+        "1",
+        "--quantize",
+        "none",
+        "--batch-sizes",
+        "1",
+        "--min-runs",
+        "3",
+        "--min-time",
+        "0",
+        "-q",
+    )
+    assert result.exit_code == 0, result.output
+    (row,) = invoke.json("report")
+    assert row["architecture"] == "fast_cnn" and row["onnx"]["status"] == "ok", row["onnx"]["note"]
+    proto = onnx.load(row["onnx"]["path"])
+    weights = max(proto.graph.initializer, key=lambda t: numpy_helper.to_array(t).size)
+    changed = numpy_helper.to_array(weights).copy()
+    changed.flat[: changed.size // 100] += 0.05  # 1% of the largest weight tensor, slightly off
+    weights.CopyFrom(numpy_helper.from_array(changed, weights.name))
+    onnx.save(proto, tmp_path / "broken.onnx")
+    with Store(store_path) as s:
+        run = s.run()
+        trial = s.trials(run["id"])[0]
+        model = load_model(s, run, trial)
+    images, _ = _test_images(load_run_dataset(run), trial)
+    assert check_parity(model, row["onnx"]["path"], images).ok
+    broken = check_parity(model, tmp_path / "broken.onnx", images)
+    assert not broken.ok and "of their scale" in broken.note

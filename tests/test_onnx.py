@@ -80,7 +80,7 @@ def test_each_winner_has_an_onnx_file_whose_accuracy_plain_onnxruntime_reproduce
         assert float((predictions == labels).mean()) == exp["onnx_test_acc"]
         assert exp["onnx_test_acc"] == pytest.approx(exp["torch_test_acc"], abs=1 / len(labels))
         assert exp["torch_test_acc"] == r["test_acc"]
-        assert exp["max_abs_diff"] <= exp["tolerance"] == 1e-4 and exp["top1_agreement"] == 1.0
+        assert exp["max_abs_diff"] <= exp["tolerance"] == 1e-3 and exp["top1_agreement"] == 1.0
         assert exp["parity_images"] == len(labels)
         assert exp["opset"] == 18 and "torch.onnx" in exp["exporter"]
         assert exp["flops"] > 0 and exp["size_bytes"] == Path(exp["path"]).stat().st_size
@@ -172,7 +172,12 @@ def test_tolerance_beyond_the_measured_difference_fails_the_export_and_skips_the
     # bits (the tiny test CNN's can match exactly, leaving no tolerance to fail).
     args = ("--arch", "resnet", "--where", "depth=8", "--where", "width=16", "--epochs", "1", "--no-benchmark", "-q")
     assert invoke("run", *args).exit_code == 0
-    (row,) = invoke.json("benchmark", "latest", "--tolerance", "0", "--min-runs", "3", "--min-time", "0")
+    result = invoke("benchmark", "latest", "--tolerance", "0", "--min-runs", "3", "--min-time", "0", "--json")
+    # Asked for by name, a trial that cannot be benchmarked is an error saying why and what changes it (issue 26).
+    assert result.exit_code == 1
+    (error,) = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert "not benchmarked" in error and "--tolerance" in error
+    (row,) = json.loads(result.stdout)
     exp = row["onnx"]
     assert exp["max_abs_diff"] > 0
     assert exp["status"] == "parity_failed" and "tolerance 0" in exp["note"] and row["latency"] == []

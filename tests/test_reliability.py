@@ -177,6 +177,8 @@ BAD_INPUTS = [
     ([*RUN, "--max-accuracy-drop", "nan"], 2, "Invalid value for '--max-accuracy-drop'"),
     ([*RUN, "--batch-curve=yes"], 2, "does not take a value"),
     ([*RUN, "--lookahead=yes"], 2, "does not take a value"),
+    ([*RUN, "--repeat", "0"], 2, "Invalid value for '--repeat': 0 (an integer >= 1)"),
+    (["benchmark", "latest", "--repeat", "x"], 2, "Invalid value for '--repeat': 'x'"),
     (["quantize"], 2, "Missing argument 'RUN'"),
     (["quantize", "latest", "--quantize", "none"], 1, "--quantize none: nothing to make"),
     (["quantize", "latest", "--calibration-images", "-5"], 2, "Invalid value for '--calibration-images'"),

@@ -11,6 +11,7 @@ from bench.files import atomic_write
 from bench.formats import GPU_PROVIDERS, pct
 from bench.report.method import method_section
 from bench.report.sections import (
+    configurations_section,
     diagnosis_section,
     header_section,
     leaderboard_rows,
@@ -71,6 +72,7 @@ def write_report(
                 f"excluded); time to {pct(target)}% val: see Time to accuracy; latency and throughput from ONNX "
                 "Runtime (see Method).",
                 md_table(header, rows),
+                *(["## Configurations over seeds", configs] if (configs := configurations_section(views)) else []),
                 "## Every parameter",
                 parameters_section(views),
                 f"## Top {top}",

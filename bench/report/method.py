@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from bench import diagnosis
+from bench.noise import NOISE_METHOD
 from bench.report.views import TrialView
 
 
@@ -59,7 +60,17 @@ def method_section(runs: list[dict], views: list[TrialView]) -> str:
             f"{', '.join(torch_devices) or '-'}, same inputs; intra-op threads {m['intra_op_threads']}"
             + f", inter-op 1, ORT graph optimization {graph_levels([r['method'] for r in methods])}"
             + "; GPU timings use IO binding (no host copies timed). Throughput = batch size / mean latency."
+            + _repetitions(views)
         )
+    noisy_latency = sum(bool(r.get("noisy")) for v in views for r in v.repetitions if r["status"] == "ok")
+    noisy_epochs = sum(bool(h.get("noisy")) for v in views for h in v.history)
+    lines.append(
+        "- **Noise.** Every latency figure and every epoch's time records what the machine did meanwhile: "
+        f"{NOISE_METHOD}. "
+        f"Here {noisy_latency} latency figure{'s' * (noisy_latency != 1)} and {noisy_epochs} epoch "
+        f"time{'s' * (noisy_epochs != 1)} are marked *noisy*; an ORT/PyTorch ratio is given only where neither side "
+        "is. Re-measure stored models with `bench benchmark RUN --repeat N`."
+    )
     made = [x for v in views for x in v.variants if x["method"]]
     if made:
         from bench.tradeoffs import how_made
@@ -77,3 +88,13 @@ def method_section(runs: list[dict], views: list[TrialView]) -> str:
     unavailable = {r["provider"]: r["note"] for v in views for r in v.latency if r["status"] == "unavailable"}
     lines += [f"- **{p} unavailable:** {note}" for p, note in unavailable.items()]
     return "\n".join(lines)
+
+
+def _repetitions(views: list[TrialView]) -> str:
+    repeats = max((r.get("repeats") or 1 for v in views for r in v.latency), default=1)
+    if repeats < 2:
+        return ""
+    return (
+        f" Each model was measured {repeats} times, one repetition after the other; a table's figure is the "
+        "repetition with the median p50, and Deployment lists the spread across them."
+    )

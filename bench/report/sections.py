@@ -6,11 +6,12 @@ from __future__ import annotations
 import time
 
 from bench import diagnosis, figures
-from bench.architectures import format_value
+from bench.architectures import format_value, format_variant
 from bench.formats import CPU_PROVIDERS, GPU_PROVIDERS, mflops, num, pct
 from bench.formats import seconds as secs
+from bench.leaderboard import configurations, rank, repeated
 from bench.options import TRAIN, option_names
-from bench.report.views import TrialView, md_table, time_to, training_seconds, variant_text
+from bench.report.views import TrialView, learned, md_table, time_to, training_seconds, variant_text
 from bench.store import Store
 from bench.version import __version__
 
@@ -58,7 +59,7 @@ def leaderboard_rows(
             pct(t["train_acc"]),
             pct(t["val_acc"]),
             pct(t["test_acc"]),
-            secs(training_seconds(v.history)),
+            secs(training_seconds(v.history)) + (" (noisy)" if v.trial.get("noisy_epochs") else ""),
             _time_text(v.history, target),
             pct(v.export["onnx_test_acc"]) if v.export else "-",
             str(t["params"]) if t["params"] is not None else "-",
@@ -66,7 +67,8 @@ def leaderboard_rows(
         ]
         for providers in (CPU_PROVIDERS, GPU_PROVIDERS) if gpu else (CPU_PROVIDERS,):
             b1, big = v.onnx(providers, 1), v.onnx(providers, large)
-            row += [num(b1["p50_ms"]) if b1 else "-", f"{big['throughput']:.0f}" if big else "-"]
+            noisy = [" (noisy)" if m and m.get("noisy") else "" for m in (b1, big)]
+            row += [num(b1["p50_ms"]) + noisy[0] if b1 else "-", f"{big['throughput']:.0f}" + noisy[1] if big else "-"]
         row += [v.status, diagnosis.summary(v.findings)]
         rows.append(row)
     return header, rows
@@ -162,7 +164,7 @@ def epochs_table(v: TrialView) -> str:
             pct(h["train_acc"]),
             num(h["val_loss"]),
             pct(h["val_acc"]),
-            secs(h.get("elapsed_s")),
+            secs(h.get("elapsed_s")) + (" (noisy)" if h.get("noisy") else ""),
         ]
         for h in v.history
     ]
@@ -182,8 +184,15 @@ def time_section(views: list[TrialView], target: float | None, chosen: bool, wri
     png = write_png(
         "time_to_accuracy.png", figures.accuracy_time_plot(series, target, "Validation accuracy against training time")
     )
+    unlearned = [v.name for v in views if v.test_rank is not None and not learned(v)]
     how = (
-        "the highest validation accuracy every completed trial reached, floored to a whole percent"
+        "the highest validation accuracy every completed trial that learned reached, floored to a whole percent"
+        + (
+            f"; {', '.join(unlearned)} never got a tenth of the way from chance to perfect and "
+            f"{'is' if len(unlearned) == 1 else 'are'} left out"
+            if unlearned
+            else ""
+        )
         if chosen
         else "given with --target-acc"
     )
@@ -196,7 +205,7 @@ def time_section(views: list[TrialView], target: float | None, chosen: bool, wri
                 v.trial["architecture"],
                 secs(hit[0]) if hit else "not reached",
                 str(hit[1]) if hit else "-",
-                secs(training_seconds(v.history)),
+                secs(training_seconds(v.history)) + _noisy_epochs(v),
                 pct(max(h["val_acc"] for h in v.history)),
             ]
         )
@@ -206,8 +215,66 @@ def time_section(views: list[TrialView], target: float | None, chosen: bool, wri
     return (
         f"![Validation accuracy against training time]({png})\n\nTarget: **{pct(target)}%** validation accuracy "
         f"({how}). Time is the cumulative wall time of the training steps up to the end of the first epoch that "
-        "reached it (validation passes excluded), as measured on the machine in the header.\n\n" + table
+        "reached it (validation passes excluded), as measured on the machine in the header; *noisy*: epochs "
+        "measured while other processes wanted the CPU (see Method).\n\n" + table
     )
+
+
+def _noisy_epochs(v: TrialView) -> str:
+    n = sum(bool(h.get("noisy")) for h in v.history)
+    return f" (noisy: {n} of {len(v.history)} epochs)" if n else ""
+
+
+def configurations_section(views: list[TrialView]) -> str | None:
+    """Trials that differ only by seed, one row per configuration with mean ± std (n); None when no seed repeats."""
+    by_run: dict[str, list[dict]] = {}
+    for v in views:
+        by_run.setdefault(v.run["id"], []).append({**v.trial, "name": v.name})
+    rows = []
+    for trials in by_run.values():
+        configs = configurations(rank(trials))
+        if not repeated(configs):
+            continue
+        names = {t["idx"]: t["name"] for t in trials}
+        for c in configs:
+            hp = c["hparams"]
+            rows.append(
+                [
+                    ", ".join(names[i] for i in c["trials"]),
+                    c["architecture"],
+                    format_variant(c["variant"]) or "-",
+                    hp["optimizer"],
+                    f"{hp['lr']:g}",
+                    str(hp["batch_size"]),
+                    str(c["val_acc"]["n"]),
+                    _mean_std(c["val_acc"]),
+                    _mean_std(c["test_acc"]),
+                ]
+            )
+    if not rows:
+        return None
+    header = [
+        "trials",
+        "architecture",
+        "variant",
+        "optimizer",
+        "lr",
+        "batch",
+        "n",
+        "val % (mean ± std)",
+        "test % (mean ± std)",
+    ]
+    return (
+        "Trials that differ only by their seed (initialization, order and split) are one configuration: mean and "
+        "sample standard deviation over its finished trials, n of them, best mean validation accuracy first.\n\n"
+        + md_table(header, rows)
+    )
+
+
+def _mean_std(stats: dict) -> str:
+    if stats["mean"] is None:
+        return "-"
+    return pct(stats["mean"]) + (f" ± {pct(stats['std'])}" if stats["std"] is not None else "")
 
 
 def top_section(views: list[TrialView], top: int, write_png) -> str:

@@ -9,6 +9,7 @@ import json
 
 from bench import diagnosis
 from bench.formats import CPU_PROVIDERS
+from bench.leaderboard import configurations, rank
 from bench.options import TRAIN, option_names
 from bench.report.views import TrialView
 from bench.store import Store
@@ -38,15 +39,26 @@ def to_csv(views: list[TrialView]) -> str:
         "onnx_test_acc",
         "params",
         "flops",
+        "noisy_epochs",
         "onnx_cpu_p50_batch1_ms",
+        "onnx_cpu_p50_batch1_noisy",
         "onnx_cpu_throughput_largest_batch",
+        "onnx_cpu_throughput_largest_batch_noisy",
+        "configuration_trials",
+        "configuration_val_acc_mean",
+        "configuration_val_acc_std",
+        "configuration_test_acc_mean",
+        "configuration_test_acc_std",
+        "configuration_n",
         "diagnosis",
     ]
     writer = csv.DictWriter(buf, fieldnames=fields)
     writer.writeheader()
+    configs = _configurations(views)
     for v in views:
         t = v.trial
         b1, big = v.onnx(CPU_PROVIDERS, 1), v.onnx(CPU_PROVIDERS)
+        c = configs[(v.run["id"], t["idx"])]
         writer.writerow(
             {
                 "run": v.run["id"],
@@ -69,8 +81,14 @@ def to_csv(views: list[TrialView]) -> str:
                 "onnx_test_acc": v.export["onnx_test_acc"] if v.export else None,
                 "params": t["params"],
                 "flops": t["flops"],
+                "noisy_epochs": t.get("noisy_epochs"),
                 "onnx_cpu_p50_batch1_ms": b1["p50_ms"] if b1 else None,
+                "onnx_cpu_p50_batch1_noisy": b1.get("noisy") if b1 else None,
                 "onnx_cpu_throughput_largest_batch": big["throughput"] if big else None,
+                "onnx_cpu_throughput_largest_batch_noisy": big.get("noisy") if big else None,
+                "configuration_trials": " ".join(map(str, c["trials"])),
+                **{f"configuration_{k}_{s}": c[k][s] for k in ("val_acc", "test_acc") for s in ("mean", "std")},
+                "configuration_n": c["val_acc"]["n"],
                 "diagnosis": diagnosis.summary(v.findings),
             }
         )
@@ -95,7 +113,24 @@ MEASUREMENT_FIELDS = (
     "throughput",
     "session_ms",
     "first_ms",
+    "repeat",
+    "spread",
+    "cv",
+    "load_before",
+    "load_after",
+    "others_cpu",
+    "noisy",
 )
+
+
+def _configurations(views: list[TrialView]) -> dict[tuple[str, int], dict]:
+    """(run, trial) -> its configuration (bench.leaderboard.configurations), per run."""
+    out = {}
+    for run_id in dict.fromkeys(v.run["id"] for v in views):
+        trials = rank([v.trial for v in views if v.run["id"] == run_id])
+        for c in configurations(trials):
+            out.update({(run_id, idx): c for idx in c["trials"]})
+    return out
 
 
 def measurements(views: list[TrialView]) -> list[dict]:
@@ -106,7 +141,7 @@ def measurements(views: list[TrialView]) -> list[dict]:
         accs = {x["precision"]: (x["test_acc"], x["size_bytes"], x["status"]) for x in v.variants}
         if v.export:
             accs["fp32"] = (v.export["onnx_test_acc"], v.export["size_bytes"], v.export["status"])
-        for r in v.latency:
+        for r in v.repetitions:
             precision = r.get("precision") or "fp32"
             acc, size, status = accs.get(precision, (None, None, None))
             if r["engine"] == "torch":
@@ -138,12 +173,18 @@ def measurements_csv(views: list[TrialView]) -> str:
 
 
 def records(store: Store, views: list) -> list[dict]:
-    """`bench report --json`: each trial's public record, with its test-accuracy rank and its diagnosis."""
-    from bench.records import trial_record
+    """`bench report --json`: each trial's public record, with its configuration over seeds, its test-accuracy rank
+    and its diagnosis."""
+    from bench.records import run_records
 
+    by_run = {
+        (r["run"], r["trial"]): r
+        for run_id in dict.fromkeys(v.run["id"] for v in views)
+        for r in run_records(store, run_id)
+    }
     return [
         {
-            **trial_record(store, v.run["id"], v.trial),
+            **by_run[(v.run["id"], v.trial["idx"])],
             "test_rank": v.test_rank,
             "diagnosis": [f.text for f in v.findings],
         }

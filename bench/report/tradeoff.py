@@ -161,26 +161,127 @@ def deployment_section(views: list[TrialView], write_png) -> str:
         )
     if not curve_series:
         parts.append("No batch-size curve was measured (`bench benchmark RUN --batch-curve`).")
+    if spread := repetitions_table(views):
+        parts.append(spread)
     return "\n\n".join(parts)
 
 
-def effects(done: list[TrialView]) -> str:
-    axes: dict[str, dict[str, list[TrialView]]] = {}
-    for v in done:
-        for k in AXES:
-            axes.setdefault(k, {}).setdefault(format_value(v.trial["hparams"].get(k)), []).append(v)
-        for k, value in v.trial["variant"].items():
-            axes.setdefault(f"{v.trial['architecture']}.{k}", {}).setdefault(format_value(value), []).append(v)
-    parts = []
-    for axis, groups in axes.items():
-        if len(groups) < 2:
-            continue
-        rows = []
-        for value, group in groups.items():
-            vals = [g.trial["val_acc"] for g in group]
-            tests = [g.trial["test_acc"] for g in group]
+def repetitions_table(views: list[TrialView]) -> str | None:
+    """Where models were measured several times (`bench benchmark --repeat N`): the spread of p50 across the
+    repetitions of each figure, and how many of them were noisy."""
+    rows = []
+    for v in views:
+        for r in v.latency:
+            if (r.get("repeats") or 1) < 2 or r["status"] != "ok":
+                continue
+            same = [
+                x
+                for x in v.repetitions
+                if (x.get("precision") or "fp32", x["engine"], x["provider"], x["batch_size"])
+                == (r.get("precision") or "fp32", r["engine"], r["provider"], r["batch_size"])
+            ]
+            noisy = sum(bool(x.get("noisy")) for x in same)
             rows.append(
-                [value, str(len(group)), pct(sum(vals) / len(vals)), pct(max(vals)), pct(sum(tests) / len(tests))]
+                [
+                    v.name,
+                    r.get("precision") or "fp32",
+                    engine_short(r["engine"]),
+                    device_of(r["provider"]),
+                    str(r["batch_size"]),
+                    str(len(same)),
+                    num(r["p50_ms"]),
+                    f"{num(r['p50_min_ms'])} - {num(r['p50_max_ms'])}",
+                    times(r["p50_max_ms"] / r["p50_min_ms"]),
+                    str(noisy),
+                ]
             )
-        parts.append(f"**{axis}**\n\n" + md_table(["value", "trials", "mean val %", "best val %", "mean test %"], rows))
-    return "\n\n".join(parts) or "Nothing was swept: every completed trial used the same parameters."
+    if not rows:
+        return None
+    header = [
+        "trial",
+        "precision",
+        "engine",
+        "device",
+        "batch",
+        "repetitions",
+        "median p50 (ms)",
+        "p50 range (ms)",
+        "max / min",
+        "noisy",
+    ]
+    return (
+        "### Repetitions\n\nEach figure measured several times, one repetition after the other: the tables above "
+        "show the repetition with the median p50; here its range.\n\n" + md_table(header, rows)
+    )
+
+
+def effects(done: list[TrialView]) -> str:
+    """The effect of each swept parameter on validation accuracy, from matched comparisons: trials that differ in that
+    parameter alone (seeds averaged). A parameter whose values never meet in otherwise equal trials is named
+    confounded, with its raw means, rather than credited with what the other parameters did."""
+    params: dict[str, set[str]] = {}
+    for v in done:
+        for k, value in _settings(v).items():
+            params.setdefault(k, set()).add(value)
+    parts, confounded = [], []
+    for axis in (k for k, values in params.items() if len(values) > 1):
+        contexts: dict[str, dict[str, list[float]]] = {}
+        for v in done:
+            settings = _settings(v)
+            if axis in settings:
+                rest = repr(sorted((k, x) for k, x in settings.items() if k != axis))
+                contexts.setdefault(rest, {}).setdefault(settings[axis], []).append(v.trial["val_acc"])
+        matched = [c for c in contexts.values() if len(c) > 1]
+        values = sorted(params[axis], key=_order)
+        if not matched:
+            confounded.append(axis)
+            continue
+        reference = next(x for x in values if any(x in c for c in matched))
+        rows = []
+        for value in values:
+            pairs = [(_mean(c[value]), _mean(c[reference])) for c in matched if value in c and reference in c]
+            trials = sum(len(c[value]) for c in matched if value in c)
+            if not trials:
+                continue
+            mean = _mean([x for c in matched if value in c for x in c[value]])
+            delta = _mean([a - b for a, b in pairs]) if pairs and value != reference else None
+            rows.append(
+                [value, str(trials), str(len(pairs)), pct(mean), "-" if delta is None else f"{100 * delta:+.2f}"]
+            )
+        parts.append(
+            f"**{axis}**: {len(matched)} matched comparison{'s' * (len(matched) != 1)}\n\n"
+            + md_table(
+                ["value", "trials", f"comparisons with {reference}", "mean val %", f"Δ points vs {reference}"], rows
+            )
+        )
+    if confounded:
+        parts.append(
+            "Confounded (no two trials differ in it alone, so its values cannot be compared): "
+            + ", ".join(f"**{a}**" for a in confounded)
+            + "."
+        )
+    if not parts:
+        return "Nothing was swept: every completed trial used the same parameters."
+    return (
+        "Each parameter is compared only between trials that differ in it alone (seeds averaged): Δ is the mean "
+        "difference in validation accuracy against the first value over those comparisons.\n\n" + "\n\n".join(parts)
+    )
+
+
+def _settings(v: TrialView) -> dict[str, str]:
+    """A trial's swept settings, seed left out: its hyperparameters and its architecture's variant parameters."""
+    out = {k: format_value(v.trial["hparams"].get(k)) for k in AXES if k != "seed"}
+    out["architecture"] = v.trial["architecture"]
+    out.update({f"{v.trial['architecture']}.{k}": format_value(x) for k, x in v.trial["variant"].items()})
+    return out
+
+
+def _order(value: str):
+    try:
+        return (0, float(value), value)
+    except ValueError:
+        return (1, 0.0, value)
+
+
+def _mean(xs: list[float]) -> float:
+    return sum(xs) / len(xs)

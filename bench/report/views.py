@@ -13,6 +13,7 @@ from bench.formats import CPU_PROVIDERS, trial_label
 from bench.leaderboard import rank
 from bench.status import FINISHED, MeasurementStatus
 from bench.store import Store
+from bench.tradeoffs import representative
 
 
 @dataclass
@@ -21,8 +22,9 @@ class TrialView:
     trial: dict
     history: list[dict]
     export: dict | None
-    latency: list[dict]
+    latency: list[dict]  # one row per measured (precision, engine, provider, batch): bench.tradeoffs.representative
     variants: list[dict] = field(default_factory=list)
+    repetitions: list[dict] = field(default_factory=list)  # every stored measurement, every repetition
     findings: list[diagnosis.Finding] = field(default_factory=list)
     test_rank: int | None = None
     name: str = ""  # t003, or <run>/t003 in a report over several runs
@@ -61,14 +63,16 @@ def gather(store: Store, runs: list[dict]) -> list[TrialView]:
         for t in rank(store.trials(run["id"])):
             name = trial_label(t["idx"], None if len(runs) == 1 else run["id"])
             history = store.history(t["id"])
+            latency = store.latency_of(t["id"])
             views.append(
                 TrialView(
                     run,
                     t,
                     history,
                     store.export_of(t["id"]),
-                    store.latency_of(t["id"]),
+                    representative(latency),
                     store.variants_of(t["id"]),
+                    latency,
                     diagnosis.diagnose(t, history),
                     name=name,
                 )
@@ -101,10 +105,20 @@ def training_seconds(history: list[dict]) -> float | None:
     return history[-1].get("elapsed_s") if history else None
 
 
+def learned(v: TrialView) -> bool:
+    """Whether a trial learned: its best validation accuracy is at least a tenth of the way from chance (one over
+    the classes) to perfect. A trial at chance would set every time-to-accuracy target to what guessing reaches."""
+    chance = 1 / max(len(v.run["classes"]), 1)
+    return bool(v.history) and max(h["val_acc"] for h in v.history) >= chance + LEARNED * (1 - chance)
+
+
+LEARNED = 0.1
+
+
 def choose_target(views: list[TrialView]) -> float | None:
-    """The default time-to-accuracy target: the highest validation accuracy that every completed trial reached,
-    floored to a whole percent, so that every one of them has a time."""
-    bests = [max(h["val_acc"] for h in v.history) for v in views if v.test_rank is not None and v.history]
+    """The default time-to-accuracy target: the highest validation accuracy that every completed trial that learned
+    reached, floored to a whole percent, so that each of them has a time; never below what chance reaches."""
+    bests = [max(h["val_acc"] for h in v.history) for v in views if v.test_rank is not None and learned(v)]
     return math.floor(100 * min(bests)) / 100 if bests else None
 
 

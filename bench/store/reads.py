@@ -48,32 +48,39 @@ class Reads:
         ids = [r["id"] for r in reversed(self.runs())]
         raise unknown("run", run_id, ids)
 
+    # A trial with ``noisy_epochs``: how many of its epochs' times are marked noisy (bench.noise).
+    TRIAL = (
+        "SELECT t.*, (SELECT count(*) FROM epochs e WHERE e.trial_id = t.id AND e.noisy = 1) AS noisy_epochs"
+        " FROM trials t"
+    )
+
     def trials(self, run_id: str) -> list[dict]:
-        rows = self.conn.execute("SELECT * FROM trials WHERE run_id = ? ORDER BY idx", (run_id,)).fetchall()
+        rows = self.conn.execute(f"{self.TRIAL} WHERE run_id = ? ORDER BY idx", (run_id,)).fetchall()
         return [self._decode(r) for r in rows]
 
     def trial(self, trial_id: int) -> dict:
-        return self._decode(self.conn.execute("SELECT * FROM trials WHERE id = ?", (trial_id,)).fetchone())
+        return self._decode(self.conn.execute(f"{self.TRIAL} WHERE t.id = ?", (trial_id,)).fetchone())
 
     def history(self, trial_id: int) -> list[dict]:
         rows = self.conn.execute(
-            "SELECT epoch, train_loss, train_acc, val_loss, val_acc, time_s, lr, elapsed_s FROM epochs"
-            " WHERE trial_id = ? ORDER BY epoch",
+            "SELECT epoch, train_loss, train_acc, val_loss, val_acc, time_s, lr, elapsed_s, load_before, load_after,"
+            " others_cpu, noisy FROM epochs WHERE trial_id = ? ORDER BY epoch",
             (trial_id,),
         ).fetchall()
-        return [dict(r) for r in rows]
+        return [{**dict(r), "noisy": None if r["noisy"] is None else bool(r["noisy"])} for r in rows]
 
     def export_of(self, trial_id: int) -> dict | None:
         return self._decode(self.conn.execute("SELECT * FROM exports WHERE trial_id = ?", (trial_id,)).fetchone())
 
     def latency_of(self, trial_id: int) -> list[dict]:
+        """Every measurement of the trial, every repetition of it (bench.tradeoffs.representative keeps one)."""
         rows = self.conn.execute(
             "SELECT * FROM latency WHERE trial_id = ?"
             " ORDER BY provider NOT IN ('CPUExecutionProvider', 'cpu'), precision != 'fp32', precision, batch_size,"
-            " engine",
+            " engine, repeat",
             (trial_id,),
         ).fetchall()
-        return [self._decode(r) for r in rows]
+        return [{**d, "noisy": None if d["noisy"] is None else bool(d["noisy"])} for d in map(self._decode, rows)]
 
     def artifact_path(self, relative: str | None) -> Path | None:
         return self.root / relative if relative else None

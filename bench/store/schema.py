@@ -1,7 +1,7 @@
 """The store's schema: its tables as a new store gets them, and the migrations that take an older store there."""
 
 APPLICATION_ID = 0x434E4E42  # "CNNB": marks the file as a cnnbench database
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 SCHEMA = """
 CREATE TABLE runs (
@@ -160,6 +160,47 @@ SELECT id, trial_id, engine, provider, batch_size, status, note, session_ms, fir
 FROM latency;
 DROP TABLE latency;
 ALTER TABLE latency_v5 RENAME TO latency;
+""",
+    """
+ALTER TABLE epochs ADD COLUMN load_before REAL;  -- 1-minute load average as the epoch started
+ALTER TABLE epochs ADD COLUMN load_after REAL;
+ALTER TABLE epochs ADD COLUMN others_cpu REAL;   -- cores other processes used during the epoch, on average
+ALTER TABLE epochs ADD COLUMN noisy INTEGER;     -- 1: other processes wanted more CPU than it left free (bench.noise)
+CREATE TABLE latency_v6 (
+    id INTEGER PRIMARY KEY,
+    trial_id INTEGER NOT NULL REFERENCES trials(id),
+    precision TEXT NOT NULL DEFAULT 'fp32',
+    engine TEXT NOT NULL,
+    provider TEXT NOT NULL,
+    batch_size INTEGER NOT NULL,
+    repeat INTEGER NOT NULL DEFAULT 1,     -- the repetition (bench benchmark --repeat N), every one kept
+    status TEXT NOT NULL,
+    note TEXT,
+    session_ms REAL,
+    first_ms REAL,
+    warmup INTEGER,
+    n INTEGER,
+    total_s REAL,
+    p50_ms REAL, p90_ms REAL, p99_ms REAL, mean_ms REAL, std_ms REAL, min_ms REAL, max_ms REAL,
+    throughput REAL,
+    spread REAL,                           -- p99 / p50
+    cv REAL,                               -- standard deviation / mean
+    load_before REAL, load_after REAL,     -- 1-minute load average around the timed runs
+    others_cpu REAL,                       -- cores other processes used meanwhile, on average
+    noisy INTEGER,                         -- 1: beyond bench.noise's thresholds
+    samples TEXT,
+    method TEXT,
+    measured_at TEXT,
+    UNIQUE (trial_id, precision, engine, provider, batch_size, repeat)
+);
+INSERT INTO latency_v6 (id, trial_id, precision, engine, provider, batch_size, status, note, session_ms, first_ms,
+    warmup, n, total_s, p50_ms, p90_ms, p99_ms, mean_ms, std_ms, min_ms, max_ms, throughput, samples, method,
+    measured_at)
+SELECT id, trial_id, precision, engine, provider, batch_size, status, note, session_ms, first_ms, warmup, n, total_s,
+    p50_ms, p90_ms, p99_ms, mean_ms, std_ms, min_ms, max_ms, throughput, samples, method, measured_at
+FROM latency;
+DROP TABLE latency;
+ALTER TABLE latency_v6 RENAME TO latency;
 """,
 ]
 

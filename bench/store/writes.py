@@ -169,8 +169,8 @@ class Writes:
             )
             conn.execute("DELETE FROM epochs WHERE trial_id = ?", (trial_id,))
             conn.executemany(
-                "INSERT INTO epochs (trial_id, epoch, train_loss, train_acc, val_loss, val_acc, time_s, lr, elapsed_s)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO epochs (trial_id, epoch, train_loss, train_acc, val_loss, val_acc, time_s, lr, elapsed_s,"
+                " load_before, load_after, others_cpu, noisy) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     (
                         trial_id,
@@ -182,6 +182,10 @@ class Writes:
                         e.time_s,
                         e.lr,
                         e.elapsed_s,
+                        getattr(e, "load_before", None),
+                        getattr(e, "load_after", None),
+                        getattr(e, "others_cpu", None),
+                        None if getattr(e, "noisy", None) is None else int(e.noisy),
                     )
                     for e in history
                 ],
@@ -203,23 +207,34 @@ class Writes:
             )
 
     def record_latencies(self, trial_id: int, rows: list[dict]) -> None:
-        """Replace the trial's measurements for the same (precision, engine, provider, batch size), all in one
-        transaction. A row without a precision is of the fp32 model."""
+        """Replace the trial's measurements of the same (precision, engine, provider, batch size), every repetition
+        of them, by ``rows``, in one transaction. A row without a precision is of the fp32 model, without a repeat
+        the first repetition."""
         stamp = now()
-        self._replace(
-            "latency",
-            *[
-                {
-                    "precision": "fp32",
-                    **row,
-                    "trial_id": trial_id,
-                    "measured_at": stamp,
-                    "samples": json.dumps(row.get("samples")),
-                    "method": json.dumps(row.get("method")),
-                }
-                for row in rows
-            ],
-        )
+        rows = [
+            {
+                "precision": "fp32",
+                "repeat": 1,
+                **row,
+                "trial_id": trial_id,
+                "measured_at": stamp,
+                "noisy": None if row.get("noisy") is None else int(row["noisy"]),
+                "samples": json.dumps(row.get("samples")),
+                "method": json.dumps(row.get("method")),
+            }
+            for row in rows
+        ]
+        keys = {(r["precision"], r["engine"], r["provider"], r["batch_size"]) for r in rows}
+        with self._tx() as conn:
+            conn.executemany(
+                "DELETE FROM latency WHERE trial_id = ? AND precision = ? AND engine = ? AND provider = ?"
+                " AND batch_size = ?",
+                [(trial_id, *key) for key in keys],
+            )
+            for row in rows:
+                conn.execute(
+                    f"INSERT INTO latency ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})", list(row.values())
+                )
 
     def record_variant(self, trial_id: int, row: dict) -> None:
         """Replace the trial's variant of ``row['precision']`` and its measurements, in one transaction: a variant
@@ -233,11 +248,3 @@ class Writes:
                 f"INSERT OR REPLACE INTO variants ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
                 list(row.values()),
             )
-
-    def _replace(self, table: str, *rows: dict) -> None:
-        with self._tx() as conn:
-            for row in rows:
-                conn.execute(
-                    f"INSERT OR REPLACE INTO {table} ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
-                    list(row.values()),
-                )

@@ -18,11 +18,12 @@ class RunResult:
 
     run_id: str
     status: str  # completed, interrupted or failed (bench.status.RunStatus)
-    trials: list[dict]  # every trial's public record (bench.records.trial_record), in leaderboard order
+    trials: list[dict]  # every trial's public record (bench.records.run_records), in leaderboard order
     trained: list[int] = field(default_factory=list)  # the trials (numbers) this call trained
     deployed: list[int] = field(default_factory=list)  # the trials exported (and benchmarked) by this call
     problems: list[str] = field(default_factory=list)  # what went wrong in export or benchmark, per trial
     store: str = ""  # the results database
+    warnings: list[str] = field(default_factory=list)  # figures not to trust (bench.records.noise_warning)
 
     @property
     def best(self) -> dict | None:
@@ -104,13 +105,12 @@ def resume(run_id: str = "latest", *, store_path=None, listener=None, **options)
 
 def trials(run_id: str = "latest", *, store_path=None) -> list[dict]:
     """The public records of a stored run's trials, in leaderboard order."""
-    from bench.leaderboard import rank
-    from bench.records import trial_record
+    from bench.records import run_records
     from bench.store import Store
 
     with Store(store_path, readonly=True) as store:
         row = store.run(None if run_id == "latest" else run_id)
-        return [trial_record(store, row["id"], t) for t in rank(store.trials(row["id"]))]
+        return run_records(store, row["id"])
 
 
 def _execute(
@@ -124,7 +124,7 @@ def _execute(
     from bench.inference import BenchSettings
     from bench.leaderboard import rank
     from bench.quantize import QuantizeSettings
-    from bench.records import trial_record
+    from bench.records import noise_warning, run_records
     from bench.signals import sigterm_as_interrupt
     from bench.sweep.local import run_local
 
@@ -152,7 +152,7 @@ def _execute(
     ranked = rank(store.trials(run_id))
     row = store.run(run_id)
     listener.sweep_done({**row, "status": status if specs else row["status"]}, ranked)  # the sweep's own ending
-    chosen, problems = [], []
+    chosen, problems, notes = [], [], []
     if status == RunStatus.COMPLETED and not finished:
         benchmark, quantize = settings(BenchSettings, config), settings(QuantizeSettings, config)
         chosen = [] if config.no_benchmark else _undeployed(store, winners(ranked, config.top_k), benchmark, quantize)
@@ -169,6 +169,7 @@ def _execute(
                         quantize=quantize,
                         reuse_exports=True,
                         on_event=listener.deploy_event,
+                        notes=notes,
                     )
                     entries = [(t, store.export_of(t["id"]), store.latency_of(t["id"])) for t in chosen]
                     listener.deploy_done(row, entries, benchmark, [(t, store.variants_of(t["id"])) for t in chosen])
@@ -178,14 +179,18 @@ def _execute(
             store.finish_run(run_id, status)
     elif finished:
         status = row["status"]
+    trained = {s.idx for s in specs} | {t["idx"] for t in chosen}
+    measured = [t for t in store.trials(run_id) if t["idx"] in trained]
+    warning = noise_warning(store, measured, run_id)
     return RunResult(
         run_id,
         status,
-        [trial_record(store, run_id, t) for t in rank(store.trials(run_id))],
+        run_records(store, run_id),
         [s.idx for s in specs],
         [t["idx"] for t in chosen],
         problems,
         str(store.path),
+        notes + ([warning] if warning else []),
     )
 
 
