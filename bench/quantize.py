@@ -205,6 +205,36 @@ def quantize_int8(fp32_path: Path, calibration: np.ndarray, settings: QuantizeSe
     return data, method, f"{problem}: dynamic int8 instead (8-bit weights, activations quantized at run time)"
 
 
+def valid_file(data: bytes) -> bytes:
+    """A variant as every ONNX tool reads it: its nodes topologically sorted (onnxruntime's fp16 converter appends
+    the input casts after the nodes that use them, which onnxruntime tolerates and onnx.checker and other tools
+    refuse), its metadata JSON (json_metadata), checked by ``onnx.checker.check_model(full_check=True)``."""
+    model = onnx.load_from_string(json_metadata(data))
+    sort_nodes(model.graph)
+    onnx.checker.check_model(model, full_check=True)
+    return model.SerializeToString()
+
+
+def sort_nodes(graph) -> None:
+    """Order ``graph``'s nodes so that each comes after the nodes producing its inputs (Kahn's algorithm, stable:
+    nodes already in order keep it)."""
+    known = {i.name for i in graph.input} | {t.name for t in graph.initializer} | {""}
+    pending = list(graph.node)
+    ordered = []
+    while pending:
+        ready = [n for n in pending if all(i in known for i in n.input)]
+        if not ready:  # a cycle, or an input produced nowhere: leave the rest as it was, the checker says why
+            ordered += pending
+            break
+        for node in ready:
+            known.update(node.output)
+        ordered += ready
+        taken = {id(n) for n in ready}
+        pending = [n for n in pending if id(n) not in taken]
+    del graph.node[:]
+    graph.node.extend(ordered)
+
+
 def json_metadata(data: bytes) -> bytes:
     """The model ``data`` with every metadata value JSON, as cnnbench's own are: the keys onnxruntime's quantizer adds
     (``onnx.infer``, ``onnx.quant.pre_process``: plain text) are re-encoded as JSON strings, so that one reader
@@ -255,7 +285,7 @@ def make_variants(
                     )
                 else:
                     variant.data, variant.method = to_fp16(fp32_path)
-                variant.data = json_metadata(variant.data)
+                variant.data = valid_file(variant.data)
                 path = workdir / "model.onnx"
                 path.write_bytes(variant.data)
                 logits = logits_of(onnxrt.session(path, "cpu", threads), test_images)

@@ -221,3 +221,12 @@ def test_readme_s_deployment_snippet_runs_on_every_file_of_a_run(quantized, caps
     for path in paths:
         exec(code.replace("runs/RUN/t003/model.onnx", path), {})
         assert re.fullmatch(r"\[('\d', ){7}'\d'\]\n", capsys.readouterr().out), path
+
+
+def test_every_onnx_file_of_a_run_passes_the_full_checker(quantized):
+    """Issue 27: the fp16 file's input casts came after the nodes using them, which other tools refuse."""
+    import onnx
+
+    _, winner = quantized
+    for path in [winner["onnx"]["path"], *(v["path"] for v in winner["variants"])]:
+        onnx.checker.check_model(onnx.load(path), full_check=True)
