@@ -69,7 +69,9 @@ def _deploy(store, run_ref, trial_refs, options: dict, *, as_json, benchmark=Tru
     from bench.inference import BenchSettings
     from bench.quantize import QuantizeSettings
     from bench.records import deployment_record, noise_warning
+    from bench.store import now
 
+    started = now()
     config = RunConfig(**options)  # the one check of every option
     run = store.run(None if run_ref == "latest" else run_ref)
     trials = select_trials(store, run, trial_refs, config.top_k)
@@ -92,14 +94,14 @@ def _deploy(store, run_ref, trial_refs, options: dict, *, as_json, benchmark=Tru
     finally:
         show.deploy_done(
             run,
-            [(t, store.export_of(t["id"]), store.latency_of(t["id"])) for t in trials],
+            [(t, store.export_of(t["id"]), store.latency_of(t["id"]), store.evaluations_of(t["id"])) for t in trials],
             timing,
             [(t, store.variants_of(t["id"])) for t in trials],
         )
     out = [deployment_record(store, run["id"], t) for t in trials] if as_json else None
     if as_json:
         _print_json(out)
-    if timing is not None and (warning := noise_warning(store, trials, run["id"], epochs=False)):
+    if timing is not None and (warning := noise_warning(store, trials, run["id"], epochs=False, since=started)):
         click.echo(f"Warning: {warning}", err=True)
     if problems:
         raise BenchError("; ".join(problems))

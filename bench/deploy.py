@@ -14,16 +14,18 @@ from torch import nn
 
 from bench import checkpoints, inference, onnxrt
 from bench.data import Dataset, Normalizer
-from bench.errors import BenchError
+from bench.engines import Model
+from bench.errors import BenchError, one_line
 from bench.export import ExportSettings, export_model, run_session
 from bench.files import atomic_write
 from bench.formats import trial_label
 from bench.inference import BenchSettings
 from bench.leaderboard import rank
 from bench.modelstats import count_flops
+from bench.options import default
 from bench.plugins import get_registry, load_run_dataset
 from bench.quantize import QuantizeSettings, make_variants
-from bench.status import RUNNABLE, ExportStatus, VariantStatus
+from bench.status import RUNNABLE, ExportStatus, MeasurementStatus, VariantStatus
 from bench.store import Store
 from bench.version import __version__
 
@@ -211,10 +213,10 @@ def quantize_trial(
     return store.variants_of(trial["id"])
 
 
-def _rows(measurements, precision: str, repeat: int) -> list[dict]:
+def _rows(measurements, repeat: int) -> list[dict]:
     return [
         {
-            "precision": precision,
+            "precision": m.precision,
             "repeat": repeat,
             "engine": m.engine,
             "provider": m.provider,
@@ -225,34 +227,107 @@ def _rows(measurements, precision: str, repeat: int) -> list[dict]:
             "first_ms": m.first_ms,
             "warmup": m.warmup,
             "total_s": m.total_s,
+            "peak_rss_mb": m.peak_rss_mb,
             "samples": [round(x, 4) for x in m.samples],
             "method": m.method,
-            **{k: v for k, v in m.summary().items()},
+            **m.summary(),
         }
         for m in measurements
     ]
 
 
-def benchmark_trial(store: Store, run: dict, trial: dict, data: Dataset, settings: BenchSettings) -> list[dict]:
-    """Latency of the trial's verified ONNX file and of its PyTorch model, then of each int8/fp16 variant that
-    runs (ONNX Runtime only); nothing for a failed export."""
+def deployable(store: Store, run: dict, trial: dict, data: Dataset, calibration_images: int) -> Model:
+    """The trial's verified model as engines receive it: its fp32 export and the variants that run, its PyTorch
+    model, and calibration images for engines that quantize themselves."""
     path = _verified_export(store, trial)
-    model = load_model(store, run, trial)
-    images, _ = _test_images(data, trial)
-    models = [("fp32", model, path)]
+    files = {"fp32": path}
     for variant in store.variants_of(trial["id"]):
         if variant["status"] in RUNNABLE:
             again = "make it again (`bench quantize`)"
-            vpath = _verified(store, trial, variant["path"], variant["sha256"], again, "made")
-            models.append((variant["precision"], None, vpath))  # ONNX Runtime only
+            files[variant["precision"]] = _verified(store, trial, variant["path"], variant["sha256"], again, "made")
+    calibration, _, _ = calibration_and_test(data, trial, calibration_images)
+    return Model(
+        path,
+        files,
+        load_model(store, run, trial),
+        tuple(run["input_shape"]),
+        calibration,
+        store.trial_dir(run["id"], trial["idx"]),
+    )
+
+
+def benchmark_trial(
+    store: Store,
+    run: dict,
+    trial: dict,
+    data: Dataset,
+    settings: BenchSettings,
+    calibration_images: int = default("calibration_images"),
+) -> list[dict]:
+    """Latency of the trial's verified model in every engine ``settings`` asks for (bench.engines), at every
+    precision each runs (ONNX Runtime: the fp32 export and its int8/fp16 variants; PyTorch: the model itself;
+    OpenVINO: the export at fp32 and bf16 and its own int8), then the test accuracy each engine gives at each
+    precision; nothing for a failed export."""
+    from bench.plugins import get_plugins
+
+    model = deployable(store, run, trial, data, calibration_images)
+    engines = get_plugins().engines.select(settings.engines)
+    images, labels = _test_images(data, trial)
     rows = []
     for repeat in range(1, settings.repeat + 1):  # each repetition times every model once: drifts show as spread
-        for precision, torch_model, onnx_path in models:
-            rows += _rows(inference.benchmark(torch_model, onnx_path, images, settings), precision, repeat)
+        rows += _rows(inference.benchmark(model, images, settings, engines), repeat)
     # Recorded together once all are measured: a model has the whole benchmark or none of it (a stopped
     # benchmark is done again on resume).
     store.record_latencies(trial["id"], rows)
+    store.record_evaluations(trial["id"], evaluations(model, engines, images, labels, settings))
     return store.latency_of(trial["id"])
+
+
+def evaluations(
+    model: Model, engines: list, images: torch.Tensor, labels: torch.Tensor, settings: BenchSettings
+) -> list[dict]:
+    """The test accuracy of every engine at every precision it runs on the CPU, and its top-1 agreement with the
+    PyTorch model's fp32 predictions."""
+    threads = settings.bench_threads or torch.get_num_threads()
+    with torch.inference_mode():
+        reference = torch.cat([model.module(images[i : i + 256]) for i in range(0, len(images), 256)]).argmax(1)
+    rows = []
+    for entry in engines:
+        try:
+            devices, precisions = dict(entry.engine.devices()), dict(entry.engine.precisions(model))
+        except Exception as exc:  # a broken engine plugin: recorded against it, the others go on
+            rows.append(
+                {
+                    "engine": entry.name,
+                    "precision": "fp32",
+                    "images": len(images),
+                    "status": MeasurementStatus.FAILED,
+                    "note": one_line(exc, 200),
+                }
+            )
+            continue
+        for precision, why in precisions.items():
+            row = {"engine": entry.name, "precision": precision, "images": len(images)}
+            why = why or devices.get("cpu", "it does not run on the CPU")
+            if why:
+                rows.append({**row, "status": MeasurementStatus.UNAVAILABLE, "note": why})
+                continue
+            try:
+                logits, method = inference.evaluate(entry, model, precision, images, threads)
+                predictions = torch.from_numpy(logits.argmax(1))
+            except Exception as exc:  # one engine's failure is recorded, the others go on
+                rows.append({**row, "status": MeasurementStatus.FAILED, "note": one_line(exc, 200)})
+                continue
+            rows.append(
+                {
+                    **row,
+                    "method": method,
+                    "status": MeasurementStatus.OK,
+                    "test_acc": int((predictions == labels).sum()) / len(labels),
+                    "top1_agreement": int((predictions == reference).sum()) / len(labels),
+                }
+            )
+    return rows
 
 
 def export_and_benchmark(
@@ -274,6 +349,10 @@ def export_and_benchmark(
     recorded in the store; problems with what is already there (a changed file, a missing checkpoint) are
     returned, and so is a trial asked to be benchmarked whose export cannot be (why, and the option that changes
     it), unless ``notes`` collects those (a run's winners: they were not asked for by name)."""
+    if benchmark is not None:
+        from bench.plugins import get_plugins
+
+        get_plugins().engines.select(benchmark.engines)  # an unknown engine is the user's error, before any work
     data = load_run_dataset(run)
     problems = []
     for trial in trials:
@@ -299,7 +378,8 @@ def export_and_benchmark(
                     if on_event:
                         on_event("quantized", trial, rows)
             if benchmark is not None and exp["status"] == ExportStatus.OK:
-                rows = benchmark_trial(store, run, trial, data, benchmark)
+                calibration = quantize.calibration_images if quantize else default("calibration_images")
+                rows = benchmark_trial(store, run, trial, data, benchmark, calibration)
                 if on_event:
                     on_event("benchmarked", trial, rows)
             elif benchmark is not None:

@@ -8,6 +8,7 @@ from rich.table import Table
 
 from bench.architectures import format_value, format_variant
 from bench.formats import count, device_of, duration, pct, times, trial_label
+from bench.inference import graph_levels
 from bench.leaderboard import configurations, repeated
 from bench.noise import NOISE_METHOD
 from bench.status import TrialStatus, VariantStatus
@@ -250,7 +251,7 @@ class RichDisplay(RunListener):
     def deploy_done(
         self,
         run: dict,
-        entries: list[tuple[dict, dict | None, list[dict]]],
+        entries: list[tuple[dict, dict | None, list[dict], list[dict]]],
         settings,
         variants: list[tuple[dict, list[dict]]] = (),
     ) -> None:
@@ -258,7 +259,7 @@ class RichDisplay(RunListener):
             self.status.stop()
             self.status = None
         if self.tables:
-            what = " and inference benchmark (ONNX Runtime vs PyTorch eager)" if settings else ""
+            what = " and inference benchmark" if settings else ""
             self.tables.print(inference_table(entries, f"Run {run['id']}: ONNX export{what}"))
             if any(rows for _, rows in variants):
                 self.tables.print(variants_table(variants, entries, f"Run {run['id']}: int8 and fp16 variants"))
@@ -282,7 +283,7 @@ def variants_table(variants: list[tuple[dict, list[dict]]], entries: list[tuple]
         "how",
     ]:
         table.add_column(name, justify="left" if name in ("trial", "precision", "status", "how") else "right")
-    exports = {t["id"]: (exp, rows) for t, exp, rows in entries}
+    exports = {t["id"]: (exp, rows) for t, exp, rows, _ in entries}
     for trial, rows in variants:
         exp, latency = exports.get(trial["id"], (None, []))
         for r in variant_rows(exp, rows, latency):
@@ -310,78 +311,84 @@ def variants_table(variants: list[tuple[dict, list[dict]]], entries: list[tuple]
     return table
 
 
-def inference_table(entries: list[tuple[dict, dict | None, list[dict]]], title: str) -> Table:
-    """One row per (trial, provider, batch size): ONNX Runtime beside PyTorch eager on the same inputs.
-    ``entries`` are (trial, export row, latency rows)."""
+def inference_table(entries: list[tuple[dict, dict | None, list[dict], list[dict]]], title: str) -> Table:
+    """One row per (trial, engine, device, precision, batch size): latency, throughput, load time and memory, the test
+    accuracy that engine gives at that precision, and its speedup over PyTorch eager fp32 at the same batch.
+    ``entries`` are (trial, export row, latency rows, evaluation rows)."""
+    from bench.tradeoffs import representative, trustworthy
+
     table = Table(title=title, title_justify="left", caption_justify="left")
+    left = ("trial", "architecture", "export", "engine", "device", "precision")
     for name in [
         "trial",
         "architecture",
         "export",
         "max |Δ|",
-        "top-1 agree %",
-        "test % torch/ORT",
-        "provider",
+        "engine",
+        "device",
         "precision",
         "batch",
-        "ORT p50 / p90 / p99 ms",
+        "p50 / p90 / p99 ms",
         "n",
-        "ORT img/s",
-        "torch p50 ms",
-        "ORT/torch",
+        "img/s",
+        "load ms",
+        "peak MB",
+        "test %",
+        "vs torch",
     ]:
-        table.add_column(
-            name, justify="left" if name in ("trial", "architecture", "export", "provider", "precision") else "right"
-        )
-    from bench.tradeoffs import representative, trustworthy
-
+        table.add_column(name, justify="left" if name in left else "right")
     methods, repeats = [], 1
-    for trial, exp, rows in entries:
+    for trial, exp, rows, evaluated in entries:
         rows = representative(rows)
+        accuracy = {(e["engine"], e["precision"]): e["test_acc"] for e in evaluated if e["status"] == "ok"}
         head = [
             trial_label(trial["idx"]),
             trial["architecture"],
             (exp["status"] if exp["status"] == "ok" else f"[red]{exp['status']}[/]: {exp['note']}") if exp else "-",
             f"{exp['max_abs_diff']:.1e}" if exp and exp["max_abs_diff"] is not None else "-",
-            pct(exp["top1_agreement"]) if exp else "-",
-            f"{pct(exp['torch_test_acc'])} / {pct(exp['onnx_test_acc'])}" if exp else "-",
         ]
-        pairs: dict[tuple[str, str, int], dict] = {}
-        for r in rows:
-            provider = device_of(r["provider"])
-            key = (provider, r.get("precision") or "fp32", r["batch_size"])
-            pairs.setdefault(key, {})[r["engine"]] = r
+        eager = {(device_of(r["provider"]), r["batch_size"]): r for r in rows if r["engine"] == "torch"}
+        if not rows:
+            table.add_row(*head, *["-"] * 11)
+        for i, r in enumerate(rows):
             if r["status"] == "ok" and r["method"] and r["method"] not in methods:
                 methods.append(r["method"])
             repeats = max(repeats, r["repeats"])
-        if not pairs:
-            table.add_row(*head, *["-"] * 8)
-        for i, ((provider, precision, batch), pair) in enumerate(pairs.items()):
-            o, t = pair.get("onnxruntime"), pair.get("torch")
-            if o and o["status"] != "ok":
-                cells = [f"[yellow]{o['status']}[/]: {o['note']}", "-", "-"]
-            elif o:
-                cells = [
-                    f"{o['p50_ms']:.3f} / {o['p90_ms']:.3f} / {o['p99_ms']:.3f}" + _noisy(o),
-                    str(o["n"]),
-                    f"{o['throughput']:,.0f}",
-                ]
+            precision = r.get("precision") or "fp32"
+            base = eager.get((device_of(r["provider"]), r["batch_size"]))
+            if r["status"] != "ok":
+                cells = [f"[yellow]{r['status']}[/]: {r['note']}", "-", "-", "-", "-"]
             else:
-                cells = ["-", "-", "-"]
-            tp50 = f"{t['p50_ms']:.3f}" + _noisy(t) if t and t["status"] == "ok" else (t["status"] if t else "-")
+                cells = [
+                    f"{r['p50_ms']:.3f} / {r['p90_ms']:.3f} / {r['p99_ms']:.3f}" + _noisy(r),
+                    str(r["n"]),
+                    f"{r['throughput']:,.0f}",
+                    f"{r['session_ms']:,.0f}" if r["session_ms"] is not None else "-",
+                    f"{r['peak_rss_mb']:,.0f}" if r.get("peak_rss_mb") is not None else "-",
+                ]
             # A ratio of two figures means something only where neither is noise.
-            ratio = f"{o['p50_ms'] / t['p50_ms']:.2f}" if trustworthy(o) and trustworthy(t) else "-"
-            table.add_row(*(head if i == 0 else [""] * 6), provider, precision, str(batch), *cells, tp50, ratio)
+            ratio = times(base["p50_ms"] / r["p50_ms"]) if trustworthy(r) and trustworthy(base) else "-"
+            table.add_row(
+                *(head if i == 0 else [""] * 4),
+                r["engine"],
+                device_of(r["provider"]),
+                precision,
+                str(r["batch_size"]),
+                *cells,
+                pct(accuracy.get((r["engine"], precision))),
+                ratio,
+            )
     if methods:
-        from bench.inference import graph_levels
-
         m = methods[0]
+        ort = [x for x in methods if "graph_optimization" in x]
         table.caption = (
-            f"Latency per call, first run and session creation kept apart; warm-up {m['warmup']} runs, then at "
-            f"least {m['min_runs']} runs and {m['min_time_s']:g} s; percentiles: {m['percentiles']}; intra-op "
-            f"threads {m['intra_op_threads']}; ORT graph optimization {graph_levels(methods)}. "
-            "Parity: max |logit difference| against PyTorch on real test images. [yellow]noisy[/]: "
-            f"{NOISE_METHOD}; the ORT/torch ratio is shown only where neither figure is noisy"
+            f"Latency per call, load and first run kept apart; warm-up {m['warmup']} runs, then at least "
+            f"{m['min_runs']} runs and {m['min_time_s']:g} s; percentiles: {m['percentiles']}; intra-op threads "
+            f"{m.get('intra_op_threads', '-')}"
+            + (f"; ORT graph optimization {graph_levels(ort)}" if ort else "")
+            + ". Parity: max |logit difference| against PyTorch on real test images; test %: through that engine at "
+            "that precision on the CPU; vs torch: PyTorch eager fp32's p50 over this one's, same device and batch. "
+            f"[yellow]noisy[/]: {NOISE_METHOD}; a ratio is shown only where neither figure is noisy"
             + (f". Each figure is the median of {repeats} repetitions' p50." if repeats > 1 else ".")
         )
     return table

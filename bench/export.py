@@ -57,7 +57,7 @@ class ExportResult:
 
 
 @contextlib.contextmanager
-def _silenced():
+def silenced():
     """Exporters print graphs and progress from C++ as well as Python: silence both while they run."""
     sys.stdout.flush()
     sys.stderr.flush()
@@ -77,7 +77,7 @@ def _silenced():
 
 
 def _export_with(exporter: str, model: nn.Module, example: torch.Tensor, path: Path, opset: int) -> None:
-    with _silenced():
+    with silenced():
         if exporter == "dynamo":
             torch.onnx.export(
                 model,

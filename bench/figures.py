@@ -103,6 +103,9 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
     return sorted(front, key=lambda i: points[i][0])
 
 
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+
+
 def tradeoff_plot(
     labels: list[str],
     costs: list[float],
@@ -111,42 +114,101 @@ def tradeoff_plot(
     title: str,
     log_x: bool = False,
     point: str = "trial",
+    colors: list[str] | None = None,
+    markers: list[str] | None = None,
 ) -> bytes:
-    """Test accuracy against a cost, the Pareto front drawn and labelled."""
-    fig = Figure(figsize=(6.4, 4.4))
+    """Test accuracy against a cost, the Pareto front drawn. Only the front's points are labelled, each label placed
+    where it overlaps no other label and no point (tried around its point, else left out: the report lists every
+    point in a table). ``colors`` and ``markers`` name each point's groups (engine, precision): one colour per
+    colour group, one marker per marker group, explained by a legend outside the axes, where it covers nothing."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.lines import Line2D
+
+    fig = Figure(figsize=(7.6, 4.6))
+    FigureCanvasAgg(fig)
     ax = fig.subplots()
     front = pareto_front(list(zip(costs, accuracies, strict=True)))
-    others = [i for i in range(len(labels)) if i not in front]
-    ax.scatter(
-        [costs[i] for i in others], [100 * accuracies[i] for i in others], color="tab:gray", alpha=0.7, label=point
-    )
+    color_groups = list(dict.fromkeys(colors or []))
+    marker_groups = list(dict.fromkeys(markers or []))
+    palette = [f"C{k % 10}" for k in range(len(color_groups))]
+    for i in range(len(labels)):
+        color = palette[color_groups.index(colors[i])] if colors else "tab:gray"
+        marker = MARKERS[marker_groups.index(markers[i]) % len(MARKERS)] if markers else "o"
+        ax.scatter(
+            [costs[i]],
+            [100 * accuracies[i]],
+            color=color,
+            marker=marker,
+            s=36,
+            alpha=0.85,
+            zorder=3,
+            edgecolors="black" if i in front else "none",
+            linewidths=0.8,
+        )
     ax.plot(
         [costs[i] for i in front],
         [100 * accuracies[i] for i in front],
         color="tab:red",
-        marker="o",
+        linewidth=1,
         drawstyle="steps-post",
-        label="Pareto front",
+        zorder=2,
     )
-    at: dict[tuple[float, float], list[str]] = {}  # trials at the same point share one label
-    for i in range(len(labels)):
-        at.setdefault((costs[i], accuracies[i]), []).append(labels[i])
-    for (cost, acc), names in at.items():
-        ax.annotate(", ".join(names), (cost, 100 * acc), textcoords="offset points", xytext=(4, 4), fontsize=7)
     if log_x:
         ax.set_xscale("log")
         ax.xaxis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
         ax.xaxis.set_major_formatter(ticker.FuncFormatter(_short_number))
         ax.xaxis.set_minor_formatter(ticker.NullFormatter())
-    ax.margins(x=0.15, y=0.12)  # room for the labels at the edges
+    ax.margins(x=0.15, y=0.12)
     low, high = ax.get_ylim()
     ax.set_ylim(max(low, 0.0), min(high, 100.0))  # an accuracy axis ends at 100%
     ax.set_xlabel(xlabel)
     ax.set_ylabel("test accuracy (%)")
     ax.set_title(title, fontsize=10)
     ax.grid(True, alpha=0.3)
-    ax.legend(loc="lower right")
+    _label_front(ax, fig, front, labels, costs, accuracies)
+    handles = [Line2D([], [], color="tab:red", linewidth=1, label="Pareto front (outlined points)")]
+    handles += [
+        Line2D([], [], color=palette[k], marker="o", linestyle="none", label=g) for k, g in enumerate(color_groups)
+    ]
+    handles += [
+        Line2D(
+            [], [], color="black", marker=MARKERS[k % len(MARKERS)], linestyle="none", markerfacecolor="none", label=g
+        )
+        for k, g in enumerate(marker_groups)
+    ]
+    if not colors:
+        handles.append(Line2D([], [], color="tab:gray", marker="o", linestyle="none", label=point))
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False)
     return _png(fig)
+
+
+OFFSETS = ((5, 5), (5, -11), (-5, 5), (-5, -11), (8, 14), (8, -20), (-8, 14), (-8, -20), (14, -3), (-14, -3))
+
+
+def _label_front(ax, fig, front, labels, costs, accuracies) -> None:
+    """Label each Pareto point at the first offset whose text box overlaps no placed label and no point."""
+    renderer = fig.canvas.get_renderer()
+    points = [ax.transData.transform((c, 100 * a)) for c, a in zip(costs, accuracies, strict=True)]
+    taken = []
+    for i in front:
+        for dx, dy in OFFSETS:
+            text = ax.annotate(
+                labels[i],
+                (costs[i], 100 * accuracies[i]),
+                textcoords="offset points",
+                xytext=(dx, dy),
+                fontsize=7,
+                ha="left" if dx > 0 else "right",
+            )
+            box = text.get_window_extent(renderer).expanded(1.05, 1.15)
+            inside = ax.get_window_extent(renderer)
+            clear = not any(box.overlaps(b) for b in taken) and not any(
+                box.contains(x, y) for k, (x, y) in enumerate(points) if k != i
+            )
+            if clear and inside.contains(box.x0, box.y0) and inside.contains(box.x1, box.y1):
+                taken.append(box)
+                break
+            text.remove()
 
 
 def accuracy_time_plot(series: list[tuple[str, list[float], list[float]]], target: float | None, title: str) -> bytes:

@@ -49,10 +49,14 @@ def times(x: float | None) -> str:
     return "-" if x is None else f"{x:.2f}x"
 
 
+ORT_DEVICES = {"CPUExecutionProvider": "cpu", "CUDAExecutionProvider": "cuda", "TensorrtExecutionProvider": "tensorrt"}
+
+
 def device_of(provider: str) -> str:
-    """cpu or cuda, for an onnxruntime execution provider or a torch device."""
-    return "cuda" if provider in GPU_PROVIDERS else "cpu"
+    """The device a measurement ran on (cpu, cuda, tensorrt...), from an onnxruntime execution provider or an engine's
+    own device name."""
+    return ORT_DEVICES.get(provider, provider.lower())
 
 
 def engine_short(engine: str) -> str:
-    return "ORT" if engine == "onnxruntime" else engine
+    return {"onnxruntime": "ORT", "openvino": "OV"}.get(engine, engine)

@@ -48,3 +48,26 @@ def register_datasets(register):
     dataset as uint8 tensors; a missing or damaged file should raise ``bench.errors.BenchError`` with one
     line naming the file and how to get it.
     """
+
+
+@hookspec
+def register_engines(register):
+    """Register inference engines: what runs a trial's verified model for its latency and accuracy figures.
+
+    ``register`` is a callable; call it once per engine::
+
+        register(
+            name,               # str: unique name, e.g. "openvino" ([a-z0-9_.-]+)
+            engine,             # an object with devices(), precisions(model), load(model, device, precision,
+                                #   threads, settings, example) and optionally prepare(model, precision)
+            description=...,    # str: one line
+        )
+
+    ``devices()`` returns ``{device: None or the reason it cannot run here}`` (devices as `--providers` names them:
+    cpu, cuda, ...); ``precisions(model)`` ``{precision: None or the reason}`` for a ``bench.engines.Model``;
+    ``load`` returns a session with ``bind(x)`` (a function running one inference on the float32 batch ``x``),
+    ``predict(x)`` (logits as a numpy array), ``method`` (a dict recorded beside its figures) and optionally
+    ``sync()`` and ``close()``. Raise ``bench.engines.Unavailable`` with one line when it cannot run something;
+    any other exception is recorded as that measurement's failure. An engine with ``default = False`` runs only
+    when named (`--engines NAME`). cnnbench times every engine under one protocol (bench.inference).
+    """

@@ -1,5 +1,8 @@
-"""Inference benchmark: latency and throughput of an ONNX file in onnxruntime and of the same model in
-PyTorch eager, on the same real images, with the method recorded beside every figure."""
+"""The inference benchmark's protocol, the same for every engine (bench.engines): on real images, the model's load
+(session creation) and its first run are kept apart, then warm-up runs, then timed runs until both a number of runs
+and a time have passed; every sample kept, percentiles, what the machine did meanwhile (bench.noise) and the growth
+of the process's peak memory recorded beside the figures; and the test accuracy each engine gives at each
+precision."""
 
 from __future__ import annotations
 
@@ -8,13 +11,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import numpy as np
-import onnxruntime as ort
 import torch
-from onnxruntime.capi.onnxruntime_pybind11_state import Fail as OrtFail
-from onnxruntime.capi.onnxruntime_pybind11_state import RuntimeException as OrtRuntimeError
-from torch import nn
 
 from bench import onnxrt
+from bench.engines import EngineEntry, Model, Unavailable
 from bench.errors import one_line
 from bench.noise import Watch, Window, spread
 from bench.options import default
@@ -33,11 +33,12 @@ class BenchSettings:
     """How models are timed: RunConfig's benchmark options (bench.options), with the same names."""
 
     batch_sizes: tuple[int, ...] = default("batch_sizes")
-    providers: tuple[str, ...] = default("providers")  # cpu, cuda; auto = cpu, plus cuda when a GPU is visible
+    providers: tuple[str, ...] = default("providers")  # devices: cpu, cuda, tensorrt; auto = cpu, and cuda if visible
+    engines: tuple[str, ...] = default("engines")  # auto: every installed engine that runs here
     warmup: int = default("warmup")  # untimed runs after the first one
     min_runs: int = default("min_runs")  # timed runs: at least this many...
     min_time: float = default("min_time")  # ...and for at least this many seconds
-    bench_threads: int | None = default("bench_threads")  # intra-op threads for both engines; None: torch's count
+    bench_threads: int | None = default("bench_threads")  # intra-op threads of every engine; None: torch's count
     # onnxruntime graph optimization level, or auto: the faster of AUTO_LEVELS in a short probe, per model and
     # batch size ('all' adds NCHWc layouts and won 7 of 8 cases in benchmarks/inference.py, often by 2x;
     # 'extended' won the smallest net at batch 64)
@@ -65,18 +66,20 @@ class BenchSettings:
 
 @dataclass
 class Measurement:
-    engine: str  # onnxruntime | torch
-    provider: str  # CPUExecutionProvider | CUDAExecutionProvider | cpu | cuda
+    engine: str  # onnxruntime, torch, openvino... (bench.engines)
+    provider: str  # the device as the engine names it: CPUExecutionProvider, CUDAExecutionProvider, cpu, cuda
     batch_size: int
     status: str = MeasurementStatus.OK  # or unavailable, failed, skipped
     note: str | None = None
-    session_ms: float | None = None
+    precision: str = "fp32"  # of the model run: fp32, int8, fp16, bf16
+    session_ms: float | None = None  # loading the model: session creation, compilation
     first_ms: float | None = None
     warmup: int = 0
     samples: list[float] = field(default_factory=list)  # ms per timed run
     total_s: float | None = None
     method: dict = field(default_factory=dict)
     window: Window = field(default_factory=Window)  # what the machine did during the timed runs
+    peak_rss_mb: float | None = None  # growth of the process's peak resident memory while loading and running it
 
     def summary(self) -> dict:
         """The statistics of the samples, what the machine did meanwhile, and whether that makes them noisy."""
@@ -144,6 +147,12 @@ def timed_runs(
     return first_ms, samples, total
 
 
+def probe(run: Callable[[], object]) -> tuple[float, float]:
+    """(first run ms, median of PROBE_RUNS warm runs ms): to choose between an engine's options on the batch timed."""
+    first_ms, samples, _ = timed_runs(run, BenchSettings(warmup=3, min_runs=PROBE_RUNS, min_time=0.0))
+    return first_ms, float(np.median(samples))
+
+
 def graph_levels(methods: list[dict]) -> str:
     """The ORT graph optimization levels that ``methods`` (recorded with measurements) used, and how chosen."""
     ort_methods = [m for m in methods if m and "graph_optimization" in m]
@@ -159,136 +168,132 @@ def batch_of(images: torch.Tensor, batch_size: int) -> torch.Tensor:
     return images.repeat(reps, 1, 1, 1)[:batch_size].contiguous() if reps > 1 else images[:batch_size].contiguous()
 
 
-def bench_onnxruntime(
-    path, images: torch.Tensor, batch_size: int, provider: str, settings: BenchSettings, threads: int
+class PeakMemory:
+    """The growth of this process's peak resident memory over its level when created (Linux: the kernel's peak,
+    reset through /proc/self/clear_refs; None elsewhere)."""
+
+    def __init__(self):
+        self.start = _status_kb("VmRSS")
+        try:
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")  # reset VmHWM, the peak, to the current resident size
+        except OSError:
+            self.start = None
+
+    def growth_mb(self) -> float | None:
+        peak = _status_kb("VmHWM")
+        return None if self.start is None or peak is None else round(max(0, peak - self.start) / 1024, 1)
+
+
+def _status_kb(key: str) -> int | None:
+    try:
+        with open("/proc/self/status") as f:
+            return next((int(line.split()[1]) for line in f if line.startswith(key + ":")), None)
+    except (OSError, ValueError):
+        return None
+
+
+def device_name(engine: str, device: str) -> str:
+    """The device as the store names it: onnxruntime's execution provider, else the device itself."""
+    return onnxrt.PROVIDERS.get(device, device) if engine == "onnxruntime" else device
+
+
+def measure(
+    entry: EngineEntry,
+    model: Model,
+    device: str,
+    precision: str,
+    batch_size: int,
+    images: torch.Tensor,
+    settings: BenchSettings,
+    threads: int,
 ) -> Measurement:
-    m = Measurement("onnxruntime", onnxrt.PROVIDERS[provider], batch_size, warmup=settings.warmup)
+    """One engine, device, precision and batch size under the protocol."""
+    m = Measurement(
+        entry.name, device_name(entry.name, device), batch_size, precision=precision, warmup=settings.warmup
+    )
     m.method = {
         "percentiles": PERCENTILE_METHOD,
-        "intra_op_threads": threads,
-        "inter_op_threads": 1,
-        "graph_optimization": settings.graph_optimization,
-        "onnxruntime": ort.__version__,
-        "io_binding": provider == "cuda",
-        "timer": "time.perf_counter",
+        "timer": "time.perf_counter, after the engine's sync",
         "warmup": settings.warmup,
         "min_runs": settings.min_runs,
         "min_time_s": settings.min_time,
     }
     x = batch_of(images, batch_size).cpu().numpy().astype(np.float32)
-    levels = AUTO_LEVELS if settings.graph_optimization == "auto" else (settings.graph_optimization,)
-    probe: dict[str, float] = {}
-    first_ms = None
-    for level in levels:
-        t0 = time.perf_counter()
-        try:
-            candidate = onnxrt.session(path, provider, threads, level)
-        except onnxrt.ProviderUnavailable as exc:
-            m.status, m.note = MeasurementStatus.UNAVAILABLE, str(exc)
-            return m
-        session_ms = (time.perf_counter() - t0) * 1000
-        if len(levels) > 1:  # auto: keep the faster session in a short probe
-            first, probe[level] = _probe(candidate, x)
-            if min(probe.values()) < probe[level]:
-                continue
-            first_ms = first
-        sess, m.session_ms, m.method["graph_optimization"] = candidate, session_ms, level
-    if probe:
-        m.method["graph_optimization_probe_p50_ms"] = probe
-    name, out = sess.get_inputs()[0].name, sess.get_outputs()[0].name
-    if provider == "cuda":
-        # IO binding: input and output stay on the GPU, so no host<->device copy is timed.
-        binding = sess.io_binding()
-        binding.bind_ortvalue_input(name, ort.OrtValue.ortvalue_from_numpy(x, "cuda", 0))
-        binding.bind_output(out, "cuda")
-
-        def run():
-            sess.run_with_iobinding(binding)
-
-        watch = Watch(threads)
-        m.first_ms, m.samples, m.total_s = timed_runs(run, settings, binding.synchronize_outputs, watch)
-        m.window = watch.window
-    else:
-        feed = {name: x}
-        watch = Watch(threads)
-        m.first_ms, m.samples, m.total_s = timed_runs(lambda: sess.run([out], feed), settings, watch=watch)
-        m.window = watch.window
-    if first_ms is not None:  # the session's real first run was in the probe
-        m.first_ms = first_ms
-    return m
-
-
-def _probe(sess, x: np.ndarray) -> tuple[float, float]:
-    """(first run ms, median of PROBE_RUNS warm runs ms) of ``sess`` on ``x``, to choose between sessions."""
-    feed = {sess.get_inputs()[0].name: x}
-    first_ms, samples, _ = timed_runs(
-        lambda: sess.run(None, feed), BenchSettings(warmup=3, min_runs=PROBE_RUNS, min_time=0.0)
-    )
-    return first_ms, float(np.median(samples))
-
-
-def bench_torch(
-    model: nn.Module, images: torch.Tensor, batch_size: int, device: str, settings: BenchSettings, threads: int
-) -> Measurement:
-    m = Measurement("torch", device, batch_size, warmup=settings.warmup)
-    m.method = {
-        "percentiles": PERCENTILE_METHOD,
-        "intra_op_threads": threads,
-        "mode": "eager, eval, inference_mode",
-        "torch": torch.__version__,
-        "timer": "time.perf_counter" + (" after cuda synchronize" if device == "cuda" else ""),
-        "warmup": settings.warmup,
-        "min_runs": settings.min_runs,
-        "min_time_s": settings.min_time,
-    }
-    if device == "cuda" and not torch.cuda.is_available():
-        m.status, m.note = (
-            MeasurementStatus.UNAVAILABLE,
-            "no CUDA GPU is visible on this machine (torch.cuda.is_available() is False)",
-        )
-        return m
+    memory = PeakMemory()
     t0 = time.perf_counter()
-    model = model.to(device).eval()
-    x = batch_of(images, batch_size).to(device)
-    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
-    sync()
-    m.session_ms = (time.perf_counter() - t0) * 1000
-
-    def run():
-        with torch.inference_mode():
-            model(x)
-
-    watch = Watch(threads)
-    m.first_ms, m.samples, m.total_s = timed_runs(run, settings, sync, watch)
-    m.window = watch.window
-    model.cpu()
+    try:
+        session = entry.engine.load(model, device, precision, threads, settings, x)
+    except Unavailable as exc:
+        m.status, m.note = MeasurementStatus.UNAVAILABLE, str(exc)
+        return m
+    try:
+        m.session_ms = getattr(session, "load_ms", None) or (time.perf_counter() - t0) * 1000
+        run = session.bind(x)
+        watch = Watch(threads)
+        m.first_ms, m.samples, m.total_s = timed_runs(run, settings, getattr(session, "sync", lambda: None), watch)
+        m.first_ms = getattr(session, "first_ms", None) or m.first_ms  # an engine that ran it first while loading
+        m.window, m.peak_rss_mb = watch.window, memory.growth_mb()
+        m.method.update(getattr(session, "method", {}) or {})
+    finally:
+        if callable(getattr(session, "close", None)):
+            session.close()
     return m
 
 
-def benchmark(model: nn.Module | None, onnx_path, images: torch.Tensor, settings: BenchSettings) -> list[Measurement]:
-    """Every (engine, provider, batch size) of ``settings``, ORT and PyTorch eager (unless ``model`` is None) on
-    the same images. A curve (``settings.batch_curve``) stops after a batch that fails or whose p50 passes
-    CURVE_LIMIT_MS; the larger batch sizes are recorded as skipped, with the reason."""
+def _targets(entry: EngineEntry, model: Model, settings: BenchSettings) -> list[tuple[str, str, str | None]]:
+    """(device, precision, why it cannot run or None) that ``entry`` is asked for: the devices of settings it
+    has, each precision it knows for the model. A precision it cannot make is recorded as unavailable."""
+    try:
+        devices, precisions = dict(entry.engine.devices()), dict(entry.engine.precisions(model))
+    except Exception as exc:  # a broken engine plugin: recorded against it, the others go on
+        why = f"engine {entry.name} failed: {one_line(exc, 200)}"
+        return [(device, "fp32", why) for device in settings.resolved_providers()]
+    out = []
+    for device in settings.resolved_providers():
+        if device not in devices:
+            continue  # not this engine's device (openvino has no CUDA): nothing to record
+        for precision, why in precisions.items():
+            if devices[device] is None and why is None and callable(getattr(entry.engine, "prepare", None)):
+                try:
+                    entry.engine.prepare(model, precision)  # untimed: what load needs (an engine's own int8)
+                except Unavailable as exc:
+                    why = str(exc)
+                except Exception as exc:  # the engine's own failure: recorded, the others go on
+                    why = f"{entry.name} could not prepare {precision}: {one_line(exc, 200)}"
+            out.append((device, precision, devices[device] or why))
+    return out
+
+
+def benchmark(
+    model: Model, images: torch.Tensor, settings: BenchSettings, engines: list[EngineEntry]
+) -> list[Measurement]:
+    """Every (engine, device, precision, batch size) of ``settings`` on the same images. A curve (``batch_curve``)
+    stops after a batch that fails or whose p50 passes CURVE_LIMIT_MS; the larger batch sizes are recorded as
+    skipped, with the reason."""
     threads = settings.bench_threads or torch.get_num_threads()
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     out = []
     try:
-        for provider in settings.resolved_providers():
-            engines = [("onnxruntime", lambda b, s, p=provider: bench_onnxruntime(onnx_path, images, b, p, s, threads))]
-            if model is not None:
-                engines.append(("torch", lambda b, s, p=provider: bench_torch(model, images, b, p, s, threads)))
-            for engine, measure in engines:
-                stop = None
+        for entry in engines:
+            for device, precision, why in _targets(entry, model, settings):
+                stop = why
+                status = MeasurementStatus.UNAVAILABLE if why else MeasurementStatus.SKIPPED
                 for batch_size in settings.sizes():
                     if stop:
                         out.append(
                             Measurement(
-                                engine, _provider_name(engine, provider), batch_size, MeasurementStatus.SKIPPED, stop
+                                entry.name,
+                                device_name(entry.name, device),
+                                batch_size,
+                                status,
+                                stop,
+                                precision=precision,
                             )
                         )
                         continue
-                    m = _measure(measure, engine, provider, batch_size, settings)
+                    m = _measure(entry, model, device, precision, batch_size, images, settings, threads)
                     out.append(m)
                     if settings.batch_curve and m.status == MeasurementStatus.FAILED:
                         stop = f"the curve stopped after batch {batch_size} failed"
@@ -299,26 +304,37 @@ def benchmark(model: nn.Module | None, onnx_path, images: torch.Tensor, settings
                         )
     finally:
         torch.set_num_threads(previous)
-    order = {"onnxruntime": 0, "torch": 1}
-    return sorted(
-        out, key=lambda m: (settings.resolved_providers().index(_plain(m.provider)), m.batch_size, order[m.engine])
-    )
+    return out
 
 
-def _measure(measure, engine: str, provider: str, batch_size: int, settings: BenchSettings) -> Measurement:
+def _measure(entry, model, device, precision, batch_size, images, settings, threads) -> Measurement:
+    """measure(), with whatever an engine raises recorded as the measurement's failure (out of memory at a large
+    batch, mostly; a broken engine plugin too): one engine never stops the others."""
     try:
-        return measure(batch_size, settings.for_batch(batch_size))
-    except (MemoryError, RuntimeError, OrtFail, OrtRuntimeError) as exc:  # out of memory, mostly
-        if not settings.batch_curve or batch_size in settings.batch_sizes:
-            raise
+        return measure(entry, model, device, precision, batch_size, images, settings.for_batch(batch_size), threads)
+    except Exception as exc:
         return Measurement(
-            engine, _provider_name(engine, provider), batch_size, MeasurementStatus.FAILED, one_line(exc, 200)
+            entry.name,
+            device_name(entry.name, device),
+            batch_size,
+            MeasurementStatus.FAILED,
+            one_line(exc, 200),
+            precision=precision,
         )
 
 
-def _provider_name(engine: str, provider: str) -> str:
-    return onnxrt.PROVIDERS[provider] if engine == "onnxruntime" else provider
-
-
-def _plain(provider: str) -> str:
-    return next((k for k, v in onnxrt.PROVIDERS.items() if v == provider), provider)
+def evaluate(
+    entry: EngineEntry, model: Model, precision: str, images: torch.Tensor, threads: int, chunk: int = 256
+) -> tuple[np.ndarray, dict]:
+    """The logits ``entry`` gives at ``precision`` on the CPU for ``images`` (normalized), in chunks, and what the
+    session recorded of itself: for the test accuracy of each engine and precision."""
+    session = entry.engine.load(
+        model, "cpu", precision, threads, BenchSettings(graph_optimization="all"), images[:1].numpy().astype(np.float32)
+    )
+    try:
+        x = images.numpy().astype(np.float32)
+        logits = np.concatenate([np.asarray(session.predict(x[i : i + chunk])) for i in range(0, len(x), chunk)])
+        return logits, dict(getattr(session, "method", {}) or {})
+    finally:
+        if callable(getattr(session, "close", None)):
+            session.close()

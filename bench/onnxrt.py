@@ -9,7 +9,7 @@ import onnxruntime as ort
 
 from bench.errors import BenchError
 
-PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
+PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
 GRAPH_OPTIMIZATION = {
     "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
     "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
@@ -37,6 +37,13 @@ def cuda_unavailable_reason() -> str | None:
     return None
 
 
+def tensorrt_unavailable_reason() -> str | None:
+    """Why ORT's TensorRT provider cannot run here, or None if it may (it also needs the CUDA provider)."""
+    if PROVIDERS["tensorrt"] not in ort.get_available_providers():
+        return f"this onnxruntime build ({ort.__version__}) has no TensorrtExecutionProvider"
+    return cuda_unavailable_reason()
+
+
 def session(path, provider: str = "cpu", threads: int | None = None, graph_optimization: str = "all"):
     """An InferenceSession on ``provider`` ('cpu' or 'cuda'). Raises ProviderUnavailable with the reason
     if that provider cannot be used, BenchError if the file is not a loadable model."""
@@ -48,15 +55,15 @@ def session(path, provider: str = "cpu", threads: int | None = None, graph_optim
     if threads:
         options.intra_op_num_threads = threads
     providers = [PROVIDERS["cpu"]]
-    if provider == "cuda":
-        reason = cuda_unavailable_reason()
+    if provider in ("cuda", "tensorrt"):
+        reason = cuda_unavailable_reason() if provider == "cuda" else tensorrt_unavailable_reason()
         if reason:
             raise ProviderUnavailable(reason)
         if not _preloaded and hasattr(ort, "preload_dlls"):
             with contextlib.suppress(Exception):  # find the CUDA and cuDNN libraries the torch wheel ships
                 ort.preload_dlls()
             _preloaded = True
-        providers = [PROVIDERS["cuda"], PROVIDERS["cpu"]]
+        providers = [PROVIDERS[provider]] + ([PROVIDERS["cuda"]] if provider == "tensorrt" else []) + [PROVIDERS["cpu"]]
         ort.set_default_logger_severity(4)  # the fallback is reported below, not as a C++ log line
     try:
         sess = ort.InferenceSession(str(path), options, providers=providers)
@@ -64,9 +71,9 @@ def session(path, provider: str = "cpu", threads: int | None = None, graph_optim
         raise BenchError(f"onnxruntime cannot load {path}: {' '.join(str(exc).split())[:300]}") from exc
     finally:
         ort.set_default_logger_severity(3)
-    if provider == "cuda" and sess.get_providers()[0] != PROVIDERS["cuda"]:
+    if provider != "cpu" and sess.get_providers()[0] != PROVIDERS[provider]:
         raise ProviderUnavailable(
-            "onnxruntime fell back to the CPU: CUDAExecutionProvider could not be created "
-            "(the CUDA/cuDNN libraries this onnxruntime was built for were not found)"
+            f"onnxruntime fell back to {sess.get_providers()[0]}: {PROVIDERS[provider]} could not be created "
+            "(the CUDA/cuDNN or TensorRT libraries this onnxruntime was built for were not found)"
         )
     return sess

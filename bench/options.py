@@ -30,7 +30,7 @@ EXECUTORS = ("local", "ray")
 SCHEDULERS = ("fifo", "asha")
 EXPORTERS = ("dynamo", "torchscript")
 GRAPH_OPTIMIZATIONS = ("auto", "disable", "basic", "extended", "all")
-PROVIDERS = ("auto", "cpu", "cuda")
+PROVIDERS = ("auto", "cpu", "cuda", "tensorrt")  # where models run; tensorrt: onnxruntime's TensorRT provider
 VARIANT_PRECISIONS = ("int8", "fp16")  # the deployment variants made of an fp32 ONNX export
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 
@@ -386,9 +386,17 @@ class RunConfig:
     batch_sizes: list[int] = _opt(
         DEPLOY, "Batch sizes to time.", factory=lambda: [1, 64], many=True, group=BENCHMARK, **_COUNT
     )
+    engines: list[str] = _opt(
+        DEPLOY,
+        "Inference engines to time (`bench plugins` lists them): auto = every installed engine that runs here "
+        "(onnxruntime, torch, openvino with its extra); torch-compile by name.",
+        factory=lambda: ["auto"],
+        many=True,
+        group=BENCHMARK,
+    )
     providers: list[str] = _opt(
         DEPLOY,
-        "auto = cpu, plus cuda when a GPU is visible.",
+        "Devices: auto = cpu, plus cuda when a GPU is visible; tensorrt (onnxruntime's TensorRT provider) by name.",
         factory=lambda: ["auto"],
         many=True,
         choices=PROVIDERS,

@@ -14,6 +14,7 @@ from bench import hookspecs
 from bench.architectures import Registry
 from bench.data import Dataset, check_dataset
 from bench.datasets import DatasetRegistry, Request
+from bench.engines import EngineRegistry
 from bench.errors import UsageError, unknown
 
 GROUP = "cnnbench"
@@ -30,6 +31,7 @@ class PluginInfo:
     hooks: list[str] = field(default_factory=list)
     architectures: list[str] = field(default_factory=list)
     datasets: list[str] = field(default_factory=list)
+    engines: list[str] = field(default_factory=list)
     error: str | None = None
     architecture_errors: dict[str, str] = field(default_factory=dict)  # filled by smoke_check()
 
@@ -42,6 +44,7 @@ class PluginInfo:
             "hooks": self.hooks,
             "architectures": self.architectures,
             "datasets": self.datasets,
+            "engines": self.engines,
             "error": self.error,
             "architecture_errors": self.architecture_errors,
         }
@@ -53,6 +56,7 @@ class Plugins:
     registry: Registry
     info: dict[str, PluginInfo]
     datasets: DatasetRegistry
+    engines: EngineRegistry = field(default_factory=EngineRegistry)
 
     def plugin(self, name: str) -> PluginInfo:
         """The plugin called ``name``; an unknown name is a usage error listing the closest ones."""
@@ -115,25 +119,29 @@ def load() -> Plugins:
             info[name].error = f"{exc} (known hooks: {', '.join(_hook_names(pm))})"
             pm.unregister(exc.plugin)
 
-    registry, datasets = Registry(), DatasetRegistry()
+    registry, datasets, engines = Registry(), DatasetRegistry(), EngineRegistry()
     for name, entry in info.items():
         plugin = pm.get_plugin(name)
         if plugin is None:
             continue
         entry.hooks = sorted(h.name for h in pm.get_hookcallers(plugin) or [])
-        before, before_data = set(registry.names()), set(datasets.entries)
+        before, before_data, before_engines = set(registry.names()), set(datasets.entries), set(engines.entries)
         try:
             if hasattr(plugin, "register_architectures"):
                 plugin.register_architectures(register=registry.register_callback(name))
             if hasattr(plugin, "register_datasets"):
                 plugin.register_datasets(register=datasets.register_callback(name))
+            if hasattr(plugin, "register_engines"):
+                plugin.register_engines(register=engines.register_callback(name))
         except Exception as exc:
             entry.error = _error_line(exc)
             registry.drop_plugin(name)  # all or nothing: no half-registered plugin
             datasets.drop_plugin(name)
+            engines.drop_plugin(name)
         entry.architectures = [n for n in registry.names() if n not in before]
         entry.datasets = [n for n in datasets.entries if n not in before_data]
-    return Plugins(pm, registry, info, datasets)
+        entry.engines = [n for n in engines.entries if n not in before_engines]
+    return Plugins(pm, registry, info, datasets, engines)
 
 
 SMOKE_SHAPES = ((1, 8, 8), (3, 32, 32))

@@ -82,10 +82,13 @@ def latency_record(row: dict) -> dict:
     return {k: v for k, v in row.items() if k not in ("id", "trial_id", "samples")}
 
 
-def noise_warning(store: Store, trials: list[dict], run_id: str, epochs: bool = True) -> str | None:
+def noise_warning(store: Store, trials: list[dict], run_id: str, epochs: bool = True, since: str = "") -> str | None:
     """One line naming the figures of ``trials`` that were measured while other processes wanted the CPU (their
-    latency measurements, and with ``epochs`` their epoch times), with what to do; None when none was."""
-    latency = [r for t in trials for r in store.latency_of(t["id"]) if r["status"] == "ok"]
+    latency measurements from ``since`` on, and with ``epochs`` their epoch times), with what to do; None when none
+    was."""
+    latency = [
+        r for t in trials for r in store.latency_of(t["id"]) if r["status"] == "ok" and r["measured_at"] >= since
+    ]
     history = [e for t in trials for e in store.history(t["id"])] if epochs else []
     bad_latency = sum(bool(r["noisy"]) for r in latency)
     bad_epochs = sum(bool(e["noisy"]) for e in history)

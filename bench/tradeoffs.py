@@ -7,6 +7,8 @@ from __future__ import annotations
 from bench.formats import CPU_PROVIDERS as CPU
 from bench.status import MeasurementStatus, VariantStatus
 
+CPU_DEVICES = CPU  # onnxruntime's CPU provider, and every other engine's cpu
+
 SATURATION = 1.10  # throughput has saturated at a batch when no larger batch is more than 10% faster
 
 
@@ -105,21 +107,85 @@ def variant_rows(export: dict | None, variants: list[dict], latency: list[dict])
     return out
 
 
-def accuracy_latency_points(
-    name: str, export: dict | None, variants: list[dict], latency: list[dict], batch: int = 1
-) -> list[tuple[str, float, float]]:
-    """(label, ORT CPU p50 ms at ``batch``, test accuracy through ORT) of the fp32 export and each variant that
-    runs: the points of the deployment trade-off."""
-    out = []
-    if export and export.get("onnx_test_acc") is not None and (m := ort_cpu(latency, "fp32", batch)):
-        out.append((f"{name} fp32", m["p50_ms"], export["onnx_test_acc"]))
+def deployment_points(
+    trial: dict, export: dict | None, variants: list[dict], latency: list[dict], evaluations: list[dict], batch: int = 1
+) -> list[dict]:
+    """Every (engine, precision) of a trial measured on the CPU at ``batch`` with a test accuracy: the points of the
+    deployment trade-off, with that engine's accuracy at that precision (stores from before engines were evaluated:
+    the ONNX files' accuracy through onnxruntime, and PyTorch's own)."""
+    accuracy = {(e["engine"], e["precision"]): e["test_acc"] for e in evaluations if e["status"] == "ok"}
+    if export and export.get("onnx_test_acc") is not None:
+        accuracy.setdefault(("onnxruntime", "fp32"), export["onnx_test_acc"])
     for v in variants:
+        if v["status"] != VariantStatus.FAILED and v["test_acc"] is not None:
+            accuracy.setdefault(("onnxruntime", v["precision"]), v["test_acc"])
+    if trial.get("test_acc") is not None:
+        accuracy.setdefault(("torch", "fp32"), trial["test_acc"])
+    out = []
+    for r in latency:
+        key = (r["engine"], r.get("precision") or "fp32")
         if (
-            v["status"] != VariantStatus.FAILED
-            and v["test_acc"] is not None
-            and (m := ort_cpu(latency, v["precision"], batch))
+            r["status"] == MeasurementStatus.OK
+            and r["provider"] in CPU_DEVICES
+            and r["batch_size"] == batch
+            and key in accuracy
         ):
-            out.append((f"{name} {v['precision']}", m["p50_ms"], v["test_acc"]))
+            out.append(
+                {
+                    "engine": key[0],
+                    "precision": key[1],
+                    "p50_ms": r["p50_ms"],
+                    "test_acc": accuracy[key],
+                    "noisy": bool(r.get("noisy")),
+                }
+            )
+    return out
+
+
+def engine_rows(trial: dict, latency: list[dict], evaluations: list[dict]) -> list[dict]:
+    """Each (engine, precision) against PyTorch's fp32 model: its test accuracy and the change in points, and its
+    speedup (CPU p50 at the largest batch both measured) over PyTorch eager fp32 and over its own engine's fp32."""
+
+    def p50(engine, precision, batch):
+        return next(
+            (
+                r["p50_ms"]
+                for r in latency
+                if r["engine"] == engine
+                and (r.get("precision") or "fp32") == precision
+                and r["batch_size"] == batch
+                and r["provider"] in CPU_DEVICES
+                and r["status"] == MeasurementStatus.OK
+            ),
+            None,
+        )
+
+    out = []
+    for e in evaluations:
+        batches = [r["batch_size"] for r in latency if r["engine"] == e["engine"] and r["provider"] in CPU_DEVICES]
+        batch = max(batches, default=None)
+        own, base, own_fp32 = (
+            p50(e["engine"], e["precision"], batch),
+            p50("torch", "fp32", batch),
+            p50(e["engine"], "fp32", batch),
+        )
+        out.append(
+            {
+                "engine": e["engine"],
+                "precision": e["precision"],
+                "status": e["status"],
+                "note": e["note"],
+                "test_acc": e["test_acc"],
+                "top1_agreement": e["top1_agreement"],
+                "batch": batch,
+                "delta_points": None
+                if e["test_acc"] is None or trial.get("test_acc") is None
+                else 100 * (e["test_acc"] - trial["test_acc"]),
+                "vs_torch": base / own if own and base else None,
+                "vs_fp32": own_fp32 / own if own and own_fp32 else None,
+                "method": e.get("method"),
+            }
+        )
     return out
 
 

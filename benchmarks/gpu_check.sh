@@ -2,8 +2,9 @@
 # The GPU path, exercised in one command (issue 16): under 8 minutes on one GPU.
 #
 #   1. the default sweep (cnn_dropout on the embedded digits) trained on CUDA, its winner exported, its int8 and
-#      fp16 variants made, all benchmarked with ONNX Runtime's CPU and CUDA providers (IO binding on CUDA) beside
-#      PyTorch eager on CPU and CUDA, with a batch-size curve (1 to 256);
+#      fp16 variants made, all benchmarked in every engine on every device: ONNX Runtime's CPU, CUDA and TensorRT
+#      providers (IO binding on the GPU), PyTorch eager and torch.compile on CPU and CUDA, OpenVINO on the CPU where
+#      installed, with a batch-size curve (1 to 256);
 #   2. a short CIFAR-10 sweep on CUDA (the lab's config, 2 epochs) when the archive is here: data/cifar10-jpeg.tar.gz
 #      (copy ../shared/data/cifar10-jpeg.tar.gz there and carry it), the same deployment;
 #   3. the figures (GPU, versions, accuracy, latency per provider and batch) into benchmarks/RESULTS.md, section
@@ -13,7 +14,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DEVICE=${DEVICE:-cuda}
-PROVIDERS=${PROVIDERS:-cpu,cuda}
+PROVIDERS=${PROVIDERS:-cpu,cuda,tensorrt}
+ENGINES=${ENGINES:-auto}
 STORE=${STORE:-$(mktemp -d)/bench.db}
 PY=${PY:-python3}
 BENCH=("$PY" -m bench.cli)
@@ -22,12 +24,15 @@ BENCH=("$PY" -m bench.cli)
   || "$PY" -m pip install -q --no-deps --no-build-isolation --no-index -e .
 "$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
 
-"${BENCH[@]}" run --plugin cnn_dropout --device "$DEVICE" --providers "$PROVIDERS" --batch-curve --min-time 0.5 \
-  --store "$STORE" -q
+"${BENCH[@]}" run --plugin cnn_dropout --device "$DEVICE" --providers "$PROVIDERS" --engines "$ENGINES" --batch-curve \
+  --min-time 0.5 --store "$STORE" -q
+# torch.compile compiles once per batch shape: two shapes, not the curve's nine
+"${BENCH[@]}" benchmark latest --engines torch-compile --providers "$PROVIDERS" --batch-sizes 1,64 --store "$STORE" \
+  || echo "torch-compile: see its rows' notes"
 if [ -f data/cifar10-jpeg.tar.gz ]; then
   [ -d data/cifar10-jpeg ] || tar xzf data/cifar10-jpeg.tar.gz -C data/
   "${BENCH[@]}" run --config configs/rob313.toml --dataset imagefolder:data/cifar10-jpeg --epochs 2 \
-    --device "$DEVICE" --providers "$PROVIDERS" --batch-sizes 1,64,256 --store "$STORE" -q
+    --device "$DEVICE" --providers "$PROVIDERS" --engines "$ENGINES" --batch-sizes 1,64,256 --store "$STORE" -q
 else
   echo "no data/cifar10-jpeg.tar.gz: the CIFAR-10 step is skipped"
 fi
@@ -53,14 +58,15 @@ lines = ["## GPU check", "", f"`benchmarks/gpu_check.sh` (DEVICE={device}): {gpu
 with Store(store, readonly=True) as s:
     for run in s.runs():
         for t in s.trials(run["id"]):
-            accs = {v["precision"]: v["test_acc"] for v in s.variants_of(t["id"])}
+            accs = {(e["engine"], e["precision"]): e["test_acc"] for e in s.evaluations_of(t["id"])}
             for m in s.latency_of(t["id"]):
-                acc = accs.get(m["precision"], t["test_acc"]) if m["engine"] == "onnxruntime" else t["test_acc"]
+                acc = accs.get((m["engine"], m["precision"]))
                 p50 = f"{m['p50_ms']:.3f}" if m["p50_ms"] is not None else "-"
                 rate = f"{m['throughput']:,.0f}" if m["throughput"] is not None else "-"
+                shown = f"{100 * acc:.2f}" if acc is not None else "-"
                 lines.append(f"| {run['id']} | {run['dataset'].split('/')[-1]} | {t['architecture']} | "
-                             f"{m['precision']} | {100 * (acc or 0):.2f} | {m['engine']} | {m['provider']} | "
-                             f"{m['batch_size']} | {p50} | {rate} | {m['status']} |")
+                             f"{m['precision']} | {shown} | {m['engine']} | {m['provider']} | "
+                             f"{m['batch_size']} | {p50} | {rate} | {m['status']}{': ' + m['note'] if m['note'] else ''} |")
 section = "\n".join(lines) + "\n"
 record("GPU check", section)
 print(section)

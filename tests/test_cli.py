@@ -141,6 +141,7 @@ def test_plugins_json_lists_builtins_and_a_fixture_plugin(invoke, tiny_plugin):
         "hooks": ["register_architectures"],
         "architectures": ["cnn_vgg"],
         "datasets": [],
+        "engines": [],
         "error": None,
         "architecture_errors": {},
     }

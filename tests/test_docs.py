@@ -32,6 +32,7 @@ RUN_ELSEWHERE = {
     ("docs/plugins.md", "def load(request):"): (
         "tests/test_plugin_authoring.py::test_the_documented_dataset_plugin_passes_its_documented_test"
     ),
+    ("docs/plugins.md", "class TorchScript:"): "tests/test_plugin_authoring.py::test_hook_register_engines",
     ("docs/plugins.md", "def test_loads_and_is_what_it_says"): (
         "tests/test_plugin_authoring.py::test_the_documented_dataset_plugin_passes_its_documented_test"
     ),

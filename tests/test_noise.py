@@ -31,6 +31,8 @@ TINY = [
     "0",
     "--warmup",
     "1",
+    "--engines",
+    "onnxruntime,torch",
     "-q",
 ]
 
@@ -94,7 +96,8 @@ def test_noisy_figures_are_marked_in_the_store_the_json_the_report_and_one_warni
     assert invoke("report", "--out", tmp_path).exit_code == 0
     (report,) = tmp_path.glob("*/report.md")
     text = report.read_text()
-    assert "(noisy)" in text and "are marked *noisy*" in text and "Here 2 latency figures and 2 epoch times" in text
+    assert "| 2 of 2 epoch times, latency |" in text and "are marked *noisy*" in text
+    assert "Here 2 latency figures and 2 epoch times" in text
 
 
 def test_a_quiet_run_is_not_marked(monkeypatch, invoke, tiny_plugin, store_path):
@@ -126,6 +129,8 @@ def test_the_ort_torch_ratio_is_shown_only_where_neither_figure_is_noisy():
             "noisy": noisy,
             "method": None,
             "repeat": 1,
+            "session_ms": 1.0,
+            "peak_rss_mb": 1.0,
         }
 
     rows = [
@@ -135,9 +140,9 @@ def test_the_ort_torch_ratio_is_shown_only_where_neither_figure_is_noisy():
         row("torch", 64, 10.0, True),
     ]
     console = Console(width=250, record=True)
-    console.print(inference_table([({"idx": 1, "architecture": "a"}, None, rows)], "t"))
-    lines = [line for line in console.export_text().splitlines() if "fp32" in line]
-    assert lines[0].rstrip(" │").endswith("0.25") and lines[1].rstrip(" │").endswith("-")
+    console.print(inference_table([({"idx": 1, "architecture": "a"}, None, rows, [])], "t"))
+    ort = [line for line in console.export_text().splitlines() if "onnxruntime" in line]
+    assert ort[0].rstrip(" │").endswith("4.00x") and ort[1].rstrip(" │").endswith("-")
 
 
 def test_benchmark_repeat_keeps_every_repetition_and_the_report_shows_their_spread(tiny_run, tmp_path):

@@ -219,7 +219,19 @@ def test_a_model_that_cannot_be_exported_is_recorded_and_the_others_go_on(invoke
     plugins.register_in_process(MixedPlugin(), name="mixed")
     try:
         result = invoke(
-            "run", "--plugin", "mixed", "--epochs", "1", "--min-runs", "3", "--min-time", "0", "--batch-sizes", "1"
+            "run",
+            "--plugin",
+            "mixed",
+            "--epochs",
+            "1",
+            "--min-runs",
+            "3",
+            "--min-time",
+            "0",
+            "--batch-sizes",
+            "1",
+            "--engines",
+            "onnxruntime,torch",
         )
         assert result.exit_code == 0, result.output
         rows = {r["architecture"]: r for r in invoke.json("report")}

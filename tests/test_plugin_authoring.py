@@ -165,6 +165,7 @@ def test_hook_register_architectures(installed, invoke):
         "hooks": ["register_architectures"],
         "architectures": ["good_linear"],
         "datasets": [],
+        "engines": [],
         "error": None,
         "architecture_errors": {},
     }
@@ -179,7 +180,7 @@ def _hookspecs():
 def test_every_hook_has_a_documentation_section_and_a_test():
     docs = DOCS.read_text()
     tests = "\n".join(p.read_text() for p in (ROOT / "tests").glob("test_*.py"))
-    assert _hookspecs() == ["register_architectures", "register_datasets"]
+    assert _hookspecs() == ["register_architectures", "register_datasets", "register_engines"]
     for name in _hookspecs():
         signature = f"{name}{inspect.signature(getattr(hookspecs, name))}"
         assert f"\n## {signature}\n" in docs, f"docs/plugins.md needs a section headed '## {signature}'"
@@ -344,3 +345,27 @@ def test_every_register_keyword_and_request_field_is_documented():
             assert f"- `{name}" in docs, f"docs/plugins.md does not document register(..., {name})"
     for field in fields(Request):
         assert f"`{field.name}`" in docs, f"docs/plugins.md does not document Request.{field.name}"
+
+
+def test_hook_register_engines(installed, invoke, tiny_plugin, store_path):
+    """Issue 27: a third-party engine, written from docs/plugins.md alone (its example, verbatim) in an installed
+    package, is found through its entry point and timed and evaluated under cnnbench's protocol."""
+    section = DOCS.read_text().split("## register_engines(register)", 1)[1]
+    installed("torchscript", re.search(r"```python\n(.+?)```", section, flags=re.S).group(1))
+    assert _plugins_json(invoke)["torchscript"]["engines"] == ["torchscript"]
+    run = ("--plugin", "tiny", "--where", "width=8", "--epochs", "1", "--no-benchmark", "-q")
+    assert invoke("run", *run).exit_code == 0
+    args = ("--engines", "torchscript,torch", "--batch-sizes", "1", "--min-runs", "5", "--min-time", "0")
+    result = invoke("benchmark", "latest", *args)
+    assert result.exit_code == 0, result.output
+    from bench.store import Store
+
+    with Store(store_path) as store:
+        (trial,) = store.trials(store.run()["id"])
+        rows = {(r["engine"], r["status"]) for r in store.latency_of(trial["id"])}
+        assert rows == {("torchscript", "ok"), ("torch", "ok")}
+        (ts,) = [e for e in store.evaluations_of(trial["id"]) if e["engine"] == "torchscript"]
+        assert ts["status"] == "ok" and ts["test_acc"] == trial["test_acc"] and ts["top1_agreement"] == 1.0
+        assert ts["method"]["mode"] == "torch.jit.trace, frozen"
+    unknown = invoke("benchmark", "latest", "--engines", "torchscrpt")
+    assert unknown.exit_code == 2 and "unknown engine 'torchscrpt'; did you mean torchscript?" in unknown.output

@@ -77,11 +77,15 @@ def test_the_report_s_pareto_front_is_the_front_of_the_stored_rows(quantized, in
     assert result.exit_code == 0, result.output
     (report,) = tmp_path.glob("*/report.md")
     text = report.read_text()
-    listed = re.search(r"Pareto front \(no other model x precision is both faster and more accurate\): (.+)\.", text)
+    listed = re.search(r"Pareto front \(no other engine x precision is both faster and more accurate\): (.+?)\. ", text)
     rows = invoke.json("report", "--measurements", "--store", store, store=False)
-    cpu = [r for r in rows if r["engine"] == "onnxruntime" and r["provider"] == "CPUExecutionProvider"]
-    points = [(f"t{r['trial']:03d} {r['precision']}", r["p50_ms"], r["test_acc"]) for r in cpu if r["batch_size"] == 1]
-    assert {p[0].split()[1] for p in points} == {"fp32", "int8", "fp16"}
+    cpu = [r for r in rows if r["provider"] in ("CPUExecutionProvider", "cpu") and r["status"] == "ok"]
+    points = [
+        (f"t{r['trial']:03d} {r['engine']} {r['precision']}", r["p50_ms"], r["test_acc"])
+        for r in cpu
+        if r["batch_size"] == 1
+    ]
+    assert {p[0].split()[2] for p in points if " onnxruntime " in p[0]} == {"fp32", "int8", "fp16"}
     front = [points[i] for i in pareto_front([(c, a) for _, c, a in points])]
     assert listed.group(1) == "; ".join(f"{n} ({100 * a:.2f}%, {c:.3f} ms)" for n, c, a in front)
     # the variants' table: each precision's change against fp32, as stored
@@ -230,3 +234,43 @@ def test_every_onnx_file_of_a_run_passes_the_full_checker(quantized):
     _, winner = quantized
     for path in [winner["onnx"]["path"], *(v["path"] for v in winner["variants"])]:
         onnx.checker.check_model(onnx.load(path), full_check=True)
+
+
+def test_a_default_run_measures_every_engine_in_one_table_and_one_figure(quantized, invoke, tmp_path):
+    """Issue 27: ONNX Runtime (fp32, int8, fp16), PyTorch (fp32) and, with its extra, OpenVINO (fp32, its own int8,
+    bf16 where the CPU has it) are each timed at both batch sizes and evaluated, and the report puts them on one
+    front."""
+    import importlib.util
+
+    store, winner = quantized
+    measured = {(m["engine"], m["precision"], m["batch_size"]) for m in winner["latency"] if m["status"] == "ok"}
+    expected = {("onnxruntime", p) for p in ("fp32", "int8", "fp16")} | {("torch", "fp32")}
+    if importlib.util.find_spec("openvino"):
+        expected |= {("openvino", "fp32"), ("openvino", "int8")}
+    assert {(e, p, b) for e, p in expected for b in (1, 64)} <= measured
+    from bench.store import Store
+
+    with Store(store) as s:
+        trial = next(t for t in s.trials(s.run()["id"]) if t["idx"] == winner["trial"])
+        evaluated = {(e["engine"], e["precision"]): e for e in s.evaluations_of(trial["id"])}
+        rows = [r for r in s.latency_of(trial["id"]) if r["status"] == "ok"]
+    assert expected <= set(evaluated) and all(evaluated[k]["status"] == "ok" for k in expected)
+    assert evaluated[("torch", "fp32")]["test_acc"] == winner["test_acc"]
+    assert all(r["session_ms"] is not None and r["peak_rss_mb"] is not None for r in rows)
+    assert invoke("report", "--out", tmp_path, "--store", store, store=False).exit_code == 0
+    text = next(tmp_path.glob("*/report.md")).read_text()
+    table = text.split("### Accuracy against latency, every architecture x engine x precision", 1)[1].split("###")[0]
+    for engine, precision in expected:
+        assert f"| {engine} | {precision} |" in table
+
+
+def test_openvino_is_skipped_with_its_reason_where_its_extra_is_absent():
+    import importlib.util
+
+    if importlib.util.find_spec("openvino"):
+        pytest.skip("openvino is installed here: its engine is measured, not refused")
+    from bench.plugins import get_plugins
+
+    (entry,) = [e for e in get_plugins().engines.entries.values() if e.name == "openvino"]
+    assert "pip install 'cnnbench[openvino]'" in entry.engine.devices()["cpu"]
+    assert entry not in get_plugins().engines.select(["auto"])

@@ -76,6 +76,8 @@ def test_a_model_of_each_family_type_trains_exports_and_is_benchmarked(invoke):
         "0",
         "--quantize",
         "none",
+        "--engines",
+        "onnxruntime,torch",
         "-q",
     )
     assert result.exit_code == 0, result.output

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from bench.files import atomic_write
 from bench.formats import GPU_PROVIDERS, pct
+from bench.report.deployment import deployment_section
 from bench.report.method import method_section
 from bench.report.sections import (
     configurations_section,
@@ -20,7 +21,7 @@ from bench.report.sections import (
     top_section,
 )
 from bench.report.tables import measurements, measurements_csv, records, to_csv
-from bench.report.tradeoff import deployment_section, tradeoff_section
+from bench.report.tradeoff import tradeoff_section
 from bench.report.views import TrialView, choose_target, gather, md_table, select_runs
 from bench.store import Store, safe_component
 

@@ -43,7 +43,7 @@ def leaderboard_rows(
     ]
     if gpu:
         header += ["ONNX GPU p50 batch 1 (ms)", f"ONNX GPU images/s (batch {large})"]
-    header += ["status", "diagnosis"]
+    header += ["noisy", "status", "diagnosis"]
     rows = []
     for v in views:
         t, hp = v.trial, v.trial["hparams"]
@@ -59,17 +59,18 @@ def leaderboard_rows(
             pct(t["train_acc"]),
             pct(t["val_acc"]),
             pct(t["test_acc"]),
-            secs(training_seconds(v.history)) + (" (noisy)" if v.trial.get("noisy_epochs") else ""),
+            secs(training_seconds(v.history)),
             _time_text(v.history, target),
             pct(v.export["onnx_test_acc"]) if v.export else "-",
             str(t["params"]) if t["params"] is not None else "-",
             mflops(t["flops"]),
         ]
+        noisy = [_noisy_epochs(v)] if v.trial.get("noisy_epochs") else []
         for providers in (CPU_PROVIDERS, GPU_PROVIDERS) if gpu else (CPU_PROVIDERS,):
             b1, big = v.onnx(providers, 1), v.onnx(providers, large)
-            noisy = [" (noisy)" if m and m.get("noisy") else "" for m in (b1, big)]
-            row += [num(b1["p50_ms"]) + noisy[0] if b1 else "-", f"{big['throughput']:.0f}" + noisy[1] if big else "-"]
-        row += [v.status, diagnosis.summary(v.findings)]
+            row += [num(b1["p50_ms"]) if b1 else "-", f"{big['throughput']:.0f}" if big else "-"]
+            noisy += ["latency" if any(m and m.get("noisy") for m in (b1, big)) else ""]
+        row += [", ".join(x for x in noisy if x) or "-", v.status, diagnosis.summary(v.findings)]
         rows.append(row)
     return header, rows
 
@@ -164,11 +165,21 @@ def epochs_table(v: TrialView) -> str:
             pct(h["train_acc"]),
             num(h["val_loss"]),
             pct(h["val_acc"]),
-            secs(h.get("elapsed_s")) + (" (noisy)" if h.get("noisy") else ""),
+            secs(h.get("elapsed_s")),
+            "noisy" if h.get("noisy") else "-",
         ]
         for h in v.history
     ]
-    header = ["epoch", "lr (first step)", "train loss", "train %", "val loss", "val %", "training s (cumulative)"]
+    header = [
+        "epoch",
+        "lr (first step)",
+        "train loss",
+        "train %",
+        "val loss",
+        "val %",
+        "training s (cumulative)",
+        "time",
+    ]
     return md_table(header, rows)
 
 
@@ -205,12 +216,14 @@ def time_section(views: list[TrialView], target: float | None, chosen: bool, wri
                 v.trial["architecture"],
                 secs(hit[0]) if hit else "not reached",
                 str(hit[1]) if hit else "-",
-                secs(training_seconds(v.history)) + _noisy_epochs(v),
+                secs(training_seconds(v.history)),
                 pct(max(h["val_acc"] for h in v.history)),
+                _noisy_epochs(v) or "-",
             ]
         )
     table = md_table(
-        ["trial", "architecture", f"time to {pct(target)}% val (s)", "epoch", "training s", "best val %"], rows
+        ["trial", "architecture", f"time to {pct(target)}% val (s)", "epoch", "training s", "best val %", "noisy"],
+        rows,
     )
     return (
         f"![Validation accuracy against training time]({png})\n\nTarget: **{pct(target)}%** validation accuracy "
@@ -222,7 +235,7 @@ def time_section(views: list[TrialView], target: float | None, chosen: bool, wri
 
 def _noisy_epochs(v: TrialView) -> str:
     n = sum(bool(h.get("noisy")) for h in v.history)
-    return f" (noisy: {n} of {len(v.history)} epochs)" if n else ""
+    return f"{n} of {len(v.history)} epoch times" if n else ""
 
 
 def configurations_section(views: list[TrialView]) -> str | None:

@@ -134,18 +134,23 @@ def _configurations(views: list[TrialView]) -> dict[tuple[str, int], dict]:
 
 
 def measurements(views: list[TrialView]) -> list[dict]:
-    """One record per stored measurement (trial, precision, engine, provider, batch size), with the model's test
-    accuracy at that precision (through onnxruntime; PyTorch's own for the torch engine) and its file size."""
+    """One record per stored measurement (trial, precision, engine, provider, batch size, repetition), with the test
+    accuracy that engine gives at that precision (bench.deploy.evaluations; stores from before engines were evaluated:
+    through onnxruntime for the ONNX files, PyTorch's own for the torch engine) and the ONNX file's size."""
     out = []
     for v in views:
         accs = {x["precision"]: (x["test_acc"], x["size_bytes"], x["status"]) for x in v.variants}
         if v.export:
             accs["fp32"] = (v.export["onnx_test_acc"], v.export["size_bytes"], v.export["status"])
+        evaluated = {(e["engine"], e["precision"]): e["test_acc"] for e in v.evaluations if e["status"] == "ok"}
         for r in v.repetitions:
             precision = r.get("precision") or "fp32"
             acc, size, status = accs.get(precision, (None, None, None))
             if r["engine"] == "torch":
                 acc, size, status = v.trial["test_acc"], None, v.trial["status"]
+            elif r["engine"] != "onnxruntime":
+                size, status = None, r["status"]
+            acc = evaluated.get((r["engine"], precision), acc if r["engine"] in ("onnxruntime", "torch") else None)
             out.append(
                 {
                     "run": v.run["id"],

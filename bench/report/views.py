@@ -25,6 +25,7 @@ class TrialView:
     latency: list[dict]  # one row per measured (precision, engine, provider, batch): bench.tradeoffs.representative
     variants: list[dict] = field(default_factory=list)
     repetitions: list[dict] = field(default_factory=list)  # every stored measurement, every repetition
+    evaluations: list[dict] = field(default_factory=list)  # the test accuracy of each engine at each precision
     findings: list[diagnosis.Finding] = field(default_factory=list)
     test_rank: int | None = None
     name: str = ""  # t003, or <run>/t003 in a report over several runs
@@ -73,6 +74,7 @@ def gather(store: Store, runs: list[dict]) -> list[TrialView]:
                     representative(latency),
                     store.variants_of(t["id"]),
                     latency,
+                    store.evaluations_of(t["id"]),
                     diagnosis.diagnose(t, history),
                     name=name,
                 )

@@ -82,6 +82,12 @@ class Reads:
         ).fetchall()
         return [{**d, "noisy": None if d["noisy"] is None else bool(d["noisy"])} for d in map(self._decode, rows)]
 
+    def evaluations_of(self, trial_id: int) -> list[dict]:
+        rows = self.conn.execute(
+            "SELECT * FROM evaluations WHERE trial_id = ? ORDER BY engine, precision", (trial_id,)
+        ).fetchall()
+        return [self._decode(r) for r in rows]
+
     def artifact_path(self, relative: str | None) -> Path | None:
         return self.root / relative if relative else None
 

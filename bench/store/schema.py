@@ -1,7 +1,7 @@
 """The store's schema: its tables as a new store gets them, and the migrations that take an older store there."""
 
 APPLICATION_ID = 0x434E4E42  # "CNNB": marks the file as a cnnbench database
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 SCHEMA = """
 CREATE TABLE runs (
@@ -201,6 +201,22 @@ SELECT id, trial_id, precision, engine, provider, batch_size, status, note, sess
 FROM latency;
 DROP TABLE latency;
 ALTER TABLE latency_v6 RENAME TO latency;
+""",
+    """
+ALTER TABLE latency ADD COLUMN peak_rss_mb REAL;  -- growth of the process's peak resident memory: load and runs
+CREATE TABLE evaluations (             -- the test accuracy each engine gives at each precision, on the CPU
+    trial_id INTEGER NOT NULL REFERENCES trials(id),
+    engine TEXT NOT NULL,
+    precision TEXT NOT NULL,
+    status TEXT NOT NULL,              -- ok | unavailable | failed
+    note TEXT,
+    test_acc REAL,                     -- over the whole test set
+    top1_agreement REAL,               -- with PyTorch's fp32 model, image by image
+    images INTEGER,
+    method TEXT,                       -- JSON: what the engine recorded (version, precision hint, how it quantized)
+    evaluated_at TEXT,
+    PRIMARY KEY (trial_id, engine, precision)
+);
 """,
 ]
 

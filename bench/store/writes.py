@@ -201,6 +201,7 @@ class Writes:
         with self._tx() as conn:
             conn.execute("DELETE FROM variants WHERE trial_id = ?", (trial_id,))
             conn.execute("DELETE FROM latency WHERE trial_id = ? AND precision != 'fp32'", (trial_id,))
+            conn.execute("DELETE FROM evaluations WHERE trial_id = ?", (trial_id,))  # of the previous file
             conn.execute(
                 f"INSERT OR REPLACE INTO exports ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
                 list(row.values()),
@@ -236,6 +237,17 @@ class Writes:
                     f"INSERT INTO latency ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})", list(row.values())
                 )
 
+    def record_evaluations(self, trial_id: int, rows: list[dict]) -> None:
+        """Replace the test accuracies of the trial's (engine, precision) pairs in ``rows``, in one transaction."""
+        stamp = now()
+        with self._tx() as conn:
+            for row in rows:
+                row = {**row, "trial_id": trial_id, "evaluated_at": stamp, "method": json.dumps(row.get("method"))}
+                conn.execute(
+                    f"INSERT OR REPLACE INTO evaluations ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                    list(row.values()),
+                )
+
     def record_variant(self, trial_id: int, row: dict) -> None:
         """Replace the trial's variant of ``row['precision']`` and its measurements, in one transaction: a variant
         made again is benchmarked again."""
@@ -244,6 +256,10 @@ class Writes:
             row["path"] = os.path.relpath(row["path"], self.root)
         with self._tx() as conn:
             conn.execute("DELETE FROM latency WHERE trial_id = ? AND precision = ?", (trial_id, row["precision"]))
+            conn.execute(
+                "DELETE FROM evaluations WHERE trial_id = ? AND precision = ? AND engine = 'onnxruntime'",
+                (trial_id, row["precision"]),
+            )
             conn.execute(
                 f"INSERT OR REPLACE INTO variants ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
                 list(row.values()),

@@ -49,6 +49,10 @@ def run(
     with _threads(config.threads):
         device = resolve_device(config.device)
         specs = plan_run(config)
+        if not config.no_benchmark:
+            from bench.plugins import get_plugins
+
+            get_plugins().engines.select(config.engines)  # an unknown engine is refused before anything trains
         data = load_dataset(config.dataset, download=config.download, **config.data_options())
         with Store(store_path) as store:
             run_id, specs = create_run(
@@ -126,8 +130,10 @@ def _execute(
     from bench.quantize import QuantizeSettings
     from bench.records import noise_warning, run_records
     from bench.signals import sigterm_as_interrupt
+    from bench.store import now
     from bench.sweep.local import run_local
 
+    started = now()
     status = RunStatus.COMPLETED
     if specs:
         if config.executor == "ray":
@@ -171,7 +177,10 @@ def _execute(
                         on_event=listener.deploy_event,
                         notes=notes,
                     )
-                    entries = [(t, store.export_of(t["id"]), store.latency_of(t["id"])) for t in chosen]
+                    entries = [
+                        (t, store.export_of(t["id"]), store.latency_of(t["id"]), store.evaluations_of(t["id"]))
+                        for t in chosen
+                    ]
                     listener.deploy_done(row, entries, benchmark, [(t, store.variants_of(t["id"])) for t in chosen])
                 store.finish_run(run_id, RunStatus.COMPLETED)
         except KeyboardInterrupt:
@@ -181,7 +190,7 @@ def _execute(
         status = row["status"]
     trained = {s.idx for s in specs} | {t["idx"] for t in chosen}
     measured = [t for t in store.trials(run_id) if t["idx"] in trained]
-    warning = noise_warning(store, measured, run_id)
+    warning = noise_warning(store, measured, run_id, since=started)
     return RunResult(
         run_id,
         status,
