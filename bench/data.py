@@ -30,6 +30,7 @@ class Dataset:
     std: tuple[float, ...]
     train: Split  # everything that may be used for training and validation
     test: Split  # held out; never seen before the final evaluation
+    resize: str | None = None  # how source images became input_shape, e.g. "bilinear (Pillow) from any size"
 
     @property
     def input_shape(self) -> tuple[int, int, int]:

@@ -96,6 +96,8 @@ def onnx_metadata(run: dict, trial: dict, data: Dataset) -> dict:
         "pixel_scale": data.pixel_scale,
         "mean": list(data.mean),
         "std": list(data.std),
+        "channel_order": "RGB" if data.input_shape[0] == 3 else "grayscale" if data.input_shape[0] == 1 else None,
+        "resize": data.resize or f"none: the dataset's images are {data.input_shape[1]}x{data.input_shape[2]}",
         "preprocessing": "x = (raw_pixel * pixel_scale - mean[c]) / std[c]; float32, NCHW; input 'input', "
         "output 'logits'",
         "architecture": trial["architecture"],

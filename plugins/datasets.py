@@ -207,7 +207,8 @@ def load_image_folder(request: Request) -> Dataset:
     pixels = train.images.float().div(255)
     mean = tuple(round(float(m), 4) for m in pixels.mean(dim=(0, 2, 3)))
     std = tuple(round(max(float(s), 1e-3), 4) for s in pixels.std(dim=(0, 2, 3)))
-    return Dataset(f"imagefolder:{request.argument}", classes, 1 / 255, mean, std, train, test)
+    resize = f"bilinear (Pillow, Image.Resampling.BILINEAR) from any size to {size}x{size}"
+    return Dataset(f"imagefolder:{request.argument}", classes, 1 / 255, mean, std, train, test, resize)
 
 
 @bench.hookimpl

@@ -128,6 +128,21 @@ def test_image_folder_of_jpegs_trains_with_class_names_from_the_folders(invoke, 
 
     meta = read_metadata(row["onnx"]["path"])
     assert meta["classes"] == ["china", "flower"] and meta["input_shape"] == [3, 24, 24]
+    # the file alone says how a photo of any size becomes an input: resize (bilinear), channel order, scale
+    assert meta["channel_order"] == "RGB" and meta["resize"].startswith("bilinear") and "24x24" in meta["resize"]
+    import numpy as np
+    import onnxruntime as ort
+    from PIL import Image
+
+    photo = next(p for p in sorted(photo_folder.rglob("*.jpg")))
+    _, h, w = meta["input_shape"]
+    with Image.open(photo) as im:
+        assert im.size != (w, h)
+        raw = np.asarray(im.convert(meta["channel_order"]).resize((w, h), Image.Resampling.BILINEAR))
+    mean, std = (np.array(meta[k], np.float32).reshape(1, -1, 1, 1) for k in ("mean", "std"))
+    x = ((raw.transpose(2, 0, 1)[None] * meta["pixel_scale"] - mean) / std).astype(np.float32)
+    session = ort.InferenceSession(row["onnx"]["path"], providers=["CPUExecutionProvider"])
+    assert session.run(None, {"input": x})[0].shape == (1, 2)
 
 
 def test_image_folder_errors_name_the_problem(tmp_path, photo_folder):

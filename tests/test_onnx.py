@@ -95,6 +95,7 @@ def test_onnx_file_is_checked_self_describing_and_has_a_dynamic_batch(deployed):
     assert meta["classes"] == [str(i) for i in range(10)]
     assert meta["input_shape"] == [1, 8, 8] and meta["pixel_scale"] == 1 / 16
     assert len(meta["mean"]) == len(meta["std"]) == 1
+    assert meta["channel_order"] == "grayscale" and meta["resize"] == "none: the dataset's images are 8x8"
     assert meta["architecture"] == "cnn_dropout" and meta["trial"] == f"{r['run']}/t{r['trial']:03d}"
     assert meta["variant"] == json.loads(json.dumps(r["variant"]))
     session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
