@@ -32,6 +32,13 @@ def format_value(value) -> str:
     return str(value)
 
 
+def where_text(value) -> str:
+    """A variant value as --where compares it: written as on the command line ((32, 64), [32, 64] and '32-64' alike),
+    true/false in any case (TOML writes them lower-case) as Python's."""
+    text = format_value(value)
+    return text.capitalize() if text.lower() in ("true", "false") else text
+
+
 def format_variant(params: dict) -> str:
     return " ".join(f"{k}={format_value(v)}" for k, v in params.items())
 
@@ -108,7 +115,8 @@ class Architecture:
                 raise UsageError(
                     f"architecture '{self.name}' has no parameter '{key}' (parameters: {', '.join(self.parameters)})"
                 )
-            known = {format_value(v) for v in self.values(key)}
+            known = {where_text(v) for v in self.values(key)}
+            wanted = [where_text(w) for w in wanted]
             bad = [w for w in wanted if w not in known]
             if bad:
                 values = [format_value(v) for v in self.values(key)]
@@ -120,7 +128,7 @@ class Architecture:
                         f"{', '.join(closest(bad[0], values)[:5])} ({len(values)} values)"
                     )
                 raise UsageError(f"'{bad[0]}' is not a value of {self.name}.{key} (values: {', '.join(values)})")
-            base = [v for v in base if key in v and format_value(v[key]) in wanted]
+            base = [v for v in base if key in v and where_text(v[key]) in wanted]
         return base
 
     def normalize(self, params: dict) -> dict:

@@ -13,8 +13,8 @@ import click
 from rich.console import Console
 
 from bench.cli_options import json_option, options_of, run_options, store_option, where_given
-from bench.errors import BenchError
-from bench.options import BENCHMARK, DEPLOY, EXPORT, QUANTIZE, RunConfig, option_names, settings
+from bench.errors import BenchError, UsageError
+from bench.options import BENCHMARK, DEPLOY, EXPORT, PLAN, QUANTIZE, TRAIN, RunConfig, option_names, option_of, settings
 from bench.status import RunStatus
 from bench.version import __version__
 
@@ -67,6 +67,7 @@ def _deploy(store, run_ref, trial_refs, options: dict, *, as_json, benchmark=Tru
     from bench.display import RichDisplay
     from bench.export import ExportSettings
     from bench.inference import BenchSettings
+    from bench.plugins import load_run_dataset
     from bench.quantize import QuantizeSettings
     from bench.records import deployment_record, noise_warning
     from bench.store import now
@@ -75,6 +76,7 @@ def _deploy(store, run_ref, trial_refs, options: dict, *, as_json, benchmark=Tru
     config = RunConfig(**options)  # the one check of every option
     run = store.run(None if run_ref == "latest" else run_ref)
     trials = select_trials(store, run, trial_refs, config.top_k)
+    data = load_run_dataset(run)  # refused before any table when it is no longer the run's data
     timing = settings(BenchSettings, config) if benchmark and not config.no_benchmark else None
     variants = settings(QuantizeSettings, config) if quantize else None
     show = RichDisplay(_console(stderr=as_json))
@@ -89,6 +91,7 @@ def _deploy(store, run_ref, trial_refs, options: dict, *, as_json, benchmark=Tru
             benchmark=timing,
             quantize=variants,
             on_event=show.deploy_event,
+            data=data,
             **how,
         )
     finally:
@@ -151,7 +154,14 @@ def run(ctx, config, resume_ref, store_path, as_json, quiet, **options):
     with display:
         if resume_ref:
             source = ctx.get_parameter_source
+            from_file = {k for k in options if source(k) == click.core.ParameterSource.DEFAULT_MAP}
+            planned = [k for k in from_file if option_of(k).stage in (PLAN, TRAIN)]
+            if planned:  # a --config file's keys apply to a resume as the same options would
+                raise click.UsageError(
+                    f"--resume runs the stored plan of its run: {config} sets '{planned[0]}' (drop it, or the file)"
+                )
             given = {k: v for k, v in options.items() if source(k) == click.core.ParameterSource.COMMANDLINE}
+            given.update({k: options[k] for k in from_file})
             result = runner.resume(resume_ref, store_path=store_path, listener=display, **given)
             if not result.trained and not result.deployed:
                 click.echo(f"Run {result.run_id} has nothing left to run.", err=True)
@@ -221,7 +231,7 @@ def quantize(run_ref, trial_refs, store_path, as_json, **options):
     from bench.store import Store
 
     if options["quantize"] == []:
-        raise BenchError("--quantize none: nothing to make (choose int8, fp16 or both)")
+        raise UsageError("--quantize none: nothing to make (choose int8, fp16 or both)")
     with Store(store_path, create=False) as store:
         _deploy(
             store,
@@ -300,6 +310,10 @@ def report(run_refs, all_runs, out_root, top, fmt, target_acc, measurements, as_
             click.echo(r.measurements_csv(views) if measurements else r.to_csv(views), nl=False)
             return
         path, views = r.write_report(store, runs, Path(out_root), top, None if target_acc is None else target_acc / 100)
+    from bench.figures import fonts_for
+
+    if note := fonts_for(c for run in runs for c in run["classes"])[1]:
+        click.echo(f"Warning: {note}", err=True)
     ranked = [{**v.trial, "rank": v.test_rank} for v in views]
     where = runs[0]["id"] if len(runs) == 1 else f"{len(runs)} runs"
     console = _console()
@@ -343,9 +357,12 @@ def list_(pattern, variants, dataset, as_json):
     """List architectures (whose name matches PATTERN, or of the plugin PATTERN) with their variants, parameter
     counts and FLOPs per image."""
     from bench.display import catalog_tables
-    from bench.plugins import catalog
+    from bench.plugins import catalog, get_plugins
 
     out = catalog(pattern, variants, dataset)
+    broken = get_plugins().info.get(pattern)
+    if not out["architectures"] and broken is not None and broken.error:
+        raise BenchError(f"plugin '{pattern}' did not load: {broken.error}")  # not "no architecture matches"
     if as_json:
         _print_json(out)
         return
@@ -403,10 +420,10 @@ def datasets(as_json):
 def new_plugin(name, parent):
     """Create a plugin package cnnbench-NAME (module cnnbench_NAME, entry point NAME) with one registered
     architecture and its tests, ready to `pip install -e`."""
-    from bench.plugins import get_registry
+    from bench.plugins import get_plugins, get_registry
     from bench.scaffold import new_plugin as scaffold
 
-    folder = scaffold(name, Path(parent), get_registry().names())
+    folder = scaffold(name, Path(parent), get_registry().names(), get_plugins().info)
     click.echo(f"Created {folder}/ (plugin '{name}', architecture '{name}'). Next:")
     click.echo(f"  pip install -e {folder}")
     click.echo(f"  bench run --plugin {name} --epochs 2")

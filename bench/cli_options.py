@@ -130,11 +130,14 @@ def load_config(ctx, param, value):
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise click.BadParameter(f"{path} is not valid TOML: {exc}", ctx, param) from None
     params = {p.name: p for p in ctx.command.params if p.name not in NOT_CONFIG}
-    config = {}
+    config, keys = {}, {}
     for key, raw in table.items():
         name = ALIASES.get(key, key).replace("-", "_")
         if name not in params:
             raise click.UsageError(f"{path}: unknown key '{key}' (known: {', '.join(sorted(params))})", ctx)
+        if name in keys:
+            raise click.UsageError(f"{path}: keys '{keys[name]}' and '{key}' both set '{name}': keep one", ctx)
+        keys[name] = key
         try:
             config[name] = _config_value(raw, params[name], ctx)
         except (click.BadParameter, UsageError) as exc:
@@ -149,7 +152,11 @@ def _config_value(raw, option, ctx):
     if option.name == "where":
         if not isinstance(raw, dict):
             raise click.BadParameter("expected a table, e.g. where = { kernel_size = [3, 5] }")
-        return tuple(f"{k}={','.join(map(str, v if isinstance(v, list) else [v]))}" for k, v in raw.items())
+        from bench.architectures import format_value
+
+        return tuple(
+            f"{k}={','.join(format_value(x) for x in (v if isinstance(v, list) else [v]))}" for k, v in raw.items()
+        )
     if option.multiple:
         items = raw if isinstance(raw, list) else [raw]
         if not all(isinstance(i, str) for i in items):
@@ -161,6 +168,12 @@ def _config_value(raw, option, ctx):
         return raw
     if isinstance(raw, bool | dict):
         raise click.BadParameter(f"unexpected value {raw!r}")
+    if option.type.option.kind in (int, float) and any(
+        isinstance(i, str) for i in (raw if isinstance(raw, list) else [raw])
+    ):
+        kind = "an integer" if option.type.option.kind is int else "a number"
+        kind += " (or a list of them)" if option.type.option.is_list else ""
+        raise click.BadParameter(f"expected {kind}, not the text {raw!r}: write it without quotes")
     listed = option.type.option.is_list or option.type.option.subset
     if isinstance(raw, list) and not listed:
         raise click.BadParameter(f"takes one value, not a list ({raw!r})")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 
 import torch
@@ -39,6 +41,25 @@ class Dataset:
     @property
     def num_classes(self) -> int:
         return len(self.classes)
+
+    def record(self) -> dict:
+        """What the data was, as a run records it: a fingerprint of every image and label of both parts (SHA-256
+        of the decoded pixels, so a file added, removed, replaced or re-ordered changes it), their sizes and the
+        normalization. A later export, quantization, benchmark or resume compares it (bench.plugins)."""
+        digest = hashlib.sha256(json.dumps([self.classes, self.pixel_scale, self.mean, self.std]).encode())
+        for part in (self.train, self.test):
+            digest.update(json.dumps([list(part.images.shape), len(part.labels)]).encode())
+            digest.update(part.images.contiguous().numpy().tobytes())
+            digest.update(part.labels.contiguous().numpy().tobytes())
+        return {
+            "fingerprint": digest.hexdigest(),
+            "train": len(self.train),
+            "test": len(self.test),
+            "pixel_scale": self.pixel_scale,
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "resize": self.resize,
+        }
 
     def split(self, val_ratio: float, seed: int) -> Splits:
         """Hold out ``val_ratio`` of the training images for validation, chosen by ``seed``."""

@@ -242,9 +242,9 @@ def check_image_folder(root: Path) -> None:
 
 
 def read_image_folder(root: Path, image_size: int) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
-    """One subfolder per class (sorted names = class names). Every image decoded once with Pillow, resized
-    to image_size x image_size; grayscale if every image is, else RGB. Returns images, labels, classes and
-    the relative paths, in a stable order."""
+    """One subfolder per class (sorted names = class names; hidden files and folders skipped). Every image decoded
+    once with Pillow, resized to image_size x image_size; grayscale if every image is, else RGB. Returns images,
+    labels, classes and the relative paths, in a stable order."""
     from PIL import Image, UnidentifiedImageError
 
     check_image_folder(root)
@@ -254,7 +254,11 @@ def read_image_folder(root: Path, image_size: int) -> tuple[np.ndarray, np.ndarr
     files: list[tuple[Path, int]] = []
     broken: list[Path] = []  # image names that are no file: dangling or looping links
     for label, name in enumerate(classes):
-        named = [p for p in (root / name).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES]
+        named = [
+            p
+            for p in (root / name).rglob("*")
+            if p.suffix.lower() in IMAGE_SUFFIXES and not any(x.startswith(".") for x in p.relative_to(root).parts)
+        ]  # hidden files and folders are skipped, as most loaders do (and the decode cache's key does)
         images = sorted(p for p in named if p.is_file())
         broken += [p for p in named if p.is_symlink() and not p.is_file()]
         if not images:

@@ -15,13 +15,13 @@ from torch import nn
 from bench import checkpoints, inference, onnxrt
 from bench.data import Dataset, Normalizer
 from bench.engines import Model
-from bench.errors import BenchError, one_line
+from bench.errors import BenchError, UsageError, one_line
 from bench.export import ExportSettings, export_model, run_session
 from bench.files import atomic_write
 from bench.formats import trial_label
 from bench.inference import BenchSettings
 from bench.leaderboard import rank
-from bench.modelstats import count_flops
+from bench.modelstats import activation_bytes, count_flops
 from bench.options import default
 from bench.plugins import get_registry, load_run_dataset
 from bench.quantize import QuantizeSettings, make_variants
@@ -56,7 +56,7 @@ def select_trials(store: Store, run: dict, refs: tuple[str, ...], top_k: int) ->
     for ref in refs:
         text = ref.lower().removeprefix("t")
         if not (text.isascii() and text.isdigit()) or int(text) not in by_idx:
-            raise BenchError(
+            raise UsageError(  # a name the user typed, as an unknown run is
                 f"run {run['id']} has no trial '{ref}' (trials: t001..{trial_label(max(by_idx, default=0))})"
             )
         trial = by_idx[int(text)]
@@ -111,7 +111,10 @@ def onnx_metadata(run: dict, trial: dict, data: Dataset) -> dict:
 
 
 def export_trial(store: Store, run: dict, trial: dict, data: Dataset, settings: ExportSettings) -> dict:
-    """Export one trial to <run>/t<NNN>/model.onnx and record how it went; failures are recorded, not raised."""
+    """Export one trial to <run>/t<NNN>/model.onnx and record how it went. A failure is recorded, not raised,
+    unless it would replace a verified export whose file is intact: then the old file, its variants and figures
+    are kept and BenchError says so."""
+    previous = store.export_of(trial["id"])
     model = load_model(store, run, trial)
     images, labels = _test_images(data, trial)
     result = export_model(
@@ -135,6 +138,11 @@ def export_trial(store: Store, run: dict, trial: dict, data: Dataset, settings: 
         "torch_test_acc": trial["test_acc"],
         "flops": count_flops(model, data.input_shape),
     }
+    if result.status != ExportStatus.OK and _intact(store, trial, previous):
+        raise BenchError(
+            f"export failed ({result.status}: {result.note}); the previous verified export (opset "
+            f"{previous['opset']}, {previous['exporter']}), its variants and figures are kept"
+        )
     if result.data is not None:
         path = store.trial_dir(run["id"], trial["idx"]) / "model.onnx"
         atomic_write(path, result.data)
@@ -163,6 +171,17 @@ def _verified(
     if hashlib.sha256(data_bytes).hexdigest() != sha256:
         raise BenchError(f"{path} changed since it was {made} and checked: {again}")
     return path
+
+
+def _intact(store: Store, trial: dict, exp: dict | None) -> bool:
+    """Whether ``exp`` is a verified export whose file still has its recorded bytes."""
+    if exp is None or exp["status"] != ExportStatus.OK:
+        return False
+    try:
+        _verified(store, trial, exp["path"], exp["sha256"])
+    except BenchError:
+        return False
+    return True
 
 
 def _verified_export(store: Store, trial: dict) -> Path:
@@ -207,11 +226,13 @@ def quantize_trial(
     calibration, test, labels = calibration_and_test(data, trial, settings.calibration_images)
     for variant in make_variants(fp32_path, calibration, test, labels, settings, threads):
         row = variant.row(settings.max_accuracy_drop)
+        path = store.trial_dir(run["id"], trial["idx"]) / f"model-{variant.precision}.onnx"
         if variant.data is not None and variant.status != VariantStatus.FAILED:
-            path = store.trial_dir(run["id"], trial["idx"]) / f"model-{variant.precision}.onnx"
             atomic_write(path, variant.data)
             row.update(path=path, sha256=hashlib.sha256(variant.data).hexdigest())
         store.record_variant(trial["id"], row)
+        if "path" not in row:  # a failed variant leaves no file of an earlier one behind to be mistaken for it
+            path.unlink(missing_ok=True)
     return store.variants_of(trial["id"])
 
 
@@ -273,6 +294,9 @@ def benchmark_trial(
     from bench.plugins import get_plugins
 
     model = deployable(store, run, trial, data, calibration_images)
+    inference.check_batch_sizes(
+        settings.batch_sizes, data.input_shape, activation_bytes(model.module, data.input_shape)
+    )
     engines = get_plugins().engines.select(settings.engines)
     images, labels = _test_images(data, trial)
     rows = []
@@ -344,18 +368,21 @@ def export_and_benchmark(
     reuse_variants: bool | None = None,
     on_event: Callable[[str, dict, dict | list], None] | None = None,
     notes: list[str] | None = None,
+    data: Dataset | None = None,
 ) -> list[str]:
     """Export every trial (with ``reuse_exports``, only those never exported), make the ``quantize`` variants of
     those whose export is verified (with ``reuse_variants``, default ``reuse_exports``, only the precisions not made
     yet), then ``benchmark`` them. One trial's failure never stops the others: export and variant failures are
     recorded in the store; problems with what is already there (a changed file, a missing checkpoint) are
     returned, and so is a trial asked to be benchmarked whose export cannot be (why, and the option that changes
-    it), unless ``notes`` collects those (a run's winners: they were not asked for by name)."""
+    it), unless ``notes`` collects those (a run's winners: they were not asked for by name). ``data``: the run's
+    dataset, when the caller has loaded it (bench.plugins.load_run_dataset)."""
     if benchmark is not None:
         from bench.plugins import get_plugins
 
         get_plugins().engines.select(benchmark.engines)  # an unknown engine is the user's error, before any work
-    data = load_run_dataset(run)
+        inference.check_batch_sizes(benchmark.batch_sizes, run["input_shape"])
+    data = data or load_run_dataset(run)
     problems = []
     for trial in trials:
         try:
@@ -364,6 +391,10 @@ def export_and_benchmark(
                 exp = export_trial(store, run, trial, data, export or ExportSettings())
                 if on_event:
                     on_event("exported", trial, exp)
+            if exp["status"] != ExportStatus.OK and (not reuse_exports or (quantize and benchmark is None)):
+                # asked for by `bench export`, or `bench quantize --no-benchmark`: nothing was made, say why
+                why = f"{trial_label(trial['idx'])} {trial['architecture']}: " + unexported(run, trial, exp)
+                (notes if notes is not None else problems).append(why)
             if quantize is not None and quantize.quantize and exp["status"] == ExportStatus.OK:
                 reuse = reuse_exports if reuse_variants is None else reuse_variants
                 made = {v["precision"] for v in store.variants_of(trial["id"])} if reuse else set()

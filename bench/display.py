@@ -423,16 +423,20 @@ def catalog_tables(catalog: dict) -> list[tuple[str, Table, str]]:
 
 def plugins_table(infos: list[dict]) -> Table:
     table = Table("plugin", "version", "source", "hooks", "registered", "error")
+    from rich.text import Text
+
     for i in infos:
         errors = [i["error"]] if i["error"] else []
         errors += [f"{name}: {err}" for name, err in i["architecture_errors"].items()]
-        table.add_row(
-            i["name"],
-            i["version"] or "-",
-            "built-in" if i["builtin"] else (i["distribution"] or "-"),
-            ", ".join(i["hooks"]) or "-",
-            ", ".join(i["architectures"]) or "-",
-            f"[red]{'; '.join(errors)}[/]" if errors else "",
+        registered = i["architectures"] + [f"{d} (dataset)" for d in i.get("datasets", [])]
+        registered += [f"{e} (engine)" for e in i.get("engines", [])]
+        table.add_row(  # plain text: a plugin's names and errors ("pip install 'cnnbench[timm]'") are not markup
+            Text(i["name"]),
+            Text(i["version"] or "-"),
+            Text("built-in" if i["builtin"] else (i["distribution"] or "-")),
+            Text(", ".join(i["hooks"]) or "-"),
+            Text(", ".join(registered) or "-"),
+            Text("; ".join(errors), style="red") if errors else "",
         )
     return table
 

@@ -20,6 +20,7 @@ from torch import nn
 
 from bench import onnxrt
 from bench.errors import one_line
+from bench.files import no_room
 from bench.options import EXPORTERS, default
 from bench.status import ExportStatus
 
@@ -122,6 +123,8 @@ def to_onnx(
                 proto = _at_opset(onnx.load(str(path)), opset)
                 break
             except Exception as exc:
+                if full := no_room(exc, path):  # no exporter writes into a full disk: say so, do not fall back
+                    raise full from exc
                 failures.append(f"{name} exporter: {one_line(exc)}")
         else:
             raise ExportFailed("; ".join(failures))
@@ -210,10 +213,12 @@ def export_model(
     result.data = proto.SerializeToString()
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.onnx"
-        path.write_bytes(result.data)
         try:
+            path.write_bytes(result.data)
             check = check_parity(model, path, parity_images, tolerance)
         except Exception as exc:
+            if full := no_room(exc, path):
+                raise full from exc
             result.note = f"the exported model does not run in onnxruntime: {one_line(exc)}"
             return result
     result.parity_images, result.max_abs_diff, result.top1_agreement = (

@@ -250,3 +250,35 @@ def batch_curve_plot(series: list[tuple[str, list[int], list[float], list[float]
     if len(series) <= 12:
         latency_ax.legend(fontsize=7)
     return _png(fig)
+
+
+def fonts_for(labels) -> tuple[list[str], str | None]:
+    """The font families that draw every character of ``labels`` (class names in any script: DejaVu Sans first,
+    then installed fonts that have what it lacks, which matplotlib falls back to), and a note naming the characters
+    no installed font has (drawn as boxes), or None."""
+    from matplotlib import font_manager, ft2font
+
+    missing = {c for label in labels for c in str(label) if ord(c) > 0x24F}  # beyond Latin: DejaVu may lack it
+    families = ["DejaVu Sans"]
+    if not missing:
+        return families, None
+    for entry in sorted(font_manager.fontManager.ttflist, key=lambda e: e.name != "DejaVu Sans"):
+        if entry.name.startswith("Last Resort"):  # its glyphs for every character are boxes naming the code point
+            continue
+        try:
+            charmap = ft2font.FT2Font(entry.fname).get_charmap()
+        except (OSError, RuntimeError):
+            continue
+        covered = {c for c in missing if ord(c) in charmap}
+        if covered:
+            missing -= covered
+            families.append(entry.name)
+        if not missing:
+            break
+    families = list(dict.fromkeys(families))
+    if not missing:
+        return families, None
+    return families, (
+        f"class names hold characters that no installed font draws ({''.join(sorted(missing)[:8])}): the figures "
+        "show them as boxes (the tables and JSON keep them); install a font that has them, e.g. fonts-noto-cjk"
+    )

@@ -50,6 +50,22 @@ def _write_error(path: Path, exc: OSError) -> BenchError:
     return BenchError(f"cannot write {path}: {exc.strerror or exc}")
 
 
+def no_room(exc: BaseException, path: str | Path | None = None) -> DiskFull | None:
+    """DiskFull when ``exc`` or what caused it (tools wrap it: torch.onnx, onnx, onnxruntime) is a write that found
+    no room (disk full, quota, file size limit): no other exporter or method would do better, and nothing about the
+    model failed. None otherwise. ``path``: the file being written, when the error does not name it."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, DiskFull):
+            return exc
+        if isinstance(exc, OSError) and exc.errno in NO_ROOM:
+            where = exc.filename or path or "a file"
+            return DiskFull(f"no room to write {where} ({exc.strerror}); earlier results are intact: free some space")
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
 def os_error_line(exc: OSError) -> str:
     """An OSError as one line naming what it is about: "cannot use /x/y: File name too long"."""
     if exc.errno in NO_ROOM:

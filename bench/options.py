@@ -487,8 +487,13 @@ class RunConfig:
 
     @classmethod
     def from_record(cls, recorded: dict) -> RunConfig:
-        """The config a stored run recorded, including runs recorded before RunConfig (cnnbench <= 0.5)."""
+        """The config a stored run recorded, including runs recorded before RunConfig (cnnbench <= 0.5). A run stays
+        usable on another machine: thread counts recorded on a larger one are this machine's CPU count here."""
         names = set(option_names())
+        recorded = {
+            k: min(v, MAX_THREADS) if k in MACHINE_BOUND and isinstance(v, int) and not isinstance(v, bool) else v
+            for k, v in recorded.items()
+        }
         if "axes" not in recorded:
             return cls(**{k: v for k, v in recorded.items() if k in names})
         legacy = {k: v for k, v in recorded.items() if k in names and k != "plugins"}
@@ -552,6 +557,8 @@ def check_field(name: str, option: Option, value, default):
     return list(dict.fromkeys(out)) if option.unique else out
 
 
+# Options whose upper limit is this machine's (MAX_THREADS): a recorded value is clipped to it (from_record).
+MACHINE_BOUND = ("threads", "bench_threads")
 # The grid's axes, in their nesting order (the order of their fields).
 AXES = tuple(f.name for f in fields(RunConfig) if f.metadata["option"].axis)
 # The Ray executor's own options, with their defaults: the local executor refuses other values.

@@ -15,7 +15,7 @@ from bench.architectures import Registry
 from bench.data import Dataset, check_dataset
 from bench.datasets import DatasetRegistry, Request
 from bench.engines import EngineRegistry
-from bench.errors import UsageError, unknown
+from bench.errors import BenchError, UsageError, unknown
 
 GROUP = "cnnbench"
 BUILTIN_DIST = "cnnbench"
@@ -223,15 +223,24 @@ def load_dataset(
     normalization (one value per channel, or one for all)."""
     from dataclasses import replace
 
+    from bench.options import invalid
+
     entry, argument = get_plugins().datasets.entry(spec)
     request = Request(entry.name, argument, Path(data_dir) if data_dir else None, download, image_size)
     data = entry.load(request)
     channels = data.input_shape[0]
+    if image_size is not None and data.resize is None and tuple(data.input_shape[1:]) != (image_size, image_size):
+        raise UsageError(  # a dataset that does not resize would silently ignore it
+            f"--image-size {image_size}: '{spec}' does not resize its images ({data.input_shape[1]}x"
+            f"{data.input_shape[2]}); --image-size is for image folders"
+        )
     for option, values in (("mean", mean), ("std", std)):
         if values:
+            given = ",".join(map(str, values))
             values = tuple(values) * channels if len(values) == 1 else tuple(values)
             if len(values) != channels:
-                raise UsageError(f"--{option} needs 1 or {channels} values for '{spec}', not {len(values)}")
+                need = "one value" if channels == 1 else f"one value, or {channels} (one per channel)"
+                raise invalid(option, given, f"{need} for '{spec}', whose images have {channels} channel(s)")
             if option == "std" and min(values) <= 0:
                 raise UsageError("--std values must be > 0")
             data = replace(data, **{option: values})
@@ -240,10 +249,27 @@ def load_dataset(
 
 
 def load_run_dataset(run: dict) -> Dataset:
-    """The dataset a stored run trained on, loaded with the options it recorded."""
+    """The dataset a stored run trained on, loaded with the options it recorded: refused (BenchError) when it is no
+    longer the data the run recorded (its images, labels, sizes or normalization changed), since every figure of
+    the run would otherwise be measured on other images than it claims."""
     from bench.options import RunConfig
 
-    return load_dataset(run["dataset"], **RunConfig.from_record(run["config"]).data_options())
+    data = load_dataset(run["dataset"], **RunConfig.from_record(run["config"]).data_options())
+    recorded = run.get("data")
+    if recorded:  # runs recorded before store schema 8 did not pin their data
+        now = data.record()
+        if now["fingerprint"] != recorded["fingerprint"]:
+            changes = [
+                f"{k} {recorded[k]} -> {now[k]}"
+                for k in ("train", "test", "mean", "std", "pixel_scale")
+                if now.get(k) != recorded.get(k)
+            ]
+            raise BenchError(
+                f"the data of run {run['id']} ({run['dataset']}) changed since the run recorded it"
+                f" ({', '.join(changes) or 'same sizes, other images'}): its checkpoints, exports and figures belong"
+                " to the recorded data; restore it, or start a new run on the new data"
+            )
+    return data
 
 
 def catalog(pattern: str = "*", variants: str = "default", dataset: str = "digits") -> dict:

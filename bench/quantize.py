@@ -25,6 +25,7 @@ from onnxruntime.quantization import CalibrationDataReader
 
 from bench import onnxrt
 from bench.errors import BenchError, one_line
+from bench.files import no_room
 from bench.options import default
 from bench.status import VariantStatus
 
@@ -134,6 +135,18 @@ def _quiet_logging():
         logging.disable(logging.NOTSET)
 
 
+def _loads(data: bytes, workdir: Path) -> None:
+    """Raise when onnxruntime cannot load the model ``data``."""
+    path = workdir / "check.onnx"
+    path.write_bytes(data)
+    onnxrt.session(path, "cpu")
+
+
+def _without(workdir: Path, text: str) -> str:
+    """A tool's message without the temporary folder it named (gone once the variant is made)."""
+    return text.replace(f"{workdir}/", "").replace(str(workdir), "")
+
+
 def quantize_int8(fp32_path: Path, calibration: np.ndarray, settings: QuantizeSettings, workdir: Path):
     """(model bytes, method, note): static int8 where possible, else dynamic with the reason in the note."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_dynamic, quantize_static
@@ -168,6 +181,7 @@ def quantize_int8(fp32_path: Path, calibration: np.ndarray, settings: QuantizeSe
                     calibrate_method=method,
                 )
             data = out.read_bytes()
+            _loads(data, workdir)  # a static file onnxruntime cannot load (an opset-7 export's): dynamic instead
             return (
                 data,
                 {
@@ -183,7 +197,9 @@ def quantize_int8(fp32_path: Path, calibration: np.ndarray, settings: QuantizeSe
                 None,
             )
         except Exception as exc:  # the tool's own errors are of many types; the message is what matters
-            problem = f"static quantization failed ({one_line(exc)})"
+            if full := no_room(exc, out):
+                raise full from exc
+            problem = f"static quantization failed ({_without(workdir, one_line(exc))})"
     try:
         # The dynamo exporter's intermediate shapes (value_info) disagree with the tool's own shape inference
         # once weights are rewritten: drop them, the tool infers them again.
@@ -193,8 +209,11 @@ def quantize_int8(fp32_path: Path, calibration: np.ndarray, settings: QuantizeSe
         with _quiet_logging():
             quantize_dynamic(str(plain), str(out), weight_type=QuantType.QInt8, per_channel=True)
         data = out.read_bytes()
+        _loads(data, workdir)
     except Exception as exc:
-        raise BenchError(f"{problem}; dynamic quantization failed too ({one_line(exc)})") from exc
+        if full := no_room(exc, out):
+            raise full from exc
+        raise BenchError(f"{problem}; dynamic quantization failed too ({_without(workdir, one_line(exc))})") from exc
     method = {
         "kind": "dynamic",
         "tool": tool,
@@ -290,8 +309,13 @@ def make_variants(
                 path.write_bytes(variant.data)
                 logits = logits_of(onnxrt.session(path, "cpu", threads), test_images)
             except Exception as exc:  # one variant's failure is recorded, the others go on
+                if full := no_room(
+                    exc, workdir / "model.onnx"
+                ):  # not the variant's failure: nothing recorded, made again by a resume
+                    raise full from exc
                 variant.status = VariantStatus.FAILED
-                variant.note = str(exc) if isinstance(exc, BenchError) else f"{precision}: {one_line(exc)}"
+                note = str(exc) if isinstance(exc, BenchError) else f"{precision}: {one_line(exc)}"
+                variant.note = _without(Path(tmp), note)
                 out.append(variant)
                 continue
             predictions = logits.argmax(1)

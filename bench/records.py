@@ -96,10 +96,12 @@ def noise_warning(store: Store, trials: list[dict], run_id: str, epochs: bool = 
         return None
     parts = [f"{bad_latency} of {len(latency)} latency figures"] if bad_latency else []
     parts += [f"{bad_epochs} of {len(history)} epoch times"] if bad_epochs else []
+    remedies = [f"re-measure the latencies with `bench benchmark {run_id} --repeat 3`"] if bad_latency else []
+    remedies += ["time training again with fewer threads (--threads 1)"] if bad_epochs else []
+    remedies += ["or on a quiet machine"]
     return (
         f"{' and '.join(parts)} were measured while other processes wanted the CPU (marked noisy in the store, the "
-        f"tables and the report): re-measure with `bench benchmark {run_id} --repeat 3`, fewer threads "
-        "(--bench-threads 1, --threads 1), or on a quiet machine"
+        f"tables and the report): {', '.join(remedies)}"
     )
 
 

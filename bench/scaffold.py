@@ -114,10 +114,13 @@ pip install -e '.[test]' && python -m pytest
 """
 
 
-def new_plugin(name: str, parent: Path, existing_architectures=()) -> Path:
-    """Write the package cnnbench-<name>/ under ``parent``; return its folder."""
+def new_plugin(name: str, parent: Path, existing_architectures=(), existing_plugins=()) -> Path:
+    """Write the package cnnbench-<name>/ under ``parent``; return its folder. A name an installed or built-in
+    plugin already has is refused: its entry point would be skipped, the plugin never loaded."""
     if not NAME.match(name):
         raise UsageError(f"invalid plugin name {name!r}: use lowercase letters, digits and underscores, e.g. 'resnet'")
+    if name in existing_plugins:
+        raise UsageError(f"a plugin called '{name}' is already installed (`bench plugins`); choose another name")
     if name in existing_architectures:
         raise UsageError(f"an architecture called '{name}' already exists; choose another name")
     dist, module = f"cnnbench-{name.replace('_', '-')}", f"cnnbench_{name}"

@@ -10,7 +10,7 @@ import torch
 import bench
 from bench.cli import run as run_command
 from bench.cli_options import NOT_CONFIG
-from bench.errors import UsageError
+from bench.errors import BenchError, UsageError
 from bench.options import HParams, RunConfig, defaults
 from bench.speed import resolve_speed
 from bench.store import Store
@@ -177,3 +177,79 @@ def test_the_readme_python_example_runs(tiny_plugin, tmp_path, capsys):
     run_id, status, best = lines[0].split()
     assert status == "completed" and 0 < float(best) <= 1
     assert len(lines) == 1 + 4 and lines[1].endswith(" ok")  # 2 variants x 2 learning rates; the winner exported
+
+
+class Boom(Exception):
+    pass
+
+
+@pytest.mark.parametrize("method", ["run_started", "epoch_done", "sweep_done", "deploy_event", "deploy_done"])
+def test_a_listener_that_raises_stops_the_run_as_interrupted_and_blames_no_trial(tiny_plugin, store_path, method):
+    """The listener is the caller's code: its exception reaches the caller, the run is recorded interrupted (a
+    resume finishes it), and no trial is marked failed or given an error.txt."""
+
+    class Raising(bench.RunListener):
+        pass
+
+    def boom(self, *args):
+        raise Boom(method)
+
+    setattr(Raising, method, boom)
+    options = dict(arch=["tiny_cnn"], epochs=[1], lr=[0.01], min_runs=3, min_time=0.0, batch_sizes=[1])
+    with pytest.raises(Boom):
+        bench.run(**options, engines=["onnxruntime"], store_path=store_path, listener=Raising())
+    with Store(store_path) as store:
+        run = store.run()
+        trials = store.trials(run["id"])
+        assert run["status"] == "interrupted" and store.owner(run["id"]) is None
+        assert all(t["status"] != "failed" for t in trials), trials
+    assert not list(store_path.parent.rglob("error.txt"))
+    done = bench.resume(run["id"], store_path=store_path)
+    assert done.status == "completed" and all(t["status"] == "completed" for t in done.trials)
+
+
+def test_a_keyboard_interrupt_from_sweep_done_leaves_the_run_interrupted(tiny_plugin, store_path):
+    class Stop(bench.RunListener):
+        def sweep_done(self, run, ranked):
+            raise KeyboardInterrupt
+
+    result = bench.run(arch=["tiny_cnn"], epochs=[1], lr=[0.01], store_path=store_path, listener=Stop())
+    assert result.status == "interrupted"
+    with Store(store_path) as store:
+        assert store.run()["status"] == "interrupted"
+
+
+def test_a_listener_must_be_one(tiny_plugin, store_path):
+    with pytest.raises(UsageError, match="has none of bench.RunListener's methods"):
+        bench.run(arch=["tiny_cnn"], epochs=[1], store_path=store_path, listener=object())
+    assert not store_path.exists()  # refused before anything was recorded
+
+
+def test_a_run_cannot_be_resumed_by_another_thread_of_the_process_running_it(tiny_plugin, store_path):
+    import threading
+
+    training, release = threading.Event(), threading.Event()
+    seen = {}
+
+    class Hold(bench.RunListener):
+        def run_started(self, run_id, specs):
+            seen["run"] = run_id
+
+        def epoch_done(self, spec, stats):
+            training.set()
+            release.wait(30)
+
+    worker = threading.Thread(
+        target=lambda: bench.run(
+            arch=["tiny_cnn"], epochs=[1], lr=[0.01, 0.03], no_benchmark=True, store_path=store_path, listener=Hold()
+        )
+    )
+    worker.start()
+    try:
+        assert training.wait(60)
+        with pytest.raises(BenchError, match="is being run by this process"):
+            bench.resume(seen["run"], store_path=store_path)
+    finally:
+        release.set()
+        worker.join(60)
+    assert bench.resume(seen["run"], store_path=store_path).trained == []  # once it has ended, it can be resumed

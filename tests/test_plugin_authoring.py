@@ -59,7 +59,7 @@ GOOD = """
 """
 
 BROKEN = {
-    "import": ('raise ImportError("needs libfoo, which is not installed")', "ImportError: needs libfoo"),
+    "import": ("raise ImportError(\"needs libfoo: pip install 'cnnbench[foo]'\")", "ImportError: needs libfoo"),
     "hook": (
         """
         import bench
@@ -114,6 +114,11 @@ def test_a_broken_plugin_is_reported_by_name_and_the_others_work(installed, invo
     assert result.exit_code == 1
     assert result.output.strip().startswith(f"Error: plugin '{kind}' is broken:") and message in result.output
     assert result.output.strip().count("\n") == 0
+    if kind in ("import", "hook"):  # nothing registered: `bench list` names the plugin, not "no architecture"
+        result = invoke("list", kind)
+        assert result.exit_code == 1 and f"plugin '{kind}' did not load: {message}" in result.output
+    if kind == "import":  # the table shows the error as text, not as rich markup ('[foo]' kept)
+        assert "cnnbench[foo]" in invoke("plugins").output
 
 
 def test_a_model_that_fails_on_its_first_forward_pass_is_named(installed, invoke):

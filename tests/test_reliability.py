@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from bench.cli import cli
 from bench.cli_options import FieldType, load_config, parse_where
 from bench.errors import UsageError
+from bench.options import RunConfig, defaults
 from bench.store import Store
 
 BENCH = str(Path(sys.executable).parent / "bench")
@@ -73,7 +74,6 @@ BAD_INPUTS = [
     ([*RUN, "--min-time", "inf"], 2, "Invalid value for '--min-time'"),
     ([*RUN, "--tolerance", "nan"], 2, "Invalid value for '--tolerance'"),
     ([*RUN, "--std", "0"], 2, "Invalid value for '--std'"),
-    ([*RUN, "--mean", "0.1,0.2"], 2, "--mean needs 1 or 1 values"),
     ([*RUN, "--image-size", "0"], 2, "Invalid value for '--image-size'"),
     ([*RUN, "--device", "cuda:0"], 2, "CUDA is not available"),
     ([*RUN, "--min-runs", "0"], 2, "Invalid value for '--min-runs'"),
@@ -180,7 +180,13 @@ BAD_INPUTS = [
     ([*RUN, "--repeat", "0"], 2, "Invalid value for '--repeat': 0 (an integer >= 1)"),
     (["benchmark", "latest", "--repeat", "x"], 2, "Invalid value for '--repeat': 'x'"),
     (["quantize"], 2, "Missing argument 'RUN'"),
-    (["quantize", "latest", "--quantize", "none"], 1, "--quantize none: nothing to make"),
+    (["quantize", "latest", "--quantize", "none"], 2, "--quantize none: nothing to make"),
+    (["quantize", "latest", "--quantize", "int8,none"], 2, "Invalid value for '--quantize': 'int8,none' (none alone"),
+    ([*RUN, "--image-size", "16"], 2, "'digits' does not resize its images (8x8)"),
+    ([*RUN, "--mean", "0.1,0.2"], 2, "Invalid value for '--mean': '0.1,0.2' (one value for 'digits'"),
+    ([*RUN, "--batch-sizes", "300000000"], 2, "Invalid value for '--batch-sizes': 300000000 (a batch of"),
+    (["new-plugin", "torchvision"], 2, "a plugin called 'torchvision' is already installed"),
+    (["new-plugin", "engines"], 2, "a plugin called 'engines' is already installed"),
     (["quantize", "latest", "--calibration-images", "-5"], 2, "Invalid value for '--calibration-images'"),
 ]
 
@@ -384,6 +390,78 @@ def test_any_config_file_is_accepted_or_rejected_naming_key_and_file(tmp_path, t
     assert set(ctx.default_map) <= {p.name for p in command.params}
 
 
+WRONG_TOML = [
+    ('epochs = "1"', "key 'epochs': expected an integer (or a list of them), not the text '1'"),
+    ('lr = "0.001,0.002"', "key 'lr': expected a number (or a list of them), not the text '0.001,0.002'"),
+    ('top_k = "1"', "key 'top_k': expected an integer, not the text '1'"),
+    ('plugin = "cnn_dropout"\nplugins = ["cnn_vgg"]', "keys 'plugin' and 'plugins' both set 'plugin': keep one"),
+    ("top-k = 1\ntop_k = 2", "keys 'top-k' and 'top_k' both set 'top_k'"),
+]
+
+
+@pytest.mark.parametrize(("text", "message"), WRONG_TOML, ids=[t.split()[0] for t, _ in WRONG_TOML])
+def test_a_config_value_of_the_wrong_type_is_refused_naming_file_and_key(invoke, tmp_path, text, message):
+    path = tmp_path / "sweep.toml"
+    path.write_text(text + "\n")
+    result = invoke("run", "--config", path, "--store", tmp_path / "bench.db", store=False)
+    assert result.exit_code == 2 and f"{path}: {message}" in result.output, result.output
+
+
+def test_variant_values_are_matched_as_written_in_toml_python_or_the_command_line(invoke, tmp_path):
+    """`tta = true` (TOML), `where={"feature_maps": [(32, 64)]}` (Python) and `[[32, 64]]` (TOML) name variants."""
+    from bench.sweep.plan import plan_run
+
+    assert {s.variant["tta"] for s in plan_run(RunConfig(arch=["fast_cnn"], where={"tta": ["true"]}))} == {True}
+    chosen = plan_run(RunConfig(plugin=["cnn_dropout"], where={"feature_maps": [(32, 64)], "kernel_size": [5]}))
+    assert chosen and all(s.variant["feature_maps"] == (32, 64) for s in chosen)
+    path = tmp_path / "sweep.toml"
+    path.write_text('plugin = "cnn_dropout"\n[where]\nfeature_maps = [[32, 64]]\nkernel_size = 5\n')
+    command = cli.commands["run"]
+    ctx = click.Context(command)
+    load_config(ctx, next(p for p in command.params if p.name == "config"), str(path))
+    assert parse_where(ctx.default_map["where"]) == {"feature_maps": ["32-64"], "kernel_size": ["5"]}
+    result = invoke(
+        "run",
+        "--plugin",
+        "torchvision",
+        "--plugin",
+        "timm",
+        "--where",
+        "model=bogus",
+        "--store",
+        tmp_path / "bench.db",
+        store=False,
+    )
+    assert result.exit_code == 2 and "no selected architecture has model=bogus (tv_resnet18: resnet18;" in result.output
+    assert "timm: nearest" in result.output
+
+
+WRONG = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**12), 10**12),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=8),
+    st.lists(st.one_of(st.integers(-3, 3), st.text(max_size=3), st.floats(-2, 2)), max_size=3),
+    st.dictionaries(st.text(max_size=4), st.integers(), max_size=2),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.dictionaries(st.sampled_from(sorted(defaults())), WRONG, min_size=1, max_size=3))
+def test_any_run_config_is_built_or_refused_in_one_line_before_anything_is_recorded(tmp_path_factory, options):
+    import bench
+
+    try:
+        RunConfig(**options)
+    except UsageError as exc:
+        assert "\n" not in str(exc) and str(exc)
+        store = tmp_path_factory.mktemp("refused") / "bench.db"
+        with pytest.raises(UsageError):
+            bench.run(**options, store_path=store)
+        assert not store.exists()  # nothing recorded, so no run left `running`
+
+
 # --- running out of room ------------------------------------------------------------------------------
 
 
@@ -512,6 +590,8 @@ def one_trial(tmp_path, invoke):
         "0",
         "--batch-sizes",
         "1",
+        "--engines",
+        "onnxruntime,torch",  # the records are the point here, not the engines
         "--store",
         store,
         store=False,
@@ -553,3 +633,224 @@ def test_run_names_that_would_escape_the_runs_folder_are_refused(one_trial, invo
         result = invoke(*args, "--store", store, store=False)
         assert result.exit_code == 1 and "could point outside" in result.output, result.output
     assert not (tmp_path.parent / "escaped").exists() and not (tmp_path / "escaped").exists()
+
+
+def _figures(store: Path) -> tuple:
+    """The export, latency figures and variants of the store's one trial."""
+    with Store(store) as s:
+        (trial,) = s.trials(s.run()["id"])
+        trial_id = trial["id"]
+        latency = sorted((m["engine"], m["precision"], m["batch_size"], m["p50_ms"]) for m in s.latency_of(trial_id))
+        variants = sorted((v["precision"], v["sha256"]) for v in s.variants_of(trial_id))
+        return s.export_of(trial_id), latency, variants
+
+
+def test_a_failed_re_export_keeps_the_verified_export_and_its_figures(one_trial, invoke):
+    """A re-export replaces the records only once the new file is verified; figures belong to the file."""
+    store, row = one_trial
+    model = Path(row["onnx"]["path"])
+    data = model.read_bytes()
+    export, latency, variants = _figures(store)
+    assert export["status"] == "ok" and latency and variants
+    result = invoke("export", "latest", "--opset", "30", "--store", store, store=False)
+    assert result.exit_code == 1, result.output
+    (error,) = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert "export failed" in error and "previous verified export (opset 18" in error and "are kept" in error
+    assert model.read_bytes() == data and _figures(store) == (export, latency, variants)
+    # a verified export of other bytes replaces the old one, and the old file's figures go with it
+    result = invoke("export", "latest", "--opset", "17", "--store", store, store=False)
+    assert result.exit_code == 0, result.output
+    export2, latency2, variants2 = _figures(store)
+    assert export2["opset"] == 17 and export2["sha256"] != export["sha256"] and latency2 == variants2 == []
+    result = invoke("benchmark", "latest", "--store", store, "--min-runs", "3", "--min-time", "0", store=False)
+    assert result.exit_code == 0 and _figures(store)[1]
+
+
+def test_a_run_pins_its_data_a_changed_folder_is_refused_by_export_benchmark_and_resume(tmp_path, invoke):
+    from PIL import Image
+
+    folder = tmp_path / "folder"
+    rng = torch.Generator().manual_seed(0)
+    for name, colour in (("red", (200, 30, 30)), ("blue", (30, 30, 200))):
+        (folder / name).mkdir(parents=True)
+        for i in range(40):
+            noise = torch.randint(-40, 40, (3,), generator=rng).tolist()
+            Image.new("RGB", (12, 12), tuple(c + n for c, n in zip(colour, noise, strict=True))).save(
+                folder / name / f"{i}.png"
+            )
+    store = tmp_path / "bench.db"
+    args = ("--store", store)
+    result = invoke(
+        "run",
+        "--arch",
+        "cnn_baseline",
+        "--dataset",
+        f"imagefolder:{folder}",
+        "--image-size",
+        "12",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "16",
+        "--no-benchmark",
+        *args,
+        store=False,
+    )
+    assert result.exit_code == 0, result.output
+    with Store(store) as s:
+        recorded = s.run()["data"]
+    assert recorded["train"] == 64 and recorded["test"] == 16 and len(recorded["fingerprint"]) == 64
+    assert invoke("export", "latest", *args, store=False).exit_code == 0  # the same data: fine
+    for i in range(30):  # a user adds white images to a class
+        Image.new("RGB", (12, 12), (255, 255, 255)).save(folder / "red" / f"white{i}.png")
+    for command in (
+        ["export", "latest"],
+        ["benchmark", "latest"],
+        ["quantize", "latest"],
+        ["run", "--resume", "latest"],
+    ):
+        result = invoke(*command, *args, store=False)
+        assert result.exit_code == 1, result.output
+        (error,) = [line for line in result.output.splitlines() if line.startswith("Error:")]
+        assert "changed since the run recorded it (train 64 -> 88, test 16 -> 22" in error
+    for i in range(30):
+        (folder / "red" / f"white{i}.png").unlink()
+    (folder / "red" / "0.png").write_bytes((folder / "red" / "1.png").read_bytes())  # same count, other pixels
+    result = invoke("export", "latest", *args, store=False)
+    assert result.exit_code == 1 and "changed since the run recorded it (mean [" in result.output
+
+
+def test_hidden_files_in_a_class_folder_are_skipped_as_the_cache_key_skips_them(tmp_path):
+    from PIL import Image
+
+    from bench.plugins import load_dataset
+
+    for name in ("cat", "dog"):
+        (tmp_path / name).mkdir()
+        for i in range(5):
+            Image.new("RGB", (8, 8), (i * 40, 0, 0)).save(tmp_path / name / f"{i}.png")
+    Image.new("RGB", (8, 8)).save(tmp_path / "cat" / ".hidden.png")
+    data = load_dataset(f"imagefolder:{tmp_path}", image_size=8)
+    assert len(data.train) + len(data.test) == 10
+    (tmp_path / "cat" / ".hidden.png").unlink()
+    assert len(load_dataset(f"imagefolder:{tmp_path}", image_size=8).train) == len(data.train)
+
+
+def test_a_run_recorded_on_a_larger_machine_stays_usable_here(one_trial, invoke):
+    """Thread counts recorded on a 64-core machine are this machine's CPU count when export, benchmark or resume
+    read them; an override is checked against this machine."""
+    store, row = one_trial
+    db = sqlite3.connect(store)
+    (config,) = db.execute("SELECT config FROM runs").fetchone()
+    db.execute("UPDATE runs SET config = ?", (json.dumps({**json.loads(config), "threads": 64, "bench_threads": 64}),))
+    db.commit()
+    db.close()
+    fast = ("--min-runs", "3", "--min-time", "0")
+    for command in (["export", "latest"], ["benchmark", "latest", *fast], ["run", "--resume", "latest"]):
+        result = invoke(*command, "--store", store, store=False)
+        assert result.exit_code == 0, result.output
+    result = invoke("run", "--resume", "latest", "--threads", "1", "--store", store, store=False)
+    assert result.exit_code == 0, result.output
+    result = invoke("run", "--resume", "latest", "--threads", "4096", "--store", store, store=False)
+    assert result.exit_code == 2 and "Invalid value for '--threads'" in result.output
+
+
+def test_a_config_file_applies_to_a_resume_as_its_options_would(one_trial, invoke, tmp_path):
+    store, _ = one_trial
+    plan = tmp_path / "plan.toml"
+    plan.write_text('plugin = "cnn_dropout"\nepochs = 3\n')
+    result = invoke("run", "--config", plan, "--resume", "latest", "--store", store, store=False)
+    assert result.exit_code == 2 and "--resume runs the stored plan of its run" in result.output
+    assert f"{plan} sets 'epochs'" in result.output or f"{plan} sets 'plugin'" in result.output
+    db = sqlite3.connect(store)  # a run stopped before its winner was benchmarked
+    db.execute("UPDATE runs SET status = 'interrupted'")
+    db.execute("DELETE FROM latency")
+    db.commit()
+    db.close()
+    how = tmp_path / "how.toml"
+    how.write_text("no_benchmark = true\n")
+    result = invoke("run", "--config", how, "--resume", "latest", "--store", store, store=False)
+    assert result.exit_code == 0, result.output
+    with Store(store) as s:
+        (trial,) = s.trials(s.run()["id"])
+        assert s.run()["status"] == "completed" and s.latency_of(trial["id"]) == []
+
+
+def test_no_room_in_the_onnx_phases_is_one_line_naming_the_file_and_no_fallback(tmp_path):
+    """A write that finds no room is not an exporter's or a quantizer's failure: no fallback to the other exporter,
+    no variant recorded as failed (a resume makes it again), one line naming the file."""
+    code = f"""
+import resource, signal, numpy as np, torch
+from pathlib import Path
+from bench.errors import DiskFull
+from bench.export import export_model
+from bench.quantize import QuantizeSettings, make_variants
+
+torch.manual_seed(0)
+model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 2000)).eval()  # 512 KB of weights
+images = torch.randn(8, 1, 8, 8)
+fp32 = Path({str(tmp_path)!r}) / "model.onnx"
+fp32.write_bytes(export_model(model, (1, 8, 8), {{}}, images).data)
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000))
+for what, call in (
+    ("export", lambda: export_model(model, (1, 8, 8), {{}}, images)),
+    ("fp16", lambda: make_variants(
+        fp32, images.numpy(), images.numpy(), np.zeros(8), QuantizeSettings(quantize=("fp16",))
+    )),
+):
+    try:
+        call()
+        print(what, "no error")
+    except DiskFull as exc:
+        print(what, exc)
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=_no_bytecode(), timeout=300
+    )
+    lines = result.stdout.splitlines()
+    assert len(lines) == 2, result.stdout + result.stderr
+    assert lines[0].startswith("export no room to write") and "dynamo.onnx (File too large)" in lines[0]
+    assert lines[1].startswith("fp16 no room to write") and "model.onnx (File too large)" in lines[1]
+
+
+def test_deploy_commands_on_odd_trials_say_why_and_exit_non_zero(one_trial, invoke):
+    store, _ = one_trial
+    result = invoke("export", "latest", "t9", "--store", store, store=False)
+    assert result.exit_code == 2 and "has no trial 't9' (trials: t001..t001)" in result.output  # as an unknown run
+    db = sqlite3.connect(store)  # the winner's export failed
+    db.execute("UPDATE exports SET status = 'export_failed', note = 'the exporter gave up'")
+    db.commit()
+    db.close()
+    for command in (["quantize", "latest", "--no-benchmark"], ["benchmark", "latest"]):
+        result = invoke(*command, "--store", store, store=False)
+        assert result.exit_code == 1 and "its ONNX export failed (the exporter gave up)" in result.output
+
+
+def test_a_figure_of_class_names_no_font_draws_says_so_once(tmp_path, invoke):
+    from bench.figures import fonts_for
+
+    families, note = fonts_for(["cat", "dog"])
+    assert families[0] == "DejaVu Sans" and note is None
+    _, note = fonts_for(["\u732b", "\u72ac"])  # CJK: drawn where a font has them, else named once
+    from matplotlib import font_manager, ft2font
+
+    has_cjk = any(
+        0x732B in ft2font.FT2Font(f.fname).get_charmap()
+        for f in font_manager.fontManager.ttflist
+        if not f.name.startswith("Last Resort")
+    )
+    assert (note is None) == has_cjk
+    if note:
+        assert "no installed font draws" in note and "fonts-noto-cjk" in note
+
+
+def test_bench_run_leaves_the_callers_random_state_and_threads_as_they_were(tmp_path):
+    import bench
+
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    threads = torch.get_num_threads()
+    bench.run(arch=["cnn_baseline"], epochs=[1], no_benchmark=True, threads=1, store_path=tmp_path / "bench.db")
+    assert torch.equal(torch.rand(3), expected) and torch.get_num_threads() == threads

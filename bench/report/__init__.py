@@ -49,6 +49,16 @@ def write_report(
 ) -> tuple[Path, list[TrialView]]:
     """Write report.md and its PNG figures under ``out_root``/<run>/; return the report's path. ``target_acc``
     (a fraction) is the validation accuracy that time to accuracy is measured to (default: choose_target)."""
+    from matplotlib import rc_context
+
+    from bench import figures
+
+    families, note = figures.fonts_for(c for r in runs for c in r["classes"])
+    with rc_context({"font.family": families}):  # class names in any script the machine has a font for
+        return _write_report(store, runs, out_root, top, target_acc, note)
+
+
+def _write_report(store, runs, out_root, top, target_acc, font_note) -> tuple[Path, list[TrialView]]:
     views = gather(store, runs)
     target = target_acc if target_acc is not None else choose_target(views)
     folder = output_dir(out_root, runs)
@@ -87,7 +97,7 @@ def write_report(
                 "## Diagnosis of every trial",
                 diagnosis_section(views),
                 "## Method",
-                method_section(runs, views),
+                method_section(runs, views) + (f"\n\nFigures: {font_note}." if font_note else ""),
             ]
         )
         + "\n"

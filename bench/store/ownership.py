@@ -18,6 +18,12 @@ HEARTBEAT_S = 20.0  # how often an owner renews its claim on a run
 LEASE_S = 120.0  # an owner on another host whose claim is older than this is gone
 
 
+# The runs that an `owning` block of this process holds now, by (store file, run id): a second thread of the same
+# process (a notebook resuming a run that bench.run is training) is refused like a second process.
+_HELD: set[tuple[str, str]] = set()
+_HELD_LOCK = threading.Lock()
+
+
 def now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
@@ -74,6 +80,11 @@ class Ownership:
             self.conn.execute("BEGIN IMMEDIATE")  # read and write the owner under one lock
             try:
                 owner = self.owner(run_id)
+                if (os.path.realpath(self.path), run_id) in _HELD:
+                    raise BenchError(
+                        f"run {run_id} is being run by this process (another thread, since "
+                        f"{owner['since'] if owner else 'now'}): wait for it to end"
+                    )
                 if owner and (owner["pid"], owner["host"]) != (pid, host) and owner_alive(owner):
                     raise BenchError(
                         f"run {run_id} is being run by process {owner['pid']} on {owner['host']} (since "
@@ -96,8 +107,11 @@ class Ownership:
     def owning(self, run_id: str, claimed: bool = False):
         """Own ``run_id`` for the block (``claimed``: create_run already made this process its owner), renewing
         the claim from a background thread, and give it up at the end."""
-        if not claimed:
-            self.claim(run_id)
+        key = (os.path.realpath(self.path), run_id)
+        with _HELD_LOCK:
+            if not claimed:
+                self.claim(run_id)
+            _HELD.add(key)
         pid, host, _ = _this_process()
         stop = threading.Event()
 
@@ -122,3 +136,5 @@ class Ownership:
             thread.join(timeout=5)
             with contextlib.suppress(BenchError, sqlite3.Error):
                 self.release(run_id)
+            with _HELD_LOCK:
+                _HELD.discard(key)

@@ -1,7 +1,7 @@
 """The store's schema: its tables as a new store gets them, and the migrations that take an older store there."""
 
 APPLICATION_ID = 0x434E4E42  # "CNNB": marks the file as a cnnbench database
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 SCHEMA = """
 CREATE TABLE runs (
@@ -218,10 +218,14 @@ CREATE TABLE evaluations (             -- the test accuracy each engine gives at
     PRIMARY KEY (trial_id, engine, precision)
 );
 """,
+    """
+ALTER TABLE runs ADD COLUMN data TEXT;  -- JSON: what the data was (fingerprint, images per part, normalization)
+""",
 ]
 
 JSON_COLUMNS = {
     "input_shape",
+    "data",
     "classes",
     "split",
     "config",

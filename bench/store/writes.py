@@ -37,6 +37,7 @@ class Writes:
         config: dict,
         environment: dict,
         trials: list[dict] = (),
+        data: dict | None = None,
     ) -> str:
         """Record a run and its whole plan (``trials``: dicts of idx, architecture, plugin, variant, hparams, every
         trial pending) in one transaction: a stop at any moment leaves both or neither, never a run without its
@@ -46,7 +47,7 @@ class Writes:
         with self._tx() as conn:
             conn.execute(
                 "INSERT INTO runs (id, created_at, status, command, dataset, input_shape, classes, split, seed,"
-                " config, environment) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " config, environment, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     run_id,
                     now(),
@@ -59,6 +60,7 @@ class Writes:
                     seed,
                     json.dumps(config),
                     json.dumps(environment),
+                    None if data is None else json.dumps(data),
                 ),
             )
             self._insert_trials(conn, run_id, trials)
@@ -192,16 +194,18 @@ class Writes:
             )
 
     def record_export(self, trial_id: int, row: dict) -> None:
-        """Replace the trial's export record with ``row`` (column -> value; path relative or absolute). The int8 and
-        fp16 variants made from the previous export go with it, in the same transaction: they would describe
-        another file."""
+        """Replace the trial's export record with ``row`` (column -> value; path relative or absolute), in one
+        transaction. Figures belong to the file they were measured on: unless the new file has the old one's bytes
+        (sha256), the int8 and fp16 variants made from it, every latency measurement and every evaluation go with
+        it. Callers keep a verified export rather than record a failed one over it (bench.deploy.export_trial)."""
         row = {**row, "trial_id": trial_id, "exported_at": now(), "max_abs_diff": _num(row.get("max_abs_diff"))}
         if row.get("path"):
             row["path"] = os.path.relpath(row["path"], self.root)
         with self._tx() as conn:
-            conn.execute("DELETE FROM variants WHERE trial_id = ?", (trial_id,))
-            conn.execute("DELETE FROM latency WHERE trial_id = ? AND precision != 'fp32'", (trial_id,))
-            conn.execute("DELETE FROM evaluations WHERE trial_id = ?", (trial_id,))  # of the previous file
+            old = conn.execute("SELECT sha256 FROM exports WHERE trial_id = ?", (trial_id,)).fetchone()
+            if old is None or old[0] is None or old[0] != row.get("sha256"):
+                for table in ("variants", "latency", "evaluations"):
+                    conn.execute(f"DELETE FROM {table} WHERE trial_id = ?", (trial_id,))
             conn.execute(
                 f"INSERT OR REPLACE INTO exports ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
                 list(row.values()),

@@ -19,7 +19,15 @@ from bench.signals import sigterm_as_interrupt
 from bench.status import TO_RUN, RunStatus, TrialStatus
 from bench.store import Store
 from bench.sweep.plan import TrialSpec, check_plan, resolve_plan, spec_from_row
-from bench.sweep.trial import CHECKPOINT_FILE, STATE_FILE, RunListener, SplitCache, TrialRun, execute_trial
+from bench.sweep.trial import (
+    CHECKPOINT_FILE,
+    STATE_FILE,
+    ListenerFailed,
+    RunListener,
+    SplitCache,
+    TrialRun,
+    execute_trial,
+)
 
 
 @dataclass
@@ -45,6 +53,7 @@ def create_run(
         config=config,
         environment=environment(device),
         trials=[s.row() for s in specs],
+        data=data.record(),
     )
     return run_id, pending(store, run_id, data, device)
 
@@ -77,9 +86,9 @@ def run_local(
     splits = SplitCache(data, device)
     normalize = Normalizer(data, device)
     store.reopen_run(run_id)
-    listener.run_started(run_id, specs)
     status = RunStatus.INTERRUPTED
     try:
+        listener.run_started(run_id, specs)
         with sigterm_as_interrupt():
             for spec in specs:
                 trial = run_trial(store, run_id, spec, splits, normalize, data, device, listener)
@@ -87,6 +96,8 @@ def run_local(
             status = RunStatus.COMPLETED
     except KeyboardInterrupt:
         pass
+    except ListenerFailed:
+        raise  # recorded interrupted below; bench.run raises the listener's own exception
     except DiskFull:
         status = RunStatus.FAILED
         raise
@@ -137,6 +148,9 @@ def run_trial(
         finish(result.status, result.note, flops=run.flops, result=result, checkpoint=folder / CHECKPOINT_FILE)
     except KeyboardInterrupt:
         finish(TrialStatus.INTERRUPTED, "stopped by the user")
+        raise
+    except ListenerFailed as exc:  # the caller's code, not the trial's: stopped, to be resumed
+        finish(TrialStatus.INTERRUPTED, str(exc))
         raise
     except DiskFull as exc:  # every later trial would fail the same way: stop the sweep
         finish(TrialStatus.INTERRUPTED, str(exc))

@@ -10,7 +10,7 @@ from dataclasses import dataclass, fields, replace
 
 import torch
 
-from bench.architectures import Architecture, Registry, format_value
+from bench.architectures import Architecture, Registry, where_text
 from bench.data import Dataset
 from bench.errors import BenchError, UsageError, unknown
 from bench.formats import trial_label
@@ -68,15 +68,28 @@ def _variants_where(arch: Architecture, selected: list[Architecture], variants: 
         if len(selected) < 2:
             raise
     for key, wanted in where.items():
-        for value in wanted:  # known to some architecture, else the error of the first one
-            if not any(key in a.parameters and value in {format_value(v) for v in a.values(key)} for a in selected):
-                selected[0].variants(variants, {key: [value]})
-                raise UsageError(f"no selected architecture has {key}={value}")
+        for value in wanted:  # known to some architecture, else an error naming what each one has
+            having = [a for a in selected if key in a.parameters]
+            if not any(where_text(value) in {where_text(v) for v in a.values(key)} for a in having):
+                if not having:
+                    selected[0].variants(variants, {key: [value]})  # the error naming the parameters
+                listed = "; ".join(f"{a.name}: {_nearest(value, a.values(key))}" for a in having)
+                raise UsageError(f"no selected architecture has {key}={value} ({listed})")
     keep = {
-        k: [v for v in vs if k in arch.parameters and v in {format_value(x) for x in arch.values(k)}]
+        k: [v for v in vs if k in arch.parameters and where_text(v) in {where_text(x) for x in arch.values(k)}]
         for k, vs in where.items()
     }
     return arch.variants(variants, keep) if all(keep.values()) else []
+
+
+def _nearest(value: str, values: list) -> str:
+    """An architecture's values of a parameter, as an error lists them: all of a few, the nearest of many."""
+    written = [where_text(v) for v in values]
+    if len(written) <= 20:
+        return ", ".join(written)
+    from bench.errors import closest
+
+    return f"nearest {', '.join(closest(where_text(value), written)[:5])} of {len(written)}"
 
 
 def plan(
@@ -160,7 +173,7 @@ def plan_run(config: RunConfig) -> list[TrialSpec]:
 
     archs = architectures_of(config)
     dataset_info(config.dataset)  # an unknown dataset is reported before anything else
-    where = {k: [str(v) for v in vs] for k, vs in config.where.items()}
+    where = {k: [where_text(v) for v in vs] for k, vs in config.where.items()}
     return plan(
         archs,
         config.axes(),

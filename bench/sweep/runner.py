@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, replace
 from bench.errors import UsageError
 from bench.options import PLAN, RAY_ONLY, TRAIN, RunConfig, defaults, flag, option_of, settings
 from bench.status import RUNNABLE, ExportStatus, RunStatus
+from bench.sweep.trial import ListenerFailed, guarded
 
 
 @dataclass
@@ -43,10 +44,10 @@ def run(
     from bench.store import Store
     from bench.sweep.local import create_run
     from bench.sweep.plan import plan_run
-    from bench.sweep.trial import RunListener
 
     config = replace(config, **options) if config is not None else RunConfig(**options)  # checked as built
-    with _threads(config.threads):
+    listener = guarded(listener)
+    with _threads(config.threads), _listener_errors():
         device = resolve_device(config.device)
         specs = plan_run(config)
         if not config.no_benchmark:
@@ -54,6 +55,10 @@ def run(
 
             get_plugins().engines.select(config.engines)  # an unknown engine is refused before anything trains
         data = load_dataset(config.dataset, download=config.download, **config.data_options())
+        if not config.no_benchmark:
+            from bench.inference import check_batch_sizes
+
+            check_batch_sizes(config.batch_sizes, data.input_shape)  # before anything is recorded
         with Store(store_path) as store:
             run_id, specs = create_run(
                 store,
@@ -64,7 +69,7 @@ def run(
                 command=command or f"bench.run({_call_text(config)})",
             )
             with store.owning(run_id, claimed=True):  # create_run made this process the run's owner
-                return _execute(store, run_id, specs, data, config, device, listener or RunListener())
+                return _execute(store, run_id, specs, data, config, device, listener)
 
 
 def resume(run_id: str = "latest", *, store_path=None, listener=None, **options) -> RunResult:
@@ -75,7 +80,6 @@ def resume(run_id: str = "latest", *, store_path=None, listener=None, **options)
     from bench.plugins import load_run_dataset
     from bench.store import Store
     from bench.sweep.local import pending
-    from bench.sweep.trial import RunListener
 
     unknown = sorted(set(options) - set(defaults()))
     if unknown:
@@ -89,7 +93,9 @@ def resume(run_id: str = "latest", *, store_path=None, listener=None, **options)
         if options.get("executor") == "local":  # a Ray run finished here: its Ray options no longer apply
             recorded = replace(recorded, **{k: v for k, v in RAY_ONLY.items() if k not in options})
         config = replace(recorded, **options)  # checked as built
-        with _threads(config.threads):  # the run's own thread count unless told otherwise: the same arithmetic
+        listener = guarded(listener)
+        # the run's own thread count unless told otherwise: the same arithmetic
+        with _threads(config.threads), _listener_errors():
             device = resolve_device(config.device)
             with store.owning(row["id"]):  # one process at a time: a second resume is refused, naming the owner
                 row = store.run(row["id"])
@@ -102,7 +108,7 @@ def resume(run_id: str = "latest", *, store_path=None, listener=None, **options)
                     data,
                     config,
                     device,
-                    listener or RunListener(),
+                    listener,
                     finished=row["status"] == RunStatus.COMPLETED,
                 )
 
@@ -157,9 +163,17 @@ def _execute(
         status = outcome.status  # a stopped or failed sweep is recorded as such by its executor
     ranked = rank(store.trials(run_id))
     row = store.run(run_id)
-    listener.sweep_done({**row, "status": status if specs else row["status"]}, ranked)  # the sweep's own ending
     chosen, problems, notes = [], [], []
-    if status == RunStatus.COMPLETED and not finished:
+    deploying = status == RunStatus.COMPLETED and not finished
+    try:
+        listener.sweep_done({**row, "status": status if specs else row["status"]}, ranked)  # the sweep's own end
+    except (KeyboardInterrupt, ListenerFailed) as exc:
+        if deploying:  # a completed sweep's run is `running` until its winners are deployed: a resume does that
+            store.finish_run(run_id, RunStatus.INTERRUPTED)
+            status, deploying = RunStatus.INTERRUPTED, False
+        if isinstance(exc, ListenerFailed):
+            raise
+    if deploying:
         benchmark, quantize = settings(BenchSettings, config), settings(QuantizeSettings, config)
         chosen = [] if config.no_benchmark else _undeployed(store, winners(ranked, config.top_k), benchmark, quantize)
         try:
@@ -186,6 +200,9 @@ def _execute(
         except KeyboardInterrupt:
             status = RunStatus.INTERRUPTED
             store.finish_run(run_id, status)
+        except ListenerFailed:
+            store.finish_run(run_id, RunStatus.INTERRUPTED)
+            raise
     elif finished:
         status = row["status"]
     trained = {s.idx for s in specs} | {t["idx"] for t in chosen}
@@ -220,17 +237,32 @@ def _undeployed(store, trials: list[dict], benchmark, quantize) -> list[dict]:
 
 
 @contextlib.contextmanager
+def _listener_errors():
+    """The caller's listener raised: the run is recorded interrupted (by the stage it stopped); raise its error."""
+    try:
+        yield
+    except ListenerFailed as exc:
+        raise exc.error from None
+
+
+@contextlib.contextmanager
 def _threads(threads: int | None):
-    """torch's intra-op thread count set to ``threads`` for the block (None: left as it is), then restored."""
+    """torch's intra-op thread count set to ``threads`` for the block (None: left as it is), then restored; so is
+    torch's global random state, which every trial seeds (the caller's own random numbers go on as before)."""
     import torch
 
     previous = torch.get_num_threads()
+    rng = torch.get_rng_state()
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
     if threads:
         torch.set_num_threads(threads)
     try:
         yield
     finally:
         torch.set_num_threads(previous)
+        torch.set_rng_state(rng)
+        if cuda is not None:
+            torch.cuda.set_rng_state_all(cuda)
 
 
 def _call_text(config: RunConfig) -> str:

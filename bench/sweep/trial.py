@@ -34,6 +34,57 @@ class RunListener:
     def deploy_done(self, run: dict, entries: list[tuple], settings, variants: list[tuple] = ()) -> None: ...
 
 
+LISTENER_METHODS = tuple(name for name in vars(RunListener) if not name.startswith("_"))
+
+
+class ListenerFailed(Exception):
+    """A RunListener method raised: the caller's code failed, not the run. The run stops as interrupted (a resume
+    continues it), no trial is blamed, and bench.run / bench.resume raise the listener's own exception."""
+
+    def __init__(self, method: str, error: Exception):
+        super().__init__(f"the run's listener raised in {method}: {error.__class__.__name__}: {error}")
+        self.error = error
+
+
+class GuardedListener:
+    """``listener`` as the run calls it: a method it lacks does nothing, and an exception from one it has becomes
+    ListenerFailed (KeyboardInterrupt stays itself: it stops the run as Ctrl-C does)."""
+
+    def __init__(self, listener):
+        from bench.errors import UsageError
+
+        if not any(callable(getattr(listener, name, None)) for name in LISTENER_METHODS):
+            raise UsageError(
+                f"listener {listener!r} has none of bench.RunListener's methods ({', '.join(LISTENER_METHODS)}):"
+                " subclass bench.RunListener and override what you need"
+            )
+        self.listener = listener
+
+    def __getattr__(self, name: str):
+        if name not in LISTENER_METHODS:
+            raise AttributeError(name)
+        method = getattr(self.listener, name, None)
+        if not callable(method):
+            return lambda *args, **kwargs: None
+
+        def call(*args, **kwargs):
+            try:
+                return method(*args, **kwargs)
+            except (KeyboardInterrupt, ListenerFailed):
+                raise
+            except Exception as exc:
+                raise ListenerFailed(name, exc) from exc
+
+        return call
+
+
+def guarded(listener) -> GuardedListener:
+    """The run's listener, guarded (``None``: one that does nothing)."""
+    if isinstance(listener, GuardedListener):
+        return listener
+    return GuardedListener(listener if listener is not None else RunListener())
+
+
 def _to(split: Split, device: torch.device) -> Split:
     return Split(split.images.to(device), split.labels.to(device))
 
