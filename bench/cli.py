@@ -134,6 +134,10 @@ def cli():
 # --- run --------------------------------------------------------------------------------------------
 
 
+# What an error about a --where value says (bench.architectures, bench.sweep.plan).
+WHERE_ERRORS = ("has no parameter", "is not a value of", "no selected architecture has")
+
+
 @cli.command()
 @run_options
 @click.pass_context
@@ -166,12 +170,18 @@ def run(ctx, config, resume_ref, store_path, as_json, quiet, **options):
             if not result.trained and not result.deployed:
                 click.echo(f"Run {result.run_id} has nothing left to run.", err=True)
         else:
-            result = runner.run(
-                RunConfig(**options),
-                store_path=store_path,
-                listener=display,
-                command=shlex.join(["bench", *ctx.obj["argv"]]),
-            )
+            try:
+                result = runner.run(
+                    RunConfig(**options),
+                    store_path=store_path,
+                    listener=display,
+                    command=shlex.join(["bench", *ctx.obj["argv"]]),
+                )
+            except UsageError as exc:
+                from_file = ctx.get_parameter_source("where") == click.core.ParameterSource.DEFAULT_MAP
+                if from_file and any(m in str(exc) for m in WHERE_ERRORS):  # the file's where table: say so
+                    raise UsageError(f"{config}: key 'where': {exc}") from None
+                raise
     if as_json:
         _print_json(result.trials)
     for warning in result.warnings:

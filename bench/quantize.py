@@ -230,6 +230,10 @@ def valid_file(data: bytes) -> bytes:
     refuse), its metadata JSON (json_metadata), checked by ``onnx.checker.check_model(full_check=True)``."""
     model = onnx.load_from_string(json_metadata(data))
     sort_nodes(model.graph)
+    # The quantizer raises an old export's opset (7 -> 11: QuantizeLinear needs 10) but keeps its IR version (3,
+    # which wants every initializer among the graph inputs): the IR version that opset needs.
+    needed = onnx.helper.find_min_ir_version_for(list(model.opset_import), ignore_unknown=True)
+    model.ir_version = max(model.ir_version, needed)
     onnx.checker.check_model(model, full_check=True)
     return model.SerializeToString()
 

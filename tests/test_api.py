@@ -92,6 +92,19 @@ def test_a_config_file_may_set_every_field(tmp_path, invoke):
         ({"min_time": float("inf")}, "Invalid value for '--min-time': inf (a number in [0, 600])"),
         ({"providers": ["tpu"]}, "Invalid value for '--providers': 'tpu'"),
         ({"trials": 3}, "--trials needs --search random"),
+        # out of range or of the wrong type: refused as the command line refuses them (reliability round three)
+        ({"batch_sizes": [0]}, "Invalid value for '--batch-sizes': 0 (an integer >= 1)"),
+        ({"batch_sizes": [-5]}, "Invalid value for '--batch-sizes': -5"),
+        ({"tolerance": -0.5}, "Invalid value for '--tolerance': -0.5"),
+        ({"max_accuracy_drop": -0.5}, "Invalid value for '--max-accuracy-drop': -0.5"),
+        ({"min_time": -0.9}, "Invalid value for '--min-time': -0.9"),
+        ({"gpus_per_trial": -0.5, "executor": "ray"}, "Invalid value for '--gpus-per-trial': -0.5"),
+        ({"where": "kernel_size=3"}, "Invalid value for '--where': 'kernel_size=3'"),
+        ({"dataset": 123}, "Invalid value for '--dataset': 123"),
+        ({"dataset": None}, "Invalid value for '--dataset': None"),
+        ({"mean": ["a"]}, "Invalid value for '--mean': 'a'"),
+        ({"no_benchmark": "no"}, "Invalid value for '--no-benchmark': 'no' (true or false)"),
+        ({"channels_last": "no"}, "Invalid value for '--channels-last': 'no' (true or false)"),
     ],
 )
 def test_bad_config_values_are_one_line_errors(options, message):

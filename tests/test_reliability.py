@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import click
+import onnx
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
@@ -396,6 +397,7 @@ WRONG_TOML = [
     ('top_k = "1"', "key 'top_k': expected an integer, not the text '1'"),
     ('plugin = "cnn_dropout"\nplugins = ["cnn_vgg"]', "keys 'plugin' and 'plugins' both set 'plugin': keep one"),
     ("top-k = 1\ntop_k = 2", "keys 'top-k' and 'top_k' both set 'top_k'"),
+    ('plugin = "cnn_dropout"\n[where]\nkernel_size = 4', "key 'where': '4' is not a value of cnn_dropout.kernel_size"),
 ]
 
 
@@ -854,3 +856,13 @@ def test_bench_run_leaves_the_callers_random_state_and_threads_as_they_were(tmp_
     threads = torch.get_num_threads()
     bench.run(arch=["cnn_baseline"], epochs=[1], no_benchmark=True, threads=1, store_path=tmp_path / "bench.db")
     assert torch.equal(torch.rand(3), expected) and torch.get_num_threads() == threads
+
+
+def test_int8_of_an_old_opset_export_falls_back_to_dynamic_and_names_no_temporary_file(one_trial, invoke):
+    store, _ = one_trial
+    assert invoke("export", "latest", "--opset", "7", "--store", store, store=False).exit_code == 0
+    (row,) = invoke.json("quantize", "latest", "--no-benchmark", "--store", store, store=False)
+    int8 = next(v for v in row["variants"] if v["precision"] == "int8")
+    assert int8["status"] == "ok" and "dynamic int8 instead" in int8["note"], int8
+    assert "cnnbench-quantize-" not in int8["note"] and "/tmp" not in int8["note"]
+    onnx.checker.check_model(onnx.load(int8["path"]), full_check=True)
