@@ -5,6 +5,7 @@ import gzip
 import os
 import pickle
 import re
+import shutil
 import struct
 import types
 from pathlib import Path
@@ -95,7 +96,7 @@ def photo_folder(tmp_path_factory):
     return root
 
 
-def test_image_folder_of_jpegs_trains_with_class_names_from_the_folders(invoke, photo_folder):
+def test_image_folder_of_jpegs_trains_with_class_names_from_the_folders(invoke, photo_folder, tmp_path, monkeypatch):
     data = load_dataset(f"imagefolder:{photo_folder}", image_size=24)
     assert data.classes == ["china", "flower"] and data.input_shape == (3, 24, 24)
     assert len(data.train) + len(data.test) == 80 and len(data.test) == 16
@@ -130,17 +131,23 @@ def test_image_folder_of_jpegs_trains_with_class_names_from_the_folders(invoke, 
     assert meta["classes"] == ["china", "flower"] and meta["input_shape"] == [3, 24, 24]
     # the file alone says how a photo of any size becomes an input: resize (bilinear), channel order, scale
     assert meta["channel_order"] == "RGB" and meta["resize"].startswith("bilinear") and "24x24" in meta["resize"]
-    import numpy as np
     import onnxruntime as ort
     from PIL import Image
 
     photo = next(p for p in sorted(photo_folder.rglob("*.jpg")))
-    _, h, w = meta["input_shape"]
     with Image.open(photo) as im:
-        assert im.size != (w, h)
-        raw = np.asarray(im.convert(meta["channel_order"]).resize((w, h), Image.Resampling.BILINEAR))
+        assert im.size != tuple(meta["input_shape"][1:])
+    # docs/deployment.md's snippet, verbatim, on a photo of another size named cat.jpg
+    page = (Path(__file__).parent.parent / "docs" / "deployment.md").read_text()
+    (code,) = [c for c in re.findall(r"^```python\n(.*?)^```", page, flags=re.S | re.M) if '"cat.jpg"' in c]
+    monkeypatch.chdir(tmp_path)
+    shutil.copy(photo, "cat.jpg")
+    scope = {"meta": meta, "np": np}
+    exec(code, scope)
+    raw = scope["raw"]
+    assert raw.shape == (1, *meta["input_shape"])
     mean, std = (np.array(meta[k], np.float32).reshape(1, -1, 1, 1) for k in ("mean", "std"))
-    x = ((raw.transpose(2, 0, 1)[None] * meta["pixel_scale"] - mean) / std).astype(np.float32)
+    x = ((raw * meta["pixel_scale"] - mean) / std).astype(np.float32)
     session = ort.InferenceSession(row["onnx"]["path"], providers=["CPUExecutionProvider"])
     assert session.run(None, {"input": x})[0].shape == (1, 2)
 

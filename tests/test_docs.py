@@ -23,6 +23,9 @@ PAGES = ["README.md", "CONTRIBUTING.md", *sorted(str(p.relative_to(ROOT)) for p 
 EXTERNAL = {"mkdir", "tar", "ray", "tox", "ruff", ".venv/bin/ruff", "nohup", "cd", "git"}
 # Python blocks that another test runs, as the user would: (page, a line of the block) -> that test.
 RUN_ELSEWHERE = {
+    ("docs/deployment.md", 'Image.open("cat.jpg")'): (
+        "tests/test_datasets.py::test_image_folder_of_jpegs_trains_with_class_names_from_the_folders"
+    ),
     ("README.md", "session = ort.InferenceSession("): "tests/test_onnx.py::test_readme_onnx_example_runs_as_written",
     ("README.md", "result = bench.run("): "tests/test_api.py::test_the_readme_python_example_runs",
     (
