@@ -141,7 +141,7 @@ WHERE_ERRORS = ("has no parameter", "is not a value of", "no selected architectu
 @cli.command()
 @run_options
 @click.pass_context
-def run(ctx, config, resume_ref, store_path, as_json, quiet, **options):
+def run(ctx, config, resume_ref, store_path, as_json, quiet, dry_run, **options):
     """Train every selected architecture variant over the grid of hyperparameters.
 
     Each list option (comma-separated) is one axis of the grid; an axis not given takes the architecture's
@@ -153,6 +153,20 @@ def run(ctx, config, resume_ref, store_path, as_json, quiet, **options):
     from bench.sweep import runner
 
     options["where"] = where_given(ctx, options["where"])
+    if dry_run:
+        if resume_ref:
+            raise UsageError("--dry-run shows the plan of a new run; a resumed run's plan is `bench report RUN`")
+        from bench.display import plan_table
+        from bench.sweep.estimate import dry_run as plan_of
+
+        planned = plan_of(RunConfig(**options), store_path)
+        if as_json:
+            _print_json(planned)
+        else:
+            _console().print(plan_table(planned))
+        for note in planned["notes"]:
+            click.echo(f"Note: {note}", err=True)
+        return
     display = RichDisplay(_console(stderr=as_json, quiet=quiet))
     display.tables = None if as_json else _console()
     with display:
@@ -184,6 +198,8 @@ def run(ctx, config, resume_ref, store_path, as_json, quiet, **options):
                 raise
     if as_json:
         _print_json(result.trials)
+    for note in result.notes:
+        click.echo(f"Note: {note}", err=True)
     for warning in result.warnings:
         click.echo(f"Warning: {warning}", err=True)
     if result.problems:

@@ -112,7 +112,7 @@ def where_given(ctx, items: tuple[str, ...]) -> dict[str, list[str]]:
 
 
 # `bench run`'s parameters that are not RunConfig fields.
-NOT_CONFIG = ("config", "resume_ref", "store_path", "as_json", "quiet")
+NOT_CONFIG = ("config", "resume_ref", "store_path", "as_json", "quiet", "dry_run")
 
 
 def load_config(ctx, param, value):
@@ -184,6 +184,8 @@ def _config_value(raw, option, ctx):
 def run_options(f):
     """`bench run`'s options: one per RunConfig field, between the command's own."""
     f = json_option(click.option("--quiet", "-q", is_flag=True, help="No progress display.")(f))
+    dry = "Print the plan (trials, parameters, FLOPs, estimated time from this machine's earlier runs) and stop: "
+    f = click.option("--dry-run", is_flag=True, help=dry + "nothing is trained or stored.")(f)
     f = store_option(f)
     f = options_of(*option_names())(f)
     resume = "Run what RUN has not finished (pending, running or interrupted trials), in the same run."

@@ -421,6 +421,47 @@ def catalog_tables(catalog: dict) -> list[tuple[str, Table, str]]:
     return out
 
 
+def plan_table(plan: dict) -> Table:
+    """`bench run --dry-run`: the planned trials, their size and cost, and the estimated training time."""
+    rows = plan["trials"]
+    settings = [{**r["variant"], **r["hparams"]} for r in rows]
+    keys = [
+        k for k in dict.fromkeys(k for s in settings for k in s) if len({format_value(s.get(k)) for s in settings}) > 1
+    ]
+    shape = "x".join(map(str, plan["input_shape"]))
+    total = sum(r["estimated_s"] or 0 for r in rows)
+    known = all(r["estimated_s"] is not None for r in rows)
+    estimate = (
+        f"about {total / 60:.0f} min of training in all (rates of {plan['rates_from']})"
+        if known and rows
+        else "no estimate of the time: this machine has no completed trial in the store to take a rate from"
+    )
+    table = Table(
+        "trial",
+        "architecture",
+        "what differs",
+        "params",
+        "MFLOPs/image",
+        "train images",
+        "training TFLOPs",
+        "estimated",
+        title=f"Plan: {len(rows)} trials on {plan['dataset']} ({shape}); nothing trained or stored",
+        caption=f"Training FLOPs: 3 x forward FLOPs x training images x epochs; {estimate}.",
+    )
+    for r, setting in zip(rows, settings, strict=True):
+        table.add_row(
+            f"t{r['trial']:03d}",
+            r["architecture"],
+            format_variant({k: v for k, v in setting.items() if k in keys}) or "-",
+            f"{r['params'] / 1e6:.2f}M",
+            f"{r['flops'] / 1e6:,.1f}",
+            f"{r['train_images']:,}",
+            f"{r['train_flops'] / 1e12:,.2f}",
+            "-" if r["estimated_s"] is None else f"{r['estimated_s'] / 60:.1f} min",
+        )
+    return table
+
+
 def plugins_table(infos: list[dict]) -> Table:
     table = Table("plugin", "version", "source", "hooks", "registered", "error")
     from rich.text import Text

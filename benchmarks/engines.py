@@ -1,10 +1,11 @@
 """Which file and engine to ship: every engine and precision of stored winners, side by side.
 
-Re-measures the winners of the given runs with `bench benchmark` (every engine asked for, batch 1 and 64, each model
-timed --repeat times, one repetition after the other), then writes, per architecture, each (engine, precision): its
-test accuracy through that engine on the whole test set and the change against the same engine's fp32, images/s at
-batch 64 (the median repetition) and the speedup over the same engine's fp32 and over ONNX Runtime fp32, its load
-time and memory. Writes the section "Engines: <runs>" of benchmarks/RESULTS.md.
+Makes the winners' onnxruntime int8 and fp16 files (`bench quantize`), re-measures them with `bench benchmark`
+(every engine asked for, batch 1 and 64, each model timed --repeat times, one repetition after the other), then
+writes, per architecture, each (engine, precision): its test accuracy through that engine on the whole test set and
+the change against the same engine's fp32, images/s at batch 64 (the median repetition) and the speedup over the
+same engine's fp32 and over ONNX Runtime fp32, its load time and memory.
+Writes the section "Engines: <runs>" of benchmarks/RESULTS.md.
 
     python benchmarks/engines.py --store runs/cifar/bench.db --run RUN [--run RUN] [--repeat 3]
 """
@@ -42,6 +43,8 @@ def main() -> None:
     records = []
     for run in args.run:
         if args.measure:
+            # onnxruntime's int8 and fp16 files (exported first where a run was trained with --no-benchmark)
+            subprocess.run([BENCH, "quantize", run, "--no-benchmark", *common], check=True, stdout=subprocess.DEVNULL)
             subprocess.run(
                 [
                     BENCH,

@@ -176,3 +176,37 @@ def test_unknown_run_lists_the_runs(invoke, tiny_plugin):
     invoke("run", "--plugin", tiny_plugin, "--where", "width=8", "--epochs", "1", "-q", "--no-benchmark")
     result = invoke("report", "20990101")
     assert result.exit_code == USAGE and "unknown run '20990101'" in result.output
+
+
+def test_dry_run_prints_the_plan_and_touches_no_store(invoke, tiny_plugin, store_path):
+    plan = invoke.json("run", "--plugin", "cnn_dropout", "--lr", "0.01,0.03", "--dry-run")
+    assert [t["trial"] for t in plan["trials"]] == list(range(1, 9)) and not store_path.exists()
+    assert all(
+        t["flops"] > 0 and t["train_flops"] == 3 * t["flops"] * t["train_images"] * t["hparams"]["epochs"]
+        for t in plan["trials"]
+    )
+    assert all(t["estimated_s"] is None for t in plan["trials"])  # no earlier run on this machine: no rate
+    result = invoke("run", "--arch", "tiny_cnn", "--epochs", "1", "--no-benchmark", "-q")
+    assert result.exit_code == 0, result.output
+    before = store_path.stat().st_mtime_ns
+    plan = invoke.json("run", "--arch", "tiny_cnn", "--epochs", "3", "--dry-run")
+    assert all(t["estimated_s"] > 0 and t["rate_of"] == "architecture" for t in plan["trials"])
+    assert store_path.stat().st_mtime_ns == before  # only read
+    result = invoke("run", "--arch", "tiny_cnn", "--epochs", "3", "--dry-run")
+    assert result.exit_code == 0 and "Plan: " in result.output and "nothing trained or stored" in result.output
+    result = invoke("run", "--resume", "latest", "--dry-run")
+    assert result.exit_code == 2 and "--dry-run shows the plan of a new run" in result.output
+
+
+def test_a_plugin_default_that_conflicts_with_the_users_epochs_is_adapted_and_named(invoke):
+    """fast_cnn warms up for 3 of its 14 epochs: with --epochs 2 that is the plugin's default that does not fit,
+    not an option the user gave (which would be their error)."""
+    plan = invoke.json("run", "--arch", "fast_cnn", "--epochs", "2", "--dry-run")
+    assert {t["hparams"]["warmup_epochs"] for t in plan["trials"]} == {0.429}
+    assert any(
+        "fast_cnn's default warm-up of 3 epochs (of its 14) is 0.429 with --epochs 2" in n for n in plan["notes"]
+    )
+    result = invoke("run", "--arch", "fast_cnn", "--epochs", "2", "--dry-run")
+    assert result.exit_code == 0 and "Note: fast_cnn's default warm-up" in result.output
+    result = invoke("run", "--arch", "fast_cnn", "--epochs", "2", "--warmup-epochs", "3", "--dry-run")
+    assert result.exit_code == 2 and "Invalid value for '--warmup-epochs': 3.0" in result.output  # the user's own

@@ -101,11 +101,13 @@ def plan(
     trials: int | None = None,
     search_seed: int = 0,
     fixed: dict | None = None,
+    notes: list[str] | None = None,
 ) -> list[TrialSpec]:
     """Every variant of every architecture under every combination of the swept hyperparameters (grid), or
     ``trials`` of them drawn without repeats by ``search_seed`` (random). An axis left as None takes the
     architecture's own default (from its plugin), then cnnbench's; ``fixed`` holds the other hyperparameters
-    (RunConfig.fixed()), the same for every trial but for a precision its plugin chooses."""
+    (RunConfig.fixed()), the same for every trial but for a precision its plugin chooses. A plugin's default that
+    does not fit the user's options is adapted, and ``notes`` told why (fit_defaults)."""
     if search not in SEARCHES:
         raise invalid("search", search, f"one of {', '.join(SEARCHES)}")
     spaces = []
@@ -128,9 +130,27 @@ def plan(
         k = next(n for n, end in enumerate(offsets) if i < end)
         space = spaces[k]
         variant, values = space.at(i - (offsets[k - 1] if k else 0))
-        hp = HParams(**values, **(fixed or {}))
+        hp = HParams(**fit_defaults(space.arch, values, axes, notes), **(fixed or {}))
         specs.append(TrialSpec(len(specs) + 1, space.arch, variant, hp))
     return specs
+
+
+def fit_defaults(arch: Architecture, values: dict, axes: dict, notes: list[str] | None = None) -> dict:
+    """``values`` (one trial's axes) with a default of ``arch``'s plugin adapted where it conflicts with what the
+    user chose, saying so in ``notes``; a value the user gave is never changed (a conflict is then their error).
+    Today: a warm-up from the plugin as long as the user's --epochs or longer keeps its share of training."""
+    warmup, epochs = values.get("warmup_epochs"), values.get("epochs")
+    if axes.get("warmup_epochs") is None and warmup is not None and epochs is not None and warmup >= epochs:
+        recipe = arch.defaults.get("epochs") or epochs
+        fitted = round(warmup * epochs / recipe, 3) if warmup < recipe else round(epochs / 4, 3)
+        values = {**values, "warmup_epochs": fitted}
+        note = (
+            f"{arch.name}'s default warm-up of {warmup:g} epochs (of its {recipe:g}) is {fitted:g} with --epochs "
+            f"{epochs:g}, the same share of training; --warmup-epochs sets it"
+        )
+        if notes is not None and note not in notes:
+            notes.append(note)
+    return values
 
 
 def spec_from_row(row: dict, registry: Registry) -> TrialSpec:
@@ -167,8 +187,8 @@ def architectures_of(config: RunConfig) -> list[Architecture]:
     return archs
 
 
-def plan_run(config: RunConfig) -> list[TrialSpec]:
-    """The trials ``config`` describes, in run order."""
+def plan_run(config: RunConfig, notes: list[str] | None = None) -> list[TrialSpec]:
+    """The trials ``config`` describes, in run order; ``notes``: what was adapted (fit_defaults)."""
     from bench.plugins import dataset_info
 
     archs = architectures_of(config)
@@ -183,6 +203,7 @@ def plan_run(config: RunConfig) -> list[TrialSpec]:
         trials=config.trials,
         search_seed=(config.seed or [0])[0],
         fixed=config.fixed(),
+        notes=notes,
     )
 
 

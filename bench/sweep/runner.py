@@ -25,6 +25,7 @@ class RunResult:
     problems: list[str] = field(default_factory=list)  # what went wrong in export or benchmark, per trial
     store: str = ""  # the results database
     warnings: list[str] = field(default_factory=list)  # figures not to trust (bench.records.noise_warning)
+    notes: list[str] = field(default_factory=list)  # what the plan adapted (a plugin's default that did not fit)
 
     @property
     def best(self) -> dict | None:
@@ -49,7 +50,8 @@ def run(
     listener = guarded(listener)
     with _threads(config.threads), _listener_errors():
         device = resolve_device(config.device)
-        specs = plan_run(config)
+        plan_notes: list[str] = []
+        specs = plan_run(config, plan_notes)
         if not config.no_benchmark:
             from bench.plugins import get_plugins
 
@@ -69,7 +71,9 @@ def run(
                 command=command or f"bench.run({_call_text(config)})",
             )
             with store.owning(run_id, claimed=True):  # create_run made this process the run's owner
-                return _execute(store, run_id, specs, data, config, device, listener)
+                result = _execute(store, run_id, specs, data, config, device, listener)
+                result.notes[:0] = plan_notes
+                return result
 
 
 def resume(run_id: str = "latest", *, store_path=None, listener=None, **options) -> RunResult:
