@@ -105,7 +105,7 @@ def test_every_doc_page_is_in_the_index_and_every_link_resolves():
     ("page", "command"), [(p, c) for p, c in COMMANDS if Path(c[0]).name == "bench"], ids=lambda x: " ".join(x)
 )
 def test_every_bench_command_in_the_docs_parses_and_plans(page, command, monkeypatch):
-    from bench.cli_options import where_given
+    from bench.cli_options import NOT_CONFIG, where_given
     from bench.options import RunConfig
     from bench.sweep.plan import plan_run
 
@@ -114,9 +114,7 @@ def test_every_bench_command_in_the_docs_parses_and_plans(page, command, monkeyp
     assert name in cli.commands, f"{page}: `{' '.join(command)}`: no command {name}"
     ctx = cli.commands[name].make_context(name, list(args), parent=click.Context(cli, obj={}))
     if name == "run" and not ctx.params["resume_ref"]:
-        options = {
-            k: v for k, v in ctx.params.items() if k not in ("config", "resume_ref", "store_path", "as_json", "quiet")
-        }
+        options = {k: v for k, v in ctx.params.items() if k not in NOT_CONFIG}
         options["where"] = where_given(ctx, options["where"])
         config = RunConfig(**options)
         installed = plugins.get_plugins().info
