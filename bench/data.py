@@ -61,6 +61,26 @@ class Dataset:
             "resize": self.resize,
         }
 
+    def limited(self, n: int) -> Dataset:
+        """The dataset with ``n`` of its training images: a stratified subset (each class keeps its share, at least
+        one image), chosen by seed 0 so that every trial and a resume get the same one; the test part is whole."""
+        from dataclasses import replace
+
+        total = len(self.train)
+        if n >= total:
+            return self
+        generator = torch.Generator().manual_seed(0)
+        labels = self.train.labels
+        chosen = []
+        classes = labels.unique()
+        for c in classes:
+            members = (labels == c).nonzero().flatten()
+            members = members[torch.randperm(len(members), generator=generator)]
+            chosen.append(members[: max(1, round(n * len(members) / total))])
+        keep = torch.cat(chosen)
+        keep = keep[torch.randperm(len(keep), generator=generator)][:n].sort().values
+        return replace(self, train=Split(self.train.images[keep], labels[keep]))
+
     def split(self, val_ratio: float, seed: int) -> Splits:
         """Hold out ``val_ratio`` of the training images for validation, chosen by ``seed``."""
         if not 0 < val_ratio < 1:

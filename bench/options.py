@@ -194,7 +194,16 @@ class RunConfig:
     )
     dataset: str = _opt(PLAN, "Dataset name, or imagefolder:PATH (see `bench datasets`).", "digits", short="-d")
     data_dir: str | None = _opt(PLAN, "Where the dataset's files are (default: ./data).")
-    image_size: int | None = _opt(PLAN, "imagefolder: resize images to this size (default 32).", kind=int, low=4)
+    image_size: int | None = _opt(
+        PLAN, "imagefolder: resize images to this size (default 32).", kind=int, low=4, high=4096
+    )
+    limit_train: int | None = _opt(
+        PLAN,
+        "Train (and validate) on a seeded, stratified subset of this many of the training images; the test part "
+        "stays whole.",
+        kind=int,
+        low=2,
+    )
     mean: list[float] | None = _opt(
         PLAN, "Replace the dataset's per-channel mean (after scaling).", kind=float, many=True, unique=False
     )
@@ -507,7 +516,13 @@ class RunConfig:
 
     def data_options(self) -> dict:
         """The keyword arguments of bench.plugins.load_dataset, besides the dataset's name."""
-        return {"data_dir": self.data_dir, "image_size": self.image_size, "mean": self.mean, "std": self.std}
+        return {
+            "data_dir": self.data_dir,
+            "image_size": self.image_size,
+            "mean": self.mean,
+            "std": self.std,
+            "limit_train": self.limit_train,
+        }
 
     def axes(self) -> dict[str, list | None]:
         """The grid's axes: values per hyperparameter, None where the architecture's default applies."""

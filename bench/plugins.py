@@ -217,10 +217,17 @@ def dataset_info(spec: str):
 
 
 def load_dataset(
-    spec: str, data_dir=None, download: bool = False, image_size: int | None = None, mean=None, std=None
+    spec: str,
+    data_dir=None,
+    download: bool = False,
+    image_size: int | None = None,
+    mean=None,
+    std=None,
+    limit_train: int | None = None,
 ) -> Dataset:
     """Load ``name`` or ``name:argument`` through its plugin. ``mean`` and ``std`` replace the dataset's own
-    normalization (one value per channel, or one for all)."""
+    normalization (one value per channel, or one for all); ``limit_train`` keeps that many training images
+    (Dataset.limited); the normalization stays the whole dataset's."""
     from dataclasses import replace
 
     from bench.options import invalid
@@ -244,6 +251,8 @@ def load_dataset(
             if option == "std" and min(values) <= 0:
                 raise UsageError("--std values must be > 0")
             data = replace(data, **{option: values})
+    if limit_train is not None:
+        data = data.limited(limit_train)
     check_dataset(data)
     return data
 

@@ -552,3 +552,34 @@ def test_hook_register_datasets(invoke):
         assert row["status"] == "completed" and row["split"]["test"] == 50
     finally:
         plugins.unregister_in_process("noise_plugin")
+
+
+def test_limit_train_is_a_seeded_stratified_subset_and_the_test_part_stays_whole(invoke, store_path):
+    full = load_dataset("digits")
+    data = load_dataset("digits", limit_train=100)
+    again = load_dataset("digits", limit_train=100)
+    assert len(data.train) == 100 and torch.equal(data.train.labels, again.train.labels)
+    assert torch.equal(data.test.labels, full.test.labels) and data.mean == full.mean
+    counts = torch.bincount(data.train.labels, minlength=10)
+    assert counts.min() >= 8 and counts.max() <= 12  # each class keeps its share (about 10 of 100)
+    result = invoke(
+        "run",
+        "--arch",
+        "cnn_baseline",
+        "--limit-train",
+        "100",
+        "--epochs",
+        "1",
+        "--min-runs",
+        "3",
+        "--min-time",
+        "0",
+        "--batch-sizes",
+        "1",
+        "--engines",
+        "onnxruntime",
+    )
+    assert result.exit_code == 0, result.output
+    (row,) = invoke.json("report")
+    assert row["split"]["train"] + row["split"]["val"] == 100 and row["onnx"]["status"] == "ok"
+    assert invoke("export", "latest").exit_code == 0  # the run's subset is the one it pinned
