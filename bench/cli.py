@@ -313,9 +313,14 @@ def quantize(run_ref, trial_refs, store_path, as_json, **options):
     help="With csv or --json: one row per stored measurement (trial, precision, engine, provider, batch "
     "size) instead of one per trial.",
 )
+@click.option(
+    "--history",
+    is_flag=True,
+    help="With --json: each trial with its per-epoch history; with csv: one row per trial and epoch.",
+)
 @json_option
 @store_option
-def report(run_refs, all_runs, out_root, top, fmt, target_acc, measurements, as_json, store_path):
+def report(run_refs, all_runs, out_root, top, fmt, target_acc, measurements, history, as_json, store_path):
     """Write the report of stored runs (the latest by default; RUN is 'latest', an id or a unique prefix):
     leaderboard, every parameter, loss plots, confusion matrices, trade-offs, diagnosis and method."""
     from bench import report as r
@@ -325,15 +330,18 @@ def report(run_refs, all_runs, out_root, top, fmt, target_acc, measurements, as_
     fmt = "json" if as_json else fmt
     if measurements and fmt == "md":
         raise click.UsageError("--measurements goes with --format csv or --json")
+    if history and (fmt == "md" or measurements):
+        raise click.UsageError("--history goes with --format csv or --json, without --measurements")
     with Store(store_path, readonly=True) as store:
         runs = r.select_runs(store, run_refs, all_runs)
         if fmt == "json":
             views = r.gather(store, runs)
-            _print_json(r.measurements(views) if measurements else r.records(store, views))
+            _print_json(r.measurements(views) if measurements else r.records(store, views, history))
             return
         if fmt == "csv":
             views = r.gather(store, runs)
-            click.echo(r.measurements_csv(views) if measurements else r.to_csv(views), nl=False)
+            text = r.measurements_csv(views) if measurements else r.history_csv(views, store) if history else None
+            click.echo(text if text is not None else r.to_csv(views), nl=False)
             return
         path, views = r.write_report(store, runs, Path(out_root), top, None if target_acc is None else target_acc / 100)
     from bench.figures import fonts_for

@@ -28,14 +28,48 @@ TRIAL_FIELDS = (
 )
 
 
-def run_records(store: Store, run_id: str) -> list[dict]:
+class Records(list):
+    """Trial records (dicts), as bench.trials returns them: a list, that also converts to a pandas DataFrame."""
+
+    def to_pandas(self, history: bool = False):
+        """One row per trial, its nested fields flattened (variant.kernel_size, hparams.lr, onnx.status...); with
+        ``history``, one row per trial and epoch instead (the records must carry it: bench.trials(history=True)).
+        Needs pandas (pip install pandas)."""
+        try:
+            import pandas as pd
+        except ImportError as exc:
+            from bench.errors import BenchError
+
+            raise BenchError("to_pandas needs pandas: pip install pandas") from exc
+        if not history:
+            flat = [{k: v for k, v in r.items() if k not in ("history", "latency", "variants")} for r in self]
+            return pd.json_normalize(flat)
+        if any("history" not in r for r in self):
+            from bench.errors import UsageError
+
+            raise UsageError("to_pandas(history=True) needs records with their history: bench.trials(history=True)")
+        rows = [
+            {"run": r["run"], "trial": r["trial"], "architecture": r["architecture"], **epoch}
+            for r in self
+            for epoch in r["history"]
+        ]
+        return pd.DataFrame(rows)
+
+
+def run_records(store: Store, run_id: str, history: bool = False) -> Records:
     """Every trial of a run as ``--json`` shows it, in leaderboard order, each with its ``configuration``: the
-    trials that differ from it only by seed, and the mean, standard deviation and n of their accuracies."""
+    trials that differ from it only by seed, and the mean, standard deviation and n of their accuracies; with
+    ``history``, its per-epoch history too (loss, accuracy, learning rate, seconds, noise) as the store has it."""
     ranked = rank(store.trials(run_id))
     configs = {configuration_key(t): c for c in configurations(ranked) for t in ranked if t["idx"] in c["trials"]}
-    return [
-        {**trial_record(store, run_id, t), "configuration": _summary(configs[configuration_key(t)])} for t in ranked
-    ]
+    return Records(
+        {
+            **trial_record(store, run_id, t),
+            "configuration": _summary(configs[configuration_key(t)]),
+            **({"history": store.history(t["id"])} if history else {}),
+        }
+        for t in ranked
+    )
 
 
 def _summary(config: dict) -> dict:

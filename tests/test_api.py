@@ -189,7 +189,29 @@ def test_the_readme_python_example_runs(tiny_plugin, tmp_path, capsys):
     lines = capsys.readouterr().out.splitlines()
     run_id, status, best = lines[0].split()
     assert status == "completed" and 0 < float(best) <= 1
-    assert len(lines) == 1 + 4 and lines[1].endswith(" ok")  # 2 variants x 2 learning rates; the winner exported
+    assert lines[1].endswith(" ok")  # 2 variants x 2 learning rates; the winner exported
+    assert len([line for line in lines[1:5] if re.fullmatch(r"\d \S+ \S+ (ok|None)", line)]) == 4
+    rest = "\n".join(lines[5:])
+    assert "mean" in rest and "0.001" in rest and "0.01" in rest  # the learning rates compared
+    assert "epoch" in rest  # the validation loss per epoch and trial
+
+
+def test_trials_come_with_their_history_and_as_data_frames(tiny_plugin, store_path, invoke):
+    result = bench.run(arch=["tiny_cnn"], epochs=[3], lr=[0.01], store_path=store_path, no_benchmark=True)
+    trials = bench.trials(result.run_id, store_path=store_path, history=True)
+    assert all([e["epoch"] for e in t["history"]] == [1, 2, 3] for t in trials)
+    assert "history" not in bench.trials(result.run_id, store_path=store_path)[0]
+    table = trials.to_pandas()
+    assert len(table) == len(trials) and {"hparams.lr", "variant.width", "test_acc"} <= set(table.columns)
+    curves = trials.to_pandas(history=True)
+    assert len(curves) == 3 * len(trials) and {"trial", "epoch", "val_loss", "lr", "elapsed_s"} <= set(curves.columns)
+    with pytest.raises(UsageError, match="needs records with their history"):
+        bench.trials(result.run_id, store_path=store_path).to_pandas(history=True)
+    (row, *_) = invoke.json("report", "--history")
+    assert [e["epoch"] for e in row["history"]] == [1, 2, 3]
+    csv_rows = invoke("report", "--format", "csv", "--history").output.splitlines()
+    assert csv_rows[0].startswith("run,trial,architecture,epoch,train_loss") and len(csv_rows) == 1 + 3 * len(trials)
+    assert invoke("report", "--history").exit_code == 2  # the markdown report has its own figures
 
 
 class Boom(Exception):

@@ -20,7 +20,7 @@ from bench.report.sections import (
     time_section,
     top_section,
 )
-from bench.report.tables import measurements, measurements_csv, records, to_csv
+from bench.report.tables import history_csv, measurements, measurements_csv, records, to_csv
 from bench.report.tradeoff import tradeoff_section
 from bench.report.views import TrialView, choose_target, gather, md_table, select_runs
 from bench.store import Store, safe_component
@@ -30,6 +30,7 @@ __all__ = [
     "gather",
     "measurements",
     "measurements_csv",
+    "history_csv",
     "records",
     "select_runs",
     "to_csv",

@@ -177,15 +177,15 @@ def measurements_csv(views: list[TrialView]) -> str:
     return buf.getvalue()
 
 
-def records(store: Store, views: list) -> list[dict]:
+def records(store: Store, views: list, history: bool = False) -> list[dict]:
     """`bench report --json`: each trial's public record, with its configuration over seeds, its test-accuracy rank
-    and its diagnosis."""
+    and its diagnosis (``history``: and its per-epoch history)."""
     from bench.records import run_records
 
     by_run = {
         (r["run"], r["trial"]): r
         for run_id in dict.fromkeys(v.run["id"] for v in views)
-        for r in run_records(store, run_id)
+        for r in run_records(store, run_id, history)
     }
     return [
         {
@@ -195,3 +195,17 @@ def records(store: Store, views: list) -> list[dict]:
         }
         for v in views
     ]
+
+
+HISTORY_FIELDS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "time_s", "elapsed_s", "noisy")
+
+
+def history_csv(views: list[TrialView], store: Store) -> str:
+    """`bench report --format csv --history`: one row per trial and epoch."""
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["run", "trial", "architecture", *HISTORY_FIELDS])
+    for v in views:
+        for epoch in store.history(v.trial["id"]):
+            writer.writerow([v.run["id"], v.trial["idx"], v.trial["architecture"], *(epoch[k] for k in HISTORY_FIELDS)])
+    return buf.getvalue()

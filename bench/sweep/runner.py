@@ -117,14 +117,15 @@ def resume(run_id: str = "latest", *, store_path=None, listener=None, **options)
                 )
 
 
-def trials(run_id: str = "latest", *, store_path=None) -> list[dict]:
-    """The public records of a stored run's trials, in leaderboard order."""
+def trials(run_id: str = "latest", *, store_path=None, history: bool = False):
+    """The public records of a stored run's trials, in leaderboard order (a list; ``.to_pandas()`` makes it a
+    DataFrame); with ``history``, each with its per-epoch history."""
     from bench.records import run_records
     from bench.store import Store
 
     with Store(store_path, readonly=True) as store:
         row = store.run(None if run_id == "latest" else run_id)
-        return run_records(store, row["id"])
+        return run_records(store, row["id"], history)
 
 
 def _execute(
