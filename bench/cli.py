@@ -348,7 +348,9 @@ def report(run_refs, all_runs, out_root, top, fmt, target_acc, measurements, his
 
     if note := fonts_for(c for run in runs for c in run["classes"])[1]:
         click.echo(f"Warning: {note}", err=True)
-    ranked = [{**v.trial, "rank": v.test_rank} for v in views]
+    from bench.report.views import comparable
+
+    ranked = [{**v.trial, "rank": v.test_rank, "test_set": comparable(v.run)} for v in views]
     where = runs[0]["id"] if len(runs) == 1 else f"{len(runs)} runs"
     console = _console()
     console.print(leaderboard_table(ranked, f"{where}: ranked by test accuracy (★ selected by validation accuracy)"))

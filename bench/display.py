@@ -66,13 +66,18 @@ def leaderboard_table(ranked: list[dict], title: str) -> Table:
         ("status", "left"),
     ]:
         table.add_column(name, justify=justify, no_wrap=name not in ("variant", "status"))
+    several = len({t.get("run_id") for t in ranked}) > 1  # trials of several runs: each named with its run
+    sets = list(dict.fromkeys(t["test_set"] for t in ranked if t.get("test_set")))
+    if len(sets) > 1:  # ranks start again on each test set: say which one each row is ranked on
+        table.add_column("test set", no_wrap=False)
+        table.caption += "; ranks are per test set, never across them"
     keys = varying(ranked)
     for t in ranked:
         hp = t["hparams"]
         status = t["status"] + (f": {t['note']}" if t.get("note") and t["status"] != TrialStatus.COMPLETED else "")
         table.add_row(
             ("★ " if t["winner"] else "") + (str(t["rank"]) if t["rank"] else "-"),
-            trial_label(t["idx"]),
+            trial_label(t["idx"], t.get("run_id") if several else None),
             t["architecture"],
             short_variant(t, keys.get(t["architecture"], set())),
             hp["optimizer"],
@@ -84,6 +89,7 @@ def leaderboard_table(ranked: list[dict], title: str) -> Table:
             count(t["params"]),
             duration(t["duration_s"]) + (" [yellow]noisy[/]" if t.get("noisy_epochs") else ""),
             f"[{STATUS_STYLE.get(t['status'], 'white')}]{status}[/]",
+            *([t.get("test_set") or "-"] if len(sets) > 1 else []),
         )
     if any(t.get("noisy_epochs") for t in ranked):
         table.caption += f"; time [yellow]noisy[/]: some of its epochs were ({NOISE_METHOD})"

@@ -259,3 +259,25 @@ def test_time_to_accuracy_is_read_from_the_recorded_epochs(tmp_path, tiny_plugin
         assert ("floored to a whole percent" in md) == chosen
         assert "| epoch | lr (first step) |" in md  # every epoch's learning rate, for the top trials
         assert imread(tmp_path / "rep" / run["id"] / "time_to_accuracy.png").shape[0] > 100
+
+
+def test_runs_on_different_test_sets_are_never_ranked_together(invoke, tmp_path):
+    from PIL import Image
+
+    folder = tmp_path / "folder"
+    for name, colour in (("red", (200, 30, 30)), ("blue", (30, 30, 200))):
+        (folder / name).mkdir(parents=True)
+        for i in range(30):
+            Image.new("RGB", (12, 12), tuple(min(255, c + 3 * i) for c in colour)).save(folder / name / f"{i}.png")
+    quick = ("--arch", "cnn_baseline", "--epochs", "1", "--batch-size", "16", "--no-benchmark", "-q")
+    assert invoke("run", *quick).exit_code == 0
+    assert invoke("run", *quick, "--dataset", f"imagefolder:{folder}", "--image-size", "12").exit_code == 0
+    runs = [r["id"] for r in invoke.json("runs")]
+    rows = invoke.json("report", *runs)
+    assert sorted(r["test_rank"] for r in rows) == [1, 1]  # each first on its own test set
+    result = invoke("report", *runs, "--out", tmp_path / "reports")
+    assert result.exit_code == 0, result.output
+    assert "test set" in result.output and f"{runs[0]}/t001" in result.output  # the run beside the trial
+    report = next((tmp_path / "reports").glob("combined-*/report.md")).read_text()
+    assert "These runs test on 2 different test sets" in report
+    assert report.count("\n## Leaderboard") == 2 and "\n# digits (" in report and "\n# imagefolder:" in report

@@ -22,7 +22,7 @@ from bench.report.sections import (
 )
 from bench.report.tables import history_csv, measurements, measurements_csv, records, to_csv
 from bench.report.tradeoff import tradeoff_section
-from bench.report.views import TrialView, choose_target, gather, md_table, select_runs
+from bench.report.views import TrialView, choose_target, comparable, gather, groups_of, md_table, select_runs
 from bench.store import Store, safe_component
 
 __all__ = [
@@ -61,48 +61,61 @@ def write_report(
 
 def _write_report(store, runs, out_root, top, target_acc, font_note) -> tuple[Path, list[TrialView]]:
     views = gather(store, runs)
-    target = target_acc if target_acc is not None else choose_target(views)
     folder = output_dir(out_root, runs)
-    written: list[str] = []
+    groups = groups_of(runs)
+    title = runs[0]["id"] if len(runs) == 1 else f"{len(runs)} runs"
+    parts = [f"# cnnbench report: {title}", header_section(runs, store)]
+    if len(groups) > 1:  # never one ranking, front or figure over different test sets
+        parts.append(
+            f"These runs test on {len(groups)} different test sets ({', '.join(comparable(g[0]) for g in groups)}): "
+            "each has its own leaderboard, figures and fronts below; accuracies of different test sets are not "
+            "compared."
+        )
+    for i, group in enumerate(groups, 1):
+        names = {r["id"] for r in group}
+        mine = [v for v in views if v.run["id"] in names]
+        prefix = "" if len(groups) == 1 else f"set{i}_"  # a dataset's name may be a path: not part of file names
+        body = _body(mine, top, target_acc, folder, prefix, gpu_of(mine))
+        parts.append(body if len(groups) == 1 else f"# {comparable(group[0])}\n\n{body}")
+    parts += ["## Method", method_section(runs, views) + (f"\n\nFigures: {font_note}." if font_note else "")]
+    path = folder / "report.md"
+    atomic_write(path, ("\n\n".join(parts) + "\n").encode())
+    return path, views
+
+
+def gpu_of(views: list[TrialView]) -> bool:
+    return any(r["provider"] in GPU_PROVIDERS and r["status"] == "ok" for v in views for r in v.latency)
+
+
+def _body(views: list[TrialView], top: int, target_acc, folder: Path, prefix: str, gpu: bool) -> str:
+    """The report's sections for one group of comparable runs; its figures' names start with ``prefix``."""
+    target = target_acc if target_acc is not None else choose_target(views)
 
     def write_png(name: str, data: bytes) -> str:
-        atomic_write(folder / name, data)
-        written.append(name)
-        return name
+        atomic_write(folder / (prefix + name), data)
+        return prefix + name
 
-    gpu = any(r["provider"] in GPU_PROVIDERS and r["status"] == "ok" for v in views for r in v.latency)
     header, rows = leaderboard_rows(views, gpu, target)
-    title = runs[0]["id"] if len(runs) == 1 else f"{len(runs)} runs"
-    markdown = (
-        "\n\n".join(
-            [
-                f"# cnnbench report: {title}",
-                header_section(runs, store),
-                "## Leaderboard",
-                "Ranked by test accuracy; trials that did not complete follow. ★: selected by validation accuracy "
-                "for its architecture. Accuracies in %; training s: the training steps' wall time (validation "
-                f"excluded); time to {pct(target)}% val: see Time to accuracy; latency and throughput from ONNX "
-                "Runtime (see Method).",
-                md_table(header, rows),
-                *(["## Configurations over seeds", configs] if (configs := configurations_section(views)) else []),
-                "## Every parameter",
-                parameters_section(views),
-                f"## Top {top}",
-                top_section(views, top, write_png),
-                "## Time to accuracy",
-                time_section(views, target, target_acc is None, write_png),
-                "## Trade-offs",
-                tradeoff_section(views, write_png),
-                "## Deployment: precisions and batch sizes",
-                deployment_section(views, write_png),
-                "## Diagnosis of every trial",
-                diagnosis_section(views),
-                "## Method",
-                method_section(runs, views) + (f"\n\nFigures: {font_note}." if font_note else ""),
-            ]
-        )
-        + "\n"
+    return "\n\n".join(
+        [
+            "## Leaderboard",
+            "Ranked by test accuracy; trials that did not complete follow. ★: selected by validation accuracy "
+            "for its architecture. Accuracies in %; training s: the training steps' wall time (validation "
+            f"excluded); time to {pct(target)}% val: see Time to accuracy; latency and throughput from ONNX "
+            "Runtime (see Method).",
+            md_table(header, rows),
+            *(["## Configurations over seeds", configs] if (configs := configurations_section(views)) else []),
+            "## Every parameter",
+            parameters_section(views),
+            f"## Top {top}",
+            top_section(views, top, write_png),
+            "## Time to accuracy",
+            time_section(views, target, target_acc is None, write_png),
+            "## Trade-offs",
+            tradeoff_section(views, write_png),
+            "## Deployment: precisions and batch sizes",
+            deployment_section(views, write_png),
+            "## Diagnosis of every trial",
+            diagnosis_section(views),
+        ]
     )
-    path = folder / "report.md"
-    atomic_write(path, markdown.encode())
-    return path, views

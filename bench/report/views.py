@@ -79,11 +79,36 @@ def gather(store: Store, runs: list[dict]) -> list[TrialView]:
                     name=name,
                 )
             )
+    groups = list(dict.fromkeys(comparable(r) for r in runs))
     ranked = [v for v in views if v.trial["status"] in FINISHED and v.trial["test_acc"] is not None]
-    ranked.sort(key=lambda v: (-v.trial["test_acc"], -(v.trial["val_acc"] or 0), v.run["created_at"], v.trial["idx"]))
-    for i, v in enumerate(ranked, 1):
-        v.test_rank = i
+    ranked.sort(
+        key=lambda v: (
+            groups.index(comparable(v.run)),
+            -v.trial["test_acc"],
+            -(v.trial["val_acc"] or 0),
+            v.run["created_at"],
+            v.trial["idx"],
+        )
+    )
+    for group in groups:  # ranks start again in each group of comparable runs: never across datasets
+        for i, v in enumerate((v for v in ranked if comparable(v.run) == group), 1):
+            v.test_rank = i
     return ranked + [v for v in views if v.test_rank is None]
+
+
+def comparable(run: dict) -> str:
+    """What runs must share for their test accuracies to be ranked together: the dataset and its test set's size
+    (the same name with another --limit-train, image folder or split is another test)."""
+    test = (run.get("split") or {}).get("test")
+    return f"{run['dataset']} ({test} test images)" if test is not None else run["dataset"]
+
+
+def groups_of(runs: list[dict]) -> list[list[dict]]:
+    """``runs`` in groups of comparable runs (comparable), in the order they come."""
+    out: dict[str, list[dict]] = {}
+    for run in runs:
+        out.setdefault(comparable(run), []).append(run)
+    return list(out.values())
 
 
 def md_table(header: list[str], rows: list[list[str]]) -> str:
