@@ -261,9 +261,10 @@ def test_time_to_accuracy_is_read_from_the_recorded_epochs(tmp_path, tiny_plugin
         assert imread(tmp_path / "rep" / run["id"] / "time_to_accuracy.png").shape[0] > 100
 
 
-def test_runs_on_different_test_sets_are_never_ranked_together(invoke, tmp_path):
+def test_runs_on_different_test_sets_are_never_ranked_together(invoke, tmp_path, monkeypatch):
     from PIL import Image
 
+    monkeypatch.setenv("COLUMNS", "400")  # the terminal table on one line per trial
     folder = tmp_path / "folder"
     for name, colour in (("red", (200, 30, 30)), ("blue", (30, 30, 200))):
         (folder / name).mkdir(parents=True)
