@@ -358,6 +358,30 @@ def report(run_refs, all_runs, out_root, top, fmt, target_acc, measurements, his
 
 
 @cli.command()
+@click.argument("run_a", metavar="A")
+@click.argument("run_b", metavar="B")
+@store_option
+@json_option
+def compare(run_a, run_b, store_path, as_json):
+    """Two runs on the same test set side by side (A and B: 'latest', ids or unique prefixes): per architecture
+    and variant trained in both, each run's best configuration, its test accuracy over seeds and its ONNX Runtime
+    latency (CPU, batch 1), the hyperparameters that differ, and B's change against A."""
+    from bench.display import compare_table
+    from bench.report.compare import compare as compare_runs
+    from bench.store import Store
+
+    with Store(store_path, readonly=True) as store:
+        a, b = (store.run(None if ref == "latest" else ref) for ref in (run_a, run_b))
+        rows = compare_runs(store, a, b)
+    if as_json:
+        _print_json(rows)
+    elif not rows:
+        click.echo(f"Runs {a['id']} and {b['id']} trained no architecture variant in common.")
+    else:
+        _console().print(compare_table(rows, a["id"], b["id"]))
+
+
+@cli.command()
 @store_option
 @json_option
 def runs(store_path, as_json):

@@ -427,6 +427,49 @@ def catalog_tables(catalog: dict) -> list[tuple[str, Table, str]]:
     return out
 
 
+def compare_table(rows: list[dict], a: str, b: str) -> Table:
+    """`bench compare A B`: per architecture and variant, each run's test accuracy and latency, B against A."""
+    table = Table(
+        "architecture",
+        "variant",
+        "differs (A -> B)",
+        "A test %",
+        "B test %",
+        "Δ points",
+        "A p50 ms",
+        "B p50 ms",
+        "B/A latency",
+        title=f"B = {b} against A = {a}",
+        title_justify="left",
+        caption="test %: mean ± standard deviation over seeds (n); p50: ONNX Runtime fp32, CPU, batch 1, of the best "
+        "trial; a latency ratio only where neither figure is noisy",
+        caption_justify="left",
+    )
+
+    def acc(stats: dict) -> str:
+        return _mean_std(stats) + (f" (n={stats['n']})" if stats["n"] > 1 else "")
+
+    def p50(latency: dict | None) -> str:
+        if latency is None:
+            return "-"
+        return f"{latency['p50_ms']:.3f}" + (" [yellow]noisy[/]" if latency["noisy"] else "")
+
+    for r in rows:
+        change = r["test_acc_change"]
+        table.add_row(
+            r["architecture"],
+            format_variant(r["variant"]) or "-",
+            " ".join(f"{k}={format_value(x)}->{format_value(y)}" for k, (x, y) in r["differs"].items()) or "-",
+            acc(r["a"]["test_acc"]),
+            acc(r["b"]["test_acc"]),
+            "-" if change is None else f"{100 * change:+.2f}",
+            p50(r["a"]["latency"]),
+            p50(r["b"]["latency"]),
+            "-" if r["latency_ratio"] is None else f"{r['latency_ratio']:.2f}x",
+        )
+    return table
+
+
 def plan_table(plan: dict) -> Table:
     """`bench run --dry-run`: the planned trials, their size and cost, and the estimated training time."""
     rows = plan["trials"]

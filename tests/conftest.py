@@ -59,7 +59,7 @@ class Invoker:
 
     def __call__(self, *args, store=True):
         args = [str(a) for a in args]
-        if store and args and args[0] in ("run", "report", "runs", "export", "benchmark", "quantize"):
+        if store and args and args[0] in ("run", "report", "runs", "export", "benchmark", "quantize", "compare"):
             args += ["--store", str(self.store_path)]
         result = CliRunner().invoke(cli, args)
         # A user error must never surface as a Python traceback.

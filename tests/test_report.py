@@ -282,3 +282,23 @@ def test_runs_on_different_test_sets_are_never_ranked_together(invoke, tmp_path,
     report = next((tmp_path / "reports").glob("combined-*/report.md")).read_text()
     assert "These runs test on 2 different test sets" in report
     assert report.count("\n## Leaderboard") == 2 and "\n# digits (" in report and "\n# imagefolder:" in report
+
+
+def test_compare_puts_two_runs_side_by_side_per_variant(invoke, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "400")
+    quick = ("--arch", "cnn_baseline", "--epochs", "2", "--engines", "onnxruntime", "--batch-sizes", "1")
+    quick += ("--min-runs", "5", "--min-time", "0", "--quantize", "none", "-q")
+    assert invoke("run", *quick, "--lr", "0.01").exit_code == 0
+    assert invoke("run", *quick, "--lr", "0.03", "--seed", "0,1").exit_code == 0
+    a, b = (r["id"] for r in invoke.json("runs"))
+    (row,) = invoke.json("compare", a, b)
+    assert row["architecture"] == "cnn_baseline" and row["differs"] == {"lr": [0.01, 0.03]}
+    assert row["a"]["test_acc"]["n"] == 1 and row["b"]["test_acc"]["n"] == 2  # B's two seeds, summarized
+    assert row["test_acc_change"] == pytest.approx(row["b"]["test_acc"]["mean"] - row["a"]["test_acc"]["mean"])
+    assert row["a"]["latency"]["p50_ms"] > 0 and row["b"]["latency"]["p50_ms"] > 0
+    both_quiet = not row["a"]["latency"]["noisy"] and not row["b"]["latency"]["noisy"]
+    assert (row["latency_ratio"] is not None) == both_quiet
+    result = invoke("compare", a, b)
+    assert result.exit_code == 0 and "lr=0.01->0.03" in result.output and "(n=2)" in result.output
+    result = invoke("compare", a, "nope")
+    assert result.exit_code == 2 and "unknown run 'nope'" in result.output

@@ -1,0 +1,79 @@
+"""`bench compare A B`: two runs on the same test set side by side. Trials are matched by architecture and variant;
+each side's best configuration of it (best mean validation accuracy over its seeds) gives the test accuracy (mean,
+spread over seeds) and the fp32 ONNX Runtime latency on the CPU at batch 1 (p50, with its noise); the differences
+are B minus A, and a latency ratio only where neither measurement is noisy."""
+
+from __future__ import annotations
+
+import json
+
+from bench.errors import UsageError
+from bench.formats import CPU_PROVIDERS
+from bench.leaderboard import configurations, rank
+from bench.report.views import comparable
+from bench.status import MeasurementStatus
+from bench.store import Store
+from bench.tradeoffs import representative
+
+
+def compare(store: Store, a: dict, b: dict) -> list[dict]:
+    """One row per (architecture, variant) trained in both runs ``a`` and ``b`` (run rows of ``store``)."""
+    if comparable(a) != comparable(b):
+        raise UsageError(
+            f"runs {a['id']} and {b['id']} test on different sets ({comparable(a)}; {comparable(b)}): their "
+            "accuracies cannot be compared (`bench report A B` shows each on its own)"
+        )
+    sides = [_best_by_variant(store, run) for run in (a, b)]
+    rows = []
+    for key in [k for k in sides[0] if k in sides[1]]:
+        (ca, la), (cb, lb) = sides[0][key], sides[1][key]
+        differs = sorted(
+            k for k in set(ca["hparams"]) | set(cb["hparams"]) if ca["hparams"].get(k) != cb["hparams"].get(k)
+        )
+        acc_a, acc_b = ca["test_acc"], cb["test_acc"]
+        trustworthy = la is not None and lb is not None and not la["noisy"] and not lb["noisy"]
+        rows.append(
+            {
+                "architecture": ca["architecture"],
+                "variant": ca["variant"],
+                "differs": {k: [ca["hparams"].get(k), cb["hparams"].get(k)] for k in differs},
+                "a": {"trials": ca["trials"], "test_acc": acc_a, "latency": la},
+                "b": {"trials": cb["trials"], "test_acc": acc_b, "latency": lb},
+                "test_acc_change": (
+                    acc_b["mean"] - acc_a["mean"] if acc_a["mean"] is not None and acc_b["mean"] is not None else None
+                ),
+                "latency_ratio": lb["p50_ms"] / la["p50_ms"] if trustworthy else None,
+            }
+        )
+    return rows
+
+
+def _best_by_variant(store: Store, run: dict) -> dict[str, tuple[dict, dict | None]]:
+    """Per (architecture, variant): the run's best configuration of it, and the fp32 CPU batch-1 ONNX Runtime
+    measurement of its best trial (None when not measured)."""
+    ranked = rank(store.trials(run["id"]))
+    by_idx = {t["idx"]: t for t in ranked}
+    out: dict[str, tuple[dict, dict | None]] = {}
+    for config in configurations(ranked):  # best mean validation accuracy first: the first of a variant wins
+        key = json.dumps([config["architecture"], config["variant"]], sort_keys=True)
+        if key in out or config["test_acc"]["n"] == 0:
+            continue
+        trial = max((by_idx[i] for i in config["trials"]), key=lambda t: t["val_acc"] or 0)
+        out[key] = (config, _latency(store, trial))
+    return out
+
+
+def _latency(store: Store, trial: dict) -> dict | None:
+    rows = [
+        r
+        for r in representative(store.latency_of(trial["id"]))
+        if r["engine"] == "onnxruntime"
+        and r["provider"] in CPU_PROVIDERS
+        and (r.get("precision") or "fp32") == "fp32"
+        and r["batch_size"] == 1
+        and r["status"] == MeasurementStatus.OK
+    ]
+    if not rows:
+        return None
+    r = rows[0]
+    return {"p50_ms": r["p50_ms"], "p99_ms": r["p99_ms"], "noisy": bool(r["noisy"]), "trial": trial["idx"]}
