@@ -499,7 +499,7 @@ def plan_table(plan: dict) -> Table:
     )
     for r, setting in zip(rows, settings, strict=True):
         table.add_row(
-            f"t{r['trial']:03d}",
+            trial_label(r["trial"]),
             r["architecture"],
             format_variant({k: v for k, v in setting.items() if k in keys}) or "-",
             f"{r['params'] / 1e6:.2f}M",

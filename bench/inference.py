@@ -371,3 +371,43 @@ def evaluate(
     finally:
         if callable(getattr(session, "close", None)):
             session.close()
+
+
+def measure_file(
+    path,
+    images: torch.Tensor,
+    batch_size: int,
+    device: str,
+    settings: BenchSettings,
+    threads: int,
+    engine: str = "onnxruntime",
+    precision: str = "fp32",
+) -> Measurement:
+    """One ONNX file at one batch size in one engine, under the protocol (for scripts and notebooks: a trial's
+    files are measured by bench.deploy.benchmark_trial)."""
+    from pathlib import Path
+
+    from bench.plugins import get_plugins
+
+    (entry,) = get_plugins().engines.select([engine])
+    model = Model(Path(path), {precision: Path(path)}, None, tuple(images.shape[1:]))
+    return measure(entry, model, device, precision, batch_size, images, settings, threads)
+
+
+def measure_module(
+    module,
+    images: torch.Tensor,
+    batch_size: int,
+    device: str,
+    settings: BenchSettings,
+    threads: int,
+    engine: str = "torch",
+) -> Measurement:
+    """A PyTorch module at one batch size in a PyTorch engine (eager, or torch-compile), under the protocol."""
+    from pathlib import Path
+
+    from bench.plugins import get_plugins
+
+    (entry,) = get_plugins().engines.select([engine])
+    model = Model(Path(), {}, module.eval(), tuple(images.shape[1:]))
+    return measure(entry, model, device, "fp32", batch_size, images, settings, threads)

@@ -19,8 +19,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from record import record
-from zoo import cpu_name
+from record import cpu_name, record
 
 BENCH = str(Path(sys.executable).parent / "bench")
 

@@ -143,7 +143,7 @@ def _header(cores: int) -> str:
 def int8_section(cores: int, rounds: int, runs: int) -> str:
     import statistics
 
-    from bench.inference import BenchSettings, bench_onnxruntime
+    from bench.inference import BenchSettings, measure_file
     from bench.quantize import QuantizeSettings, quantize_int8
 
     images = torch.randn(64, 3, 32, 32, generator=torch.Generator().manual_seed(0))
@@ -160,7 +160,7 @@ def int8_section(cores: int, rounds: int, runs: int) -> str:
             for _ in range(rounds):
                 for batch in (1, 64):
                     for precision, f in (("fp32", path), ("int8", int8)):
-                        m = bench_onnxruntime(f, images, batch, "cpu", settings, cores)
+                        m = measure_file(f, images, batch, "cpu", settings, cores)
                         p50.setdefault((precision, batch), []).append(m.summary()["p50_ms"])
             med = {k: statistics.median(v) for k, v in p50.items()}
             floats = method["operators"]["float"]
@@ -268,7 +268,7 @@ def main() -> None:
 def fp32_section(runs: int) -> None:
     from bench.environment import cpu_features, cpu_model
     from bench.export import to_onnx
-    from bench.inference import BenchSettings, bench_onnxruntime, bench_torch
+    from bench.inference import BenchSettings, measure_file, measure_module
     from bench.modelstats import count_flops
     from bench.plugins import get_registry
 
@@ -293,16 +293,16 @@ def fp32_section(runs: int) -> None:
             path = Path(tmp) / f"{name}{index}.onnx"
             path.write_bytes(to_onnx(model, shape, {})[0].SerializeToString())
             for batch in (1, 64):
-                eager = bench_torch(model, images, batch, "cpu", settings, cores).summary()["p50_ms"]
+                eager = measure_module(model, images, batch, "cpu", settings, cores).summary()["p50_ms"]
                 trials = {}
                 for level in LEVELS:
                     for threads in sorted({1, cores}):
                         s = BenchSettings(warmup=5, min_runs=runs, min_time=1.0, graph_optimization=level)
-                        trials[(level, threads)] = bench_onnxruntime(path, images, batch, "cpu", s, threads).summary()[
+                        trials[(level, threads)] = measure_file(path, images, batch, "cpu", s, threads).summary()[
                             "p50_ms"
                         ]
                 (level, threads), ort_ms = min(trials.items(), key=lambda kv: kv[1])
-                default = bench_onnxruntime(path, images, batch, "cpu", settings, cores)
+                default = measure_file(path, images, batch, "cpu", settings, cores)
                 default_ms, chosen = default.summary()["p50_ms"], default.method["graph_optimization"]
                 wins[f"{level}, {threads} thread{'s' if threads > 1 else ''}"] = (
                     wins.get(f"{level}, {threads} thread{'s' if threads > 1 else ''}", 0) + 1

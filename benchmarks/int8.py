@@ -25,9 +25,8 @@ from pathlib import Path
 import numpy as np
 import onnx
 import onnxruntime as ort
-from record import record
+from record import cpu_name, record
 from stored import stored_trial, trial_parser
-from zoo import cpu_name
 
 from bench import onnxrt
 from bench.deploy import calibration_and_test

@@ -22,8 +22,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from record import record
-from zoo import cpu_name
+from record import cpu_name, record
 
 ROOT = Path(__file__).resolve().parent.parent
 

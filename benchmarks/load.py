@@ -25,8 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from record import record
-from zoo import cpu_name
+from record import cpu_name, record
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = str(Path(sys.executable).parent / "bench")

@@ -1,5 +1,6 @@
-"""Write one section of benchmarks/RESULTS.md, replacing that section's previous figures only."""
+"""Write one section of benchmarks/RESULTS.md, replacing that section's previous figures only; name the CPU."""
 
+import platform
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
@@ -16,3 +17,11 @@ def record(heading: str, section: str) -> None:
     else:
         text = text.rstrip("\n") + "\n\n" + section
     RESULTS.write_text(text.rstrip("\n") + "\n")
+
+
+def cpu_name() -> str:
+    """The CPU's model name, as every figure in RESULTS.md records it."""
+    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown CPU"

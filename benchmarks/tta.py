@@ -5,7 +5,7 @@ checked against PyTorch, and its ONNX Runtime latency. Training is unchanged by 
 (trained with any of them) tells what each adds.
 
 Accuracy: the trial's own test split and preprocessing, PyTorch fp32 in eval mode, then the exported file through
-onnxruntime. Latency: cnnbench's own measurement (bench.inference.bench_onnxruntime: 10 warm-up runs, then at least
+onnxruntime. Latency: cnnbench's own measurement (bench.inference.measure_file: 10 warm-up runs, then at least
 --runs runs and --min-time s, p50 by numpy), graph optimization auto, intra-op threads = every core.
 
     python benchmarks/tta.py --store runs/lab/bench.db --run RUN [--trial N]
@@ -22,15 +22,14 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import torch
-from record import record
+from record import cpu_name, record
 from stored import stored_trial, trial_parser
-from zoo import cpu_name
 
 from bench import onnxrt
 from bench.architectures import format_variant
 from bench.deploy import _test_images, load_model
 from bench.export import check_parity, run_session, to_onnx
-from bench.inference import BenchSettings, bench_onnxruntime
+from bench.inference import BenchSettings, measure_file
 from bench.layers import FlipAverage, FlipTranslateAverage
 from bench.plugins import load_run_dataset
 
@@ -74,7 +73,7 @@ def main() -> None:
             parity = check_parity(model, path, images)
             logits = run_session(onnxrt.session(path, "cpu", threads), images.numpy().astype(np.float32))
             onnx_acc = float((logits.argmax(1) == labels.numpy()).mean())
-            p50 = [bench_onnxruntime(path, images, b, "cpu", settings, threads).summary()["p50_ms"] for b in (1, 64)]
+            p50 = [measure_file(path, images, b, "cpu", settings, threads).summary()["p50_ms"] for b in (1, 64)]
             rows[name] = (parity, onnx_acc, p50)
     heading = f"TTA: {trial['architecture']} on {run['dataset'].split('/')[-1]}, run {run['id']}"
     lines = [

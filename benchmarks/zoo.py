@@ -4,9 +4,9 @@ model can be chosen for a latency budget before anything is trained.
 
 Models: 3x32x32 input, 10 classes, seeded random weights (latency does not depend on the weights' values),
 exported by cnnbench's exporter (`bench.export.to_onnx`, the dynamo exporter, TorchScript where dynamo fails).
-Latency: cnnbench's own measurement (`bench.inference.bench_onnxruntime`): 10 warm-up runs, then at least --runs
-timed runs and --min-time seconds, p50 by numpy; graph optimization auto (the faster of 'extended' and 'all' in a
-probe); intra-op threads = every core. FLOPs: torch's flop counter (a multiply-add = 2).
+Latency: cnnbench's own measurement (`bench.inference.measure_file`, its onnxruntime engine): 10 warm-up runs, then at
+least --runs timed runs and --min-time seconds, p50 by numpy; graph optimization auto (the faster of 'extended' and
+'all' in a probe); intra-op threads = every core. FLOPs: torch's flop counter (a multiply-add = 2).
 
     python benchmarks/zoo.py [--runs 100] [--min-time 1]
 
@@ -17,27 +17,19 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import tempfile
 from pathlib import Path
 
 import onnxruntime as ort
 import torch
-from record import record
+from record import cpu_name, record
 
 from bench.export import to_onnx
-from bench.inference import BenchSettings, bench_onnxruntime
+from bench.inference import BenchSettings, measure_file
 from bench.modelstats import count_flops, count_parameters
 from bench.plugins import get_registry
 
 LAB = ["cnn_baseline", "cnn_vgg", "resnet", "fast_cnn"]
-
-
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown CPU"
 
 
 def main() -> None:
@@ -69,7 +61,7 @@ def main() -> None:
             proto, exporter = to_onnx(model, (3, 32, 32), {})
             path = Path(tmp) / f"{name}.onnx"
             path.write_bytes(proto.SerializeToString())
-            m = bench_onnxruntime(path, images, 1, "cpu", settings, threads)
+            m = measure_file(path, images, 1, "cpu", settings, threads)
             p50 = m.summary()["p50_ms"] if m.status == "ok" else None
             rows.append((name, variant, count_parameters(model), count_flops(model, (3, 32, 32)), p50, exporter))
             print(rows[-1], flush=True)

@@ -105,3 +105,44 @@ def test_statuses_and_trial_labels_have_one_definition():
             assert not re.search(r"t\{[^}]*:03d\}", text), f"{path.name} writes a trial label by hand"
         if path.name not in ("status.py", "schema.py"):
             assert '"interrupted"' not in text, f"{path.name} spells a status by hand"
+
+
+def test_the_benchmark_scripts_import_what_exists():
+    """benchmarks/ is not run by the suite (its figures take minutes): at least every name a script imports from
+    bench, or from its sibling scripts, must exist, so a renamed function breaks a test rather than a measurement."""
+    import ast
+    import importlib
+
+    folder = ROOT / "benchmarks"
+    siblings = {p.stem: ast.parse(p.read_text()) for p in folder.glob("*.py")}
+    for name, tree in siblings.items():
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.ImportFrom) or node.module is None:
+                continue
+            wanted = [a.name for a in node.names]
+            if node.module.split(".")[0] == "bench":
+                module = importlib.import_module(node.module)
+                missing = [w for w in wanted if not hasattr(module, w) and not _is_module(f"{node.module}.{w}")]
+            elif node.module in siblings:
+                defined = {
+                    n.name for n in siblings[node.module].body if isinstance(n, ast.FunctionDef | ast.ClassDef)
+                } | {
+                    t.id
+                    for n in siblings[node.module].body
+                    if isinstance(n, ast.Assign)
+                    for t in n.targets
+                    if isinstance(t, ast.Name)
+                }
+                missing = [w for w in wanted if w not in defined]
+            else:
+                continue
+            assert not missing, f"benchmarks/{name}.py imports {missing} from {node.module}, which has no such name"
+
+
+def _is_module(name: str) -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ModuleNotFoundError:
+        return False
