@@ -190,7 +190,8 @@ def _label_front(ax, fig, front, labels, costs, accuracies) -> None:
     renderer = fig.canvas.get_renderer()
     points = [ax.transData.transform((c, 100 * a)) for c, a in zip(costs, accuracies, strict=True)]
     taken = []
-    for i in front:
+    # the most accurate first: it takes a place above, so a point just below it gets its label below, not beside it
+    for i in sorted(front, key=lambda k: -accuracies[k]):
         for dx, dy in OFFSETS:
             text = ax.annotate(
                 labels[i],

@@ -142,7 +142,13 @@ def test_a_run_recorded_before_run_config_reads_back():
         "ray",
         2,
     )
-    assert config.data_options() == {"data_dir": None, "image_size": 16, "mean": [0.5], "std": None}
+    assert config.data_options() == {
+        "data_dir": None,
+        "image_size": 16,
+        "mean": [0.5],
+        "std": None,
+        "limit_train": None,
+    }
 
 
 @pytest.mark.parametrize("fast", [True, False])

@@ -511,7 +511,7 @@ def test_config_file_sets_options_and_the_command_line_overrides_it_option_by_op
     ("content", "message"),
     [
         ("learning_rate = 0.1", "unknown key 'learning_rate'"),
-        ('lr = "fast"', "key 'lr': Invalid value for '--lr': 'fast' (a number > 0)"),
+        ('lr = "fast"', "key 'lr': expected a number (or a list of them), not the text 'fast'"),
         ("epochs = 0", "key 'epochs': Invalid value for '--epochs': 0 (an integer >= 1)"),
         ("batch_size = [32, 0]", "key 'batch_size'"),
         ('epochs = [1, "x"]', "key 'epochs'"),

@@ -99,7 +99,8 @@ def _plugins_json(invoke):
 
 
 @pytest.mark.parametrize("kind", list(BROKEN))
-def test_a_broken_plugin_is_reported_by_name_and_the_others_work(installed, invoke, kind):
+def test_a_broken_plugin_is_reported_by_name_and_the_others_work(installed, invoke, kind, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "400")  # the plugins table with whole cells
     source, message = BROKEN[kind]
     installed(kind, source)
     installed("good", GOOD)
@@ -307,7 +308,12 @@ def test_new_plugin_output_and_the_sample_plugin_install_and_run(tmp_path, invok
 
 @pytest.mark.parametrize(
     ("name", "message"),
-    [("Foo", "invalid plugin name"), ("cnn_vgg", "already exists"), ("9lives", "invalid plugin name")],
+    [
+        ("Foo", "invalid plugin name"),
+        ("cnn_vgg", "a plugin called 'cnn_vgg' is already installed"),
+        ("tv_resnet18", "an architecture called 'tv_resnet18' already exists"),
+        ("9lives", "invalid plugin name"),
+    ],
 )
 def test_new_plugin_refuses_bad_names(invoke, tmp_path, name, message):
     result = invoke("new-plugin", name, "--dir", tmp_path)

@@ -52,6 +52,8 @@ def default_run(tmp_path_factory):
         "20",
         "--min-time",
         "0.1",
+        "--engines",
+        "onnxruntime,torch",  # every engine in one report: tests/test_quantize.py
         "--store",
         store,
         "-q",

@@ -96,7 +96,9 @@ def test_where_across_a_plugin_keeps_each_architectures_own_values_and_refuses_u
     specs = plan_run(RunConfig(plugin=["torchvision"], where={"model": ["resnet18", "squeezenet1_1"]}))
     assert [s.architecture.name for s in specs] == ["tv_resnet18", "tv_squeezenet1_1"]
     result = invoke("run", "--plugin", "torchvision", "--where", "model=resnet19")
-    assert result.exit_code == 2 and "'resnet19' is not a value of tv_resnet18.model" in result.output
+    assert (
+        result.exit_code == 2 and "no selected architecture has model=resnet19 (tv_resnet18: resnet18;" in result.output
+    )
 
 
 # --- timm: an optional extra ----------------------------------------------------------------------------------

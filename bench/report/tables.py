@@ -113,6 +113,7 @@ MEASUREMENT_FIELDS = (
     "throughput",
     "session_ms",
     "first_ms",
+    "peak_rss_mb",
     "repeat",
     "spread",
     "cv",
