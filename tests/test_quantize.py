@@ -190,9 +190,13 @@ def test_quantize_command_remakes_variants_and_records_a_flagged_one(tiny_run):
 
 # --- batch-size curves ---------------------------------------------------------------------------------
 
+CURVE_ENGINES = ("--engines", "onnxruntime,torch")  # the curve is the point: one ONNX engine and PyTorch
+
 
 def test_a_batch_curve_runs_to_256_and_the_report_says_where_throughput_saturates(tiny_run, tmp_path):
-    rows = tiny_run.json("benchmark", "latest", "--batch-curve", "--min-time", "0.02", "--min-runs", "5")
+    rows = tiny_run.json(
+        "benchmark", "latest", "--batch-curve", "--min-time", "0.02", "--min-runs", "5", *CURVE_ENGINES
+    )
     (row,) = rows
     batches = sorted({m["batch_size"] for m in row["latency"] if m["engine"] == "torch" and m["status"] == "ok"})
     assert batches == [1, 2, 4, 8, 16, 32, 64, 128, 256]
@@ -209,7 +213,9 @@ def test_a_batch_curve_runs_to_256_and_the_report_says_where_throughput_saturate
 
 def test_a_curve_stops_after_a_batch_over_its_time_limit_and_says_so(tiny_run, monkeypatch):
     monkeypatch.setattr(inference, "CURVE_LIMIT_MS", 0.0)  # every batch is over the limit: stop after the first
-    (row,) = tiny_run.json("benchmark", "latest", "--batch-curve", "--min-time", "0.02", "--min-runs", "5")
+    (row,) = tiny_run.json(
+        "benchmark", "latest", "--batch-curve", "--min-time", "0.02", "--min-runs", "5", *CURVE_ENGINES
+    )
     fp32 = [m for m in row["latency"] if m["precision"] == "fp32" and m["engine"] == "onnxruntime"]
     assert [m["status"] for m in fp32] == ["ok"] + ["skipped"] * 8
     assert fp32[1]["note"].startswith("the curve stopped after batch 1 took") and "(limit 0 ms)" in fp32[1]["note"]

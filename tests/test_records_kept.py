@@ -31,7 +31,9 @@ def one_trial(tmp_path, invoke):
         "--batch-sizes",
         "1",
         "--engines",
-        "onnxruntime,torch",  # the records are the point here, not the engines
+        "onnxruntime",  # the records are the point here, not the engines
+        "--quantize",
+        "int8",
         "--store",
         store,
         store=False,
