@@ -270,6 +270,16 @@ def read_image_folder(root: Path, image_size: int) -> tuple[np.ndarray, np.ndarr
         warnings.warn(
             f"image folder {root}: skipped {len(broken)} broken link(s), e.g. {sorted(broken)[0]}", stacklevel=2
         )
+    from bench.environment import available_memory
+
+    # uint8 RGB as decoded, its stacked copy, and the float32 copy the mean and std are measured on: 6 bytes a value
+    need = 6 * len(files) * 3 * image_size * image_size
+    if need > available_memory() / 2:
+        raise BenchError(
+            f"image folder {root}: {len(files)} images at {image_size}x{image_size} need {need / 1e9:.1f} GB to "
+            f"decode, more than half of the {available_memory() / 1e9:.1f} GB of memory available here: a smaller "
+            "--image-size, or --limit-train"
+        )
     decoded = []
     for path, _ in files:
         try:

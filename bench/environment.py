@@ -82,3 +82,15 @@ def environment(device: torch.device | None = None) -> dict:
         "device": str(device) if device is not None else None,
         "hostname": platform.node(),
     }
+
+
+def available_memory() -> int:
+    """Bytes of memory available to a new allocation now (MemAvailable), else the machine's physical memory."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")

@@ -6,7 +6,6 @@ precision."""
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -92,9 +91,10 @@ def check_batch_sizes(batch_sizes, input_shape, activations: int = 0) -> None:
     """Refuse (UsageError, before any timing) a batch size whose float32 inputs and intermediate results
     (``activations``: bytes per image, bench.modelstats.activation_bytes; 0 when the model is not known yet) would
     take more than half of the memory available now: the engine would fail, or the process be killed."""
+    from bench.environment import available_memory
     from bench.options import invalid
 
-    available = _available_memory()
+    available = available_memory()
     per_image = 4 * int(np.prod(input_shape)) + activations
     largest = max(batch_sizes, default=0)
     if largest * per_image > available / 2:
@@ -106,18 +106,6 @@ def check_batch_sizes(batch_sizes, input_shape, activations: int = 0) -> None:
             f"{largest * per_image / 1e9:.1f} GB, more than half of the {available / 1e9:.1f} GB of memory available "
             f"here; at most {max(1, int(available / 2 // per_image))}",
         )
-
-
-def _available_memory() -> int:
-    """Bytes of memory available to a new allocation now (MemAvailable), else the machine's physical memory."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
 def summarize(samples_ms: list[float], batch_size: int) -> dict:

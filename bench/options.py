@@ -195,7 +195,7 @@ class RunConfig:
     dataset: str = _opt(PLAN, "Dataset name, or imagefolder:PATH (see `bench datasets`).", "digits", short="-d")
     data_dir: str | None = _opt(PLAN, "Where the dataset's files are (default: ./data).")
     image_size: int | None = _opt(
-        PLAN, "imagefolder: resize images to this size (default 32).", kind=int, low=4, high=4096
+        PLAN, "imagefolder: resize images to this size (default 32).", kind=int, low=4, high=2048
     )
     limit_train: int | None = _opt(
         PLAN,

@@ -268,3 +268,37 @@ def test_int8_of_an_old_opset_export_falls_back_to_dynamic_and_names_no_temporar
     assert int8["status"] == "ok" and "dynamic int8 instead" in int8["note"], int8
     assert "cnnbench-quantize-" not in int8["note"] and "/tmp" not in int8["note"]
     onnx.checker.check_model(onnx.load(int8["path"]), full_check=True)
+
+
+def test_a_variant_that_fails_when_made_again_leaves_no_earlier_file_behind(one_trial, invoke, monkeypatch):
+    """The tool's failure is simulated (a quantizer that gives up); what is checked is what cnnbench does with it."""
+    from bench import deploy
+    from bench.quantize import Variant
+
+    store, row = one_trial
+    int8 = Path(row["onnx"]["path"]).parent / "model-int8.onnx"
+    assert int8.is_file()
+    monkeypatch.setattr(deploy, "make_variants", lambda *a, **k: [Variant("int8", "failed", "the quantizer gave up")])
+    result = invoke("quantize", "latest", "--quantize", "int8", "--no-benchmark", "--store", store, store=False)
+    assert result.exit_code == 0, result.output
+    (variant,) = invoke.json("report", "--store", store, store=False)[0]["variants"]
+    assert variant["status"] == "failed" and variant["path"] is None and not int8.exists()
+
+
+def test_an_image_folder_too_large_to_decode_here_is_refused_before_decoding(tmp_path, monkeypatch):
+    from PIL import Image
+
+    from bench import environment
+    from bench.errors import BenchError
+    from bench.plugins import load_dataset
+
+    for name in ("cat", "dog"):
+        (tmp_path / name).mkdir()
+        for i in range(3):
+            Image.new("RGB", (8, 8)).save(tmp_path / name / f"{i}.png")
+    monkeypatch.setattr(environment, "available_memory", lambda: 10_000_000)  # a machine with 10 MB to spare
+    with pytest.raises(
+        BenchError, match=r"6 images at 512x512 need 0.0 GB to decode|6 images at 512x512 need [0-9.]+ GB to decode"
+    ):
+        load_dataset(f"imagefolder:{tmp_path}", image_size=512)
+    assert len(load_dataset(f"imagefolder:{tmp_path}", image_size=8).train) > 0

@@ -183,7 +183,7 @@ BAD_INPUTS = [
     (["quantize", "latest", "--quantize", "none"], 2, "--quantize none: nothing to make"),
     (["quantize", "latest", "--quantize", "int8,none"], 2, "Invalid value for '--quantize': 'int8,none' (none alone"),
     ([*RUN, "--image-size", "16"], 2, "'digits' does not resize its images (8x8)"),
-    ([*RUN, "--image-size", "40000"], 2, "Invalid value for '--image-size': 40000 (an integer from 4 to 4096)"),
+    ([*RUN, "--image-size", "40000"], 2, "Invalid value for '--image-size': 40000 (an integer from 4 to 2048)"),
     ([*RUN, "--limit-train", "1"], 2, "Invalid value for '--limit-train': 1 (an integer >= 2)"),
     ([*RUN, "--limit-train", "x"], 2, "Invalid value for '--limit-train': 'x'"),
     ([*RUN, "--dry-run", "--lr", "0"], 2, "Invalid value for '--lr'"),
