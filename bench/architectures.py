@@ -7,7 +7,7 @@ import itertools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from bench.errors import PluginError, UsageError, check_registration, unknown
+from bench.errors import PluginError, UsageError, WhereError, check_registration, unknown
 
 HPARAM_KEYS = {
     "batch_size",
@@ -112,7 +112,7 @@ class Architecture:
     def _where(self, base: list[dict], where: dict[str, list[str]] | None) -> list[dict]:
         for key, wanted in (where or {}).items():
             if key not in self.parameters:
-                raise UsageError(
+                raise WhereError(
                     f"architecture '{self.name}' has no parameter '{key}' (parameters: {', '.join(self.parameters)})"
                 )
             known = {where_text(v) for v in self.values(key)}
@@ -123,11 +123,11 @@ class Architecture:
                 if len(values) > 20:  # a model zoo: the nearest names, not a thousand
                     from bench.errors import closest
 
-                    raise UsageError(
+                    raise WhereError(
                         f"'{bad[0]}' is not a value of {self.name}.{key}; nearest: "
                         f"{', '.join(closest(bad[0], values)[:5])} ({len(values)} values)"
                     )
-                raise UsageError(f"'{bad[0]}' is not a value of {self.name}.{key} (values: {', '.join(values)})")
+                raise WhereError(f"'{bad[0]}' is not a value of {self.name}.{key} (values: {', '.join(values)})")
             base = [v for v in base if key in v and where_text(v[key]) in wanted]
         return base
 

@@ -13,7 +13,7 @@ import click
 from rich.console import Console
 
 from bench.cli_options import json_option, options_of, run_options, store_option, where_given
-from bench.errors import BenchError, UsageError
+from bench.errors import BenchError, UsageError, WhereError
 from bench.options import BENCHMARK, DEPLOY, EXPORT, PLAN, QUANTIZE, TRAIN, RunConfig, option_names, option_of, settings
 from bench.status import RunStatus
 from bench.version import __version__
@@ -134,10 +134,6 @@ def cli():
 # --- run --------------------------------------------------------------------------------------------
 
 
-# What an error about a --where value says (bench.architectures, bench.sweep.plan).
-WHERE_ERRORS = ("has no parameter", "is not a value of", "no selected architecture has")
-
-
 @cli.command()
 @run_options
 @click.pass_context
@@ -191,9 +187,8 @@ def run(ctx, config, resume_ref, store_path, as_json, quiet, dry_run, **options)
                     listener=display,
                     command=shlex.join(["bench", *ctx.obj["argv"]]),
                 )
-            except UsageError as exc:
-                from_file = ctx.get_parameter_source("where") == click.core.ParameterSource.DEFAULT_MAP
-                if from_file and any(m in str(exc) for m in WHERE_ERRORS):  # the file's where table: say so
+            except WhereError as exc:
+                if ctx.get_parameter_source("where") == click.core.ParameterSource.DEFAULT_MAP:  # the file's table
                     raise UsageError(f"{config}: key 'where': {exc}") from None
                 raise
     if as_json:

@@ -26,6 +26,10 @@ class UsageError(BenchError):
     exit_code = 2
 
 
+class WhereError(UsageError):
+    """A --where filter names a parameter or a value that no selected architecture has."""
+
+
 class DiskFull(BenchError):
     """No room to write (disk full, quota, file size limit): the sweep stops, what is recorded stays."""
 

@@ -3,6 +3,7 @@ matplotlib's object API with the Agg canvas: no display, no global pyplot state.
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 
@@ -254,6 +255,14 @@ def batch_curve_plot(series: list[tuple[str, list[int], list[float], list[float]
 
 
 def fonts_for(labels) -> tuple[list[str], str | None]:
+    """The font families that draw ``labels`` and a note on what none draws (_fonts_for, cached: the report and
+    the CLI's warning ask for the same labels)."""
+    families, note = _fonts_for(tuple(sorted({str(label) for label in labels})))
+    return list(families), note
+
+
+@functools.lru_cache(maxsize=8)
+def _fonts_for(labels: tuple[str, ...]) -> tuple[tuple[str, ...], str | None]:
     """The font families that draw every character of ``labels`` (class names in any script: DejaVu Sans first,
     then installed fonts that have what it lacks, which matplotlib falls back to), and a note naming the characters
     no installed font has (drawn as boxes), or None."""
@@ -262,7 +271,7 @@ def fonts_for(labels) -> tuple[list[str], str | None]:
     missing = {c for label in labels for c in str(label) if ord(c) > 0x24F}  # beyond Latin: DejaVu may lack it
     families = ["DejaVu Sans"]
     if not missing:
-        return families, None
+        return tuple(families), None
     for entry in sorted(font_manager.fontManager.ttflist, key=lambda e: e.name != "DejaVu Sans"):
         if entry.name.startswith("Last Resort"):  # its glyphs for every character are boxes naming the code point
             continue
@@ -278,8 +287,8 @@ def fonts_for(labels) -> tuple[list[str], str | None]:
             break
     families = list(dict.fromkeys(families))
     if not missing:
-        return families, None
-    return families, (
+        return tuple(families), None
+    return tuple(families), (
         f"class names hold characters that no installed font draws ({''.join(sorted(missing)[:8])}): the figures "
         "show them as boxes (the tables and JSON keep them); install a font that has them, e.g. fonts-noto-cjk"
     )

@@ -375,11 +375,8 @@ def measure_file(
     files are measured by bench.deploy.benchmark_trial)."""
     from pathlib import Path
 
-    from bench.plugins import get_plugins
-
-    (entry,) = get_plugins().engines.select([engine])
     model = Model(Path(path), {precision: Path(path)}, None, tuple(images.shape[1:]))
-    return measure(entry, model, device, precision, batch_size, images, settings, threads)
+    return _measure_in(engine, model, device, precision, batch_size, images, settings, threads)
 
 
 def measure_module(
@@ -394,8 +391,12 @@ def measure_module(
     """A PyTorch module at one batch size in a PyTorch engine (eager, or torch-compile), under the protocol."""
     from pathlib import Path
 
+    model = Model(Path(), {}, module.eval(), tuple(images.shape[1:]))
+    return _measure_in(engine, model, device, "fp32", batch_size, images, settings, threads)
+
+
+def _measure_in(engine: str, model: Model, device, precision, batch_size, images, settings, threads) -> Measurement:
     from bench.plugins import get_plugins
 
     (entry,) = get_plugins().engines.select([engine])
-    model = Model(Path(), {}, module.eval(), tuple(images.shape[1:]))
-    return measure(entry, model, device, "fp32", batch_size, images, settings, threads)
+    return measure(entry, model, device, precision, batch_size, images, settings, threads)

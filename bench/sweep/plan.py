@@ -12,7 +12,7 @@ import torch
 
 from bench.architectures import Architecture, Registry, where_text
 from bench.data import Dataset
-from bench.errors import BenchError, UsageError, unknown
+from bench.errors import BenchError, UsageError, WhereError, unknown
 from bench.formats import trial_label
 from bench.options import AXES, SEARCHES, HParams, RunConfig, invalid
 from bench.speed import resolve_speed
@@ -74,7 +74,7 @@ def _variants_where(arch: Architecture, selected: list[Architecture], variants: 
                 if not having:
                     selected[0].variants(variants, {key: [value]})  # the error naming the parameters
                 listed = "; ".join(f"{a.name}: {_nearest(value, a.values(key))}" for a in having)
-                raise UsageError(f"no selected architecture has {key}={value} ({listed})")
+                raise WhereError(f"no selected architecture has {key}={value} ({listed})")
     keep = {
         k: [v for v in vs if k in arch.parameters and where_text(v) in {where_text(x) for x in arch.values(k)}]
         for k, vs in where.items()
