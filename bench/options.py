@@ -25,7 +25,8 @@ SCHEDULES = ("constant", "cosine", "onecycle", "step")  # torch's own schedulers
 TRAINING_PRECISIONS = ("auto", "fp32", "bf16")  # what the training steps compute in
 SELECT_METRICS = ("val_loss", "val_acc")
 AUGMENTATIONS = ("flip", "altflip", "crop", "translate", "grayscale")
-SEARCHES = ("grid", "random")
+SEARCHES = ("grid", "random", "tpe")
+PRUNERS = ("none", "median", "halving")  # Optuna's, for --search tpe
 EXECUTORS = ("local", "ray")
 SCHEDULERS = ("fifo", "asha")
 EXPORTERS = ("dynamo", "torchscript")
@@ -212,11 +213,25 @@ class RunConfig:
     )
     search: str = _opt(
         PLAN,
-        "Every combination, or --trials of them drawn without repeats (seeded by the first --seed).",
+        "grid: every combination; random: --trials of them drawn without repeats; tpe: --trials chosen one after "
+        "the other by Optuna's TPE sampler from the results so far (pip install 'cnnbench[optuna]'). Seeded by the "
+        "first --seed.",
         "grid",
         choices=SEARCHES,
+        docs="TPE chooses among the same combinations a grid would run (the variants, and the values given for each "
+        "axis), after the selection metric of `--select` (lowest validation loss, or highest accuracy); its study "
+        "is kept with the run (`study.db` in the "
+        "run's folder), so `--resume` continues it.",
     )
-    trials: int | None = _opt(PLAN, "With --search random: how many trials.", **_COUNT)
+    trials: int | None = _opt(PLAN, "With --search random or tpe: how many trials.", **_COUNT)
+    pruner: str = _opt(
+        PLAN,
+        "With --search tpe: stop a trial whose selection metric after an epoch (the second or later) is worse than "
+        "the median of earlier trials at that epoch (median), or outside the best third of its rung (halving: "
+        "successive halving); recorded as pruned.",
+        "none",
+        choices=PRUNERS,
+    )
 
     # --- how each trial trains (train: recorded with every trial; the axes, in the grid's nesting order) ---
     optimizer: list[str] | None = _opt(
@@ -539,8 +554,12 @@ class RunConfig:
         value where a list is expected becomes a list, repeated values go, numbers become their type)."""
         for f in fields(self):
             setattr(self, f.name, check_field(f.name, f.metadata["option"], getattr(self, f.name), _default(f)))
-        if self.trials and self.search != "random":
-            raise UsageError("--trials needs --search random (a grid runs every combination)")
+        if self.trials and self.search == "grid":
+            raise UsageError("--trials needs --search random or tpe (a grid runs every combination)")
+        if self.search != "grid" and not self.trials:
+            raise UsageError(f"--search {self.search} needs --trials N")
+        if self.pruner != "none" and self.search != "tpe":
+            raise UsageError(f"--pruner {self.pruner} needs --search tpe")
         if self.executor == "local":
             given = [name for name, default in RAY_ONLY.items() if getattr(self, name) != default]
             if given:

@@ -18,7 +18,7 @@ class TrialStatus(StrEnum):
     RUNNING = "running"
     COMPLETED = "completed"
     EARLY_STOPPED = "early_stopped"  # --patience epochs without a better selection metric
-    PRUNED = "pruned"  # stopped by ASHA (Ray executor)
+    PRUNED = "pruned"  # stopped by a search: ASHA (Ray executor) or Optuna's pruner (--search tpe)
     DIVERGED = "diverged"  # training loss not finite, or above 10 x ln(classes)
     FAILED = "failed"  # the model raised (traceback in error.txt)
     INTERRUPTED = "interrupted"  # stopped by the user: trained again by a resume

@@ -118,6 +118,7 @@ def train_trial(
     on_epoch: Callable[[EpochStats], None] | None = None,
     checkpoint_meta: dict | None = None,
     state_path: str | Path | None = None,
+    prune: Callable[[EpochStats], str | None] | None = None,
 ) -> TrialResult:
     """Train ``model`` (already on the data's device) for ``hp.epochs`` epochs. After every epoch that
     improves the selection metric, the weights are written to ``checkpoint_path``; at the end the best
@@ -131,7 +132,10 @@ def train_trial(
 
     ``hp`` says what the steps compute in: its 'auto' precision and layout are resolved when the run is planned
     (bench.speed.resolve_speed), never here. The caller seeds torch before building the model; shuffling uses its
-    own generator seeded by ``hp.seed``, so the same seed, data and machine give the same losses."""
+    own generator seeded by ``hp.seed``, so the same seed, data and machine give the same losses.
+
+    ``prune`` is asked after every epoch but the last (a search's pruner): a reason it returns stops the trial there,
+    ``pruned`` with that reason as its note, its best checkpoint measured as any other's."""
     if hp.precision not in ("fp32", "bf16") or hp.channels_last is None:
         raise ValueError("train_trial needs a resolved precision and layout (bench.speed.resolve_speed)")
     x_train, y_train = splits.train.images, splits.train.labels
@@ -262,6 +266,9 @@ def train_trial(
         if stopping:
             result.status = TrialStatus.EARLY_STOPPED
             result.note = f"no better {hp.select.replace('_', ' ')} for {hp.patience} epochs after epoch {best.epoch}"
+            break
+        if prune is not None and epoch < hp.epochs and (why := prune(stats)):
+            result.status, result.note = TrialStatus.PRUNED, why
             break
 
     result.train_time_s = elapsed

@@ -71,8 +71,18 @@ class Writes:
         with self._tx() as conn:
             conn.execute("UPDATE runs SET status = ?, finished_at = ? WHERE id = ?", (status, now(), run_id))
 
+    def run_dir(self, run_id: str) -> Path:
+        return self.root / safe_component(run_id)
+
     def trial_dir(self, run_id: str, idx: int) -> Path:
-        return self.root / safe_component(run_id) / trial_label(idx)
+        return self.run_dir(run_id) / trial_label(idx)
+
+    def add_trial(self, run_id: str, trial: dict) -> int:
+        """Record one more pending trial of ``run_id`` (a search that chooses its trials as it goes); its id."""
+        with self._tx() as conn:
+            self._insert_trials(conn, run_id, [trial])
+            row = conn.execute("SELECT id FROM trials WHERE run_id = ? AND idx = ?", (run_id, trial["idx"])).fetchone()
+        return row[0]
 
     @staticmethod
     def _insert_trials(conn, run_id: str, trials) -> None:

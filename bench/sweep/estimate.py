@@ -25,6 +25,11 @@ def dry_run(config: RunConfig, store_path=None) -> dict:
 
     notes: list[str] = []
     specs = plan_run(config, notes)
+    if config.search == "tpe" and config.trials < len(specs):
+        notes.append(
+            f"--search tpe trains {config.trials} of these {len(specs)} combinations, each chosen from the results "
+            "before it"
+        )
     data = load_dataset(config.dataset, download=config.download, **config.data_options())
     check_plan(specs, data)
     device = resolve_device(config.device)

@@ -39,9 +39,11 @@ class SweepOutcome:
 def create_run(
     store: Store, specs: list[TrialSpec], data: Dataset, *, device: torch.device, command: str, config: dict
 ) -> tuple[str, list[TrialSpec]]:
-    """Record the run and its plan; return the run id and the specs with their store ids."""
+    """Record the run and its plan; return the run id and the specs with their store ids. A search that chooses its
+    trials as it goes (``config['search']`` tpe) records none: ``specs`` are the space it chooses from."""
     check_plan(specs, data)
-    specs = resolve_plan(specs, data, device)
+    chosen_later = config.get("search") == "tpe"
+    specs = specs if chosen_later else resolve_plan(specs, data, device)
     first = specs[0].hparams
     run_id = store.create_run(
         command=command,
@@ -52,7 +54,7 @@ def create_run(
         seed=first.seed,
         config=config,
         environment=environment(device),
-        trials=[s.row() for s in specs],
+        trials=[] if chosen_later else [s.row() for s in specs],
         data=data.record(),
     )
     return run_id, pending(store, run_id, data, device)
@@ -80,8 +82,11 @@ def run_local(
     *,
     device: torch.device,
     listener: RunListener | None = None,
+    search=None,
 ) -> SweepOutcome:
-    """Train ``specs`` (trials of ``run_id``) one after the other in this process."""
+    """Train ``specs`` (trials of ``run_id``) one after the other in this process; with ``search`` (a
+    bench.sweep.search.TpeSearch), those first and then the trials it chooses, each stopped early where its
+    pruner says."""
     listener = listener or RunListener()
     splits = SplitCache(data, device)
     normalize = Normalizer(data, device)
@@ -90,8 +95,9 @@ def run_local(
     try:
         listener.run_started(run_id, specs)
         with sigterm_as_interrupt():
-            for spec in specs:
-                trial = run_trial(store, run_id, spec, splits, normalize, data, device, listener)
+            for spec in search.specs(specs) if search is not None else specs:
+                prune = (lambda stats, spec=spec: search.prune(spec, stats)) if search is not None else None
+                trial = run_trial(store, run_id, spec, splits, normalize, data, device, listener, prune)
                 listener.trial_done(spec, trial)
             status = RunStatus.COMPLETED
     except KeyboardInterrupt:
@@ -117,6 +123,7 @@ def run_trial(
     data: Dataset,
     device: torch.device,
     listener: RunListener,
+    prune=None,
 ) -> dict:
     """Execute one trial here and record how it ended; one broken trial never ends the sweep."""
     hp = spec.hparams
@@ -143,6 +150,7 @@ def run_trial(
             meta={"run": run_id},
             run=run,
             on_epoch=lambda stats: listener.epoch_done(spec, stats),
+            prune=prune,
         )
         result = run.result
         finish(result.status, result.note, flops=run.flops, result=result, checkpoint=folder / CHECKPOINT_FILE)

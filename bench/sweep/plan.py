@@ -103,11 +103,11 @@ def plan(
     fixed: dict | None = None,
     notes: list[str] | None = None,
 ) -> list[TrialSpec]:
-    """Every variant of every architecture under every combination of the swept hyperparameters (grid), or
-    ``trials`` of them drawn without repeats by ``search_seed`` (random). An axis left as None takes the
-    architecture's own default (from its plugin), then cnnbench's; ``fixed`` holds the other hyperparameters
-    (RunConfig.fixed()), the same for every trial but for a precision its plugin chooses. A plugin's default that
-    does not fit the user's options is adapted, and ``notes`` told why (fit_defaults)."""
+    """Every variant of every architecture under every combination of the swept hyperparameters (grid, and the
+    space TPE chooses from), or ``trials`` of them drawn without repeats by ``search_seed`` (random). An axis left
+    as None takes the architecture's own default (from its plugin), then cnnbench's; ``fixed`` holds the other
+    hyperparameters (RunConfig.fixed()), the same for every trial but for a precision its plugin chooses. A plugin's
+    default that does not fit the user's options is adapted, and ``notes`` told why (fit_defaults)."""
     if search not in SEARCHES:
         raise invalid("search", search, f"one of {', '.join(SEARCHES)}")
     spaces = []
@@ -118,12 +118,14 @@ def plan(
             grid[axis] = list(values) if values else [arch.defaults.get(axis, HPARAM_DEFAULTS[axis])]
         spaces.append(_Space(arch, _variants_where(arch, architectures, variants, where), grid))
     total = sum(len(s) for s in spaces)
-    if search == "grid":
+    if search in ("grid", "tpe"):  # tpe: the space it chooses from (bench.sweep.search), one trial at a time
         picks = range(total)
     else:
         if not trials:
             raise UsageError("--search random needs --trials N")
         picks = random.Random(search_seed).sample(range(total), min(trials, total))
+    if search != "grid" and trials and trials > total and notes is not None:
+        notes.append(f"--trials {trials}: the selection has {total} combinations, each tried once")
     specs = []
     offsets = list(itertools.accumulate(len(s) for s in spaces))
     for i in picks:

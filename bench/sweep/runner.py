@@ -52,6 +52,10 @@ def run(
         device = resolve_device(config.device)
         plan_notes: list[str] = []
         specs = plan_run(config, plan_notes)
+        if config.search == "tpe":
+            from bench.sweep.search import import_optuna
+
+            import_optuna()  # a missing extra is one line before anything is recorded
         if not config.no_benchmark:
             from bench.plugins import get_plugins
 
@@ -62,6 +66,7 @@ def run(
 
             check_batch_sizes(config.batch_sizes, data.input_shape)  # before anything is recorded
         with Store(store_path) as store:
+            space = specs
             run_id, specs = create_run(
                 store,
                 specs,
@@ -71,7 +76,8 @@ def run(
                 command=command or f"bench.run({_call_text(config)})",
             )
             with store.owning(run_id, claimed=True):  # create_run made this process the run's owner
-                result = _execute(store, run_id, specs, data, config, device, listener)
+                search = _search(store, run_id, config, space, data, device)
+                result = _execute(store, run_id, specs, data, config, device, listener, search=search)
                 result.notes[:0] = plan_notes
                 return result
 
@@ -105,6 +111,11 @@ def resume(run_id: str = "latest", *, store_path=None, listener=None, **options)
                 row = store.run(row["id"])
                 data = load_run_dataset(row)
                 specs = pending(store, row["id"], data, device)
+                search = None
+                if config.search == "tpe":
+                    from bench.sweep.plan import plan_run
+
+                    search = _search(store, row["id"], config, plan_run(config), data, device)
                 return _execute(
                     store,
                     row["id"],
@@ -114,6 +125,7 @@ def resume(run_id: str = "latest", *, store_path=None, listener=None, **options)
                     device,
                     listener,
                     finished=row["status"] == RunStatus.COMPLETED,
+                    search=search,
                 )
 
 
@@ -128,12 +140,39 @@ def trials(run_id: str = "latest", *, store_path=None, history: bool = False):
         return run_records(store, row["id"], history)
 
 
+def _search(store, run_id: str, config: RunConfig, space: list, data, device):
+    """The search that chooses a run's trials as it goes (--search tpe), over ``space``; None for a planned run."""
+    if config.search != "tpe":
+        return None
+    from bench.sweep.search import TpeSearch
+
+    return TpeSearch(
+        store,
+        run_id,
+        space,
+        trials=config.trials,
+        seed=(config.seed or [0])[0],
+        pruner=config.pruner,
+        data=data,
+        device=device,
+    )
+
+
 def _execute(
-    store, run_id: str, specs: list, data, config: RunConfig, device, listener, finished: bool = False
+    store,
+    run_id: str,
+    specs: list,
+    data,
+    config: RunConfig,
+    device,
+    listener,
+    finished: bool = False,
+    search=None,
 ) -> RunResult:
-    """Train ``specs`` with the configured executor, rank, then deploy the winners; the result in records. The run
-    is completed only once its winners are exported and benchmarked: a stop before that leaves it interrupted, and
-    a resume does what is missing (``finished``: a run recorded completed, with nothing left to do)."""
+    """Train ``specs`` with the configured executor (and what ``search`` chooses after them), rank, then deploy
+    the winners; the result in records. The run is completed only once its winners are exported and benchmarked: a
+    stop before that leaves it interrupted, and a resume does what is missing (``finished``: a run recorded
+    completed, with nothing left to do)."""
     from bench.deploy import export_and_benchmark, winners
     from bench.export import ExportSettings
     from bench.inference import BenchSettings
@@ -146,7 +185,8 @@ def _execute(
 
     started = now()
     status = RunStatus.COMPLETED
-    if specs:
+    searching = search is not None and not finished
+    if specs or searching:
         if config.executor == "ray":
             from bench.sweep.ray import run_ray
 
@@ -164,14 +204,17 @@ def _execute(
                 listener=listener,
             )
         else:
-            outcome = run_local(store, run_id, specs, data, device=device, listener=listener)
+            outcome = run_local(store, run_id, specs, data, device=device, listener=listener, search=search)
+            if search is not None:
+                specs = search.asked
         status = outcome.status  # a stopped or failed sweep is recorded as such by its executor
     ranked = rank(store.trials(run_id))
     row = store.run(run_id)
     chosen, problems, notes = [], [], []
     deploying = status == RunStatus.COMPLETED and not finished
     try:
-        listener.sweep_done({**row, "status": status if specs else row["status"]}, ranked)  # the sweep's own end
+        ended = status if specs or searching else row["status"]
+        listener.sweep_done({**row, "status": ended}, ranked)  # the sweep's own end
     except (KeyboardInterrupt, ListenerFailed) as exc:
         if deploying:  # a completed sweep's run is `running` until its winners are deployed: a resume does that
             store.finish_run(run_id, RunStatus.INTERRUPTED)

@@ -125,9 +125,11 @@ def execute_trial(
     meta: dict,
     run: TrialRun | None = None,
     on_epoch: Callable[[EpochStats], None] | None = None,
+    prune: Callable[[EpochStats], str | None] | None = None,
 ) -> TrialRun:
     """Train ``spec`` in ``folder``: its best checkpoint goes to ``folder/best.pt`` and its state after every
-    epoch to ``folder/state.pt``, which, when already there for the same trial, is continued. ``run`` (filled
+    epoch to ``folder/state.pt``, which, when already there for the same trial, is continued; ``prune`` may stop it
+    after an epoch (bench.training.train_trial). ``run`` (filled
     in as the trial goes) lets a caller that catches an exception still know what was measured."""
     run = run if run is not None else TrialRun()
     hp = spec.hparams
@@ -145,5 +147,6 @@ def execute_trial(
         on_epoch=on_epoch,
         checkpoint_meta={**meta, "trial": spec.idx, "architecture": spec.architecture.name},
         state_path=folder / STATE_FILE,
+        prune=prune,
     )
     return run
