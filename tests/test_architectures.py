@@ -11,12 +11,33 @@ from bench.plugins import get_registry
 
 # The model zoos have their own tests (tests/test_zoo.py): their models are large and many (timm has over a
 # thousand), and the imagenet stems, as published, shrink an 8x8 image to nothing.
-VARIANTS = [(a.name, v) for a in get_registry() if a.plugin not in ("torchvision", "timm") for v in a.all_variants()]
+ARCHS = [a for a in get_registry() if a.plugin not in ("torchvision", "timm")]
+VARIANTS = [(a.name, v) for a in ARCHS for v in a.all_variants()]
 
 
-@pytest.mark.parametrize(("arch", "variant"), VARIANTS, ids=[f"{a}[{format_variant(v)}]" for a, v in VARIANTS])
-@pytest.mark.parametrize("shape", [(1, 8, 8), (3, 32, 32)], ids=["1x8x8", "3x32x32"])
-def test_every_variant_builds_runs_forward_and_backward(arch, variant, shape):
+def _covering(arch) -> list[dict]:
+    """The default variants, then as few others as give every value of every parameter at least once."""
+    chosen = list(arch.variants("default"))
+    seen = {(k, format_variant({k: v})) for variant in chosen for k, v in variant.items()}
+    for variant in arch.all_variants():
+        pairs = {(k, format_variant({k: v})) for k, v in variant.items()}
+        if not pairs <= seen and variant not in chosen:
+            chosen.append(variant)
+            seen |= pairs
+    return chosen
+
+
+# 8x8 is the hard shape (three pooling stages shrink it to nothing unless the model guards it): every variant.
+# 3x32x32 (three channels, CIFAR's size): the default variants and every value of every parameter.
+SHAPED = [((1, 8, 8), a, v) for a, v in VARIANTS] + [((3, 32, 32), a.name, v) for a in ARCHS for v in _covering(a)]
+
+
+@pytest.mark.parametrize(
+    ("shape", "arch", "variant"),
+    SHAPED,
+    ids=[f"{'x'.join(map(str, s))}-{a}[{format_variant(v)}]" for s, a, v in SHAPED],
+)
+def test_every_variant_builds_runs_forward_and_backward(shape, arch, variant):
     torch.manual_seed(0)
     model = get_registry().create(arch, shape, 10, **variant)
     x = torch.randn(2, *shape)
