@@ -377,6 +377,37 @@ def compare(run_a, run_b, store_path, as_json):
 
 
 @cli.command()
+@click.argument("run_refs", metavar="[RUN]...", nargs=-1)
+@click.option(
+    "--uri",
+    default=None,
+    help="MLflow tracking URI: a server (http://HOST:5000), sqlite:///FILE or a folder "
+    "[default: $MLFLOW_TRACKING_URI, else sqlite:///<store dir>/mlflow.db].",
+)
+@click.option("--experiment", default="cnnbench", show_default=True, help="The MLflow experiment.")
+@store_option
+@json_option
+def mlflow(run_refs, uri, experiment, store_path, as_json):
+    """Send runs (default: the latest; 'latest', ids or unique prefixes) to MLflow: one MLflow run per run, one
+    nested run per trial with its parameters, per-epoch metrics, test and latency figures, tags and ONNX files; the
+    report under the run. Sending a run again adds only what MLflow lacks. Browse them with `mlflow ui
+    --backend-store-uri URI`."""
+    from bench.track import send_runs
+
+    sent = send_runs(store_path, list(run_refs), uri, experiment)
+    if as_json:
+        _print_json([vars(s) for s in sent])
+        return
+    for s in sent:
+        what = (
+            f"{s.trials} new trial runs, {s.metrics} metric values, {s.params} parameters, {s.artifacts} files"
+            if s.new
+            else "nothing new"
+        )
+        click.echo(f"{s.run} -> MLflow run {s.mlflow_run} (experiment '{s.experiment}', {s.uri}): {what}")
+
+
+@cli.command()
 @store_option
 @json_option
 def runs(store_path, as_json):

@@ -177,6 +177,8 @@ def _config_value(raw, option, ctx):
     listed = option.type.option.is_list or option.type.option.subset
     if isinstance(raw, list) and not listed:
         raise click.BadParameter(f"takes one value, not a list ({raw!r})")
+    if raw == [] and option.type.option.is_list:
+        return check_field(option.type.field, option.type.option, [], defaults()[option.type.field])  # none
     text = ",".join(map(str, raw)) if isinstance(raw, list) else str(raw)
     return option.type.convert(text, option, ctx)
 

@@ -232,6 +232,32 @@ def accuracy_time_plot(series: list[tuple[str, list[float], list[float]]], targe
     return _png(fig)
 
 
+def search_plot(series: list[tuple[str, list[int], list[float | None]]], metric: str, title: str) -> bytes:
+    """A search's progress: each trial's selection metric against its number (dots) and the best so far (a step
+    line), one colour per run."""
+    fig = Figure(figsize=(7.2, 4.4))
+    ax = fig.subplots()
+    lower = metric == "val_loss"
+    scale = 1 if lower else 100
+    for label, numbers, values in series:
+        points = [(n, scale * v) for n, v in zip(numbers, values, strict=True) if v is not None and math.isfinite(v)]
+        if not points:
+            continue
+        best, running = [], None
+        for _, v in points:
+            running = v if running is None else (min(running, v) if lower else max(running, v))
+            best.append(running)
+        xs = [n for n, _ in points]
+        (line,) = ax.step(xs, best, where="post", linewidth=1.4, label=f"{label}: best so far")
+        ax.scatter(xs, [v for _, v in points], s=14, alpha=0.6, color=line.get_color())
+    ax.set_xlabel("trial (in the order the search chose them)")
+    ax.set_ylabel("validation loss" if lower else "validation accuracy (%)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    return _png(fig)
+
+
 def batch_curve_plot(series: list[tuple[str, list[int], list[float], list[float]]], title: str) -> bytes:
     """Images/s (left) and p50 latency (right) against batch size, one line per (model, precision, engine)."""
     fig = Figure(figsize=(10.0, 4.2))

@@ -26,7 +26,8 @@ TRAINING_PRECISIONS = ("auto", "fp32", "bf16")  # what the training steps comput
 SELECT_METRICS = ("val_loss", "val_acc")
 AUGMENTATIONS = ("flip", "altflip", "crop", "translate", "grayscale")
 SEARCHES = ("grid", "random", "tpe")
-PRUNERS = ("none", "median", "halving")  # Optuna's, for --search tpe
+PRUNERS = ("none", "median", "halving")
+TRACKERS = ("mlflow",)  # where runs are logged as they go (bench.track)  # Optuna's, for --search tpe
 EXECUTORS = ("local", "ray")
 SCHEDULERS = ("fifo", "asha")
 EXPORTERS = ("dynamo", "torchscript")
@@ -220,7 +221,7 @@ class RunConfig:
         choices=SEARCHES,
         docs="TPE chooses among the same combinations a grid would run (the variants, and the values given for each "
         "axis), after the selection metric of `--select` (lowest validation loss, or highest accuracy); its study "
-        "is kept with the run (`study.db` in the "
+        "is kept with the run (`study.log` in the "
         "run's folder), so `--resume` continues it.",
     )
     trials: int | None = _opt(PLAN, "With --search random or tpe: how many trials.", **_COUNT)
@@ -374,6 +375,21 @@ class RunConfig:
     scheduler: str = _opt(
         EXECUTE, "With --executor ray: asha stops weak trials early (recorded as pruned).", "fifo", choices=SCHEDULERS
     )
+    track: list[str] = _opt(
+        EXECUTE,
+        "Also log the run to a tracking tool as its trials finish: mlflow (pip install 'cnnbench[mlflow]'); none.",
+        factory=list,
+        many=True,
+        choices=TRACKERS,
+        empty="none",
+        docs="A tracking failure never stops the run: it is said once, and `bench mlflow RUN` sends the run later.",
+    )
+    tracking_uri: str | None = _opt(
+        EXECUTE,
+        "With --track mlflow: the MLflow tracking URI (default $MLFLOW_TRACKING_URI, else sqlite:///<store dir>/"
+        "mlflow.db).",
+    )
+    experiment: str = _opt(EXECUTE, "With --track mlflow: the MLflow experiment.", "cnnbench")
 
     # --- what happens to the winners (deploy) ---
     top_k: int = _opt(
@@ -560,6 +576,9 @@ class RunConfig:
             raise UsageError(f"--search {self.search} needs --trials N")
         if self.pruner != "none" and self.search != "tpe":
             raise UsageError(f"--pruner {self.pruner} needs --search tpe")
+        if not self.track and (self.tracking_uri or self.experiment != "cnnbench"):
+            given = "tracking-uri" if self.tracking_uri else "experiment"
+            raise UsageError(f"--{given} is for --track mlflow")
         if self.executor == "local":
             given = [name for name, default in RAY_ONLY.items() if getattr(self, name) != default]
             if given:

@@ -53,13 +53,16 @@ def store_path(tmp_path):
     return tmp_path / "runs" / "bench.db"
 
 
+STORE_COMMANDS = ("run", "report", "runs", "export", "benchmark", "quantize", "compare", "mlflow")
+
+
 class Invoker:
     def __init__(self, store_path):
         self.store_path = store_path
 
     def __call__(self, *args, store=True):
         args = [str(a) for a in args]
-        if store and args and args[0] in ("run", "report", "runs", "export", "benchmark", "quantize", "compare"):
+        if store and args and args[0] in STORE_COMMANDS:
             args += ["--store", str(self.store_path)]
         result = CliRunner().invoke(cli, args)
         # A user error must never surface as a Python traceback.

@@ -20,7 +20,7 @@ from bench.cli import cli
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = ["README.md", "CONTRIBUTING.md", *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "docs").glob("*.md"))]
 # Commands of other tools that docs may show: nothing of cnnbench's to check in them.
-EXTERNAL = {"mkdir", "tar", "ray", "tox", "ruff", ".venv/bin/ruff", "nohup", "cd", "git"}
+EXTERNAL = {"mkdir", "tar", "ray", "tox", "ruff", ".venv/bin/ruff", "nohup", "cd", "git", "mlflow"}
 # Python blocks that another test runs, as the user would: (page, a line of the block) -> that test.
 RUN_ELSEWHERE = {
     ("docs/deployment.md", 'Image.open("cat.jpg")'): (

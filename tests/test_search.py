@@ -8,8 +8,9 @@ import pytest
 
 import bench
 from bench.errors import UsageError
+from bench.report import write_report
 from bench.store import Store
-from bench.sweep.search import IDX, STUDY_FILE
+from bench.sweep.search import IDX, STUDY_FILE, study_storage
 
 TPE = {
     "plugin": ["tiny"],
@@ -24,7 +25,7 @@ TPE = {
 
 
 def _study(store_path, run_id):
-    return optuna.load_study(study_name=run_id, storage=f"sqlite:///{store_path.parent / run_id / STUDY_FILE}")
+    return optuna.load_study(study_name=run_id, storage=study_storage(store_path.parent / run_id / STUDY_FILE))
 
 
 def _choices(result):
@@ -33,7 +34,7 @@ def _choices(result):
     return [(t["variant"], t["hparams"]["lr"], t["hparams"]["batch_size"], t["val_loss"]) for t in rows]
 
 
-def test_tpe_chooses_trials_from_the_grid_s_space_and_keeps_its_study_with_the_run(tiny_plugin, store_path):
+def test_tpe_chooses_trials_from_the_grid_s_space_and_keeps_its_study_with_the_run(tiny_plugin, store_path, tmp_path):
     result = bench.run(**TPE, store_path=store_path)
     assert result.status == "completed" and len(result.trials) == 5 and result.trained == [1, 2, 3, 4, 5]
     grid = {(w, lr, b) for w in (8, 16) for lr in TPE["lr"] for b in TPE["batch_size"]}
@@ -47,6 +48,12 @@ def test_tpe_chooses_trials_from_the_grid_s_space_and_keeps_its_study_with_the_r
         assert frozen.state == optuna.trial.TrialState.COMPLETE
         assert frozen.value == pytest.approx(by_idx[idx]["val_loss"])
         assert frozen.params["lr"] == by_idx[idx]["hparams"]["lr"]
+    with Store(store_path, readonly=True) as store:  # the report shows the search's progress
+        report, _ = write_report(store, [store.run(result.run_id)], tmp_path / "reports")
+    text = report.read_text()
+    assert "## Search" in text and (report.parent / "search.png").is_file()
+    best = min(t["val_loss"] for t in result.trials)
+    assert f"Optuna's TPE sampler, 5 trials; best val loss {best:.4g}" in text
 
 
 def test_a_resumed_tpe_run_continues_its_study_and_chooses_as_an_uninterrupted_one(tiny_plugin, store_path, tmp_path):

@@ -11,6 +11,7 @@ from bench.files import atomic_write
 from bench.formats import GPU_PROVIDERS, pct
 from bench.report.deployment import deployment_section
 from bench.report.method import method_section
+from bench.report.search import search_section
 from bench.report.sections import (
     configurations_section,
     diagnosis_section,
@@ -111,6 +112,7 @@ def _body(views: list[TrialView], top: int, target_acc, folder: Path, prefix: st
             top_section(views, top, write_png),
             "## Time to accuracy",
             time_section(views, target, target_acc is None, write_png),
+            *(["## Search", searched] if (searched := search_section(views, write_png)) else []),
             "## Trade-offs",
             tradeoff_section(views, write_png),
             "## Deployment: precisions and batch sizes",

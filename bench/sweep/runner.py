@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, replace
 from bench.errors import UsageError
 from bench.options import PLAN, RAY_ONLY, TRAIN, RunConfig, defaults, flag, option_of, settings
 from bench.status import RUNNABLE, ExportStatus, RunStatus
+from bench.sweep.tracking import Listeners, tracking
 from bench.sweep.trial import ListenerFailed, guarded
 
 
@@ -66,6 +67,7 @@ def run(
 
             check_batch_sizes(config.batch_sizes, data.input_shape)  # before anything is recorded
         with Store(store_path) as store:
+            track = tracking(store, config)  # an unusable tracker is refused before anything is recorded
             space = specs
             run_id, specs = create_run(
                 store,
@@ -77,7 +79,7 @@ def run(
             )
             with store.owning(run_id, claimed=True):  # create_run made this process the run's owner
                 search = _search(store, run_id, config, space, data, device)
-                result = _execute(store, run_id, specs, data, config, device, listener, search=search)
+                result = _execute(store, run_id, specs, data, config, device, listener, search=search, track=track)
                 result.notes[:0] = plan_notes
                 return result
 
@@ -126,6 +128,7 @@ def resume(run_id: str = "latest", *, store_path=None, listener=None, **options)
                     listener,
                     finished=row["status"] == RunStatus.COMPLETED,
                     search=search,
+                    track=tracking(store, config),
                 )
 
 
@@ -168,6 +171,24 @@ def _execute(
     listener,
     finished: bool = False,
     search=None,
+    track=None,
+) -> RunResult:
+    """Train ``specs`` with the configured executor (and what ``search`` chooses after them), rank, then deploy
+    the winners; the result in records. ``track`` (bench.sweep.tracking) is told of every step too, and sends the
+    run as it stands at the end, whatever happened."""
+    tracked = guarded(Listeners(track, listener)) if track is not None else listener
+    try:
+        result = _execute_tracked(store, run_id, specs, data, config, device, tracked, finished, search)
+    finally:
+        if track is not None:
+            notes = track.finish(run_id)
+    if track is not None:
+        result.notes += notes
+    return result
+
+
+def _execute_tracked(
+    store, run_id: str, specs: list, data, config: RunConfig, device, listener, finished: bool, search
 ) -> RunResult:
     """Train ``specs`` with the configured executor (and what ``search`` chooses after them), rank, then deploy
     the winners; the result in records. The run is completed only once its winners are exported and benchmarked: a

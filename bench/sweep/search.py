@@ -1,7 +1,8 @@
 """A search that learns (`--search tpe`): Optuna's TPE sampler chooses each next trial from the results so far,
 among the combinations a grid of the same options would run; Optuna's median or successive-halving pruner may stop
-a trial after an epoch. The study is an Optuna study kept in the run's folder (``study.db``, SQLite), so that a
-resume continues it and Optuna's own tools can read it (``optuna.load_study(study_name=RUN, storage=...)``).
+a trial after an epoch. The study is an Optuna study kept in the run's folder (``study.log``, Optuna's journal file:
+a thousandth of the start-up time of its SQLite storage), so that a resume continues it and Optuna's own tools can
+read it (``optuna.load_study(study_name=RUN, storage=study_storage(PATH))``).
 
 Trials are recorded in the store as the sampler asks for them: a TPE run starts with no trial and ends with
 ``--trials`` of them. Each ask is seeded by the run's seed and the number of trials the study holds, so a run
@@ -22,7 +23,7 @@ from bench.store import Store
 from bench.sweep.plan import TrialSpec, resolve_plan
 from bench.training import EpochStats
 
-STUDY_FILE = "study.db"  # in the run's folder beside its trials
+STUDY_FILE = "study.log"  # in the run's folder beside its trials
 IDX = "cnnbench_trial"  # the user attribute of an Optuna trial: the cnnbench trial (idx) it is
 # Asks in a row that only repeat a combination already tried before the search gives up (the space is exhausted
 # where TPE keeps choosing known points).
@@ -36,6 +37,14 @@ def import_optuna():
         raise UsageError("--search tpe needs Optuna: pip install 'cnnbench[optuna]'") from None
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # cnnbench's own display says what each trial did
     return optuna
+
+
+def study_storage(path: Path):
+    """Optuna's journal storage in the file ``path``: what a TPE run's study is kept in."""
+    optuna = import_optuna()
+    from optuna.storages.journal import JournalFileBackend
+
+    return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
 
 
 def startup_trials(trials: int) -> int:
@@ -121,7 +130,7 @@ class TpeSearch:
         self.pruner_name = pruner
         path = store.run_dir(run_id) / STUDY_FILE
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.storage = f"sqlite:///{Path(path).resolve()}"
+        self.storage = study_storage(path)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Optuna's experimental-feature warnings
             self.study = self.optuna.create_study(

@@ -1,0 +1,66 @@
+"""A run logged to a tracking tool as it goes (`bench run --track mlflow`): each trial is sent when it ends, the whole
+run (winners' files and figures, the report) when the call ends. A tracking failure never stops the run: it is said
+once in the run's notes, tracking stops, and `bench mlflow RUN` sends the run later (the store has everything)."""
+
+from __future__ import annotations
+
+from bench.errors import BenchError
+from bench.sweep.trial import LISTENER_METHODS, RunListener
+
+
+class Listeners:
+    """Several listeners as one: each method calls each listener's in turn."""
+
+    def __init__(self, *listeners):
+        self.listeners = [x for x in listeners if x is not None]
+
+    def __getattr__(self, name: str):
+        if name not in LISTENER_METHODS:
+            raise AttributeError(name)
+
+        def call(*args, **kwargs):
+            for listener in self.listeners:
+                method = getattr(listener, name, None)
+                if callable(method):
+                    method(*args, **kwargs)
+
+        return call
+
+
+class TrackingListener(RunListener):
+    """Sends each trial of the run to MLflow as it ends (bench.track.Tracker)."""
+
+    def __init__(self, store, config):
+        from bench.track import Tracker, default_uri
+
+        self.store = store
+        self.tracker = Tracker(config.tracking_uri or default_uri(store.path), config.experiment)
+        self.run_id: str | None = None
+        self.problem: str | None = None
+
+    def _send(self, **how) -> None:
+        if self.problem is not None or self.run_id is None:
+            return
+        try:
+            self.tracker.send(self.store, self.run_id, **how)
+        except BenchError as exc:
+            self.problem = str(exc)
+
+    def run_started(self, run_id, specs) -> None:
+        self.run_id = run_id
+
+    def trial_done(self, spec, trial) -> None:
+        self._send(only={spec.idx}, report=False)
+
+    def finish(self, run_id: str) -> list[str]:
+        """Send the whole run as it stands; the note to show, if tracking failed."""
+        self.run_id = self.run_id or run_id
+        self._send()
+        if self.problem is None:
+            return []
+        return [f"tracking stopped ({self.problem}); nothing is lost: `bench mlflow {self.run_id}` sends the run later"]
+
+
+def tracking(store, config) -> TrackingListener | None:
+    """The tracking listener ``config`` asks for (--track), or None."""
+    return TrackingListener(store, config) if "mlflow" in config.track else None
