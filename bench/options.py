@@ -576,6 +576,8 @@ class RunConfig:
             raise UsageError(f"--search {self.search} needs --trials N")
         if self.pruner != "none" and self.search != "tpe":
             raise UsageError(f"--pruner {self.pruner} needs --search tpe")
+        if self.pruner != "none" and self.executor == "ray":
+            raise UsageError(f"--pruner {self.pruner} is for the local executor: with --executor ray, --scheduler asha")
         if not self.track and (self.tracking_uri or self.experiment != "cnnbench"):
             given = "tracking-uri" if self.tracking_uri else "experiment"
             raise UsageError(f"--{given} is for --track mlflow")

@@ -113,6 +113,10 @@ def test_the_median_pruner_stops_weak_trials_after_their_second_epoch(tiny_plugi
         ({"pruner": "median"}, "--pruner median needs --search tpe"),
         ({"search": "tpe", "trials": 2, "pruner": "hyperband"}, "Invalid value for '--pruner': 'hyperband'"),
         ({"search": "bayes", "trials": 2}, "Invalid value for '--search': 'bayes'"),
+        (
+            {"search": "tpe", "trials": 2, "pruner": "median", "executor": "ray"},
+            "--pruner median is for the local executor: with --executor ray, --scheduler asha",
+        ),
     ],
 )
 def test_bad_search_options_are_one_line(options, message):

@@ -623,3 +623,43 @@ def test_sigterm_stops_a_ray_sweep_with_130_and_resume_finishes_it(tmp_path, inv
     assert result.exit_code == 0, result.output
     with Store(store) as s:
         assert all(t["status"] == "completed" for t in s.trials(run["id"]))
+
+
+@pytest.mark.slow
+def test_tpe_on_ray_continues_the_study_a_local_run_began(ray_cluster, store_path):
+    """`--search tpe --executor ray`: Ray Tune asks cnnbench's TPE search (a Tune searcher) for each trial; a TPE
+    run stopped locally after two trials is finished on Ray, in the same study, each trial told its result."""
+    import optuna
+
+    import bench
+    from bench.sweep.search import IDX, STUDY_FILE, study_storage
+
+    sweep = {
+        "plugin": ["cnn_dropout"],
+        "where": {"kernel_size": [3], "convs_per_block": [1]},
+        "lr": [3e-3, 1e-2, 3e-2],
+        "epochs": [2],
+        "search": "tpe",
+        "trials": 4,
+        "no_benchmark": True,
+    }
+
+    class StopAfterTwo(bench.RunListener):
+        def trial_done(self, spec, trial):
+            if spec.idx == 2:
+                raise KeyboardInterrupt
+
+    stopped = bench.run(**sweep, store_path=store_path, listener=StopAfterTwo())
+    assert stopped.status == "interrupted" and len(stopped.trials) == 2
+    resumed = bench.resume(stopped.run_id, store_path=store_path, executor="ray")
+    assert resumed.status == "completed" and sorted(resumed.trained) == [3, 4]
+    study = optuna.load_study(
+        study_name=stopped.run_id, storage=study_storage(store_path.parent / stopped.run_id / STUDY_FILE)
+    )
+    told = {t.user_attrs[IDX]: t for t in study.trials if IDX in t.user_attrs}
+    by_idx = {t["trial"]: t for t in resumed.trials}
+    assert sorted(told) == [1, 2, 3, 4] and sorted(by_idx) == [1, 2, 3, 4]
+    for idx, frozen in told.items():
+        assert frozen.state == optuna.trial.TrialState.COMPLETE
+        assert frozen.value == pytest.approx(by_idx[idx]["val_loss"])
+        assert frozen.params.get("lr", by_idx[idx]["hparams"]["lr"]) == by_idx[idx]["hparams"]["lr"]

@@ -113,15 +113,34 @@ def run_ray(
     scheduler: str = "fifo",
     grace_period: int = 1,
     listener: RunListener | None = None,
+    search=None,
 ) -> SweepOutcome:
+    """Train ``specs`` as Ray Tune trials; with ``search`` (bench.sweep.search.TpeSearch), those and then the trials
+    it chooses, as a Tune searcher: several may run at once, each told to the study when the store has it."""
     ray, tune = _import_ray()
     listener = listener or RunListener()
     by_idx = {s.idx: s for s in specs}
     sizes = {s.idx: data.split(s.hparams.val_ratio, s.hparams.seed).sizes() for s in specs}
     storage = storage or str((store.root / "ray").resolve())
 
+    def config_of(s: TrialSpec) -> dict:
+        return {
+            "idx": s.idx,
+            "row": {**s.row(), "id": s.trial_id},
+            "dataset": data.name,
+            "data": data_options or {},
+            "cpus": cpus_per_trial,
+            "gpus": gpus_per_trial,
+            "resume_from": _last_checkpoint(store.trial_dir(run_id, s.idx)),
+        }
+
+    def chosen(s: TrialSpec) -> dict:  # a trial the search chose: known to the callback before Tune starts it
+        by_idx[s.idx] = s
+        sizes[s.idx] = data.split(s.hparams.val_ratio, s.hparams.seed).sizes()
+        return {"trial": config_of(s)}
+
     ToStore = _callback_class(tune)
-    metric = specs[0].hparams.select
+    metric = (specs[0] if specs else search.space.specs[0]).hparams.select
     mode = "min" if metric == "val_loss" else "max"
     sched = None
     if scheduler == "asha":
@@ -136,18 +155,12 @@ def run_ray(
             max_t=max(s.hparams.epochs for s in specs) + 1,
             grace_period=grace_period,
         )
-    configs = [
-        {
-            "idx": s.idx,
-            "row": {**s.row(), "id": s.trial_id},
-            "dataset": data.name,
-            "data": data_options or {},
-            "cpus": cpus_per_trial,
-            "gpus": gpus_per_trial,
-            "resume_from": _last_checkpoint(store.trial_dir(run_id, s.idx)),
-        }
-        for s in specs
-    ]
+    if search is not None:
+        search.start(specs)  # interrupted trials first, asked again by the study
+        searcher = _searcher_class()(search, chosen, metric, mode)
+        space, tune_config = {}, {"search_alg": searcher, "num_samples": -1}
+    else:
+        space, tune_config = {"trial": tune.grid_search([config_of(s) for s in specs])}, {}
     store.reopen_run(run_id)
     status = RunStatus.INTERRUPTED
     started_ray = False
@@ -167,13 +180,13 @@ def run_ray(
             listener.run_started(run_id, specs)
             tuner = tune.Tuner(
                 tune.with_resources(train_on_worker, {"cpu": cpus_per_trial, "gpu": gpus_per_trial}),
-                param_space={"trial": tune.grid_search(configs)},
-                tune_config=tune.TuneConfig(scheduler=sched, reuse_actors=True),  # no torch import per trial
+                param_space=space,
+                tune_config=tune.TuneConfig(scheduler=sched, reuse_actors=True, **tune_config),  # no torch per trial
                 run_config=tune.RunConfig(
                     storage_path=storage,
                     name=run_id,
                     verbose=0,
-                    callbacks=[ToStore(store, run_id, by_idx, sizes, listener)],
+                    callbacks=[ToStore(store, run_id, by_idx, sizes, listener, search)],
                     checkpoint_config=tune.CheckpointConfig(num_to_keep=1),  # only the best is ever reported
                 ),
             )
@@ -199,8 +212,9 @@ def _callback_class(tune):
         """Runs in the driver: every result and every ending goes to the store, in the driver's thread. Tune
         pickles its callbacks with its own state; the store and the display stay behind."""
 
-        def __init__(self, store: Store, run_id: str, by_idx: dict, sizes: dict, listener: RunListener):
+        def __init__(self, store: Store, run_id: str, by_idx: dict, sizes: dict, listener: RunListener, search=None):
             self.store, self.run_id, self.by_idx, self.sizes, self.listener = store, run_id, by_idx, sizes, listener
+            self.search = search  # told each trial's end once the store has it
             self.history: dict[int, list[EpochStats]] = {}
             self.last: dict[int, dict] = {}
             self.started: dict[int, float] = {}
@@ -271,6 +285,8 @@ def _callback_class(tune):
                 checkpoint=checkpoint,
                 duration_s=self.elapsed(spec),
             )
+            if self.search is not None:
+                self.search.tell(spec)
             self.listener.trial_done(spec, self.store.trial(spec.trial_id))
 
         def on_trial_error(self, iteration, trials, trial, **info):
@@ -278,9 +294,41 @@ def _callback_class(tune):
             self.store.finish_trial(
                 spec.trial_id, status=TrialStatus.FAILED, note=_error_of(trial), duration_s=self.elapsed(spec)
             )
+            if self.search is not None:
+                self.search.tell(spec)
             self.listener.trial_done(spec, self.store.trial(spec.trial_id))
 
     return ToStore
+
+
+def _searcher_class():
+    from ray.tune.search import Searcher
+
+    class TpeSearcher(Searcher):
+        """A Tune searcher asking cnnbench's TPE search (bench.sweep.search) for each next trial. The study and the
+        store are its state: nothing to save for Tune."""
+
+        def __init__(self, search, chosen, metric: str, mode: str):
+            super().__init__(metric=metric, mode=mode)
+            self.search, self.chosen = search, chosen
+
+        def suggest(self, trial_id: str):
+            spec = self.search.ask()
+            return Searcher.FINISHED if spec is None else self.chosen(spec)
+
+        def on_trial_complete(self, trial_id: str, result=None, error: bool = False) -> None:
+            pass  # told by the store callback, once the trial is recorded
+
+        def __getstate__(self):  # Tune pickles its searcher with its own state: the store and study stay here
+            return {"_metric": self._metric, "_mode": self._mode}
+
+        def save(self, checkpoint_path: str) -> None:
+            pass
+
+        def restore(self, checkpoint_path: str) -> None:
+            pass
+
+    return TpeSearcher
 
 
 def _last_checkpoint(folder: Path) -> str | None:

@@ -223,11 +223,12 @@ def _execute_tracked(
                 scheduler=config.scheduler,
                 data_options=config.data_options(),
                 listener=listener,
+                search=search,
             )
         else:
             outcome = run_local(store, run_id, specs, data, device=device, listener=listener, search=search)
-            if search is not None:
-                specs = search.asked
+        if search is not None:
+            specs = search.asked
         status = outcome.status  # a stopped or failed sweep is recorded as such by its executor
     ranked = rank(store.trials(run_id))
     row = store.run(run_id)

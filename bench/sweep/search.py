@@ -158,12 +158,12 @@ class TpeSearch:
             seed=(self.seed + 7919 * recorded + repeats) % 2**32, n_startup_trials=startup_trials(self.trials)
         )
 
-    def specs(self, pending: list[TrialSpec]) -> Iterator[TrialSpec]:
-        """The trials to train: first those a stop interrupted (each its same Optuna trial's combination, asked
-        again), then new ones until the run has ``trials``. Each is told its result when the next is asked for
-        (or when the iteration ends)."""
+    def start(self, pending: list[TrialSpec]) -> None:
+        """Take up what a stop left: a trial that ended before the study was told is told now; one a stop
+        interrupted (``pending``) is asked again first, under its own combination, by a fresh Optuna trial."""
         states = self.optuna.trial.TrialState
-        waiting = {s.idx: s for s in pending}
+        self.waiting = {s.idx: s for s in pending}
+        self.repeats = 0
         ended = {t["idx"]: t for t in self.store.trials(self.run_id) if t["status"] not in TO_RUN}
         for frozen in self.study.get_trials(deepcopy=False, states=(states.RUNNING,)):
             idx = frozen.user_attrs.get(IDX)
@@ -171,44 +171,60 @@ class TpeSearch:
                 self._tell(frozen.number, ended[idx])
                 continue
             self.study.tell(frozen.number, state=states.FAIL)  # its process stopped: a fresh Optuna trial trains it
-            if idx in waiting:
+            if idx in self.waiting:
                 self.study.enqueue_trial(frozen.params, user_attrs={IDX: idx})
-        repeats = 0
+
+    def ask(self) -> TrialSpec | None:
+        """The next trial to train, recorded in the store; None when the run has its ``trials`` (or the space is
+        exhausted). Trials may be asked for before earlier ones are told (the Ray executor runs several at once)."""
+        states = self.optuna.trial.TrialState
         while True:
             recorded = self.store.trials(self.run_id)
-            runnable = {t["idx"] for t in recorded if t["status"] in TO_RUN}
-            if len(recorded) >= self.trials and not (runnable & set(waiting)):
-                return
-            self.study.sampler = self._sampler(len(recorded), repeats)
+            if len(recorded) >= self.trials and not self.waiting:
+                return None
+            if len(recorded) >= self.trials and not self.study.get_trials(deepcopy=False, states=(states.WAITING,)):
+                spec = self.waiting.popitem()[1]  # interrupted, its Optuna trial lost: trained, told nothing
+                self.asked.append(spec)
+                return spec
+            self.study.sampler = self._sampler(len(recorded), self.repeats)
             trial = self.study.ask()
             chosen = self.space.specs[self.space.suggest(trial)]
             idx = trial.user_attrs.get(IDX)
-            if idx in waiting:  # an interrupted trial, asked again with its own combination
-                spec = waiting.pop(idx)
+            if idx in self.waiting:  # an interrupted trial, asked again with its own combination
+                spec = self.waiting.pop(idx)
             else:
                 earlier = self._earlier(chosen, recorded)
-                if earlier is not None:  # a combination already trained: its result again, nothing trained
-                    self._tell(trial, earlier)
-                    repeats += 1
-                    if repeats >= MAX_REPEATS or len(recorded) >= len(self.space):
-                        return
+                if earlier is not None:  # a combination already chosen: its result again (if known), nothing trained
+                    if earlier["status"] in TO_RUN:
+                        self.study.tell(trial, state=states.FAIL)
+                    else:
+                        self._tell(trial, earlier)
+                    self.repeats += 1
+                    if self.repeats >= MAX_REPEATS or len(recorded) >= len(self.space):
+                        return None
                     continue
-                if len(recorded) >= self.trials:  # interrupted trials whose Optuna trial was lost: trained untold
-                    self.study.tell(trial, state=states.FAIL)
-                    for spec in waiting.values():
-                        self.asked.append(spec)
-                        yield spec
-                    return
                 idx = max((t["idx"] for t in recorded), default=0) + 1
                 trial.set_user_attr(IDX, idx)  # before the store has it: a stop in between leaves no stray trial
                 spec = resolve_plan([replace(chosen, idx=idx)], self.data, self.device)[0]
                 spec = replace(spec, trial_id=self.store.add_trial(self.run_id, spec.row()))
-            repeats = 0
+            self.repeats = 0
             self.live[spec.idx] = trial
             self.asked.append(spec)
-            yield spec
+            return spec
+
+    def tell(self, spec: TrialSpec) -> None:
+        """Tell the study how ``spec``'s trial ended, as the store recorded it (a stopped one: at the resume)."""
+        trial = self.live.pop(spec.idx, None)
+        if trial is not None:
             self._tell(trial, self.store.trial(spec.trial_id))
-            del self.live[spec.idx]
+
+    def specs(self, pending: list[TrialSpec]) -> Iterator[TrialSpec]:
+        """The local executor's trials, one at a time: those a stop interrupted, then new ones until the run has
+        ``trials``; each told its result when it has been recorded."""
+        self.start(pending)
+        while (spec := self.ask()) is not None:
+            yield spec
+            self.tell(spec)
 
     @staticmethod
     def _earlier(chosen: TrialSpec, recorded: list[dict]) -> dict | None:
