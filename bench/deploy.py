@@ -27,6 +27,7 @@ from bench.plugins import get_registry, load_run_dataset
 from bench.quantize import QuantizeSettings, make_variants
 from bench.status import RUNNABLE, ExportStatus, MeasurementStatus, VariantStatus
 from bench.store import Store
+from bench.transfer import described
 from bench.version import __version__
 
 
@@ -104,6 +105,8 @@ def onnx_metadata(run: dict, trial: dict, data: Dataset) -> dict:
         "plugin": trial["plugin"],
         "variant": trial["variant"],
         "dataset": data.name,
+        "initial_weights": described(trial["hparams"].get("weights"))
+        or f"random (torch.manual_seed({trial['hparams']['seed']}))",
         "run": run["id"],
         "trial": trial_label(trial["idx"], run["id"]),
         "cnnbench_version": __version__,

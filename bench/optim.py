@@ -10,13 +10,17 @@ from torch import nn
 from bench.options import HParams
 
 
-def make_optimizer(model: nn.Module, hp: HParams) -> torch.optim.Optimizer:
-    """torch's optimizer for ``hp``. A parameter with an ``lr_scale`` attribute (airbench's batch-norm biases:
-    64) trains at that multiple of the learning rate, with its weight decay divided by it (the same decay per
-    step); the first group is the plain one, whose rate the history records."""
+def make_optimizer(model: nn.Module, hp: HParams, head: set[int] | None = None) -> torch.optim.Optimizer:
+    """torch's optimizer for ``hp``, over the parameters that train (frozen ones are left out). A parameter with an
+    ``lr_scale`` attribute (airbench's batch-norm biases: 64), or in ``head`` (ids of the logits layer's parameters:
+    ``hp.head_lr``), trains at that multiple of the learning rate, with its weight decay divided by it (the same
+    decay per step); the first group is the plain one, whose rate the history records."""
     scales: dict[float, list[nn.Parameter]] = {}
+    head = head or set()
     for p in model.parameters():
-        scales.setdefault(float(getattr(p, "lr_scale", 1.0)), []).append(p)
+        if p.requires_grad:
+            scale = float(getattr(p, "lr_scale", 1.0)) * (hp.head_lr if id(p) in head else 1.0)
+            scales.setdefault(scale, []).append(p)
     params = [{"params": scales.pop(1.0, [])}]
     params += [{"params": ps, "lr": hp.lr * s, "weight_decay": hp.weight_decay / s} for s, ps in scales.items()]
     if hp.optimizer == "sgd":

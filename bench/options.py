@@ -301,6 +301,24 @@ class RunConfig:
     nesterov: bool | None = _opt(
         TRAIN, "Nesterov momentum for SGD (default off).", kind=bool, axis=True, trial_default=False
     )
+    freeze: list[str] | None = _opt(
+        TRAIN,
+        "Layers that do not train: none, backbone (all but the logits layer) or N (the first N layers with weights).",
+        axis=True,
+        pattern=r"none|backbone|[0-9]+",
+        pattern_text="none, backbone or a number of layers",
+        trial_default="none",
+        docs="Frozen batch-norm layers keep their statistics; with --weights, this is fine-tuning "
+        "([runs.md](runs.md#starting-from-weights)).",
+    )
+    head_lr: list[float] | None = _opt(
+        TRAIN,
+        "The logits layer's learning rate as a multiple of --lr (default 1), e.g. 10 to fine-tune a new head faster.",
+        kind=float,
+        axis=True,
+        trial_default=1.0,
+        **_POSITIVE,
+    )
     augment: str = _opt(
         TRAIN,
         "Augmentations on the training device: flip,altflip,crop,translate,grayscale (altflip: "
@@ -338,6 +356,14 @@ class RunConfig:
     )
     patience: int | None = _opt(
         TRAIN, "Stop a trial after this many epochs without a better selection metric (early_stopped).", **_COUNT
+    )
+    weights: str | None = _opt(
+        TRAIN,
+        "Start every trial from these weights: a checkpoint or state-dict file (.pt), or a stored trial RUN/tNNN. "
+        "What matches by name and shape is loaded; a logits layer for another class count is re-initialized.",
+        metavar="PATH|RUN/tNNN",
+        docs="Recorded with each trial as `PATH#sha256=HEX` (checked whenever a trial loads it) and named in the "
+        "ONNX metadata (`initial_weights`); a note says what was loaded, skipped and re-initialized.",
     )
 
     # --- where the trials run (execute) ---

@@ -7,6 +7,8 @@ nothing is ever logged twice. MLflow's own UI is the browser view: `mlflow ui --
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import tempfile
@@ -121,7 +123,8 @@ class Tracker:
     def send(self, store, run_id: str, only: set[int] | None = None, report: bool = True) -> Sent:
         """Send run ``run_id`` of ``store`` (its trials ``only``, default all): what MLflow lacks of it."""
         try:
-            return self._send(store, run_id, only, report)
+            with contextlib.redirect_stdout(io.StringIO()):  # MLflow prints a link per finished run to a server
+                return self._send(store, run_id, only, report)
         except BenchError:
             raise
         except Exception as exc:

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench import checkpoints, layers
+from bench import checkpoints, layers, transfer
 from bench.augment import alternating_flips, augment, parse
 from bench.data import Normalizer, Split, Splits
 from bench.noise import Watch
@@ -140,7 +140,7 @@ def train_trial(
         raise ValueError("train_trial needs a resolved precision and layout (bench.speed.resolve_speed)")
     x_train, y_train = splits.train.images, splits.train.labels
     device = y_train.device
-    optimizer = make_optimizer(model, hp)
+    optimizer = make_optimizer(model, hp, transfer.head_parameters(model, num_classes) if hp.head_lr != 1 else None)
     n = len(y_train)
     steps = steps_per_epoch(n, hp.batch_size)
     scheduler = make_scheduler(optimizer, hp, steps)
@@ -161,9 +161,9 @@ def train_trial(
     state_path = Path(state_path) if state_path is not None else None
     resumed = load_state(state_path, hp, checkpoint_meta) if state_path is not None else None
     elapsed = 0.0
-    if resumed is None:  # a fresh trial: modules fitted to the data (a whitening stem), in the training time
+    if resumed is None:  # a fresh trial: modules fitted to the data (a whitening stem), unless --weights has them
         t0 = time.perf_counter()
-        if fitted := layers.data_initialized(model):
+        if not hp.weights and (fitted := layers.data_initialized(model)):
             with torch.no_grad():
                 images = normalize(x_train[: layers.DATA_INIT_IMAGES])
             for module in fitted:
@@ -189,6 +189,7 @@ def train_trial(
         watch = Watch(torch.get_num_threads()).start()
         t0 = time.perf_counter()
         model.train()
+        transfer.keep_frozen(model)
         lr = optimizer.param_groups[0]["lr"]
         order = torch.randperm(n, generator=shuffle).to(device)
         loss_sum = torch.zeros((), device=device)

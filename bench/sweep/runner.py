@@ -11,7 +11,7 @@ from bench.errors import UsageError
 from bench.options import PLAN, RAY_ONLY, TRAIN, RunConfig, defaults, flag, option_of, settings
 from bench.status import RUNNABLE, ExportStatus, RunStatus
 from bench.sweep.tracking import Listeners, tracking
-from bench.sweep.trial import ListenerFailed, guarded
+from bench.sweep.trial import ListenerFailed, guarded, starting_points
 
 
 @dataclass
@@ -48,6 +48,10 @@ def run(
     from bench.sweep.plan import plan_run
 
     config = replace(config, **options) if config is not None else RunConfig(**options)  # checked as built
+    if config.weights:
+        from bench.transfer import resolve
+
+        config = replace(config, weights=resolve(config.weights, store_path))  # PATH#sha256=..., as recorded
     listener = guarded(listener)
     with _threads(config.threads), _listener_errors():
         device = resolve_device(config.device)
@@ -62,6 +66,7 @@ def run(
 
             get_plugins().engines.select(config.engines)  # an unknown engine is refused before anything trains
         data = load_dataset(config.dataset, download=config.download, **config.data_options())
+        plan_notes += starting_points(specs, data)  # weights that do not fit are refused before anything is recorded
         if not config.no_benchmark:
             from bench.inference import check_batch_sizes
 
@@ -105,6 +110,10 @@ def resume(run_id: str = "latest", *, store_path=None, listener=None, **options)
         if options.get("executor") == "local":  # a Ray run finished here: its Ray options no longer apply
             recorded = replace(recorded, **{k: v for k, v in RAY_ONLY.items() if k not in options})
         config = replace(recorded, **options)  # checked as built
+        if config.weights:
+            from bench.transfer import resolve
+
+            resolve(config.weights)  # the file the run started from, unchanged: else one line, nothing trained
         listener = guarded(listener)
         # the run's own thread count unless told otherwise: the same arithmetic
         with _threads(config.threads), _listener_errors():

@@ -114,6 +114,41 @@ class TrialRun:
     result: TrialResult | None = None
 
 
+def build_initial(spec: TrialSpec, data: Dataset, loaded: list | None = None):
+    """``spec``'s model as its first epoch starts: built (seeded by the caller), its --weights loaded and its
+    --freeze applied; ``loaded`` is given what was loaded (bench.transfer.Loaded)."""
+    from bench import transfer
+
+    hp = spec.hparams
+    model = spec.architecture.build(data.input_shape, data.num_classes, spec.variant)
+    if hp.weights:
+        result = transfer.load_into(model, hp.weights, data.classes)
+        if loaded is not None:
+            loaded.append(result)
+    if transfer.freeze(model, hp.freeze, data.num_classes) == 0:
+        from bench.errors import UsageError
+
+        raise UsageError(f"Invalid value for '--freeze': {hp.freeze!r} leaves nothing to train")
+    return model
+
+
+def starting_points(specs: list[TrialSpec], data: Dataset) -> list[str]:
+    """Each architecture's models built as their trials will start (--weights, --freeze), before anything is
+    recorded: a file that does not fit is refused here; the notes say what was loaded, skipped, re-initialized."""
+    notes, seen = [], set()
+    for spec in specs:
+        hp = spec.hparams
+        key = (spec.architecture.name, repr(spec.variant), hp.weights, hp.freeze)
+        if (not hp.weights and hp.freeze == "none") or key in seen:
+            continue
+        seen.add(key)
+        loaded: list = []
+        build_initial(spec, data, loaded)
+        if loaded and (line := f"{spec.architecture.name}: {loaded[0].line()}") not in notes:
+            notes.append(line)
+    return notes
+
+
 def execute_trial(
     spec: TrialSpec,
     data: Dataset,
@@ -134,7 +169,7 @@ def execute_trial(
     run = run if run is not None else TrialRun()
     hp = spec.hparams
     torch.manual_seed(hp.seed)  # the same initial weights for every trial of a seed
-    model = spec.architecture.build(data.input_shape, data.num_classes, spec.variant).to(device)
+    model = build_initial(spec, data).to(device)
     run.params = count_parameters(model)
     run.flops = count_flops(model, data.input_shape)
     run.result = train_trial(
@@ -145,7 +180,8 @@ def execute_trial(
         folder / CHECKPOINT_FILE,
         data.num_classes,
         on_epoch=on_epoch,
-        checkpoint_meta={**meta, "trial": spec.idx, "architecture": spec.architecture.name},
+        # the classes: a run starting from this checkpoint keeps its logits layer only for the same classes
+        checkpoint_meta={**meta, "trial": spec.idx, "architecture": spec.architecture.name, "classes": data.classes},
         state_path=folder / STATE_FILE,
         prune=prune,
     )
