@@ -3,6 +3,7 @@ one, a run pins its data and stays usable on another machine, a resume takes its
 odd trials say why (reliability rounds two and three)."""
 
 import json
+import shutil
 import sqlite3
 from pathlib import Path
 
@@ -15,30 +16,45 @@ from bench.store import Store
 # --- damaged and hostile files ------------------------------------------------------------------------
 
 
-@pytest.fixture
-def one_trial(tmp_path, invoke):
-    store = tmp_path / "runs" / "bench.db"
-    result = invoke(
-        "run",
-        "--arch",
-        "cnn_baseline",
-        "--epochs",
-        "1",
-        "--min-runs",
-        "5",
-        "--min-time",
-        "0",
-        "--batch-sizes",
-        "1",
-        "--engines",
-        "onnxruntime",  # the records are the point here, not the engines
-        "--quantize",
-        "int8",
-        "--store",
-        store,
-        store=False,
+@pytest.fixture(scope="module")
+def made_once(tmp_path_factory):
+    """One exported, quantized and benchmarked trial, made once for the module; each test gets its own copy."""
+    from click.testing import CliRunner
+
+    from bench.cli import cli
+
+    store = tmp_path_factory.mktemp("made") / "runs" / "bench.db"
+    result = CliRunner().invoke(
+        cli,
+        [
+            "run",
+            "--arch",
+            "cnn_baseline",
+            "--epochs",
+            "1",
+            "--min-runs",
+            "5",
+            "--min-time",
+            "0",
+            "--batch-sizes",
+            "1",
+            "--engines",
+            "onnxruntime",  # the records are the point here, not the engines
+            "--quantize",
+            "int8",
+            "--store",
+            str(store),
+        ],
     )
     assert result.exit_code == 0, result.output
+    return store.parent
+
+
+@pytest.fixture
+def one_trial(made_once, tmp_path, invoke):
+    """A copy of the module's trial (the store keeps paths relative to its folder): each test may damage it."""
+    shutil.copytree(made_once, tmp_path / "runs")
+    store = tmp_path / "runs" / "bench.db"
     (row,) = invoke.json("report", "--store", store, store=False)
     return store, row
 

@@ -3,6 +3,8 @@ said, what is frozen stays bit for bit, the ONNX file names where its weights be
 
 import json
 import os
+import shutil
+import types
 from pathlib import Path
 
 import pytest
@@ -43,18 +45,27 @@ class NormPlugin:
         register("norm_cnn", self.build, variants={"width": [8]}, defaults={"optimizer": "adam", "lr": 0.01})
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def norm_plugin():
     plugins.register_in_process(NormPlugin(), name="norm")
     yield "norm"
     plugins.unregister_in_process("norm")
 
 
+@pytest.fixture(scope="module")
+def trained_once(norm_plugin, tmp_path_factory):
+    """A norm_cnn trained on digits, once for the module: the weights later runs start from."""
+    store = tmp_path_factory.mktemp("trained") / "runs" / "bench.db"
+    result = bench.run(plugin=["norm"], **QUICK, store_path=store)
+    return store.parent, result.run_id
+
+
 @pytest.fixture
-def trained(norm_plugin, store_path):
-    """A trained norm_cnn on digits: the weights later runs start from."""
-    result = bench.run(plugin=["norm"], **QUICK, store_path=store_path)
-    return result, result.trials[0]
+def trained(trained_once, store_path):
+    """A copy of the module's store with that run, at ``store_path``: its first trial's record."""
+    shutil.copytree(trained_once[0], store_path.parent)
+    (trial,) = bench.trials(trained_once[1], store_path=store_path)
+    return types.SimpleNamespace(run_id=trained_once[1]), trial
 
 
 def test_freeze_backbone_trains_only_the_head_and_keeps_everything_else_bit_for_bit(trained, store_path):
