@@ -29,7 +29,7 @@ class Request:
     argument: str | None = None
     data_dir: Path | None = None
     download: bool = False
-    image_size: int | None = None  # for image folders: resize to image_size x image_size
+    image_size: int | None = None  # for image folders: resize to image_size x image_size (None: their own size)
 
     @property
     def label(self) -> str:
@@ -241,10 +241,40 @@ def check_image_folder(root: Path) -> None:
         )
 
 
-def read_image_folder(root: Path, image_size: int) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
+def native_size(files: list[Path]) -> tuple[tuple[int, int], str]:
+    """The size (height, width) an image folder keeps without --image-size, and how its images get there, in
+    words: their own size when they all share it; else the most common size (ties: the larger), every other image
+    resized to it. Read from the files' headers, nothing decoded."""
+    from collections import Counter
+
+    from PIL import Image, UnidentifiedImageError
+
+    sizes: Counter = Counter()
+    for path in files:
+        try:
+            with Image.open(path) as im:
+                sizes[im.size] += 1  # (width, height)
+        except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as exc:
+            raise BenchError(f"cannot read image {path}: {exc}") from exc
+    if not sizes:
+        raise BenchError("the image folder has no images")
+    (w, h), n = max(sizes.items(), key=lambda item: (item[1], item[0][0] * item[0][1], item[0]))
+    if len(sizes) == 1:
+        return (h, w), f"none: every image is {w}x{h}"
+    return (h, w), (
+        f"bilinear (Pillow, Image.Resampling.BILINEAR) to {w}x{h}, the most common of {len(sizes)} sizes ({n} of "
+        f"{sum(sizes.values())} images; --image-size chooses another)"
+    )
+
+
+def read_image_folder(
+    root: Path, image_size: int | tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
     """One subfolder per class (sorted names = class names; hidden files and folders skipped). Every image decoded
-    once with Pillow, resized to image_size x image_size; grayscale if every image is, else RGB. Returns images,
-    labels, classes and the relative paths, in a stable order."""
+    once with Pillow, resized to image_size x image_size (or to (height, width)) where it is not that size already;
+    grayscale if every image is, else RGB. Returns images, labels, classes and the relative paths, in a stable
+    order."""
+    height, width = image_size if isinstance(image_size, tuple) else (image_size, image_size)
     from PIL import Image, UnidentifiedImageError
 
     check_image_folder(root)
@@ -273,10 +303,10 @@ def read_image_folder(root: Path, image_size: int) -> tuple[np.ndarray, np.ndarr
     from bench.environment import available_memory
 
     # uint8 RGB as decoded, its stacked copy, and the float32 copy the mean and std are measured on: 6 bytes a value
-    need = 6 * len(files) * 3 * image_size * image_size
+    need = 6 * len(files) * 3 * height * width
     if need > available_memory() / 2:
         raise BenchError(
-            f"image folder {root}: {len(files)} images at {image_size}x{image_size} need {need / 1e9:.1f} GB to "
+            f"image folder {root}: {len(files)} images at {width}x{height} need {need / 1e9:.1f} GB to "
             f"decode, more than half of the {available_memory() / 1e9:.1f} GB of memory available here: a smaller "
             "--image-size, or --limit-train"
         )
@@ -285,7 +315,10 @@ def read_image_folder(root: Path, image_size: int) -> tuple[np.ndarray, np.ndarr
         try:
             with Image.open(path) as im:
                 im.load()  # a truncated file fails here, not later
-                decoded.append(eight_bit(im, path).resize((image_size, image_size), Image.Resampling.BILINEAR))
+                image = eight_bit(im, path)
+                if image.size != (width, height):
+                    image = image.resize((width, height), Image.Resampling.BILINEAR)
+                decoded.append(image)
         except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as exc:
             raise BenchError(f"cannot read image {path}: {exc}") from exc
     gray = all(im.mode == "L" for im in decoded)

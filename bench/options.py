@@ -197,7 +197,12 @@ class RunConfig:
     dataset: str = _opt(PLAN, "Dataset name, or imagefolder:PATH (see `bench datasets`).", "digits", short="-d")
     data_dir: str | None = _opt(PLAN, "Where the dataset's files are (default: ./data).")
     image_size: int | None = _opt(
-        PLAN, "imagefolder: resize images to this size (default 32).", kind=int, low=4, high=2048
+        PLAN,
+        "imagefolder: resize images to this size (default: their own size; a folder of mixed sizes: the most common "
+        "one, said in the dataset's resize record).",
+        kind=int,
+        low=4,
+        high=2048,
     )
     limit_train: int | None = _opt(
         PLAN,

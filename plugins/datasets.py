@@ -17,6 +17,7 @@ from bench.datasets import (
     cached,
     check_image_folder,
     find_files,
+    native_size,
     read_cifar_batch,
     read_idx,
     read_image_folder,
@@ -170,7 +171,6 @@ def load_image_folder(request: Request) -> Dataset:
     """imagefolder:PATH. With PATH/train and PATH/test (each one subfolder per class), those are the splits;
     otherwise a fixed 20% of PATH is the test set. Mean and std are measured on the training images."""
     root = Path(request.argument).expanduser()
-    size = request.image_size or 32
     parts = [root / "train", root / "test"] if (root / "train").is_dir() and (root / "test").is_dir() else [root]
     # The cache key covers the images only: not the cache files written beside them, nor anything hidden.
     sources = sorted(
@@ -195,8 +195,15 @@ def load_image_folder(request: Request) -> Dataset:
         return out
 
     check_image_folder(root)
+    if request.image_size:
+        size = (request.image_size, request.image_size)
+        resize = (
+            f"bilinear (Pillow, Image.Resampling.BILINEAR) from any size to {request.image_size}x{request.image_size}"
+        )
+    else:  # their own size (a folder of mixed sizes: the most common one)
+        size, resize = native_size(sources)
     arrays = cached(
-        sources, {"name": "imagefolder", "root": str(root.resolve()), "size": size, "format": 2}, build, root
+        sources, {"name": "imagefolder", "root": str(root.resolve()), "size": list(size), "format": 3}, build, root
     )
     classes = [str(c) for c in arrays["classes"]]
     images, labels = tensors(arrays["x0"], arrays["y0"])
@@ -207,7 +214,6 @@ def load_image_folder(request: Request) -> Dataset:
     pixels = train.images.float().div(255)
     mean = tuple(round(float(m), 4) for m in pixels.mean(dim=(0, 2, 3)))
     std = tuple(round(max(float(s), 1e-3), 4) for s in pixels.std(dim=(0, 2, 3)))
-    resize = f"bilinear (Pillow, Image.Resampling.BILINEAR) from any size to {size}x{size}"
     return Dataset(f"imagefolder:{request.argument}", classes, 1 / 255, mean, std, train, test, resize)
 
 
@@ -245,7 +251,7 @@ def register_datasets(register):
     register(
         "imagefolder",
         load_image_folder,
-        "your images: PATH/<class>/*.jpg|png|..., resized to --image-size (default 32); PATH/train + PATH/test "
+        "your images: PATH/<class>/*.jpg|png|..., at their own size or --image-size; PATH/train + PATH/test "
         "if present, else a fixed 20% test split",
         takes_argument=True,
     )

@@ -96,6 +96,22 @@ def photo_folder(tmp_path_factory):
     return root
 
 
+def test_an_image_folder_keeps_its_images_own_size_and_a_mixed_one_takes_the_most_common(photo_folder, tmp_path):
+    from PIL import Image
+
+    data = load_dataset(f"imagefolder:{photo_folder}")  # 96x96 crops: kept as they are
+    assert data.input_shape == (3, 96, 96) and data.resize == "none: every image is 96x96"
+    mixed = tmp_path / "mixed"
+    for name, color in (("red", (200, 0, 0)), ("blue", (0, 0, 200))):
+        (mixed / name).mkdir(parents=True)
+        for i, size in enumerate([(40, 30)] * 5 + [(64, 64)] * 2):  # width x height
+            Image.new("RGB", size, color).save(mixed / name / f"{i}.png")
+    data = load_dataset(f"imagefolder:{mixed}")
+    assert data.input_shape == (3, 30, 40)  # height x width of the most common size
+    assert data.resize.startswith("bilinear") and "to 40x30, the most common of 2 sizes (10 of 14 images" in data.resize
+    assert load_dataset(f"imagefolder:{mixed}", image_size=16).input_shape == (3, 16, 16)
+
+
 def test_image_folder_of_jpegs_trains_with_class_names_from_the_folders(invoke, photo_folder, tmp_path, monkeypatch):
     data = load_dataset(f"imagefolder:{photo_folder}", image_size=24)
     assert data.classes == ["china", "flower"] and data.input_shape == (3, 24, 24)

@@ -1,6 +1,10 @@
 """The torchvision model zoo as a built-in plugin: every model builds for CIFAR-size and MNIST-size inputs, and one
 model per family type trains, exports with parity and is benchmarked through the whole pipeline."""
 
+import re
+from pathlib import Path
+
+import numpy as np
 import pytest
 import torch
 
@@ -179,3 +183,46 @@ def test_without_timm_the_plugin_says_how_to_install_it(invoke, monkeypatch):
     (error,) = [line for line in result.output.splitlines() if line.startswith("Error:")]
     assert "pip install 'cnnbench[timm]'" in error
     assert invoke("run", "--plugin", "cnn_baseline", "--epochs", "1", "--no-benchmark", "-q").exit_code == 0
+
+
+@pytest.mark.slow
+def test_a_zoo_model_with_the_imagenet_stem_trains_at_128_px_and_its_file_classifies_photos_of_any_size(
+    invoke, tmp_path, monkeypatch
+):
+    """Issue 29: torchvision's mobilenet_v3_small as published (its ImageNet stem) on a folder of 128x128 photos
+    (crops of scikit-learn's two sample photographs), kept at their own size: one epoch, exported, and
+    docs/deployment.md's snippet prepares a 200x150 photo from the file's metadata alone."""
+    import onnxruntime as ort
+    from PIL import Image
+    from sklearn.datasets import load_sample_images
+
+    from bench.export import read_metadata
+
+    root = tmp_path / "photos"
+    rng = np.random.default_rng(0)
+    for name, photo in zip(("china", "flower"), load_sample_images().images, strict=True):
+        (root / name).mkdir(parents=True)
+        for i in range(12):
+            y, x = rng.integers(0, photo.shape[0] - 128), rng.integers(0, photo.shape[1] - 128)
+            Image.fromarray(photo[y : y + 128, x : x + 128]).save(root / name / f"{i:03d}.jpg", quality=90)
+    result = invoke(
+        "run",
+        *("--plugin", "torchvision", "--where", "model=mobilenet_v3_small", "--where", "stem=imagenet"),
+        *("--dataset", f"imagefolder:{root}", "--epochs", "1", "--batch-size", "8"),
+        *("--engines", "onnxruntime", "--quantize", "none", "--batch-sizes", "1", "--min-runs", "3", "--min-time", "0"),
+    )
+    assert result.exit_code == 0, result.output
+    (row,) = invoke.json("report")
+    assert row["status"] == "completed" and row["onnx"]["status"] == "ok"
+    meta = read_metadata(row["onnx"]["path"])
+    assert meta["input_shape"] == [3, 128, 128] and meta["resize"] == "none: every image is 128x128"
+    page = (Path(__file__).parent.parent / "docs" / "deployment.md").read_text()
+    (code,) = [c for c in re.findall(r"^```python\n(.*?)^```", page, flags=re.S | re.M) if '"cat.jpg"' in c]
+    monkeypatch.chdir(tmp_path)
+    Image.fromarray(load_sample_images().images[1][:150, :200]).save("cat.jpg")
+    scope = {"meta": meta, "np": np}
+    exec(code, scope)
+    mean, std = (np.array(meta[k], np.float32).reshape(1, -1, 1, 1) for k in ("mean", "std"))
+    x = ((scope["raw"] * meta["pixel_scale"] - mean) / std).astype(np.float32)
+    session = ort.InferenceSession(row["onnx"]["path"], providers=["CPUExecutionProvider"])
+    assert session.run(None, {"input": x})[0].shape == (1, 2)
