@@ -393,6 +393,14 @@ class RunConfig:
         low=1,
         high=MAX_THREADS,
     )
+    state_every: float = _opt(
+        EXECUTE,
+        "Also save an unfinished trial's training state within an epoch, every this many seconds (0: after each epoch "
+        "only): a stop then loses at most that much of a long epoch, and --resume continues from that step.",
+        300.0,
+        kind=float,
+        low=0,
+    )
     ray_address: str | None = _opt(EXECUTE, "With --executor ray: an existing cluster (default: start a local Ray).")
     cpus_per_trial: float = _opt(
         EXECUTE, "With --executor ray: CPUs (and torch threads) per trial.", 1.0, kind=float, **_POSITIVE

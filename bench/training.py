@@ -119,6 +119,7 @@ def train_trial(
     checkpoint_meta: dict | None = None,
     state_path: str | Path | None = None,
     prune: Callable[[EpochStats], str | None] | None = None,
+    state_every: float | None = None,
 ) -> TrialResult:
     """Train ``model`` (already on the data's device) for ``hp.epochs`` epochs. After every epoch that
     improves the selection metric, the weights are written to ``checkpoint_path``; at the end the best
@@ -133,6 +134,10 @@ def train_trial(
     ``hp`` says what the steps compute in: its 'auto' precision and layout are resolved when the run is planned
     (bench.speed.resolve_speed), never here. The caller seeds torch before building the model; shuffling uses its
     own generator seeded by ``hp.seed``, so the same seed, data and machine give the same losses.
+
+    With ``state_every`` (seconds), the state is also written within an epoch, at the first step that far from the
+    last write: a stop then loses at most that much of a long epoch, and the epoch continues from that step with the
+    same figures (its shuffled order, the losses summed so far, every generator as it was).
 
     ``prune`` is asked after every epoch but the last (a search's pruner): a reason it returns stops the trial there,
     ``pruned`` with that reason as its note, its best checkpoint measured as any other's."""
@@ -175,26 +180,61 @@ def train_trial(
         scheduler.load_state_dict(resumed["scheduler"])
         set_rng(resumed["rng"], generators, device)
         result.history = [EpochStats(**e) for e in resumed["history"]]
-        best = next(e for e in result.history if e.epoch == resumed["best_epoch"])
+        best = next((e for e in result.history if e.epoch == resumed["best_epoch"]), None)
         best_state = resumed["best_state"]
-        meta = {**(checkpoint_meta or {}), "epoch": best.epoch, "val_loss": best.val_loss, "val_acc": best.val_acc}
-        result.checkpoint_sha256 = checkpoints.save(checkpoint_path, best_state, meta)  # as it was at that epoch
-        elapsed = result.history[-1].elapsed_s or 0.0
+        if best is not None:
+            meta = {**(checkpoint_meta or {}), "epoch": best.epoch, "val_loss": best.val_loss, "val_acc": best.val_acc}
+            result.checkpoint_sha256 = checkpoints.save(checkpoint_path, best_state, meta)  # as it was at that epoch
+        elapsed = (result.history[-1].elapsed_s or 0.0) if result.history else 0.0
+    partial = resumed.get("partial") if resumed is not None else None  # stopped within this epoch
+    if partial is not None:
+        elapsed = partial["elapsed"]
     first_epoch = len(result.history) + 1
     lookahead = Lookahead(model, hp.epochs * steps) if hp.lookahead else None  # of the fitted weights
     if lookahead is not None and resumed is not None:
         lookahead.load_state_dict(resumed["lookahead"])
+
+    def save(within: dict | None = None) -> None:
+        save_state(
+            state_path,
+            hp,
+            checkpoint_meta,
+            model,
+            optimizer,
+            scheduler,
+            generators,
+            device,
+            result.history,
+            {"epoch": best.epoch if best else None, "state": best_state},
+            lookahead.state_dict() if lookahead is not None else None,
+            within,
+        )
 
     for epoch in range(first_epoch, hp.epochs + 1):
         watch = Watch(torch.get_num_threads()).start()
         t0 = time.perf_counter()
         model.train()
         transfer.keep_frozen(model)
-        lr = optimizer.param_groups[0]["lr"]
-        order = torch.randperm(n, generator=shuffle).to(device)
-        loss_sum = torch.zeros((), device=device)
-        correct = torch.zeros((), dtype=torch.long, device=device)
+        skip = 0
+        if partial is not None:  # the epoch a stop interrupted, from the step after the last one saved
+            lr, order, skip = partial["lr"], partial["order"].to(device), partial["step"]
+            loss_sum, correct = partial["loss_sum"].to(device), partial["correct"].to(device)
+            t0 -= partial["seconds"]
+            partial = None
+        else:
+            lr = optimizer.param_groups[0]["lr"]
+            order = torch.randperm(n, generator=shuffle).to(device)
+            loss_sum = torch.zeros((), device=device)
+            correct = torch.zeros((), dtype=torch.long, device=device)
+        saved_at = time.perf_counter()
         for i, start in enumerate(range(0, n, hp.batch_size)):
+            if i < skip:
+                continue
+            if state_every and state_path is not None and time.perf_counter() - saved_at >= state_every and i > 0:
+                within = {"epoch": epoch, "step": i, "lr": lr, "order": order.cpu(), "elapsed": elapsed}
+                within.update(loss_sum=loss_sum.cpu(), correct=correct.cpu(), seconds=time.perf_counter() - t0)
+                save(within)
+                saved_at = time.perf_counter()
             idx = order[start : start + hp.batch_size]
             if len(idx) == 1 and start > 0:
                 break  # batch norm cannot train on one image; the order changes every epoch, so none is lost for good
@@ -249,19 +289,7 @@ def train_trial(
             result.checkpoint_sha256 = checkpoints.save(checkpoint_path, best_state, meta)
         stopping = bool(hp.patience and epoch - best.epoch >= hp.patience and epoch < hp.epochs)
         if state_path is not None and epoch < hp.epochs and not stopping:
-            save_state(
-                state_path,
-                hp,
-                checkpoint_meta,
-                model,
-                optimizer,
-                scheduler,
-                generators,
-                device,
-                result.history,
-                {"epoch": best.epoch, "state": best_state},
-                lookahead.state_dict() if lookahead is not None else None,
-            )
+            save()
         if on_epoch:
             on_epoch(stats)
         if stopping:

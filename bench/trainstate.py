@@ -44,10 +44,12 @@ def save_state(
     history: list,
     best: dict,
     lookahead: dict | None = None,
+    partial: dict | None = None,
 ) -> None:
     """Everything needed to continue the trial after its last finished epoch, written atomically: ``history`` (its
     EpochStats), ``best`` (the epoch kept so far, ``{"epoch": n, "state": weights}``) and ``lookahead`` (its
-    average), beside the model, optimizer, schedule and random generators."""
+    average), beside the model, optimizer, schedule and random generators; ``partial``: where within the next epoch
+    they are (its number, the step to continue from, its shuffled order, learning rate, sums and seconds so far)."""
     state = {
         "format": STATE_FORMAT,
         "hparams": hp.as_dict(),
@@ -60,6 +62,7 @@ def save_state(
         "best_epoch": best["epoch"],
         "best_state": best["state"],
         "lookahead": lookahead,
+        "partial": partial,
     }
     buf = io.BytesIO()
     torch.save(state, buf)

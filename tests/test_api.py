@@ -92,6 +92,8 @@ def test_a_config_file_may_set_every_field(tmp_path, invoke):
         ({"min_time": float("inf")}, "Invalid value for '--min-time': inf (a number in [0, 600])"),
         ({"providers": ["tpu"]}, "Invalid value for '--providers': 'tpu'"),
         ({"trials": 3}, "--trials needs --search random"),
+        ({"state_every": -1}, "Invalid value for '--state-every': -1.0 (a number >= 0)"),
+        ({"image_size": 3}, "Invalid value for '--image-size': 3 (an integer from 4 to 2048)"),
         # out of range or of the wrong type: refused as the command line refuses them (reliability round three)
         ({"batch_sizes": [0]}, "Invalid value for '--batch-sizes': 0 (an integer >= 1)"),
         ({"batch_sizes": [-5]}, "Invalid value for '--batch-sizes': -5"),

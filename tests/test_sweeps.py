@@ -466,6 +466,57 @@ def test_kill_9_in_epoch_3_of_6_then_resume_continues_with_the_same_losses(tmp_p
     assert losses["killed"] == losses["whole"]
 
 
+def _step_in_state(path: Path) -> tuple[int, int] | None:
+    """(epoch, step) of a state saved within an epoch; None for one saved after an epoch, or none readable."""
+    import torch
+
+    try:
+        partial = torch.load(path, weights_only=True).get("partial")
+    except (OSError, RuntimeError, EOFError, KeyError, AttributeError):
+        return None
+    return (partial["epoch"], partial["step"]) if partial else None
+
+
+@pytest.mark.slow
+def test_kill_9_within_an_epoch_then_resume_continues_from_that_step_with_the_same_losses(tmp_path, invoke):
+    """Issue 29, item 5: with --state-every the training state is also saved within an epoch; a SIGKILL in the middle
+    of epoch 2 loses only the steps since, and the resumed trial records the figures of an uninterrupted one."""
+    variant = ["kernel_size=3", "feature_maps=32-64", "convs_per_block=1", "head=64", "dropout=0.2", "dropout_layers=1"]
+    args = [
+        *("--arch", "cnn_dropout", *(x for w in variant for x in ("--where", w))),
+        *("--epochs", "3", "--batch-size", "8", "--lr", "0.02", "--schedule", "cosine", "--augment", "flip,crop"),
+        *("--threads", "1", "--no-benchmark", "--lookahead"),
+    ]
+    store = tmp_path / "killed.db"
+    process = _start([*args, "--state-every", "0.05"], store)
+    deadline = time.time() + 120
+    where = None
+    while time.time() < deadline and process.poll() is None:  # a state saved within epoch 2, past its 20th step
+        found = list(tmp_path.glob("*/t001/state.pt"))
+        where = _step_in_state(found[0]) if found else None
+        if where and where[0] == 2 and where[1] > 20:
+            break
+        time.sleep(0.005)
+    assert where and where[0] == 2, f"no state saved within epoch 2 ({where})"
+    process.kill()
+    process.communicate()
+    saved = [(e["epoch"], e["train_loss"], e["time_s"]) for e in torch_load(found[0])["history"]]
+    assert [e[0] for e in saved] == [1]
+    result = invoke("run", "--resume", "latest", "--store", store, "-q", store=False)
+    assert result.exit_code == 0, result.output
+    assert invoke("run", *args, "-q", "--store", tmp_path / "whole.db", store=False).exit_code == 0
+    losses = {}
+    for name in ("killed", "whole"):
+        with Store(tmp_path / f"{name}.db") as s:
+            (trial,) = s.trials(s.run()["id"])
+            assert trial["status"] == "completed" and trial["epochs_run"] == 3
+            history = s.history(trial["id"])
+            losses[name] = [(h["train_loss"], h["train_acc"], h["val_loss"], h["lr"]) for h in history]
+            if name == "killed":  # epoch 1 comes from the saved state, not from training it again
+                assert [(h["epoch"], h["train_loss"], h["time_s"]) for h in history[:1]] == saved
+    assert losses["killed"] == losses["whole"]
+
+
 def torch_load(path):
     import torch
 

@@ -83,6 +83,7 @@ def run_local(
     device: torch.device,
     listener: RunListener | None = None,
     search=None,
+    state_every: float | None = None,
 ) -> SweepOutcome:
     """Train ``specs`` (trials of ``run_id``) one after the other in this process; with ``search`` (a
     bench.sweep.search.TpeSearch), those first and then the trials it chooses, each stopped early where its
@@ -97,7 +98,7 @@ def run_local(
         with sigterm_as_interrupt():
             for spec in search.specs(specs) if search is not None else specs:
                 prune = (lambda stats, spec=spec: search.prune(spec, stats)) if search is not None else None
-                trial = run_trial(store, run_id, spec, splits, normalize, data, device, listener, prune)
+                trial = run_trial(store, run_id, spec, splits, normalize, data, device, listener, prune, state_every)
                 listener.trial_done(spec, trial)
             status = RunStatus.COMPLETED
     except KeyboardInterrupt:
@@ -124,6 +125,7 @@ def run_trial(
     device: torch.device,
     listener: RunListener,
     prune=None,
+    state_every: float | None = None,
 ) -> dict:
     """Execute one trial here and record how it ended; one broken trial never ends the sweep."""
     hp = spec.hparams
@@ -151,6 +153,7 @@ def run_trial(
             run=run,
             on_epoch=lambda stats: listener.epoch_done(spec, stats),
             prune=prune,
+            state_every=state_every,
         )
         result = run.result
         finish(result.status, result.note, flops=run.flops, result=result, checkpoint=folder / CHECKPOINT_FILE)

@@ -235,7 +235,8 @@ def _execute_tracked(
                 search=search,
             )
         else:
-            outcome = run_local(store, run_id, specs, data, device=device, listener=listener, search=search)
+            how = {"listener": listener, "search": search, "state_every": config.state_every}
+            outcome = run_local(store, run_id, specs, data, device=device, **how)
         if search is not None:
             specs = search.asked
         status = outcome.status  # a stopped or failed sweep is recorded as such by its executor

@@ -161,6 +161,7 @@ def execute_trial(
     run: TrialRun | None = None,
     on_epoch: Callable[[EpochStats], None] | None = None,
     prune: Callable[[EpochStats], str | None] | None = None,
+    state_every: float | None = None,
 ) -> TrialRun:
     """Train ``spec`` in ``folder``: its best checkpoint goes to ``folder/best.pt`` and its state after every
     epoch to ``folder/state.pt``, which, when already there for the same trial, is continued; ``prune`` may stop it
@@ -184,5 +185,6 @@ def execute_trial(
         checkpoint_meta={**meta, "trial": spec.idx, "architecture": spec.architecture.name, "classes": data.classes},
         state_path=folder / STATE_FILE,
         prune=prune,
+        state_every=state_every,
     )
     return run
