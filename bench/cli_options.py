@@ -157,6 +157,18 @@ def _config_value(raw, option, ctx):
         return tuple(
             f"{k}={','.join(format_value(x) for x in (v if isinstance(v, list) else [v]))}" for k, v in raw.items()
         )
+    if option.name == "per_arch":
+        if not isinstance(raw, dict) or not all(isinstance(v, dict) for v in raw.values()):
+            raise click.BadParameter("expected a table per architecture, e.g. [per_arch.fast_cnn] with lr = 0.4")
+
+        def text(v) -> str:
+            return str(v).lower() if isinstance(v, bool) else str(v)
+
+        return tuple(
+            f"{arch}:{key}={','.join(text(x) for x in (v if isinstance(v, list) else [v]))}"
+            for arch, options in raw.items()
+            for key, v in options.items()
+        )
     if option.multiple:
         items = raw if isinstance(raw, list) else [raw]
         if not all(isinstance(i, str) for i in items):

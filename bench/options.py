@@ -75,6 +75,7 @@ class Option:
     group: str | None = None  # deploy: winners, export, benchmark or quantize
     metavar: str | None = None
     docs: str = ""  # said in docs/run-options.md beside the help
+    nested: bool = False  # kind dict: a table per architecture of train-stage options (per_arch)
 
     @property
     def is_list(self) -> bool:
@@ -88,6 +89,8 @@ class Option:
             return self.pattern_text
         if self.kind is bool:
             return "true or false"
+        if self.nested:
+            return "ARCH:OPTION=V[,V...] (a --config file: a table per architecture of training options)"
         if self.kind is dict:
             return "a table of PARAM = [values]"
         if self.kind is str:
@@ -193,6 +196,19 @@ class RunConfig:
         docs="Of the default variants, or of the whole space when none of them has the "
         "values; across several architectures, each keeps the values it has (`--where model=resnet18,mobilenet_v2` "
         "over the torchvision zoo), and a value none of them has is an error.",
+    )
+    per_arch: dict[str, dict] = _opt(
+        PLAN,
+        "How one architecture's trials train, over the run's options: e.g. --per-arch fast_cnn:lr=0.4 --per-arch "
+        "fast_cnn:batch_size=256,512.",
+        factory=dict,
+        kind=dict,
+        repeat=True,
+        nested=True,
+        metavar="ARCH:OPTION=V[,V...]",
+        docs="Any option of the training table below; its values replace the run's (and the plugin's defaults) for "
+        "that architecture only, an axis given there being that architecture's grid. In a `--config` file: a table "
+        "per architecture, `[per_arch.fast_cnn]` with `lr = 0.4`.",
     )
     dataset: str = _opt(PLAN, "Dataset name, or imagefolder:PATH (see `bench datasets`).", "digits", short="-d")
     data_dir: str | None = _opt(PLAN, "Where the dataset's files are (default: ./data).")
@@ -633,6 +649,8 @@ def _default(f):
 def check_field(name: str, option: Option, value, default):
     if value is None and default is None:
         return None
+    if option.nested:
+        return _check_nested(name, value)
     if option.kind is dict:
         if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
             raise invalid(name, value, option.requirement())
@@ -649,6 +667,45 @@ def check_field(name: str, option: Option, value, default):
         return []
     out = [option.value(name, v) for v in value]
     return list(dict.fromkeys(out)) if option.unique else out
+
+
+def _check_nested(name: str, value) -> dict[str, dict]:
+    """per_arch: {ARCH: {OPTION: value}} (or the command line's "ARCH:OPTION=V[,V...]" items), every OPTION a
+    training option and every value checked as that option checks it."""
+    if isinstance(value, list | tuple):  # the command line's items
+        table: dict[str, dict] = {}
+        for item in value:
+            arch, colon, rest = str(item).partition(":")
+            key, equals, values = rest.partition("=")
+            if not (colon and equals and arch.strip() and key.strip() and values.strip()):
+                raise invalid(name, item, option_of(name).requirement())
+            table.setdefault(arch.strip(), {})[key.strip()] = [v.strip() for v in values.split(",")]
+        value = table
+    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, dict) for k, v in value.items()):
+        raise invalid(name, value, option_of(name).requirement())
+    trainable = option_names(TRAIN)
+    out: dict[str, dict] = {}
+    for arch, options in value.items():
+        out[arch] = {}
+        for key, given in options.items():
+            field_name = key.replace("-", "_")
+            if field_name not in trainable:
+                raise invalid(name, f"{arch}:{key}", why=f"is not a training option ({', '.join(trainable)})")
+            option = option_of(field_name)
+            values = list(given) if isinstance(given, list | tuple) else [given]
+            if option.kind is bool:  # true/false as the command line writes them
+                values = [{"true": True, "false": False}.get(v.lower(), v) if isinstance(v, str) else v for v in values]
+            if option.subset:  # --augment flip,crop: one value written with commas
+                values = [",".join(map(str, values))]
+            if not option.is_list:
+                if len(values) != 1:
+                    raise invalid(field_name, ",".join(map(str, values)), why="takes one value")
+                values = values[0]
+            try:
+                out[arch][field_name] = check_field(field_name, option, values, None)
+            except UsageError as exc:
+                raise UsageError(f"--per-arch {arch}: {exc}") from None
+    return out
 
 
 # Options whose upper limit is this machine's (MAX_THREADS): a recorded value is clipped to it (from_record).

@@ -714,3 +714,39 @@ def test_tpe_on_ray_continues_the_study_a_local_run_began(ray_cluster, store_pat
         assert frozen.state == optuna.trial.TrialState.COMPLETE
         assert frozen.value == pytest.approx(by_idx[idx]["val_loss"])
         assert frozen.params.get("lr", by_idx[idx]["hparams"]["lr"]) == by_idx[idx]["hparams"]["lr"]
+
+
+def test_per_architecture_hyperparameters_from_a_config_file_and_the_command_line(tiny_plugin, invoke, tmp_path):
+    """Issue 29: one run, each architecture with its own hyperparameters: a `[per_arch.NAME]` table of training
+    options (or --per-arch NAME:OPTION=V,...) replaces the run's values for that architecture only."""
+    config = tmp_path / "sweep.toml"
+    config.write_text(
+        'arch = ["tiny_cnn", "cnn_baseline"]\nepochs = 1\nlr = 0.05\n\n'
+        '[per_arch.tiny_cnn]\nlr = [0.001, 0.002]\naugment = "flip,crop"\nnesterov = true\n'
+    )
+    planned = invoke.json("run", "--config", config, "--dry-run", "--variants", "default", store=False)["trials"]
+    rows = {(t["architecture"], t["variant"].get("width"), t["hparams"]["lr"]) for t in planned}
+    assert {(a, lr) for a, _, lr in rows} == {("tiny_cnn", 0.001), ("tiny_cnn", 0.002), ("cnn_baseline", 0.05)}
+    tiny = [t["hparams"] for t in planned if t["architecture"] == "tiny_cnn"]
+    assert all(h["augment"] == "flip,crop" and h["nesterov"] and h["epochs"] == 1 for h in tiny)
+    baseline = next(t["hparams"] for t in planned if t["architecture"] == "cnn_baseline")
+    assert baseline["augment"] == "" and not baseline["nesterov"]
+    given = invoke.json("run", "--config", config, "--per-arch", "cnn_baseline:batch_size=16,32", "--dry-run")
+    sizes = {(t["architecture"], t["hparams"]["batch_size"], t["hparams"]["lr"]) for t in given["trials"]}
+    assert ("cnn_baseline", 16, 0.05) in sizes and ("cnn_baseline", 32, 0.05) in sizes
+    assert not any(a == "tiny_cnn" and lr != 0.05 for a, _, lr in sizes)  # the command line replaced the file's table
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--per-arch", "nope:lr=0.1"], "--per-arch nope: this run trains no architecture of that name (tiny_cnn)"),
+        (["--per-arch", "tiny_cnn:top_k=2"], "Invalid value for '--per-arch': 'tiny_cnn:top_k' is not a training"),
+        (["--per-arch", "tiny_cnn:lr=-1"], "--per-arch tiny_cnn: Invalid value for '--lr': -1.0 (a number > 0)"),
+        (["--per-arch", "tiny_cnn=lr"], "Invalid value for '--per-arch': 'tiny_cnn=lr' (ARCH:OPTION=V"),
+        (["--per-arch", "tiny_cnn:select=val_acc,val_loss"], "Invalid value for '--select': 'val_acc,val_loss' takes one"),
+    ],
+)
+def test_bad_per_architecture_options_are_one_line(tiny_plugin, invoke, args, message):
+    result = invoke("run", "--arch", "tiny_cnn", *args, "--dry-run")
+    assert result.exit_code == 2 and message in result.output, result.output

@@ -102,19 +102,29 @@ def plan(
     search_seed: int = 0,
     fixed: dict | None = None,
     notes: list[str] | None = None,
+    per_arch: dict[str, dict] | None = None,
 ) -> list[TrialSpec]:
     """Every variant of every architecture under every combination of the swept hyperparameters (grid, and the
     space TPE chooses from), or ``trials`` of them drawn without repeats by ``search_seed`` (random). An axis left
     as None takes the architecture's own default (from its plugin), then cnnbench's; ``fixed`` holds the other
     hyperparameters (RunConfig.fixed()), the same for every trial but for a precision its plugin chooses. A plugin's
-    default that does not fit the user's options is adapted, and ``notes`` told why (fit_defaults)."""
+    default that does not fit the user's options is adapted, and ``notes`` told why (fit_defaults). ``per_arch``
+    (RunConfig's) replaces any of these for one architecture's trials."""
     if search not in SEARCHES:
         raise invalid("search", search, f"one of {', '.join(SEARCHES)}")
-    spaces = []
+    per_arch = per_arch or {}
+    names = [a.name for a in architectures]
+    for name in per_arch:
+        if name not in names:
+            raise UsageError(f"--per-arch {name}: this run trains no architecture of that name ({', '.join(names)})")
+    spaces, own_axes, own_fixed = [], {}, {}
     for arch in architectures:
+        own = per_arch.get(arch.name, {})
+        own_axes[arch.name] = {**axes, **{k: v if isinstance(v, list) else [v] for k, v in own.items() if k in AXES}}
+        own_fixed[arch.name] = {**(fixed or {}), **{k: v for k, v in own.items() if k not in AXES}}
         grid = {}
         for axis in AXES:
-            values = axes.get(axis)
+            values = own_axes[arch.name].get(axis)
             grid[axis] = list(values) if values else [arch.defaults.get(axis, HPARAM_DEFAULTS[axis])]
         spaces.append(_Space(arch, _variants_where(arch, architectures, variants, where), grid))
     total = sum(len(s) for s in spaces)
@@ -132,7 +142,8 @@ def plan(
         k = next(n for n, end in enumerate(offsets) if i < end)
         space = spaces[k]
         variant, values = space.at(i - (offsets[k - 1] if k else 0))
-        hp = HParams(**fit_defaults(space.arch, values, axes, notes), **(fixed or {}))
+        name = space.arch.name
+        hp = HParams(**fit_defaults(space.arch, values, own_axes[name], notes), **own_fixed[name])
         specs.append(TrialSpec(len(specs) + 1, space.arch, variant, hp))
     return specs
 
@@ -206,6 +217,7 @@ def plan_run(config: RunConfig, notes: list[str] | None = None) -> list[TrialSpe
         search_seed=(config.seed or [0])[0],
         fixed=config.fixed(),
         notes=notes,
+        per_arch=config.per_arch,
     )
 
 

@@ -48,10 +48,7 @@ def run(
     from bench.sweep.plan import plan_run
 
     config = replace(config, **options) if config is not None else RunConfig(**options)  # checked as built
-    if config.weights:
-        from bench.transfer import resolve
-
-        config = replace(config, weights=resolve(config.weights, store_path))  # PATH#sha256=..., as recorded
+    config = _resolve_weights(config, store_path)
     listener = guarded(listener)
     with _threads(config.threads), _listener_errors():
         device = resolve_device(config.device)
@@ -150,6 +147,18 @@ def trials(run_id: str = "latest", *, store_path=None, history: bool = False):
     with Store(store_path, readonly=True) as store:
         row = store.run(None if run_id == "latest" else run_id)
         return run_records(store, row["id"], history)
+
+
+def _resolve_weights(config: RunConfig, store_path) -> RunConfig:
+    """--weights (the run's, and any architecture's own) as the plan records them: PATH#sha256=HEX."""
+    from bench.transfer import resolve
+
+    per_arch = {
+        arch: {**own, "weights": resolve(own["weights"], store_path)} if own.get("weights") else own
+        for arch, own in config.per_arch.items()
+    }
+    weights = resolve(config.weights, store_path) if config.weights else None
+    return replace(config, weights=weights, per_arch=per_arch) if weights or per_arch != config.per_arch else config
 
 
 def _search(store, run_id: str, config: RunConfig, space: list, data, device):
