@@ -744,7 +744,7 @@ def test_per_architecture_hyperparameters_from_a_config_file_and_the_command_lin
         (["--per-arch", "tiny_cnn:top_k=2"], "Invalid value for '--per-arch': 'tiny_cnn:top_k' is not a training"),
         (["--per-arch", "tiny_cnn:lr=-1"], "--per-arch tiny_cnn: Invalid value for '--lr': -1.0 (a number > 0)"),
         (["--per-arch", "tiny_cnn=lr"], "Invalid value for '--per-arch': 'tiny_cnn=lr' (ARCH:OPTION=V"),
-        (["--per-arch", "tiny_cnn:select=val_acc,val_loss"], "Invalid value for '--select': 'val_acc,val_loss' takes one"),
+        (["--per-arch", "tiny_cnn:select=val_acc,val_loss"], "Invalid value for '--select': 'val_acc,val_loss'"),
     ],
 )
 def test_bad_per_architecture_options_are_one_line(tiny_plugin, invoke, args, message):
