@@ -5,8 +5,9 @@ a thousandth of the start-up time of its SQLite storage), so that a resume conti
 read it (``optuna.load_study(study_name=RUN, storage=study_storage(PATH))``).
 
 Trials are recorded in the store as the sampler asks for them: a TPE run starts with no trial and ends with
-``--trials`` of them. Each ask is seeded by the run's seed and the number of trials the study holds, so a run
-stopped and resumed chooses what an uninterrupted run would have chosen, given the same results."""
+``--trials`` of them. Each ask is seeded by the run's seed and the number of trials the store holds (and of the asks
+since that only repeated a known combination), so a run stopped and resumed chooses what an uninterrupted run would
+have chosen, given the same results. The Ray executor asks the same search (a Tune searcher, bench.sweep.ray)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from pathlib import Path
 
 from bench.architectures import where_text
 from bench.errors import UsageError
+from bench.options import AXES
 from bench.status import TO_RUN, TrialStatus
 from bench.store import Store
 from bench.sweep.plan import TrialSpec, resolve_plan
@@ -85,8 +87,6 @@ class Space:
         point = [("architecture", arch)] if several else []
         point += [(f"{arch}.{k}" if several else k, _choice(v)) for k, v in spec.variant.items()]
         hparams = spec.hparams.as_dict()
-        from bench.options import AXES
-
         return point + [(axis, _choice(hparams[axis])) for axis in AXES]
 
     def __len__(self) -> int:
