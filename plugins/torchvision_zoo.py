@@ -9,11 +9,18 @@ is one architecture, `tv_<model>`, with two variant axes:
   with stride 1 and no max-pool before the second convolution. Both are done generically, on the first
   convolution and first max-pool of the model, for every family.
 
+- `weights`: `random` (the default), or `imagenet`: torchvision's published weights (its `DEFAULT`), read from torch
+  hub's checkpoint folder where they already are on this machine (nothing is downloaded: a missing file is one line
+  saying how to fetch it once). What fits is loaded; the classifier for another class count, and a first
+  convolution the `small` stem replaces, keep their initialization; one-channel images get the first convolution's
+  weights summed over its three colour channels.
+
 The first convolution always takes the dataset's channel count (one-channel images work); the classifier has the
-dataset's class count (`num_classes` of torchvision's builder). Nothing is downloaded: weights are random."""
+dataset's class count (`num_classes` of torchvision's builder)."""
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 import bench
@@ -46,6 +53,7 @@ RECIPES = {
     "adamw": {"optimizer": "adamw", "lr": 1e-3, "weight_decay": 0.05, "batch_size": 128, "schedule": "onecycle"},
 }
 STEMS = ["small", "imagenet"]
+WEIGHTS = ["random", "imagenet"]
 
 
 def _first(model: nn.Module, kind: type) -> tuple[str, nn.Module] | None:
@@ -60,6 +68,17 @@ def adapt_stem(model: nn.Module, in_channels: int, stem: str) -> nn.Module:
     name, conv = _first(model, nn.Conv2d)
     if conv.groups != 1:
         raise ValueError(f"the first convolution of {type(model).__name__} is grouped: its stem cannot be adapted")
+    if stem == "imagenet" and in_channels in (conv.in_channels, 1):  # as published: its weights kept (summed to gray)
+        if in_channels != conv.in_channels:
+            gray = nn.Conv2d(
+                1, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, bias=conv.bias is not None
+            )
+            with torch.no_grad():
+                gray.weight.copy_(conv.weight.sum(1, keepdim=True))
+                if conv.bias is not None:
+                    gray.bias.copy_(conv.bias)
+            model.set_submodule(name, gray)
+        return model
     geometry = (
         dict(kernel_size=3, stride=1, padding=1)
         if stem == "small"
@@ -75,10 +94,35 @@ def adapt_stem(model: nn.Module, in_channels: int, stem: str) -> nn.Module:
     return model
 
 
-def build(input_shape, num_classes, model="resnet18", stem="small"):
+def published_weights(model: str) -> dict:
+    """torchvision's DEFAULT weights of ``model`` from torch hub's checkpoint folder, never downloaded."""
+    import os
+
+    import torch
     import torchvision
 
+    from bench.errors import BenchError
+
+    url = torchvision.models.get_model_weights(model).DEFAULT.url
+    path = os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(url))
+    if not os.path.isfile(path):
+        raise BenchError(
+            f"torchvision's weights of {model} are not on this machine ({path}); cnnbench does not download: fetch "
+            f"them once online (torchvision.models.get_model('{model}', weights='DEFAULT')), or use weights=random"
+        )
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def build(input_shape, num_classes, model="resnet18", stem="small", weights="random"):
+    import torchvision
+
+    if weights not in WEIGHTS:
+        raise ValueError(f"weights must be one of {', '.join(WEIGHTS)}, not {weights!r}")
     net = torchvision.models.get_model(model, weights=None, num_classes=num_classes)
+    if weights == "imagenet":
+        own = net.state_dict()
+        state = {k: v for k, v in published_weights(model).items() if k in own and own[k].shape == v.shape}
+        net.load_state_dict(state, strict=False)  # the classifier of another class count keeps its initialization
     return adapt_stem(net, input_shape[0], stem)
 
 
@@ -88,9 +132,9 @@ def register_architectures(register):
         register(
             f"tv_{model}",
             build,
-            variants={"model": [model], "stem": STEMS},
-            default_variants=[{"model": model, "stem": "small"}],
-            description=f"torchvision.models {model}, untrained; stem small (3x3 stride 1, no early max-pool) "
-            "or imagenet (as published).",
+            variants={"model": [model], "stem": STEMS, "weights": WEIGHTS},
+            default_variants=[{"model": model, "stem": "small", "weights": "random"}],
+            description=f"torchvision.models {model}; stem small (3x3 stride 1, no early max-pool) or imagenet (as "
+            "published); weights random or imagenet (torchvision's, from the local torch hub cache only).",
             defaults=RECIPES[recipe],
         )

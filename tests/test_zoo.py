@@ -30,7 +30,7 @@ ZOO = [
 def test_every_default_zoo_model_builds_and_runs_forward(model, shape):
     arch = get_registry().get(f"tv_{model}")
     (variant,) = arch.variants("default")
-    assert variant == {"model": model, "stem": "small"}
+    assert variant == {"model": model, "stem": "small", "weights": "random"}
     net = arch.build(shape, 7, variant).eval()
     with torch.no_grad():
         out = net(torch.randn(2, *shape))
@@ -226,3 +226,30 @@ def test_a_zoo_model_with_the_imagenet_stem_trains_at_128_px_and_its_file_classi
     x = ((scope["raw"] * meta["pixel_scale"] - mean) / std).astype(np.float32)
     session = ort.InferenceSession(row["onnx"]["path"], providers=["CPUExecutionProvider"])
     assert session.run(None, {"input": x})[0].shape == (1, 2)
+
+
+def test_torchvision_s_published_weights_come_from_the_local_hub_cache_only(tmp_path, monkeypatch):
+    """weights=imagenet reads torchvision's DEFAULT file from torch hub's checkpoint folder (here a stand-in with
+    random values, under the published file name): what fits is loaded, the classifier for 10 classes is not, and
+    one-channel images get the first convolution summed over its colour channels. Without the file: one line."""
+    import torchvision
+
+    from bench.errors import BenchError
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    arch = get_registry().get("tv_mobilenet_v3_small")
+    with pytest.raises(BenchError, match=r"torchvision's weights of mobilenet_v3_small are not on this machine"):
+        arch.build((3, 32, 32), 10, {"model": "mobilenet_v3_small", "stem": "imagenet", "weights": "imagenet"})
+    url = torchvision.models.get_model_weights("mobilenet_v3_small").DEFAULT.url
+    (tmp_path / "hub" / "checkpoints").mkdir(parents=True)
+    torch.manual_seed(1)
+    published = torchvision.models.mobilenet_v3_small().state_dict()
+    torch.save(published, tmp_path / "hub" / "checkpoints" / Path(url).name)
+    net = arch.build((3, 32, 32), 10, {"model": "mobilenet_v3_small", "stem": "imagenet", "weights": "imagenet"})
+    state = net.state_dict()
+    assert torch.equal(state["features.0.0.weight"], published["features.0.0.weight"])
+    assert torch.equal(state["features.5.block.0.0.weight"], published["features.5.block.0.0.weight"])
+    assert state["classifier.3.weight"].shape == (10, 1024)  # the head for 10 classes: not the file's
+    gray = arch.build((1, 28, 28), 10, {"model": "mobilenet_v3_small", "stem": "imagenet", "weights": "imagenet"})
+    summed = published["features.0.0.weight"].sum(1, keepdim=True)
+    assert torch.allclose(gray.state_dict()["features.0.0.weight"], summed)
