@@ -133,7 +133,3 @@ def check_dataset(data: Dataset) -> None:
             raise BenchError(f"dataset '{data.name}': the {split_name} split is empty")
     if len(data.mean) != data.input_shape[0] or len(data.std) != data.input_shape[0]:
         raise BenchError(f"dataset '{data.name}': mean and std need one value per channel")
-
-
-# The keyword arguments of bench.plugins.load_dataset that a run records (RunConfig.data_options).
-DATA_OPTIONS = ("data_dir", "image_size", "mean", "std")

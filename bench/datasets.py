@@ -3,6 +3,8 @@ image folders) that decode once into uint8 tensors, and an on-disk cache of the 
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import gzip
 import hashlib
 import io
@@ -10,6 +12,7 @@ import json
 import os
 import pickle
 import struct
+import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -91,39 +94,56 @@ class DatasetRegistry:
 # --- the decode cache ---------------------------------------------------------------------------------
 
 
+CACHE_DIR: contextvars.ContextVar[Path | None] = contextvars.ContextVar("cnnbench_cache_dir", default=None)
+
+
 def cache_dir() -> Path:
-    return Path(os.environ.get("BENCH_CACHE") or Path.home() / ".cache" / "cnnbench")
+    """Where decoded datasets are kept: --cache-dir (bench.plugins.load_dataset sets it), else $BENCH_CACHE, else the
+    user cache (~/.cache/cnnbench). Never inside a dataset's folder unless asked."""
+    given = CACHE_DIR.get()
+    return Path(given or os.environ.get("BENCH_CACHE") or Path.home() / ".cache" / "cnnbench")
 
 
-def cached(sources: list[Path], key: dict, build: Callable[[], dict[str, np.ndarray]], near: Path) -> dict:
-    """Arrays decoded from ``sources`` by ``build``, kept in a .npz beside the data (``near``), or in the user
-    cache when that folder is read-only. The cache key covers every source's path, size and mtime and ``key``,
-    so a changed file is decoded again."""
+@contextlib.contextmanager
+def _exclusive(path: Path):
+    """One process at a time builds (or reads) ``path``: a second one waits for the first's file, then reads it."""
+    try:
+        import fcntl
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock = open(path.with_suffix(".lock"), "a")  # noqa: SIM115 (held across the yield)
+    except (ImportError, OSError):  # no POSIX locks (Windows), or a folder we cannot write: unlocked, still safe
+        yield
+        return
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+    finally:
+        lock.close()  # closing releases the lock
+
+
+def cached(sources: list[Path], key: dict, build: Callable[[], dict[str, np.ndarray]], near: Path | None = None):
+    """Arrays decoded from ``sources`` by ``build``, kept in a .npz in the cache folder (cache_dir()). The cache key
+    covers every source's path, size and mtime and ``key``, so a changed file is decoded again; two processes
+    asking at once decode once (a file lock). ``near`` (the data's folder) is not written to: unused."""
     stamp = [(str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in sources]
     digest = hashlib.sha256(json.dumps([stamp, key], sort_keys=True).encode()).hexdigest()[:16]
-    name = f"{key.get('name', 'data')}-{digest}.npz"
-    # Beside the data when we may write there (never into system folders such as /usr/share), else the user cache.
-    local = near / ".cnnbench-cache" / name
-    candidates = [cache_dir() / name] if str(near.resolve()).startswith("/usr/") else [local, cache_dir() / name]
-    for path in candidates:
+    path = cache_dir() / f"{key.get('name', 'data')}-{digest}.npz"
+    with _exclusive(path):
         if path.is_file():
             try:
                 with np.load(path, allow_pickle=False) as npz:
                     return {k: npz[k] for k in npz.files}
             except (OSError, ValueError, zlib.error, EOFError):
                 path.unlink(missing_ok=True)  # a damaged cache is rebuilt, never trusted
-    arrays = build()
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    from bench.files import atomic_write
+        arrays = build()
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        from bench.files import atomic_write
 
-    for path in candidates:
-        try:
+        with contextlib.suppress(BenchError):  # read-only or full: the cache is an optimization, the data is decoded
             atomic_write(path, buf.getvalue())
-            break
-        except BenchError:  # read-only or full: the cache is an optimization, the data is already decoded
-            continue
-    return arrays
+        return arrays
 
 
 # --- readers ------------------------------------------------------------------------------------------
@@ -267,16 +287,71 @@ def native_size(files: list[Path]) -> tuple[tuple[int, int], str]:
     )
 
 
-def read_image_folder(
-    root: Path, image_size: int | tuple[int, int]
-) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
-    """One subfolder per class (sorted names = class names; hidden files and folders skipped). Every image decoded
-    once with Pillow, resized to image_size x image_size (or to (height, width)) where it is not that size already;
-    grayscale if every image is, else RGB. Returns images, labels, classes and the relative paths, in a stable
-    order."""
-    height, width = image_size if isinstance(image_size, tuple) else (image_size, image_size)
+PARALLEL_FROM = 512  # images: fewer decode in this process (starting workers costs more than it saves)
+
+
+def _decode(paths: list[Path], width: int, height: int) -> list[np.ndarray]:
+    """Each image as uint8 at width x height: H x W (8-bit grayscale) or H x W x 3 (RGB)."""
     from PIL import Image, UnidentifiedImageError
 
+    out = []
+    for path in paths:
+        try:
+            with Image.open(path) as im:
+                im.load()  # a truncated file fails here, not later
+                image = eight_bit(im, path)
+                if image.size != (width, height):
+                    image = image.resize((width, height), Image.Resampling.BILINEAR)
+                out.append(np.asarray(image, dtype=np.uint8))
+        except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as exc:
+            raise BenchError(f"cannot read image {path}: {exc}") from exc
+    return out
+
+
+def decode_images(paths: list[Path], width: int, height: int, workers: int | None = None) -> list[np.ndarray]:
+    """Decode ``paths`` (bench.datasets._decode) over ``workers`` processes (default: every CPU; 1: this process),
+    in order, with a progress bar (images/s) on stderr for a folder of thousands."""
+    import concurrent.futures
+    import multiprocessing
+
+    workers = workers or os.cpu_count() or 1
+    if workers == 1 or len(paths) < PARALLEL_FROM:
+        return _decode(paths, width, height)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    chunk = max(64, min(1024, len(paths) // (workers * 8)))
+    chunks = [paths[i : i + chunk] for i in range(0, len(paths), chunk)]
+    # fork where there is one: the workers only run Pillow and numpy, and need not import torch again
+    methods = multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("fork" if "fork" in methods else None)
+    columns = [TextColumn("decoding"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}")]
+    from rich.console import Console
+
+    out: list[list[np.ndarray] | None] = [None] * len(chunks)
+    with (
+        Progress(*columns, TimeRemainingColumn(), console=Console(stderr=True), transient=True) as progress,
+        concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool,
+    ):
+        task = progress.add_task("decode", total=len(paths), rate="")
+        started = time.perf_counter()
+        futures = {pool.submit(_decode, c, width, height): i for i, c in enumerate(chunks)}
+        done = 0
+        for future in concurrent.futures.as_completed(futures):
+            out[futures[future]] = future.result()  # a BenchError of a worker is raised here, naming the file
+            done += len(chunks[futures[future]])
+            rate = f"{done / max(time.perf_counter() - started, 1e-9):,.0f} images/s"
+            progress.update(task, completed=done, rate=rate)
+    return [a for part in out for a in part]
+
+
+def read_image_folder(
+    root: Path, image_size: int | tuple[int, int], workers: int | None = None
+) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
+    """One subfolder per class (sorted names = class names; hidden files and folders skipped). Every image decoded
+    once with Pillow (over ``workers`` processes: decode_images), resized to image_size x image_size (or to
+    (height, width)) where it is not that size already; grayscale if every image is, else RGB. Returns images,
+    labels, classes and the relative paths, in a stable order."""
+    height, width = image_size if isinstance(image_size, tuple) else (image_size, image_size)
     check_image_folder(root)
     classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if len(classes) < 2:
@@ -310,19 +385,9 @@ def read_image_folder(
             f"decode, more than half of the {available_memory() / 1e9:.1f} GB of memory available here: a smaller "
             "--image-size, or --limit-train"
         )
-    decoded = []
-    for path, _ in files:
-        try:
-            with Image.open(path) as im:
-                im.load()  # a truncated file fails here, not later
-                image = eight_bit(im, path)
-                if image.size != (width, height):
-                    image = image.resize((width, height), Image.Resampling.BILINEAR)
-                decoded.append(image)
-        except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as exc:
-            raise BenchError(f"cannot read image {path}: {exc}") from exc
-    gray = all(im.mode == "L" for im in decoded)
-    arrays = [np.asarray(im if gray else im.convert("RGB"), dtype=np.uint8) for im in decoded]
+    decoded = decode_images([p for p, _ in files], width, height, workers)
+    gray = all(a.ndim == 2 for a in decoded)
+    arrays = [a if gray or a.ndim == 3 else np.repeat(a[:, :, None], 3, axis=2) for a in decoded]  # as convert("RGB")
     images = np.stack(arrays)[:, None] if gray else np.stack(arrays).transpose(0, 3, 1, 2)
     labels = np.array([label for _, label in files], dtype=np.int64)
     return np.ascontiguousarray(images), labels, classes, [str(p.relative_to(root)) for p, _ in files]

@@ -389,6 +389,11 @@ class RunConfig:
 
     # --- where the trials run (execute) ---
     download: bool = _opt(EXECUTE, "Download the dataset's files into --data-dir when missing.", False, kind=bool)
+    cache_dir: str | None = _opt(
+        EXECUTE,
+        "Where decoded datasets are kept (default $BENCH_CACHE, else ~/.cache/cnnbench): decoded once, in parallel, "
+        "again when a source file changes; never inside the dataset's folder unless given.",
+    )
     executor: str = _opt(
         EXECUTE,
         "local: trial after trial in this process; ray: Ray Tune trials (pip install 'cnnbench[ray]').",
@@ -608,6 +613,7 @@ class RunConfig:
             "mean": self.mean,
             "std": self.std,
             "limit_train": self.limit_train,
+            "cache_dir": self.cache_dir,
         }
 
     def axes(self) -> dict[str, list | None]:

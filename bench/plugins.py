@@ -13,7 +13,7 @@ import pluggy
 from bench import hookspecs
 from bench.architectures import Registry
 from bench.data import Dataset, check_dataset
-from bench.datasets import DatasetRegistry, Request
+from bench.datasets import CACHE_DIR, DatasetRegistry, Request
 from bench.engines import EngineRegistry
 from bench.errors import BenchError, UsageError, unknown
 
@@ -224,6 +224,7 @@ def load_dataset(
     mean=None,
     std=None,
     limit_train: int | None = None,
+    cache_dir=None,
 ) -> Dataset:
     """Load ``name`` or ``name:argument`` through its plugin. ``mean`` and ``std`` replace the dataset's own
     normalization (one value per channel, or one for all); ``limit_train`` keeps that many training images
@@ -234,7 +235,11 @@ def load_dataset(
 
     entry, argument = get_plugins().datasets.entry(spec)
     request = Request(entry.name, argument, Path(data_dir) if data_dir else None, download, image_size)
-    data = entry.load(request)
+    token = CACHE_DIR.set(Path(cache_dir).expanduser() if cache_dir else None)
+    try:
+        data = entry.load(request)
+    finally:
+        CACHE_DIR.reset(token)
     channels = data.input_shape[0]
     if image_size is not None and data.resize is None and tuple(data.input_shape[1:]) != (image_size, image_size):
         raise UsageError(  # a dataset that does not resize would silently ignore it

@@ -150,6 +150,7 @@ def test_a_run_recorded_before_run_config_reads_back():
         "mean": [0.5],
         "std": None,
         "limit_train": None,
+        "cache_dir": None,
     }
 
 

@@ -224,18 +224,21 @@ def test_decoded_arrays_are_cached_and_a_changed_file_is_decoded_again(tmp_path,
     import shutil
 
     folder = tmp_path / "photos"
-    shutil.copytree(photo_folder, folder, ignore=shutil.ignore_patterns(".cnnbench-cache"))
-    caches = lambda: set((folder / ".cnnbench-cache").glob("*.npz"))  # noqa: E731
-    first = load_dataset(f"imagefolder:{folder}", image_size=16)
+    shutil.copytree(photo_folder, folder)
+    store = tmp_path / "cache"  # --cache-dir
+    caches = lambda: set(store.glob("*.npz"))  # noqa: E731
+    first = load_dataset(f"imagefolder:{folder}", image_size=16, cache_dir=store)
     assert len(caches()) == 1
+    assert not [p for p in folder.rglob("*") if p.name.startswith(".")]  # nothing written into the dataset
     (cache,) = caches()
     stamp = cache.stat().st_mtime_ns
-    assert torch.equal(load_dataset(f"imagefolder:{folder}", image_size=16).train.images, first.train.images)
+    reloaded = load_dataset(f"imagefolder:{folder}", image_size=16, cache_dir=store)
+    assert torch.equal(reloaded.train.images, first.train.images)
     assert caches() == {cache} and cache.stat().st_mtime_ns == stamp  # read from the cache, not rebuilt
     from PIL import Image
 
     Image.new("RGB", (50, 50), (255, 0, 0)).save(folder / "china" / "000.jpg")
-    again = load_dataset(f"imagefolder:{folder}", image_size=16)
+    again = load_dataset(f"imagefolder:{folder}", image_size=16, cache_dir=store)
     assert len(caches()) == 2
     assert not torch.equal(again.train.images, first.train.images) or not torch.equal(
         again.test.images, first.test.images
@@ -599,3 +602,20 @@ def test_limit_train_is_a_seeded_stratified_subset_and_the_test_part_stays_whole
     (row,) = invoke.json("report")
     assert row["split"]["train"] + row["split"]["val"] == 100 and row["onnx"]["status"] == "ok"
     assert invoke("export", "latest").exit_code == 0  # the run's subset is the one it pinned
+
+
+def test_parallel_decoding_gives_the_images_of_one_process_in_order_and_names_a_broken_file(
+    photo_folder, tmp_path, monkeypatch
+):
+    from bench import datasets
+
+    monkeypatch.setattr(datasets, "PARALLEL_FROM", 1)  # 80 photos, in chunks over two worker processes
+    paths = sorted(photo_folder.rglob("*.jpg"))
+    one = datasets.decode_images(paths, 20, 16, workers=1)
+    two = datasets.decode_images(paths, 20, 16, workers=2)
+    assert len(two) == len(paths) and all(a.shape == (16, 20, 3) for a in two)
+    assert all(np.array_equal(a, b) for a, b in zip(one, two, strict=True))
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"not a jpeg")
+    with pytest.raises(BenchError, match=f"cannot read image {re.escape(str(bad))}"):
+        datasets.decode_images([*paths, bad], 20, 16, workers=2)
