@@ -208,6 +208,7 @@ def test_a_zoo_model_with_the_imagenet_stem_trains_at_128_px_and_its_file_classi
     result = invoke(
         "run",
         *("--plugin", "torchvision", "--where", "model=mobilenet_v3_small", "--where", "stem=imagenet"),
+        *("--where", "weights=random"),
         *("--dataset", f"imagefolder:{root}", "--epochs", "1", "--batch-size", "8"),
         *("--engines", "onnxruntime", "--quantize", "none", "--batch-sizes", "1", "--min-runs", "3", "--min-time", "0"),
     )
