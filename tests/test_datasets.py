@@ -426,6 +426,7 @@ def test_default_precision_and_layout_are_the_measured_fastest_and_recorded_per_
         result = invoke(
             "run",
             *("--arch", "cnn_baseline", "--arch", "cnn_vgg", "--arch", "view_net"),
+            *("--limit-train", "300"),  # what each trial trains in is the point, not how well
             "--epochs",
             "1",
             "--no-benchmark",

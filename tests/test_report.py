@@ -51,7 +51,7 @@ def default_run(tmp_path_factory):
         "--min-runs",
         "20",
         "--min-time",
-        "0.1",
+        "0",
         "--engines",
         "onnxruntime,torch",  # every engine in one report: tests/test_quantize.py
         "--store",

@@ -130,6 +130,8 @@ def test_any_timm_model_runs_through_the_pipeline(invoke):
         "0",
         "--quantize",
         "none",
+        "--engines",
+        "onnxruntime",  # timm's model through the pipeline is the point, not the engines
         "-q",
     )
     assert result.exit_code == 0, result.output
