@@ -115,8 +115,9 @@ def _exclusive(path: Path):
     except (ImportError, OSError):  # no POSIX locks (Windows), or a folder we cannot write: unlocked, still safe
         yield
         return
-    try:
+    with contextlib.suppress(OSError):  # a file system without locks: unlocked, still safe (atomic writes)
         fcntl.flock(lock, fcntl.LOCK_EX)
+    try:
         yield
     finally:
         lock.close()  # closing releases the lock

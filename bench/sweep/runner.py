@@ -107,10 +107,7 @@ def resume(run_id: str = "latest", *, store_path=None, listener=None, **options)
         if options.get("executor") == "local":  # a Ray run finished here: its Ray options no longer apply
             recorded = replace(recorded, **{k: v for k, v in RAY_ONLY.items() if k not in options})
         config = replace(recorded, **options)  # checked as built
-        if config.weights:
-            from bench.transfer import resolve
-
-            resolve(config.weights)  # the file the run started from, unchanged: else one line, nothing trained
+        _resolve_weights(config, store_path)  # the files the run started from, unchanged: else one line
         listener = guarded(listener)
         # the run's own thread count unless told otherwise: the same arithmetic
         with _threads(config.threads), _listener_errors():
@@ -150,7 +147,8 @@ def trials(run_id: str = "latest", *, store_path=None, history: bool = False):
 
 
 def _resolve_weights(config: RunConfig, store_path) -> RunConfig:
-    """--weights (the run's, and any architecture's own) as the plan records them: PATH#sha256=HEX."""
+    """--weights (the run's, and any architecture's own) as the plan records them: PATH#sha256=HEX (recorded ones are
+    checked against their file)."""
     from bench.transfer import resolve
 
     per_arch = {
