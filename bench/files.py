@@ -1,8 +1,10 @@
-"""Writing files so that a stop at any moment leaves the old file or the new one, never a part."""
+"""Writing files so that a stop at any moment leaves the old file or the new one, never a part; and what a file is
+(its SHA-256)."""
 
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import tempfile
 from pathlib import Path
@@ -10,6 +12,11 @@ from pathlib import Path
 from bench.errors import BenchError, DiskFull
 
 NO_ROOM = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+
+
+def sha256_of(path: str | Path) -> str:
+    """The SHA-256 of a file's bytes, as the store records files (hex)."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def atomic_write(path: str | Path, data: bytes) -> None:

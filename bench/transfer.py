@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from bench.errors import BenchError, UsageError
+from bench.files import sha256_of
 from bench.options import invalid
 
 MARK = "#sha256="
@@ -33,14 +34,14 @@ def resolve(text: str, store_path=None) -> str:
     RUN/tNNN). Already resolved text is checked against its file."""
     if MARK in text:
         path, digest = text.split(MARK, 1)
-        _check(Path(path), digest)
+        _checked(Path(path), digest)
         return text
     path = Path(text).expanduser()
     if not path.is_file() and (m := STORED.fullmatch(text)):
         path = _stored(m.group("run"), int(m.group("idx")), store_path, text)
     if not path.is_file():
         raise invalid("weights", text, why="is neither a file nor a stored trial (RUN/tNNN)")
-    return f"{path.resolve()}{MARK}{_sha256(path)}"
+    return f"{path.resolve()}{MARK}{sha256_of(path)}"
 
 
 def _stored(run_ref: str, idx: int, store_path, text: str) -> Path:
@@ -58,15 +59,15 @@ def _stored(run_ref: str, idx: int, store_path, text: str) -> Path:
         return checkpoint
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def _check(path: Path, digest: str) -> None:
-    if not path.is_file():
-        raise BenchError(f"the weights {path} the run started from are gone")
-    if _sha256(path) != digest:
+def _checked(path: Path, digest: str) -> bytes:
+    """The file's bytes, read once, if they still hash to ``digest``."""
+    try:
+        data = path.read_bytes()
+    except OSError:
+        raise BenchError(f"the weights {path} the run started from are gone") from None
+    if hashlib.sha256(data).hexdigest() != digest:
         raise BenchError(f"the weights {path} changed since the run was planned (SHA-256 differs)")
+    return data
 
 
 def described(recorded: str | None) -> dict | None:
@@ -81,9 +82,9 @@ def read(recorded: str) -> tuple[dict, list | None]:
     """The state dict in the recorded weights file (checked against its hash; read without running code), and the
     classes it was trained on where the file says (a cnnbench checkpoint)."""
     path, digest = recorded.split(MARK, 1)
-    _check(Path(path), digest)
+    data = _checked(Path(path), digest)
     try:
-        obj = torch.load(io.BytesIO(Path(path).read_bytes()), map_location="cpu", weights_only=True)
+        obj = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as exc:
         raise BenchError(f"the weights {path} are not a readable state dict: {exc.__class__.__name__}") from None
     meta = obj.get("meta") if isinstance(obj, dict) and isinstance(obj.get("meta"), dict) else {}

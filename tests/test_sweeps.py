@@ -453,17 +453,24 @@ def test_kill_9_in_epoch_3_of_6_then_resume_continues_with_the_same_losses(tmp_p
     result = invoke("run", "--resume", "latest", "--store", store, "-q", "--no-benchmark", store=False)
     assert result.exit_code == 0, result.output
     assert invoke("run", *args, "-q", "--store", tmp_path / "whole.db", store=False).exit_code == 0
-    losses = {}
+    killed, whole = _histories(tmp_path, epochs=6)
+    # epochs 1-2 come from the saved state, not from training them again
+    assert [(h["epoch"], h["train_loss"], h["time_s"]) for h in killed[:2]] == saved
+    assert not state.exists()
+    losses = [[(h["train_loss"], h["val_loss"], h["lr"]) for h in history] for history in (killed, whole)]
+    assert losses[0] == losses[1]
+
+
+def _histories(tmp_path: Path, epochs: int) -> tuple[list[dict], list[dict]]:
+    """The per-epoch history of the one trial of killed.db (resumed) and of whole.db (never stopped), each checked
+    completed after ``epochs`` epochs."""
+    out = []
     for name in ("killed", "whole"):
         with Store(tmp_path / f"{name}.db") as s:
             (trial,) = s.trials(s.run()["id"])
-            assert trial["status"] == "completed" and trial["epochs_run"] == 6
-            history = s.history(trial["id"])
-            losses[name] = [(h["train_loss"], h["val_loss"], h["lr"]) for h in history]
-            if name == "killed":  # epochs 1-2 come from the saved state, not from training them again
-                assert [(h["epoch"], h["train_loss"], h["time_s"]) for h in history[:2]] == saved
-                assert not state.exists()
-    assert losses["killed"] == losses["whole"]
+            assert trial["status"] == "completed" and trial["epochs_run"] == epochs
+            out.append(s.history(trial["id"]))
+    return out[0], out[1]
 
 
 def _step_in_state(path: Path) -> tuple[int, int] | None:
@@ -505,16 +512,11 @@ def test_kill_9_within_an_epoch_then_resume_continues_from_that_step_with_the_sa
     result = invoke("run", "--resume", "latest", "--store", store, "-q", store=False)
     assert result.exit_code == 0, result.output
     assert invoke("run", *args, "-q", "--store", tmp_path / "whole.db", store=False).exit_code == 0
-    losses = {}
-    for name in ("killed", "whole"):
-        with Store(tmp_path / f"{name}.db") as s:
-            (trial,) = s.trials(s.run()["id"])
-            assert trial["status"] == "completed" and trial["epochs_run"] == 3
-            history = s.history(trial["id"])
-            losses[name] = [(h["train_loss"], h["train_acc"], h["val_loss"], h["lr"]) for h in history]
-            if name == "killed":  # epoch 1 comes from the saved state, not from training it again
-                assert [(h["epoch"], h["train_loss"], h["time_s"]) for h in history[:1]] == saved
-    assert losses["killed"] == losses["whole"]
+    killed, whole = _histories(tmp_path, epochs=3)
+    # epoch 1 comes from the saved state, not from training it again
+    assert [(h["epoch"], h["train_loss"], h["time_s"]) for h in killed[:1]] == saved
+    figures = [[(h["train_loss"], h["train_acc"], h["val_loss"], h["lr"]) for h in hist] for hist in (killed, whole)]
+    assert figures[0] == figures[1]
 
 
 def torch_load(path):

@@ -19,7 +19,7 @@ import torch
 
 from bench.data import Dataset
 from bench.errors import BenchError, UsageError
-from bench.files import atomic_write
+from bench.files import atomic_write, sha256_of
 from bench.signals import sigterm_as_interrupt
 from bench.status import RunStatus, TrialStatus
 from bench.store import Store
@@ -273,7 +273,7 @@ def _callback_class(tune):
                 )
                 params, flops = last.get("params"), last.get("flops")
             if checkpoint is not None:
-                result.checkpoint_sha256 = _sha256(checkpoint)
+                result.checkpoint_sha256 = sha256_of(checkpoint)
             (self.store.trial_dir(self.run_id, spec.idx) / RAY_CHECKPOINT).unlink(missing_ok=True)  # trial ended
             self.store.finish_trial(
                 spec.trial_id,
@@ -352,12 +352,6 @@ def _fetch_checkpoint(trial, folder: Path) -> Path | None:
         target = folder / CHECKPOINT_FILE
         atomic_write(target, source.read_bytes())
     return target
-
-
-def _sha256(path: Path) -> str:
-    import hashlib
-
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _error_of(trial) -> str:
