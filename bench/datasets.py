@@ -123,28 +123,59 @@ def _exclusive(path: Path):
         lock.close()  # closing releases the lock
 
 
-def cached(sources: list[Path], key: dict, build: Callable[[], dict[str, np.ndarray]], near: Path | None = None):
-    """Arrays decoded from ``sources`` by ``build``, kept in a .npz in the cache folder (cache_dir()). The cache key
-    covers every source's path, size and mtime and ``key``, so a changed file is decoded again; two processes
-    asking at once decode once (a file lock). ``near`` (the data's folder) is not written to: unused."""
+def cached(sources: list[Path], key: dict, build: Callable, near: Path | None = None) -> dict[str, np.ndarray]:
+    """Arrays decoded from ``sources`` by ``build``, kept in the cache folder (cache_dir()) as one .npy file per
+    array and returned as read-only memory maps of those files: a dataset larger than memory is read from the page
+    cache (or the disk) a batch at a time. ``build()`` returns the arrays; or ``build(folder)`` writes large ones
+    itself into ``folder`` as .npy files (``open_array``) and returns the rest. The key covers every source's path,
+    size and mtime and ``key``, so a changed file is decoded again; two processes asking at once decode once (a file
+    lock); a half-written or damaged cache is never read (written in a temporary folder, then renamed). ``near``
+    (the data's folder) is not written to: unused."""
+    import inspect
+    import shutil
+
     stamp = [(str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in sources]
     digest = hashlib.sha256(json.dumps([stamp, key], sort_keys=True).encode()).hexdigest()[:16]
-    path = cache_dir() / f"{key.get('name', 'data')}-{digest}.npz"
-    with _exclusive(path):
-        if path.is_file():
+    folder = cache_dir() / f"{key.get('name', 'data')}-{digest}"
+    with _exclusive(folder):
+        if folder.is_dir():
             try:
-                with np.load(path, allow_pickle=False) as npz:
-                    return {k: npz[k] for k in npz.files}
-            except (OSError, ValueError, zlib.error, EOFError):
-                path.unlink(missing_ok=True)  # a damaged cache is rebuilt, never trusted
-        arrays = build()
-        buf = io.BytesIO()
-        np.savez(buf, **arrays)
-        from bench.files import atomic_write
+                return _open_cache(folder)
+            except (OSError, ValueError, EOFError):
+                shutil.rmtree(folder, ignore_errors=True)  # a damaged cache is rebuilt, never trusted
+        scratch = folder.parent / f".{folder.name}.{os.getpid()}.partial"
+        streams = bool(inspect.signature(build).parameters)  # build(folder) writes its arrays there itself
+        try:
+            scratch.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            if not streams:  # a read-only cache folder: the arrays are decoded into memory instead
+                return build()
+            where = f"cannot write the decode cache in {folder.parent} ({exc.strerror})"
+            raise BenchError(f"{where}: --cache-dir DIR") from exc
+        try:
+            arrays = build(scratch) if streams else build()
+            for name, array in (arrays or {}).items():
+                np.save(scratch / f"{name}.npy", array, allow_pickle=False)
+            os.replace(scratch, folder)
+        except OSError as exc:
+            from bench.files import no_room
 
-        with contextlib.suppress(BenchError):  # read-only or full: the cache is an optimization, the data is decoded
-            atomic_write(path, buf.getvalue())
-        return arrays
+            raise no_room(exc, scratch) or BenchError(f"cannot write the decode cache {folder}: {exc}") from exc
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        return _open_cache(folder)
+
+
+def _open_cache(folder: Path) -> dict[str, np.ndarray]:
+    files = sorted(folder.glob("*.npy"))
+    if not files:
+        raise ValueError(f"{folder} holds no arrays")
+    return {f.stem: np.load(f, mmap_mode="r", allow_pickle=False) for f in files}
+
+
+def open_array(path: Path, shape: tuple[int, ...], dtype=np.uint8) -> np.ndarray:
+    """A new .npy file of ``shape``, memory-mapped for writing (its pages go to the file, not to memory)."""
+    return np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
 
 
 # --- readers ------------------------------------------------------------------------------------------
@@ -291,73 +322,89 @@ def native_size(files: list[Path]) -> tuple[tuple[int, int], str]:
 PARALLEL_FROM = 512  # images: fewer decode in this process (starting workers costs more than it saves)
 
 
-def _decode(paths: list[Path], width: int, height: int) -> list[np.ndarray]:
-    """Each image as uint8 at width x height: H x W (8-bit grayscale) or H x W x 3 (RGB)."""
+def _decode(paths: list[Path], positions: list[int], width: int, height: int, out_path: Path) -> bool:
+    """Each image decoded at width x height, 8-bit, written at its position of the .npy file ``out_path`` (N, 3,
+    H, W): a grayscale image into every channel (as Pillow's convert("RGB")). Whether every image was grayscale."""
     from PIL import Image, UnidentifiedImageError
 
-    out = []
-    for path in paths:
+    out = np.load(out_path, mmap_mode="r+")
+    gray = True
+    for path, position in zip(paths, positions, strict=True):
         try:
             with Image.open(path) as im:
                 im.load()  # a truncated file fails here, not later
                 image = eight_bit(im, path)
                 if image.size != (width, height):
                     image = image.resize((width, height), Image.Resampling.BILINEAR)
-                out.append(np.asarray(image, dtype=np.uint8))
+                pixels = np.asarray(image, dtype=np.uint8)
         except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as exc:
             raise BenchError(f"cannot read image {path}: {exc}") from exc
-    return out
+        if pixels.ndim == 2:
+            out[position] = pixels
+        else:
+            out[position] = pixels.transpose(2, 0, 1)
+            gray = False
+    out.flush()
+    return gray
 
 
-def decode_images(paths: list[Path], width: int, height: int, workers: int | None = None) -> list[np.ndarray]:
-    """Decode ``paths`` (bench.datasets._decode) over ``workers`` processes (default: every CPU; 1: this process),
-    in order, with a progress bar (images/s) on stderr for a folder of thousands."""
+def decode_images(
+    paths: list[Path],
+    width: int,
+    height: int,
+    out_path: Path,
+    positions: list[int] | None = None,
+    workers: int | None = None,
+) -> bool:
+    """Decode ``paths`` into the uint8 .npy file ``out_path`` (N, 3, height, width; ``positions``: where each image
+    goes, default in order) over ``workers`` processes (default: every CPU; 1: this process), each writing its
+    images into the file itself, so that nothing of the size of the data passes through memory; with a progress
+    bar (images/s) on stderr for a folder of thousands. Whether every image was grayscale."""
     import concurrent.futures
     import multiprocessing
 
+    positions = list(range(len(paths))) if positions is None else list(positions)
     workers = workers or os.cpu_count() or 1
     if workers == 1 or len(paths) < PARALLEL_FROM:
-        return _decode(paths, width, height)
+        return _decode(paths, positions, width, height, out_path)
+    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     chunk = max(64, min(1024, len(paths) // (workers * 8)))
-    chunks = [paths[i : i + chunk] for i in range(0, len(paths), chunk)]
+    starts = range(0, len(paths), chunk)
     # fork where there is one: the workers only run Pillow and numpy, and need not import torch again
     methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("fork" if "fork" in methods else None)
     columns = [TextColumn("decoding"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}")]
-    from rich.console import Console
-
-    out: list[list[np.ndarray] | None] = [None] * len(chunks)
+    gray = True
     with (
         Progress(*columns, TimeRemainingColumn(), console=Console(stderr=True), transient=True) as progress,
         concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool,
     ):
         task = progress.add_task("decode", total=len(paths), rate="")
         started = time.perf_counter()
-        futures = {pool.submit(_decode, c, width, height): i for i, c in enumerate(chunks)}
+        futures = {
+            pool.submit(_decode, paths[i : i + chunk], positions[i : i + chunk], width, height, out_path): i
+            for i in starts
+        }
         done = 0
         for future in concurrent.futures.as_completed(futures):
-            out[futures[future]] = future.result()  # a BenchError of a worker is raised here, naming the file
-            done += len(chunks[futures[future]])
+            gray &= future.result()  # a BenchError of a worker is raised here, naming the file
+            done += len(paths[futures[future] : futures[future] + chunk])
             rate = f"{done / max(time.perf_counter() - started, 1e-9):,.0f} images/s"
             progress.update(task, completed=done, rate=rate)
-    return [a for part in out for a in part]
+    return gray
 
 
-def read_image_folder(
-    root: Path, image_size: int | tuple[int, int], workers: int | None = None
-) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
-    """One subfolder per class (sorted names = class names; hidden files and folders skipped). Every image decoded
-    once with Pillow (over ``workers`` processes: decode_images), resized to image_size x image_size (or to
-    (height, width)) where it is not that size already; grayscale if every image is, else RGB. Returns images,
-    labels, classes and the relative paths, in a stable order."""
-    height, width = image_size if isinstance(image_size, tuple) else (image_size, image_size)
+def image_files(root: Path) -> tuple[list[Path], np.ndarray, list[str]]:
+    """The images of a folder of one subfolder per class (sorted names = class names; hidden files and folders
+    skipped), in a stable order: their paths, labels and the classes."""
     check_image_folder(root)
     classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if len(classes) < 2:
         raise BenchError(f"image folder {root} needs at least two class subfolders, found {len(classes)}")
-    files: list[tuple[Path, int]] = []
+    files: list[Path] = []
+    labels: list[int] = []
     broken: list[Path] = []  # image names that are no file: dangling or looping links
     for label, name in enumerate(classes):
         named = [
@@ -369,31 +416,79 @@ def read_image_folder(
         broken += [p for p in named if p.is_symlink() and not p.is_file()]
         if not images:
             raise BenchError(f"class folder {root / name} has no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
-        files += [(p, label) for p in images]
+        files += images
+        labels += [label] * len(images)
     if broken:
         import warnings
 
         warnings.warn(
             f"image folder {root}: skipped {len(broken)} broken link(s), e.g. {sorted(broken)[0]}", stacklevel=2
         )
-    from bench.environment import available_memory
+    return files, np.array(labels, dtype=np.int64), classes
 
-    # uint8 RGB as decoded, its stacked copy, and the float32 copy the mean and std are measured on: 6 bytes a value
-    need = 6 * len(files) * 3 * height * width
-    if need > available_memory() / 2:
+
+def decode_folder(
+    folder: Path, parts: dict[str, tuple[list[Path], np.ndarray]], size: tuple[int, int], workers: int | None = None
+) -> None:
+    """Decode each part's images (paths and labels, in the order they are to be read) into ``folder`` as
+    ``<part>_x.npy`` (N, C, height, width) and ``<part>_y.npy``: grayscale (C = 1) if every image is, else RGB.
+    Refused in one line when the folder's disk has no room for them."""
+    import shutil
+
+    height, width = size
+    total = sum(len(files) for files, _ in parts.values()) * 3 * height * width
+    free = shutil.disk_usage(folder).free
+    if total > free:
         raise BenchError(
-            f"image folder {root}: {len(files)} images at {width}x{height} need {need / 1e9:.1f} GB to "
-            f"decode, more than half of the {available_memory() / 1e9:.1f} GB of memory available here: a smaller "
-            "--image-size, or --limit-train"
+            f"{sum(len(f) for f, _ in parts.values())} images at {width}x{height} need {total / 1e9:.1f} GB of decode "
+            f"cache in {folder.parent}, which has {free / 1e9:.1f} GB free: --cache-dir elsewhere, or a smaller "
+            "--image-size"
         )
-    decoded = decode_images([p for p, _ in files], width, height, workers)
-    gray = all(a.ndim == 2 for a in decoded)
-    arrays = [a if gray or a.ndim == 3 else np.repeat(a[:, :, None], 3, axis=2) for a in decoded]  # as convert("RGB")
-    images = np.stack(arrays)[:, None] if gray else np.stack(arrays).transpose(0, 3, 1, 2)
-    labels = np.array([label for _, label in files], dtype=np.int64)
-    return np.ascontiguousarray(images), labels, classes, [str(p.relative_to(root)) for p, _ in files]
+    gray = True
+    for name, (files, labels) in parts.items():
+        open_array(folder / f"{name}_x.npy", (len(files), 3, height, width))  # written by the decoders
+        gray &= decode_images(files, width, height, folder / f"{name}_x.npy", workers=workers)
+        np.save(folder / f"{name}_y.npy", labels)
+    if gray:  # one channel, chunk by chunk
+        for name in parts:
+            rgb = np.load(folder / f"{name}_x.npy", mmap_mode="r")
+            one = open_array(folder / f"{name}_x1.npy", (len(rgb), 1, height, width))
+            step = max(1, (64 << 20) // (3 * height * width))
+            for start in range(0, len(rgb), step):
+                one[start : start + step] = rgb[start : start + step, :1]
+            one.flush()
+            del rgb, one
+            os.replace(folder / f"{name}_x1.npy", folder / f"{name}_x.npy")
+
+
+def read_image_folder(
+    root: Path, image_size: int | tuple[int, int], workers: int | None = None
+) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
+    """A folder of one subfolder per class (image_files), decoded into memory (decode_folder), each image resized
+    to image_size x image_size (or to (height, width)) where it is not that size already. Returns images, labels,
+    classes and the relative paths, in a stable order. (Built-in image folders are decoded into the cache instead
+    and read from there: bench.datasets.cached.)"""
+    import tempfile
+
+    size = image_size if isinstance(image_size, tuple) else (image_size, image_size)
+    files, labels, classes = image_files(root)
+    with tempfile.TemporaryDirectory() as tmp:
+        decode_folder(Path(tmp), {"all": (files, labels)}, size, workers)
+        images = np.array(np.load(Path(tmp) / "all_x.npy"))
+    return images, labels, classes, [str(p.relative_to(root)) for p in files]
 
 
 def tensors(images: np.ndarray, labels: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-    images = np.require(images, dtype=np.uint8, requirements=["C", "W"])  # torch wants writable memory
-    return torch.from_numpy(images), torch.from_numpy(labels.astype(np.int64))
+    """Tensors sharing the arrays' memory: a read-only memory map (the decode cache) stays one, never copied (it
+    must then never be written in place: nothing in cnnbench does)."""
+    import warnings
+
+    from bench.data import mapped
+
+    images = np.require(images, dtype=np.uint8, requirements=["C"])
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        pixels = torch.from_numpy(images)
+    if isinstance(images, np.memmap):  # np.load(..., mmap_mode=...), as the cache reads
+        mapped(pixels)
+    return pixels, torch.from_numpy(np.array(labels, dtype=np.int64))  # labels: small, in memory

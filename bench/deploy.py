@@ -85,8 +85,21 @@ def load_model(store: Store, run: dict, trial: dict) -> nn.Module:
 def _test_images(data: Dataset, trial: dict) -> tuple[torch.Tensor, torch.Tensor]:
     hp = trial["hparams"]
     test = data.split(hp["val_ratio"], hp["seed"]).test
+    _fits(test.nbytes * 4, "test")
     with torch.no_grad():
         return Normalizer(data)(test.images), test.labels
+
+
+def _fits(nbytes: int, part: str) -> None:
+    """Deployment measures accuracy on the whole test split as float32, in memory: refused in one line when that
+    cannot fit (training reads a dataset larger than memory batch by batch; this does not yet)."""
+    from bench.environment import available_memory
+
+    if nbytes > available_memory() / 2:
+        raise BenchError(
+            f"the {part} images as float32 take {nbytes / 1e9:.1f} GB, more than half of the "
+            f"{available_memory() / 1e9:.1f} GB of memory available: export, quantize and benchmark hold them in memory"
+        )
 
 
 def onnx_metadata(run: dict, trial: dict, data: Dataset) -> dict:
@@ -214,8 +227,12 @@ def calibration_and_test(data: Dataset, trial: dict, n: int) -> tuple[np.ndarray
     hp = trial["hparams"]
     splits = data.split(hp["val_ratio"], hp["seed"])
     normalize = Normalizer(data)
+    _fits(
+        4 * (splits.test.nbytes + min(n, len(splits.train)) * splits.train.nbytes // len(splits.train)),
+        "calibration and test",
+    )
     with torch.no_grad():
-        calibration = normalize(splits.train.images[:n]).numpy().astype(np.float32)
+        calibration = normalize(splits.train.take(slice(0, n))).numpy().astype(np.float32)
         test = normalize(splits.test.images).numpy().astype(np.float32)
     return calibration, test, splits.test.labels.numpy()
 

@@ -23,7 +23,8 @@ from bench.trainstate import load_state, save_state, set_rng
 
 __all__ = ["EpochStats", "HParams", "TrialResult", "best_epoch", "evaluate", "train_trial"]
 
-EVAL_BATCH = 1024
+EVAL_BATCH = 1024  # images evaluated at once, at most (and at most EVAL_BYTES of their pixels)
+EVAL_BYTES = 16 << 20  # uint8: 64 MB as float32, with the activations of as many images
 # A training loss this many times that of a uniform guess, ln(classes), means the run has blown up.
 DIVERGENCE_FACTOR = 10.0
 
@@ -74,9 +75,11 @@ def evaluate(model: nn.Module, split: Split, normalize: Normalizer) -> Evaluatio
     """Mean loss and accuracy of ``model`` (in eval mode) over every image of ``split``."""
     model.eval()
     loss_sum, preds = 0.0, []
-    for start in range(0, len(split), EVAL_BATCH):
-        x = normalize(split.images[start : start + EVAL_BATCH])
-        y = split.labels[start : start + EVAL_BATCH]
+    step = max(1, min(EVAL_BATCH, EVAL_BYTES // max(1, split.shape[1] * split.shape[2] * split.shape[3])))
+    for start in range(0, len(split), step):
+        y = split.labels[start : start + step]
+        split.prefetch(torch.arange(start, min(start + 2 * step, len(split))))  # this batch and the next
+        x = normalize(split.take(slice(start, start + step)).to(y.device, non_blocking=True))
         logits = model(x)
         loss_sum += F.cross_entropy(logits.float(), y, reduction="sum").item()
         preds.append(logits.argmax(1))
@@ -143,7 +146,7 @@ def train_trial(
     ``pruned`` with that reason as its note, its best checkpoint measured as any other's."""
     if hp.precision not in ("fp32", "bf16") or hp.channels_last is None:
         raise ValueError("train_trial needs a resolved precision and layout (bench.speed.resolve_speed)")
-    x_train, y_train = splits.train.images, splits.train.labels
+    x_train, y_train = splits.train, splits.train.labels  # pixels read a batch at a time (x_train.take)
     device = y_train.device
     optimizer = make_optimizer(model, hp, transfer.head_parameters(model, num_classes) if hp.head_lr != 1 else None)
     n = len(y_train)
@@ -170,7 +173,7 @@ def train_trial(
         t0 = time.perf_counter()
         if not hp.weights and (fitted := layers.data_initialized(model)):
             with torch.no_grad():
-                images = normalize(x_train[: layers.DATA_INIT_IMAGES])
+                images = normalize(x_train.take(slice(0, layers.DATA_INIT_IMAGES)).to(device))
             for module in fitted:
                 module.init_from_data(images)
         elapsed = time.perf_counter() - t0
@@ -239,7 +242,9 @@ def train_trial(
             if len(idx) == 1 and start > 0:
                 break  # batch norm cannot train on one image; the order changes every epoch, so none is lost for good
             flip = flips[idx] ^ (epoch % 2 == 0) if flips is not None else None
-            x = normalize(augment(x_train[idx], augmentations, augment_rng, flip)).contiguous(memory_format=layout)
+            x_train.prefetch(order[start + hp.batch_size : start + 2 * hp.batch_size])  # read while this one trains
+            pixels = x_train.take(idx).to(device, non_blocking=True)
+            x = normalize(augment(pixels, augmentations, augment_rng, flip)).contiguous(memory_format=layout)
             y = y_train[idx]
             with autocast:
                 logits = step_model(x)

@@ -16,11 +16,12 @@ from bench.datasets import (
     Request,
     cached,
     check_image_folder,
+    decode_folder,
     find_files,
+    image_files,
     native_size,
     read_cifar_batch,
     read_idx,
-    read_image_folder,
     tensors,
 )
 from bench.errors import BenchError
@@ -43,12 +44,17 @@ CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog
 IDX_FILES = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
 
 
-def _fixed_test_split(images: torch.Tensor, labels: torch.Tensor, share: float = 0.2):
-    """A test split chosen once (seed 0), for datasets without an official one: runs with any seed are
-    measured on the same images."""
-    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(0))
-    n_test = round(share * len(labels))
-    return Split(images[order[n_test:]], labels[order[n_test:]]), Split(images[order[:n_test]], labels[order[:n_test]])
+def _fixed_test_order(n: int, share: float = 0.2) -> tuple[torch.Tensor, torch.Tensor]:
+    """The positions of the training and of the test images of a test split chosen once (seed 0), for datasets
+    without an official one: runs with any seed are measured on the same images."""
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(0))
+    n_test = round(share * n)
+    return order[n_test:], order[:n_test]
+
+
+def _fixed_test_split(images: torch.Tensor, labels: torch.Tensor) -> tuple[Split, Split]:
+    train, test = _fixed_test_order(len(labels))
+    return Split(images[train], labels[train]), Split(images[test], labels[test])
 
 
 def load_digits(request: Request) -> Dataset:
@@ -80,7 +86,7 @@ def _load_idx(request: Request, name: str, folders: list[Path], classes, mean, s
                 raise BenchError(f"{lp}: label {int(labels.max())} out of range (expected 0..{len(classes) - 1})")
         return {"train_x": train_x[:, None], "train_y": train_y, "test_x": test_x[:, None], "test_y": test_y}
 
-    arrays = cached(paths, {"name": name, "format": 1}, build, paths[0].parent)
+    arrays = cached(paths, {"name": name, "format": 2}, build, paths[0].parent)
     return Dataset(
         name,
         list(classes),
@@ -155,7 +161,7 @@ def load_cifar10(request: Request) -> Dataset:
             "test_y": batches[5][1],
         }
 
-    arrays = cached(paths, {"name": "cifar10", "format": 1}, build, paths[0].parent)
+    arrays = cached(paths, {"name": "cifar10", "format": 2}, build, paths[0].parent)
     return Dataset(
         "cifar10",
         CIFAR10_CLASSES,
@@ -180,19 +186,25 @@ def load_image_folder(request: Request) -> Dataset:
         for p in part.rglob("*")
         if p.suffix.lower() in IMAGE_SUFFIXES
         and not any(x.startswith(".") for x in p.relative_to(root).parts)
-        and p.is_file()  # a broken link is skipped (and counted) by read_image_folder
+        and p.is_file()  # a broken link is skipped (and counted) by image_files
     )
 
-    def build():
-        out = {}
-        for i, part in enumerate(parts):
-            images, labels, classes, _ = read_image_folder(part, size)
-            if i == 0:
-                out["classes"] = np.array(classes)
-            elif list(classes) != list(out["classes"]):
+    def build(folder: Path):  # decoded in the order of the splits: each split is one file, read as it lies
+        listed = [image_files(part) for part in parts]
+        for part, (_, _, classes) in zip(parts[1:], listed[1:], strict=True):
+            if classes != listed[0][2]:
                 raise BenchError(f"{part}: class folders {classes} differ from those of {parts[0]}")
-            out[f"x{i}"], out[f"y{i}"] = images, labels
-        return out
+        if len(parts) == 2:
+            split = {"train": listed[0][:2], "test": listed[1][:2]}
+        else:
+            files, labels, _ = listed[0]
+            split = {}
+            for name, order in zip(("train", "test"), _fixed_test_order(len(files)), strict=True):
+                split[name] = ([files[i] for i in order.tolist()], labels[order.numpy()])
+        decode_folder(folder, split, size)
+        pixels = np.load(folder / "train_x.npy", mmap_mode="r")  # measured once, as the cache is made
+        mean, std = Split(*tensors(pixels, np.zeros(len(pixels)))).channel_stats(1 / 255)
+        return {"classes": np.array(listed[0][2]), "train_mean_std": np.array([mean, std])}
 
     check_image_folder(root)
     if request.image_size:
@@ -203,17 +215,14 @@ def load_image_folder(request: Request) -> Dataset:
     else:  # their own size (a folder of mixed sizes: the most common one)
         size, resize = native_size(sources)
     arrays = cached(
-        sources, {"name": "imagefolder", "root": str(root.resolve()), "size": list(size), "format": 3}, build, root
+        sources, {"name": "imagefolder", "root": str(root.resolve()), "size": list(size), "format": 5}, build, root
     )
     classes = [str(c) for c in arrays["classes"]]
-    images, labels = tensors(arrays["x0"], arrays["y0"])
-    if len(parts) == 2:
-        train, test = Split(images, labels), Split(*tensors(arrays["x1"], arrays["y1"]))
-    else:
-        train, test = _fixed_test_split(images, labels)
-    pixels = train.images.float().div(255)
-    mean = tuple(round(float(m), 4) for m in pixels.mean(dim=(0, 2, 3)))
-    std = tuple(round(max(float(s), 1e-3), 4) for s in pixels.std(dim=(0, 2, 3)))
+    train = Split(*tensors(arrays["train_x"], arrays["train_y"]))
+    test = Split(*tensors(arrays["test_x"], arrays["test_y"]))
+    means, stds = arrays["train_mean_std"].tolist()  # of the training part (with train/ and test/) or the 80%
+    mean = tuple(round(m, 4) for m in means)
+    std = tuple(round(max(s, 1e-3), 4) for s in stds)
     return Dataset(f"imagefolder:{request.argument}", classes, 1 / 255, mean, std, train, test, resize)
 
 

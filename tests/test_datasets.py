@@ -226,15 +226,23 @@ def test_decoded_arrays_are_cached_and_a_changed_file_is_decoded_again(tmp_path,
     folder = tmp_path / "photos"
     shutil.copytree(photo_folder, folder)
     store = tmp_path / "cache"  # --cache-dir
-    caches = lambda: set(store.glob("*.npz"))  # noqa: E731
+    caches = lambda: {p for p in store.iterdir() if p.is_dir()}  # noqa: E731
     first = load_dataset(f"imagefolder:{folder}", image_size=16, cache_dir=store)
     assert len(caches()) == 1
     assert not [p for p in folder.rglob("*") if p.name.startswith(".")]  # nothing written into the dataset
     (cache,) = caches()
-    stamp = cache.stat().st_mtime_ns
+    assert {p.name for p in cache.iterdir()} == {
+        "classes.npy",
+        "train_mean_std.npy",
+        "train_x.npy",
+        "train_y.npy",
+        "test_x.npy",
+        "test_y.npy",
+    }
+    stamp = (cache / "train_x.npy").stat().st_mtime_ns
     reloaded = load_dataset(f"imagefolder:{folder}", image_size=16, cache_dir=store)
     assert torch.equal(reloaded.train.images, first.train.images)
-    assert caches() == {cache} and cache.stat().st_mtime_ns == stamp  # read from the cache, not rebuilt
+    assert caches() == {cache} and (cache / "train_x.npy").stat().st_mtime_ns == stamp  # read, not rebuilt
     from PIL import Image
 
     Image.new("RGB", (50, 50), (255, 0, 0)).save(folder / "china" / "000.jpg")
@@ -243,6 +251,61 @@ def test_decoded_arrays_are_cached_and_a_changed_file_is_decoded_again(tmp_path,
     assert not torch.equal(again.train.images, first.train.images) or not torch.equal(
         again.test.images, first.test.images
     )
+
+
+def _mapped_file(tensor: torch.Tensor) -> str | None:
+    """The file whose memory map holds ``tensor``'s pixels (Linux's /proc/self/maps), or None (anonymous memory)."""
+    address = tensor.data_ptr()
+    for line in Path("/proc/self/maps").read_text().splitlines():
+        fields = line.split(maxsplit=5)
+        low, high = (int(x, 16) for x in fields[0].split("-"))
+        if low <= address < high:
+            return fields[5] if len(fields) == 6 and fields[5].startswith("/") else None
+    return None
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").is_file(), reason="reads Linux's /proc/self/maps")
+def test_a_cached_dataset_is_read_from_its_cache_file_and_trains_as_in_memory(photo_folder, tmp_path):
+    from bench.data import Normalizer
+    from bench.training import HParams, train_trial
+
+    data = load_dataset(f"imagefolder:{photo_folder}", image_size=12, cache_dir=tmp_path / "cache")
+    splits = data.split(0.25, 3)
+    (cache,) = (p for p in (tmp_path / "cache").glob("imagefolder-*") if p.is_dir())
+    # the pixels of the dataset and of its splits are the cache file's pages: nothing of the data's size in memory
+    for split in (data.train, splits.train, splits.val):
+        assert _mapped_file(split.source) == str(cache / "train_x.npy")
+    assert _mapped_file(data.test.source) == str(cache / "test_x.npy")
+    loaded = data.in_memory()
+    assert _mapped_file(loaded.train.source) is None
+    assert data.record() == loaded.record()  # the fingerprint, chunk by chunk, of the same bytes
+    pixels = loaded.train.images.float().div(255)
+    assert data.mean == tuple(round(float(m), 4) for m in pixels.mean(dim=(0, 2, 3)))
+    assert data.std == tuple(round(float(s), 4) for s in pixels.std(dim=(0, 2, 3)))
+    assert torch.equal(splits.val.images, loaded.split(0.25, 3).val.images)
+
+    def losses(d):
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 10 * 10, 2))
+        hp = HParams(epochs=2, batch_size=16, seed=3, val_ratio=0.25, precision="fp32", channels_last=False)
+        result = train_trial(model, d.split(0.25, 3), Normalizer(d), hp, tmp_path / "b.pt", 2)
+        return [(e.train_loss, e.val_loss, e.val_acc) for e in result.history]
+
+    assert losses(data) == losses(loaded)
+
+
+def test_a_damaged_or_half_written_cache_is_decoded_again(photo_folder, tmp_path):
+    cache = tmp_path / "cache"
+    first = load_dataset(f"imagefolder:{photo_folder}", image_size=12, cache_dir=cache).record()
+    (folder,) = (p for p in cache.glob("imagefolder-*") if p.is_dir())
+    (folder / "train_x.npy").write_bytes(b"\x93NUMPY damaged")  # as a crash or a full disk might leave it
+    (cache / f".{folder.name}.999.partial").mkdir()  # a build that was killed: never read
+    again = load_dataset(f"imagefolder:{photo_folder}", image_size=12, cache_dir=cache)
+    assert again.record() == first
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("")  # a cache folder that cannot be made (as a read-only one, even for root)
+    with pytest.raises(BenchError, match="cannot write the decode cache in .*: --cache-dir DIR"):
+        load_dataset(f"imagefolder:{photo_folder}", image_size=12, cache_dir=not_a_folder / "sub")
 
 
 # --- CIFAR-10 and MNIST file formats -------------------------------------------------------------------
@@ -612,11 +675,24 @@ def test_parallel_decoding_gives_the_images_of_one_process_in_order_and_names_a_
 
     monkeypatch.setattr(datasets, "PARALLEL_FROM", 1)  # 80 photos, in chunks over two worker processes
     paths = sorted(photo_folder.rglob("*.jpg"))
-    one = datasets.decode_images(paths, 20, 16, workers=1)
-    two = datasets.decode_images(paths, 20, 16, workers=2)
-    assert len(two) == len(paths) and all(a.shape == (16, 20, 3) for a in two)
-    assert all(np.array_equal(a, b) for a, b in zip(one, two, strict=True))
+    positions = list(reversed(range(len(paths))))  # each image written where it is asked to go
+
+    def decoded(workers, name):
+        datasets.open_array(tmp_path / name, (len(paths), 3, 16, 20))
+        gray = datasets.decode_images(paths, 20, 16, tmp_path / name, positions, workers=workers)
+        return gray, np.load(tmp_path / name)
+
+    (gray_one, one), (gray_two, two) = decoded(1, "one.npy"), decoded(2, "two.npy")
+    assert not gray_one and not gray_two and np.array_equal(one, two)
+    assert one[-1].any() and one[0].any()  # every position written
+    from PIL import Image
+
+    with Image.open(paths[0]) as im:
+        assert np.array_equal(
+            one[-1], np.asarray(im.convert("RGB").resize((20, 16), Image.BILINEAR)).transpose(2, 0, 1)
+        )
     bad = tmp_path / "bad.jpg"
     bad.write_bytes(b"not a jpeg")
+    datasets.open_array(tmp_path / "bad.npy", (len(paths) + 1, 3, 16, 20))
     with pytest.raises(BenchError, match=f"cannot read image {re.escape(str(bad))}"):
-        datasets.decode_images([*paths, bad], 20, 16, workers=2)
+        datasets.decode_images([*paths, bad], 20, 16, tmp_path / "bad.npy", workers=2)

@@ -271,3 +271,13 @@ def test_the_requested_opset_is_the_files_opset(tiny_run, opset):
     (row,) = tiny_run.json("export", "latest", "--opset", opset)
     assert row["onnx"]["status"] == "ok" and row["onnx"]["opset"] == opset
     assert file_opset(onnx.load(row["onnx"]["path"])) == opset
+
+
+def test_a_test_split_too_large_to_hold_in_memory_is_refused_in_one_line(tiny_run, monkeypatch):
+    from bench import environment
+
+    monkeypatch.setattr(environment, "available_memory", lambda: 100_000)  # 100 kB to spare
+    result = tiny_run("export", "latest")
+    assert result.exit_code == 1
+    assert "the test images as float32 take 0.0 GB, more than half of the 0.0 GB of memory available" in result.output
+    assert "Traceback" not in result.output

@@ -301,20 +301,25 @@ def test_a_variant_that_fails_when_made_again_leaves_no_earlier_file_behind(one_
     assert variant["status"] == "failed" and variant["path"] is None and not int8.exists()
 
 
-def test_an_image_folder_too_large_to_decode_here_is_refused_before_decoding(tmp_path, monkeypatch):
+def test_an_image_folder_too_large_for_the_cache_disk_is_refused_before_decoding(tmp_path, monkeypatch):
+    import shutil
+    from collections import namedtuple
+
     from PIL import Image
 
-    from bench import environment
     from bench.errors import BenchError
     from bench.plugins import load_dataset
 
     for name in ("cat", "dog"):
-        (tmp_path / name).mkdir()
+        (tmp_path / "images" / name).mkdir(parents=True)
         for i in range(3):
-            Image.new("RGB", (8, 8)).save(tmp_path / name / f"{i}.png")
-    monkeypatch.setattr(environment, "available_memory", lambda: 10_000_000)  # a machine with 10 MB to spare
+            Image.new("RGB", (8, 8)).save(tmp_path / "images" / name / f"{i}.png")
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**9, 10**9 - 10**6, 10**6))  # 1 MB free
+    cache = tmp_path / "cache"
     with pytest.raises(
-        BenchError, match=r"6 images at 512x512 need 0.0 GB to decode|6 images at 512x512 need [0-9.]+ GB to decode"
+        BenchError, match=r"6 images at 512x512 need 0.0 GB of decode cache in .*, which has 0.0 GB free"
     ):
-        load_dataset(f"imagefolder:{tmp_path}", image_size=512)
-    assert len(load_dataset(f"imagefolder:{tmp_path}", image_size=8).train) > 0
+        load_dataset(f"imagefolder:{tmp_path / 'images'}", image_size=512, cache_dir=cache)
+    assert [p.name for p in cache.iterdir() if not p.name.endswith(".lock")] == []  # no half-written cache left
+    assert len(load_dataset(f"imagefolder:{tmp_path / 'images'}", image_size=8, cache_dir=cache).train) > 0

@@ -85,8 +85,15 @@ def guarded(listener) -> GuardedListener:
     return GuardedListener(listener if listener is not None else RunListener())
 
 
+DEVICE_SHARE = 0.25  # of an accelerator's memory: a split that takes more stays on the host, moved batch by batch
+
+
 def _to(split: Split, device: torch.device) -> Split:
-    return Split(split.images.to(device), split.labels.to(device))
+    """The split for training on ``device``: its pixels moved there once when they fit in a share of its memory,
+    else left where they are (in memory, or a memory map of the cache) and moved a batch at a time."""
+    if device.type == "cuda" and split.nbytes > DEVICE_SHARE * torch.cuda.get_device_properties(device).total_memory:
+        return Split(split.source, split.labels.to(device), split.index)
+    return split.to(device)
 
 
 class SplitCache:
