@@ -255,6 +255,28 @@ class Normalizer:
         return torch.addcmul(self.shift, images.float(), self.scale)
 
 
+class Normalized:
+    """A split's images as a model takes them (``normalize``: a Normalizer), made a slice at a time: ``x[a:b]`` is
+    a float tensor of those images. Export, quantize and benchmark measure the whole test split this way, so it
+    is never all in memory as float32 (four times its uint8 size) at once."""
+
+    def __init__(self, split: Split, normalize: Normalizer):
+        self.split, self.normalize = split, normalize
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.split.shape
+
+    def __getitem__(self, key: slice) -> torch.Tensor:
+        if not isinstance(key, slice):
+            raise TypeError("Normalized images are read by slices: x[start:stop]")
+        with torch.no_grad():
+            return self.normalize(self.split.take(key))
+
+
 def check_dataset(data: Dataset) -> None:
     for split_name, split in (("train", data.train), ("test", data.test)):
         if split.source.dtype != torch.uint8 or split.source.dim() != 4:

@@ -13,10 +13,10 @@ import torch
 from torch import nn
 
 from bench import checkpoints, inference, onnxrt
-from bench.data import Dataset, Normalizer
+from bench.data import Dataset, Normalized, Normalizer
 from bench.engines import Model
 from bench.errors import BenchError, UsageError, one_line
-from bench.export import ExportSettings, export_model, run_session
+from bench.export import ExportSettings, export_model
 from bench.files import atomic_write
 from bench.formats import trial_label
 from bench.inference import BenchSettings
@@ -82,24 +82,11 @@ def load_model(store: Store, run: dict, trial: dict) -> nn.Module:
     return model.eval()
 
 
-def _test_images(data: Dataset, trial: dict) -> tuple[torch.Tensor, torch.Tensor]:
+def _test_images(data: Dataset, trial: dict) -> tuple[Normalized, torch.Tensor]:
+    """The trial's test images, normalized a slice at a time (bench.data.Normalized), and their labels."""
     hp = trial["hparams"]
     test = data.split(hp["val_ratio"], hp["seed"]).test
-    _fits(test.nbytes * 4, "test")
-    with torch.no_grad():
-        return Normalizer(data)(test.images), test.labels
-
-
-def _fits(nbytes: int, part: str) -> None:
-    """Deployment measures accuracy on the whole test split as float32, in memory: refused in one line when that
-    cannot fit (training reads a dataset larger than memory batch by batch; this does not yet)."""
-    from bench.environment import available_memory
-
-    if nbytes > available_memory() / 2:
-        raise BenchError(
-            f"the {part} images as float32 take {nbytes / 1e9:.1f} GB, more than half of the "
-            f"{available_memory() / 1e9:.1f} GB of memory available: export, quantize and benchmark hold them in memory"
-        )
+    return Normalized(test, Normalizer(data)), test.labels
 
 
 def onnx_metadata(run: dict, trial: dict, data: Dataset) -> dict:
@@ -164,7 +151,7 @@ def export_trial(store: Store, run: dict, trial: dict, data: Dataset, settings: 
         atomic_write(path, result.data)
         row.update(path=path, sha256=hashlib.sha256(result.data).hexdigest(), size_bytes=len(result.data))
         if result.status == ExportStatus.OK:
-            logits = run_session(onnxrt.session(path, "cpu"), images.numpy().astype(np.float32))
+            logits = onnxrt.logits(onnxrt.session(path, "cpu"), images)
             row["onnx_test_acc"] = float((logits.argmax(1) == labels.numpy()).mean())
     store.record_export(trial["id"], row)
     return store.export_of(trial["id"])
@@ -221,20 +208,15 @@ def unexported(run: dict, trial: dict, exp: dict) -> str:
     return f"its ONNX export failed ({exp['note']}); `{again} --exporter torchscript` or another --opset may work"
 
 
-def calibration_and_test(data: Dataset, trial: dict, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The first ``n`` images of the trial's own training split (calibration) and its test images, preprocessed as
-    the model takes them (float32 arrays), with the test labels."""
+def calibration_and_test(data: Dataset, trial: dict, n: int) -> tuple[np.ndarray, Normalized, np.ndarray]:
+    """The first ``n`` images of the trial's own training split (calibration, a float32 array) and its test images
+    (normalized a slice at a time), preprocessed as the model takes them, with the test labels."""
     hp = trial["hparams"]
     splits = data.split(hp["val_ratio"], hp["seed"])
     normalize = Normalizer(data)
-    _fits(
-        4 * (splits.test.nbytes + min(n, len(splits.train)) * splits.train.nbytes // len(splits.train)),
-        "calibration and test",
-    )
     with torch.no_grad():
         calibration = normalize(splits.train.take(slice(0, n))).numpy().astype(np.float32)
-        test = normalize(splits.test.images).numpy().astype(np.float32)
-    return calibration, test, splits.test.labels.numpy()
+    return calibration, Normalized(splits.test, normalize), splits.test.labels.numpy()
 
 
 def quantize_trial(

@@ -141,12 +141,6 @@ def to_onnx(
     return proto, used
 
 
-def run_session(sess, images: np.ndarray, chunk: int = 256) -> np.ndarray:
-    """Logits for ``images`` (normalized float32 NCHW), through an ORT session, in chunks."""
-    name = sess.get_inputs()[0].name
-    return np.concatenate([sess.run(None, {name: images[i : i + chunk]})[0] for i in range(0, len(images), chunk)])
-
-
 @torch.inference_mode()
 def torch_logits(model: nn.Module, images: torch.Tensor, chunk: int = 256) -> torch.Tensor:
     model.eval()
@@ -157,7 +151,7 @@ def parity(model: nn.Module, sess, images: torch.Tensor) -> tuple[float, float, 
     """(max |logit difference|, share of images with the same top-1 class, the logits' scale: their largest
     magnitude, at least 1) between PyTorch and ORT."""
     expected = torch_logits(model, images).numpy()
-    got = run_session(sess, images.cpu().numpy().astype(np.float32))
+    got = onnxrt.logits(sess, images)
     if got.shape != expected.shape:
         raise ExportFailed(f"onnxruntime returned logits of shape {got.shape}, PyTorch {expected.shape}")
     diff = float(np.abs(got - expected).max()) if got.size else 0.0

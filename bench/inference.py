@@ -185,8 +185,9 @@ def graph_levels(methods: list[dict]) -> str:
 
 def batch_of(images: torch.Tensor, batch_size: int) -> torch.Tensor:
     """The first ``batch_size`` real images, repeated if the set is smaller."""
-    reps = -(-batch_size // len(images))
-    return images.repeat(reps, 1, 1, 1)[:batch_size].contiguous() if reps > 1 else images[:batch_size].contiguous()
+    first = images[:batch_size]  # a slice: of a tensor, or made by bench.data.Normalized
+    reps = -(-batch_size // len(first))
+    return first.repeat(reps, 1, 1, 1)[:batch_size].contiguous() if reps > 1 else first.contiguous()
 
 
 class PeakMemory:
@@ -353,8 +354,12 @@ def evaluate(
         model, "cpu", precision, threads, BenchSettings(graph_optimization="all"), images[:1].numpy().astype(np.float32)
     )
     try:
-        x = images.numpy().astype(np.float32)
-        logits = np.concatenate([np.asarray(session.predict(x[i : i + chunk])) for i in range(0, len(x), chunk)])
+        logits = np.concatenate(
+            [
+                np.asarray(session.predict(images[i : i + chunk].numpy().astype(np.float32)))
+                for i in range(0, len(images), chunk)
+            ]
+        )
         return logits, dict(getattr(session, "method", {}) or {})
     finally:
         if callable(getattr(session, "close", None)):

@@ -77,3 +77,14 @@ def session(path, provider: str = "cpu", threads: int | None = None, graph_optim
             "(the CUDA/cuDNN or TensorRT libraries this onnxruntime was built for were not found)"
         )
     return sess
+
+
+def logits(sess: ort.InferenceSession, images, chunk: int = 256):
+    """Logits for ``images`` (normalized NCHW: an array, a tensor, or bench.data.Normalized) through ``sess``, a
+    chunk at a time, each made float32 as it is run."""
+    import numpy as np
+
+    name = sess.get_inputs()[0].name
+    batches = (np.asarray(images[i : i + chunk], np.float32) for i in range(0, len(images), chunk))
+    runs = [sess.run(None, {name: x})[0] for x in batches]
+    return np.concatenate(runs)

@@ -91,11 +91,6 @@ class _Images(CalibrationDataReader):
         return next(self.batches, None)
 
 
-def logits_of(session, images: np.ndarray, batch: int = 256) -> np.ndarray:
-    name = session.get_inputs()[0].name
-    return np.concatenate([session.run(None, {name: images[i : i + batch]})[0] for i in range(0, len(images), batch)])
-
-
 def calibration_problem(images: np.ndarray, input_shape: tuple[int, ...]) -> str | None:
     """Why ``images`` cannot calibrate a model taking ``input_shape`` images, or None."""
     if images.ndim != 4 or tuple(images.shape[1:]) != tuple(input_shape):
@@ -293,7 +288,7 @@ def make_variants(
 ) -> list[Variant]:
     """Every precision of ``settings``, made from ``fp32_path`` and checked on ``test_images``; failures are
     returned as failed variants, never raised."""
-    fp32_logits = logits_of(onnxrt.session(fp32_path, "cpu", threads), test_images)
+    fp32_logits = onnxrt.logits(onnxrt.session(fp32_path, "cpu", threads), test_images)
     fp32_acc = float((fp32_logits.argmax(1) == labels).mean())
     out = []
     with tempfile.TemporaryDirectory(prefix="cnnbench-quantize-") as tmp:
@@ -311,7 +306,7 @@ def make_variants(
                 variant.data = valid_file(variant.data)
                 path = workdir / "model.onnx"
                 path.write_bytes(variant.data)
-                logits = logits_of(onnxrt.session(path, "cpu", threads), test_images)
+                logits = onnxrt.logits(onnxrt.session(path, "cpu", threads), test_images)
             except Exception as exc:  # one variant's failure is recorded, the others go on
                 if full := no_room(
                     exc, workdir / "model.onnx"

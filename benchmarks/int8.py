@@ -32,7 +32,7 @@ from bench import onnxrt
 from bench.deploy import calibration_and_test
 from bench.inference import BenchSettings, timed_runs
 from bench.plugins import load_run_dataset
-from bench.quantize import QuantizeSettings, logits_of, quantize_int8
+from bench.quantize import QuantizeSettings, quantize_int8
 
 FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8")
 
@@ -63,7 +63,7 @@ def main() -> None:
         ort.InferenceSession(str(int8_path), options, providers=["CPUExecutionProvider"])
         ops = collections.Counter(n.op_type for n in onnx.load(str(optimized)).graph.node)
         sizes = {"fp32": Path(fp32_path).stat().st_size, "int8": int8_path.stat().st_size}
-        out = {p: logits_of(s, test) for p, s in sessions.items()}
+        out = {p: onnxrt.logits(s, test) for p, s in sessions.items()}
         acc = {p: float((o.argmax(1) == labels).mean()) for p, o in out.items()}
         agree = float((out["fp32"].argmax(1) == out["int8"].argmax(1)).mean())
         settings = BenchSettings(

@@ -19,7 +19,6 @@ import os
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import onnxruntime as ort
 import torch
 from record import cpu_name, record
@@ -28,7 +27,7 @@ from stored import stored_trial, trial_parser
 from bench import onnxrt
 from bench.architectures import format_variant
 from bench.deploy import _test_images, load_model
-from bench.export import check_parity, run_session, to_onnx
+from bench.export import check_parity, to_onnx
 from bench.inference import BenchSettings, measure_file
 from bench.layers import FlipAverage, FlipTranslateAverage
 from bench.plugins import load_run_dataset
@@ -71,7 +70,7 @@ def main() -> None:
             path = Path(tmp) / f"{i}.onnx"
             path.write_bytes(proto.SerializeToString())
             parity = check_parity(model, path, images)
-            logits = run_session(onnxrt.session(path, "cpu", threads), images.numpy().astype(np.float32))
+            logits = onnxrt.logits(onnxrt.session(path, "cpu", threads), images)
             onnx_acc = float((logits.argmax(1) == labels.numpy()).mean())
             p50 = [measure_file(path, images, b, "cpu", settings, threads).summary()["p50_ms"] for b in (1, 64)]
             rows[name] = (parity, onnx_acc, p50)

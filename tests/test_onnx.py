@@ -273,11 +273,21 @@ def test_the_requested_opset_is_the_files_opset(tiny_run, opset):
     assert file_opset(onnx.load(row["onnx"]["path"])) == opset
 
 
-def test_a_test_split_too_large_to_hold_in_memory_is_refused_in_one_line(tiny_run, monkeypatch):
-    from bench import environment
+def test_export_quantize_and_benchmark_normalize_the_test_images_a_chunk_at_a_time(tiny_run, monkeypatch):
+    """The test split is never made float32 all at once (four times its size): digits' 359 test images are read
+    in chunks of at most 256, and the figures are those of the whole split."""
+    from bench.data import Normalizer
 
-    monkeypatch.setattr(environment, "available_memory", lambda: 100_000)  # 100 kB to spare
-    result = tiny_run("export", "latest")
-    assert result.exit_code == 1
-    assert "the test images as float32 take 0.0 GB, more than half of the 0.0 GB of memory available" in result.output
-    assert "Traceback" not in result.output
+    from bench import export
+
+    monkeypatch.setattr(export, "PARITY_IMAGES", 100)  # the parity check's few images: fewer than a chunk here
+    sizes = []
+    call = Normalizer.__call__
+    monkeypatch.setattr(Normalizer, "__call__", lambda self, images: sizes.append(len(images)) or call(self, images))
+    options = ("--quantize", "int8", "--calibration-images", "64", "--engines", "onnxruntime", "--batch-sizes", "1")
+    options += ("--min-runs", "3", "--min-time", "0")
+    (row,) = tiny_run.json("quantize", "latest", *options)
+    assert row["onnx"]["status"] == "ok" and sizes and max(sizes) <= 256 and 359 not in sizes
+    assert sizes.count(256) >= 3 and sizes.count(359 - 256) >= 3  # export, the int8 check, the engine: all 359
+    correct = row["onnx"]["onnx_test_acc"] * 359
+    assert abs(correct - round(correct)) < 1e-6  # measured on the whole split
