@@ -129,14 +129,16 @@ def cached(sources: list[Path], key: dict, build: Callable, near: Path | None = 
     cache (or the disk) a batch at a time. ``build()`` returns the arrays; or ``build(folder)`` writes large ones
     itself into ``folder`` as .npy files (``open_array``) and returns the rest. The key covers every source's path,
     size and mtime and ``key``, so a changed file is decoded again; two processes asking at once decode once (a file
-    lock); a half-written or damaged cache is never read (written in a temporary folder, then renamed). ``near``
+    lock); a half-written or damaged cache is never read (written in a temporary folder, then renamed); the cache of
+    an earlier version of the same sources is removed once the new one is written. ``near``
     (the data's folder) is not written to: unused."""
     import inspect
     import shutil
 
-    stamp = [(str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in sources]
+    stamp = [(os.path.abspath(p), *_size_and_time(p)) for p in sources]  # not resolve(): 0.1 ms a file
     digest = hashlib.sha256(json.dumps([stamp, key], sort_keys=True).encode()).hexdigest()[:16]
-    folder = cache_dir() / f"{key.get('name', 'data')}-{digest}"
+    family = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:8]  # the same data, any version
+    folder = cache_dir() / f"{key.get('name', 'data')}-{family}-{digest}"
     with _exclusive(folder):
         if folder.is_dir():
             try:
@@ -157,6 +159,10 @@ def cached(sources: list[Path], key: dict, build: Callable, near: Path | None = 
             for name, array in (arrays or {}).items():
                 np.save(scratch / f"{name}.npy", array, allow_pickle=False)
             os.replace(scratch, folder)
+            for older in folder.parent.glob(f"{key.get('name', 'data')}-{family}-*"):  # its sources changed since
+                if older.is_dir() and older != folder:  # a process reading one keeps its open files until it exits
+                    shutil.rmtree(older, ignore_errors=True)
+                    older.with_suffix(".lock").unlink(missing_ok=True)
         except OSError as exc:
             from bench.files import no_room
 
@@ -164,6 +170,11 @@ def cached(sources: list[Path], key: dict, build: Callable, near: Path | None = 
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
         return _open_cache(folder)
+
+
+def _size_and_time(path: Path) -> tuple[int, int]:
+    status = path.stat()  # of the file a link points to: a retargeted or rewritten one changes the key
+    return status.st_size, status.st_mtime_ns
 
 
 def _open_cache(folder: Path) -> dict[str, np.ndarray]:

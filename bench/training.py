@@ -74,7 +74,10 @@ class Evaluation:
 def evaluate(model: nn.Module, split: Split, normalize: Normalizer) -> Evaluation:
     """Mean loss and accuracy of ``model`` (in eval mode) over every image of ``split``."""
     model.eval()
-    loss_sum, preds = 0.0, []
+    loss_sum = 0.0
+    # filled in place: small tensors kept from batch to batch would pin the allocator's heap above each batch's
+    # freed pixels, which then grows by about the size of the data evaluated (glibc; measured: 1 GB over 30k images)
+    predictions = torch.empty(len(split), dtype=torch.long, device=split.labels.device)
     step = max(1, min(EVAL_BATCH, EVAL_BYTES // max(1, split.shape[1] * split.shape[2] * split.shape[3])))
     for start in range(0, len(split), step):
         y = split.labels[start : start + step]
@@ -82,8 +85,7 @@ def evaluate(model: nn.Module, split: Split, normalize: Normalizer) -> Evaluatio
         x = normalize(split.take(slice(start, start + step)).to(y.device, non_blocking=True))
         logits = model(x)
         loss_sum += F.cross_entropy(logits.float(), y, reduction="sum").item()
-        preds.append(logits.argmax(1))
-    predictions = torch.cat(preds) if preds else torch.empty(0, dtype=torch.long)
+        predictions[start : start + len(y)] = logits.argmax(1)
     correct = int((predictions == split.labels).sum())
     n = max(len(split), 1)
     return Evaluation(loss_sum / n, correct / n, predictions.cpu())

@@ -276,9 +276,8 @@ def test_the_requested_opset_is_the_files_opset(tiny_run, opset):
 def test_export_quantize_and_benchmark_normalize_the_test_images_a_chunk_at_a_time(tiny_run, monkeypatch):
     """The test split is never made float32 all at once (four times its size): digits' 359 test images are read
     in chunks of at most 256, and the figures are those of the whole split."""
-    from bench.data import Normalizer
-
     from bench import export
+    from bench.data import Normalizer
 
     monkeypatch.setattr(export, "PARITY_IMAGES", 100)  # the parity check's few images: fewer than a chunk here
     sizes = []
