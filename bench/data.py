@@ -39,16 +39,22 @@ def _advise(address: int, length: int, advice: int) -> None:
         _MADVISE(ctypes.c_void_p(aligned), ctypes.c_size_t(address + length - aligned), advice)
 
 
-_MAPPED: set[int] = set()  # addresses of pixels that are memory maps of files (mapped)
+_MAPPED: set[int] = set()  # addresses of memory-mapped pixels larger than the page cache can keep (mapped)
 CHUNK_BYTES = 64 << 20  # what a pass over a split (fingerprint, statistics) holds at once
 
 
 def mapped(pixels: torch.Tensor) -> torch.Tensor:
-    """Mark ``pixels`` as a memory map of a file (bench.datasets.tensors does). Its pages are then read only where
-    asked (MADV_RANDOM: a page fault does not read the pages around it, up to the device's readahead, 8 MB on some
-    disks, of which a randomly drawn batch uses one image), and a Split of them reads each batch ahead (prefetch)."""
-    if _MADVISE is not None and pixels.data_ptr() not in _MAPPED:
-        _advise(pixels.data_ptr(), pixels.numel() * pixels.element_size(), _MADV_RANDOM)
+    """Mark ``pixels`` as a memory map of a file (bench.datasets.tensors does). When they take more than half of the
+    memory available (bench.environment.available_memory: a cgroup's limit counts), the page cache cannot keep
+    them: their pages are then read only where asked (MADV_RANDOM: a page fault does not read the pages around it,
+    up to the device's readahead, 8 MB on some disks, of which a randomly drawn batch uses one image), and a Split
+    of them reads each batch ahead (prefetch). Smaller ones are read as any file (the pages around a fault
+    too) and stay in the page cache after the first epoch."""
+    from bench.environment import available_memory
+
+    size = pixels.numel() * pixels.element_size()
+    if _MADVISE is not None and pixels.data_ptr() not in _MAPPED and size > available_memory() / 2:
+        _advise(pixels.data_ptr(), size, _MADV_RANDOM)
         _MAPPED.add(pixels.data_ptr())
     return pixels
 
@@ -92,8 +98,9 @@ class Split:
 
     def prefetch(self, positions: torch.Tensor) -> None:
         """Ask the kernel to start reading the pages of the images at ``positions`` (int64 positions of this split)
-        now, when the pixels are a memory map (``mapped``): the next batch's reads then go to the disk together,
-        each image's bytes exactly, while this batch trains. Nothing for pixels in memory (or off Linux)."""
+        now, when the pixels are a memory map larger than the page cache can keep (``mapped``): the next batch's
+        reads then go to the disk together, each image's bytes exactly, while this batch trains. Nothing for pixels
+        in memory, or that the page cache keeps (or off Linux)."""
         if self.source.data_ptr() not in _MAPPED or not len(positions):
             return
         rows = positions.cpu() if self.index is None else self.index[positions.to(self.index.device)].cpu()

@@ -265,7 +265,7 @@ def _mapped_file(tensor: torch.Tensor) -> str | None:
 
 
 @pytest.mark.skipif(not Path("/proc/self/maps").is_file(), reason="reads Linux's /proc/self/maps")
-def test_a_cached_dataset_is_read_from_its_cache_file_and_trains_as_in_memory(photo_folder, tmp_path):
+def test_a_cached_dataset_is_read_from_its_cache_file_and_trains_as_in_memory(photo_folder, tmp_path, monkeypatch):
     from bench.data import Normalizer
     from bench.training import HParams, train_trial
 
@@ -292,6 +292,15 @@ def test_a_cached_dataset_is_read_from_its_cache_file_and_trains_as_in_memory(ph
         return [(e.train_loss, e.val_loss, e.val_acc) for e in result.history]
 
     assert losses(data) == losses(loaded)
+    from bench import data as data_module
+    from bench import environment
+
+    # larger than the memory available (here: said to be 1 kB): read each batch ahead, the same figures
+    monkeypatch.setattr(environment, "available_memory", lambda: 1000)
+    large = load_dataset(f"imagefolder:{photo_folder}", image_size=12, cache_dir=tmp_path / "cache")
+    prefetched = data_module._MAPPED
+    assert large.train.source.data_ptr() in prefetched and data.train.source.data_ptr() not in prefetched
+    assert losses(large) == losses(loaded)
 
 
 def test_a_damaged_or_half_written_cache_is_decoded_again(photo_folder, tmp_path):
