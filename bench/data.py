@@ -85,12 +85,16 @@ class Split:
         return (len(self), *self.source.shape[1:])
 
     @property
+    def image_bytes(self) -> int:
+        return self.source[:1].numel() * self.source.element_size()
+
+    @property
     def nbytes(self) -> int:
-        return len(self) * self.source[:1].numel() * self.source.element_size()
+        return len(self) * self.image_bytes
 
     def take(self, positions: torch.Tensor | slice) -> torch.Tensor:
-        """The images at ``positions`` (a slice, or int64 positions of this split), as a tensor in memory on the
-        device of the pixels."""
+        """The images at ``positions`` (a slice, or int64 positions of this split), on the device of the pixels:
+        gathered into memory, or for a slice of a split in order, a view of its pixels."""
         if isinstance(positions, slice):
             return self.source[positions] if self.index is None else self.source[self.index[positions]]
         positions = positions.to(self.source.device)
@@ -108,8 +112,7 @@ class Split:
         gap = rows[1:] != rows[:-1] + 1
         starts = rows[torch.cat([torch.tensor([True]), gap])]
         ends = rows[torch.cat([gap, torch.tensor([True])])] + 1
-        size = self.source[:1].numel()  # bytes of one image (uint8)
-        base = self.source.data_ptr()
+        size, base = self.image_bytes, self.source.data_ptr()
         for start, end in zip((starts * size).tolist(), (ends * size).tolist(), strict=True):
             _advise(base + start, end - start, _MADV_WILLNEED)
 
@@ -121,7 +124,7 @@ class Split:
 
     def chunks(self, max_bytes: int = CHUNK_BYTES):
         """The split's images in order, a few at a time (at most ``max_bytes`` each, at least one image)."""
-        step = max(1, max_bytes // max(1, self.nbytes // max(len(self), 1)))
+        step = max(1, max_bytes // max(1, self.image_bytes))
         for start in range(0, len(self), step):
             self.prefetch(torch.arange(start, min(start + 2 * step, len(self))))  # this chunk and the next
             yield self.take(slice(start, start + step))
@@ -135,7 +138,8 @@ class Split:
 
     def in_memory(self) -> Split:
         """The split with its pixels copied into memory (no longer a memory map): the in-memory path."""
-        return Split(self.images.clone(), self.labels.clone())
+        pixels = self.source.clone() if self.index is None else self.source[self.index]  # one copy either way
+        return Split(pixels, self.labels.clone())
 
     def channel_stats(self, pixel_scale: float = 1.0) -> tuple[tuple[float, ...], tuple[float, ...]]:
         """Mean and standard deviation (unbiased) per channel of ``pixel * pixel_scale``, in one pass of chunks with

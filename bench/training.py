@@ -78,7 +78,7 @@ def evaluate(model: nn.Module, split: Split, normalize: Normalizer) -> Evaluatio
     # filled in place: small tensors kept from batch to batch would pin the allocator's heap above each batch's
     # freed pixels, which then grows by about the size of the data evaluated (glibc; measured: 1 GB over 30k images)
     predictions = torch.empty(len(split), dtype=torch.long, device=split.labels.device)
-    step = max(1, min(EVAL_BATCH, EVAL_BYTES // max(1, split.shape[1] * split.shape[2] * split.shape[3])))
+    step = max(1, min(EVAL_BATCH, EVAL_BYTES // max(1, split.image_bytes)))
     for start in range(0, len(split), step):
         y = split.labels[start : start + step]
         split.prefetch(torch.arange(start, min(start + 2 * step, len(split))))  # this batch and the next
