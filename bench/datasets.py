@@ -104,6 +104,10 @@ def cache_dir() -> Path:
     return Path(given or os.environ.get("BENCH_CACHE") or Path.home() / ".cache" / "cnnbench")
 
 
+def _lock_of(path: Path) -> Path:
+    return path.parent / f"{path.name}.lock"  # not with_suffix: a name with a dot would share another's lock
+
+
 @contextlib.contextmanager
 def _exclusive(path: Path):
     """One process at a time builds (or reads) ``path``: a second one waits for the first's file, then reads it."""
@@ -111,7 +115,7 @@ def _exclusive(path: Path):
         import fcntl
 
         path.parent.mkdir(parents=True, exist_ok=True)
-        lock = open(path.with_suffix(".lock"), "a")  # noqa: SIM115 (held across the yield)
+        lock = open(_lock_of(path), "a")  # noqa: SIM115 (held across the yield)
     except (ImportError, OSError):  # no POSIX locks (Windows), or a folder we cannot write: unlocked, still safe
         yield
         return
@@ -162,7 +166,7 @@ def cached(sources: list[Path], key: dict, build: Callable, near: Path | None = 
             for older in folder.parent.glob(f"{key.get('name', 'data')}-{family}-*"):  # its sources changed since
                 if older.is_dir() and older != folder:  # a process reading one keeps its open files until it exits
                     shutil.rmtree(older, ignore_errors=True)
-                    older.with_suffix(".lock").unlink(missing_ok=True)
+                    _lock_of(older).unlink(missing_ok=True)
         except OSError as exc:
             from bench.files import no_room
 
