@@ -28,7 +28,8 @@ def main() -> None:
 
     import tempfile
 
-    from bench.datasets import IMAGE_SUFFIXES, decode_images, open_array
+    from bench.data.cache import open_array
+    from bench.data.folders import IMAGE_SUFFIXES, decode_images
 
     paths = sorted(p for p in Path(args.folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)[: args.images]
     from PIL import Image

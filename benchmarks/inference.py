@@ -69,7 +69,7 @@ def peak(threads: int) -> dict[str, float]:
     """GFLOP/s of large fp32 operations, by torch and by onnxruntime."""
     from onnx import TensorProto, helper, numpy_helper
 
-    from bench import onnxrt
+    from bench.runtime import onnxrt
 
     n = 4096
     a, b = torch.randn(n, n), torch.randn(n, n)
@@ -96,10 +96,10 @@ def peak(threads: int) -> dict[str, float]:
             [numpy_helper.from_array(w.numpy(), "W")],
             cv,
         )
-        sess = onnxrt.session(mm, "cpu", threads)
+        sess = onnxrt.ort_session(mm, "cpu", threads)
         feed = {"A": a.numpy()}
         out[f"onnxruntime MatMul {n}x{n}x{n}"] = 2 * n**3 / _best_time(lambda: sess.run(None, feed)) / 1e9
-        sess = onnxrt.session(cv, "cpu", threads)
+        sess = onnxrt.ort_session(cv, "cpu", threads)
         feed = {"X": x.numpy()}
         out[f"onnxruntime {conv}"] = conv_flops / _best_time(lambda: sess.run(None, feed)) / 1e9
     return out
@@ -117,9 +117,9 @@ def nominal_peak(cores: int) -> tuple[float, float] | None:
 
 def _nets(tmp: Path):
     """(label, model, MFLOPs per image, fp32 ONNX path) of NETS at CIFAR-10 size, seeded random weights."""
-    from bench.export import to_onnx
-    from bench.modelstats import count_flops
-    from bench.plugins import get_registry
+    from bench.deploy.export import to_onnx
+    from bench.models.stats import count_flops
+    from bench.plugins.manager import get_registry
 
     registry, shape = get_registry(), (3, 32, 32)
     for name, index in NETS:
@@ -132,7 +132,7 @@ def _nets(tmp: Path):
 
 
 def _header(cores: int) -> str:
-    from bench.environment import cpu_features, cpu_model
+    from bench.core.machine import cpu_features, cpu_model
 
     return (
         f"{cores} cores of {cpu_model()} ({', '.join(cpu_features())}); torch {torch.__version__}, onnxruntime "
@@ -143,8 +143,9 @@ def _header(cores: int) -> str:
 def int8_section(cores: int, rounds: int, runs: int) -> str:
     import statistics
 
-    from bench.inference import BenchSettings, measure_file
-    from bench.quantize import QuantizeSettings, quantize_int8
+    from bench.deploy.quantize import QuantizeSettings, quantize_int8
+    from bench.deploy.timing import measure_file
+    from bench.runtime.protocol import BenchSettings
 
     images = torch.randn(64, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     settings = BenchSettings(warmup=5, min_runs=runs, min_time=0.5, graph_optimization="all")
@@ -191,9 +192,10 @@ def int8_section(cores: int, rounds: int, runs: int) -> str:
 
 
 def curves_section(cores: int) -> str:
-    from bench.inference import BenchSettings, benchmark
-    from bench.quantize import QuantizeSettings, quantize_int8
-    from bench.tradeoffs import curves, saturation
+    from bench.deploy.quantize import QuantizeSettings, quantize_int8
+    from bench.results.deployed import curves, saturation
+    from bench.runtime.measure import benchmark
+    from bench.runtime.protocol import BenchSettings
 
     images = torch.randn(64, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     settings = BenchSettings(
@@ -266,11 +268,12 @@ def main() -> None:
 
 
 def fp32_section(runs: int) -> None:
-    from bench.environment import cpu_features, cpu_model
-    from bench.export import to_onnx
-    from bench.inference import BenchSettings, measure_file, measure_module
-    from bench.modelstats import count_flops
-    from bench.plugins import get_registry
+    from bench.core.machine import cpu_features, cpu_model
+    from bench.deploy.export import to_onnx
+    from bench.deploy.timing import measure_file, measure_module
+    from bench.models.stats import count_flops
+    from bench.plugins.manager import get_registry
+    from bench.runtime.protocol import BenchSettings
 
     cores = os.cpu_count() or 1
     torch.set_num_threads(cores)

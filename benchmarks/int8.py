@@ -28,11 +28,11 @@ import onnxruntime as ort
 from record import cpu_name, record
 from stored import stored_trial, trial_parser
 
-from bench import onnxrt
-from bench.deploy import calibration_and_test
-from bench.inference import BenchSettings, timed_runs
-from bench.plugins import load_run_dataset
-from bench.quantize import QuantizeSettings, quantize_int8
+from bench.deploy.quantize import QuantizeSettings, quantize_int8
+from bench.deploy.trials import calibration_and_test
+from bench.plugins.datasets import load_run_dataset
+from bench.runtime import onnxrt
+from bench.runtime.protocol import BenchSettings, timed_runs
 
 FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8")
 
@@ -54,7 +54,7 @@ def main() -> None:
             quantize_int8(fp32_path, calib, QuantizeSettings(calibration_images=args.calibration), Path(tmp))[0]
         )
         sessions = {
-            p: onnxrt.session(path, "cpu", threads, "all") for p, path in (("fp32", fp32_path), ("int8", int8_path))
+            p: onnxrt.ort_session(path, "cpu", threads, "all") for p, path in (("fp32", fp32_path), ("int8", int8_path))
         }
         optimized = Path(tmp) / "int8-optimized.onnx"
         options = ort.SessionOptions()

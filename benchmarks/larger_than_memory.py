@@ -89,7 +89,8 @@ def build_folder(source: Path, folder: Path, images: int) -> str:
 
 def decode_rates(folder: Path, size: int, scratch: Path) -> dict[int, float]:
     """images/s of decoding the folder's files at size x size over every core and in one process."""
-    from bench.datasets import decode_images, image_files, open_array
+    from bench.data.cache import open_array
+    from bench.data.folders import decode_images, image_files
 
     files = image_files(folder / "train")[0] + image_files(folder / "test")[0]
     rates = {}
@@ -179,8 +180,8 @@ def train_rates(data, epochs: int, seed: int = 0) -> tuple[list[float], int]:
     import torch
     from torch import nn
 
-    from bench.data import Normalizer
-    from bench.training import HParams, train_trial
+    from bench.data.splits import Normalizer
+    from bench.train.loop import HParams, train_trial
 
     torch.manual_seed(seed)
     model = nn.Sequential(
@@ -208,7 +209,7 @@ def train_rates(data, epochs: int, seed: int = 0) -> tuple[list[float], int]:
 def child(args) -> None:
     import torch
 
-    from bench.plugins import load_dataset
+    from bench.plugins.datasets import load_dataset
 
     peak = {"anon": 0}
     stop = threading.Event()
@@ -268,8 +269,8 @@ def main() -> None:
 
     from record import cpu_name, record
 
-    from bench.environment import available_memory
-    from bench.plugins import load_dataset
+    from bench.core.machine import available_memory
+    from bench.plugins.datasets import load_dataset
 
     args.work.mkdir(parents=True, exist_ok=True)
     what = build_folder(args.source, args.work / "folder", args.images)

@@ -68,10 +68,11 @@ def main() -> None:
     # Many short rounds: other work on a shared machine comes in bursts of seconds.
     parser.add_argument("--repeats", type=int, default=15)
     args = parser.parse_args()
-    from bench.data import Normalizer, Split, Splits
-    from bench.environment import cpu_model
-    from bench.plugins import get_registry, load_dataset
-    from bench.training import HParams, train_trial
+    from bench.core.machine import cpu_model
+    from bench.data.splits import Normalizer, Split, Splits
+    from bench.plugins.datasets import load_dataset
+    from bench.plugins.manager import get_registry
+    from bench.train.loop import HParams, train_trial
 
     cores = os.cpu_count() or 1
     torch.set_num_threads(cores)

@@ -30,10 +30,11 @@ def worker(threads: int, indices: list[int], epochs: int) -> None:
     import torch
 
     torch.set_num_threads(threads)
-    from bench.data import Normalizer
-    from bench.plugins import get_registry, load_dataset
-    from bench.speed import resolve_speed
-    from bench.training import HParams, train_trial
+    from bench.data.splits import Normalizer
+    from bench.plugins.datasets import load_dataset
+    from bench.plugins.manager import get_registry
+    from bench.train.loop import HParams, train_trial
+    from bench.train.precision import resolve_speed
 
     data = load_dataset("digits")
     arch = get_registry().get("cnn_dropout")
@@ -79,7 +80,7 @@ def main() -> None:
         return
     import torch
 
-    from bench.environment import cpu_model
+    from bench.core.machine import cpu_model
 
     cores = os.cpu_count() or 1
     trials = 4

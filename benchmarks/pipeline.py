@@ -61,9 +61,9 @@ def classic_epoch(images, labels, model, workers: int, mean: float, std: float) 
 
 
 def cnnbench_epoch(data, n: int, model) -> float:
-    from bench.data import Normalizer, Split, Splits
-    from bench.speed import resolve_speed
-    from bench.training import HParams, train_trial
+    from bench.data.splits import Normalizer, Split, Splits
+    from bench.train.loop import HParams, train_trial
+    from bench.train.precision import resolve_speed
 
     splits = Splits(
         Split(data.train.images[:n], data.train.labels[:n]),
@@ -85,8 +85,9 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=12_800)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    from bench.environment import cpu_model
-    from bench.plugins import get_registry, load_dataset
+    from bench.core.machine import cpu_model
+    from bench.plugins.datasets import load_dataset
+    from bench.plugins.manager import get_registry
 
     cores = os.cpu_count() or 1
     torch.set_num_threads(cores)

@@ -56,8 +56,8 @@ ACCURACY_NETS = [
 
 
 def _train(data, arch, variant, splits, hp):
-    from bench.data import Normalizer
-    from bench.training import train_trial
+    from bench.data.splits import Normalizer
+    from bench.train.loop import train_trial
 
     torch.manual_seed(hp.seed)
     model = arch.build(data.input_shape, data.num_classes, variant)
@@ -66,11 +66,12 @@ def _train(data, arch, variant, splits, hp):
 
 
 def speed(repeats: int) -> list[str]:
-    from bench.data import Split, Splits
-    from bench.modelstats import count_flops
-    from bench.options import HParams
-    from bench.plugins import get_registry, load_dataset
-    from bench.speed import resolve_speed
+    from bench.data.splits import Split, Splits
+    from bench.models.stats import count_flops
+    from bench.options.hparams import HParams
+    from bench.plugins.datasets import load_dataset
+    from bench.plugins.manager import get_registry
+    from bench.train.precision import resolve_speed
 
     registry = get_registry()
     lines = [
@@ -114,9 +115,10 @@ def speed(repeats: int) -> list[str]:
 
 
 def accuracy(seeds: int, vgg_seeds: int, only: list[str], previous: str) -> list[str]:
-    from bench.data import Split
-    from bench.plugins import get_registry, load_dataset
-    from bench.training import HParams
+    from bench.data.splits import Split
+    from bench.plugins.datasets import load_dataset
+    from bench.plugins.manager import get_registry
+    from bench.train.loop import HParams
 
     registry = get_registry()
     data = load_dataset("fashion-mnist")
@@ -176,8 +178,8 @@ def main() -> None:
     parser.add_argument("--vgg-seeds", type=int, default=5, help="seeds for the VGG-like net (the slowest)")
     parser.add_argument("--only", default="", help="accuracy: redo these nets (comma-separated), keep the others")
     args = parser.parse_args()
-    from bench.environment import cpu_features, cpu_model
-    from bench.speed import BF16_MIN_FLOPS
+    from bench.core.machine import cpu_features, cpu_model
+    from bench.train.precision import BF16_MIN_FLOPS
 
     cores = os.cpu_count() or 1
     torch.set_num_threads(cores)

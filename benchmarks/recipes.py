@@ -47,12 +47,12 @@ def main() -> None:
     parser.add_argument("--configs", nargs=2, default=[lab, fast], help="the reference config, then the other")
     args = parser.parse_args()
 
-    from bench.data import Normalizer, Split, Splits
-    from bench.environment import environment
-    from bench.modelstats import count_flops
-    from bench.plugins import load_dataset
-    from bench.speed import resolve_speed
-    from bench.training import train_trial
+    from bench.data.splits import Normalizer, Split, Splits
+    from bench.models.stats import count_flops
+    from bench.plugins.datasets import load_dataset
+    from bench.train.device import environment
+    from bench.train.loop import train_trial
+    from bench.train.precision import resolve_speed
 
     data = load_dataset(f"imagefolder:{args.data}")
     full = data.split(0.02, 42)

@@ -90,7 +90,7 @@ def main() -> None:
     parser.add_argument("--sizes", default="4,16,64")
     parser.add_argument("--ray", action="store_true")
     args = parser.parse_args()
-    from bench.environment import cpu_model
+    from bench.core.machine import cpu_model
 
     sizes = [int(s) for s in args.sizes.split(",")]
     folder = Path(tempfile.mkdtemp(prefix="bench-scale-"))

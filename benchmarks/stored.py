@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from contextlib import contextmanager
 
-from bench.deploy import select_trials
+from bench.deploy.trials import select_trials
 from bench.store import Store
 
 

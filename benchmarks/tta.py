@@ -24,13 +24,14 @@ import torch
 from record import cpu_name, record
 from stored import stored_trial, trial_parser
 
-from bench import onnxrt
-from bench.architectures import format_variant
-from bench.deploy import _test_images, load_model
-from bench.export import check_parity, to_onnx
-from bench.inference import BenchSettings, measure_file
-from bench.layers import FlipAverage, FlipTranslateAverage
-from bench.plugins import load_run_dataset
+from bench.deploy.export import check_parity, to_onnx
+from bench.deploy.timing import measure_file
+from bench.deploy.trials import load_model, test_images
+from bench.models.layers import FlipAverage, FlipTranslateAverage
+from bench.models.registry import format_variant
+from bench.plugins.datasets import load_run_dataset
+from bench.runtime import onnxrt
+from bench.runtime.protocol import BenchSettings
 
 
 def accuracy(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float:
@@ -47,7 +48,7 @@ def main() -> None:
         trained = load_model(store, run, trial)
     plain = trained.net if isinstance(trained, FlipAverage) else trained  # the network without its TTA
     data = load_run_dataset(run)
-    images, labels = _test_images(data, trial)
+    images, labels = test_images(data, trial)
     models = {
         "plain": plain,
         "flip TTA (2 views)": FlipAverage(plain).eval(),
@@ -70,7 +71,7 @@ def main() -> None:
             path = Path(tmp) / f"{i}.onnx"
             path.write_bytes(proto.SerializeToString())
             parity = check_parity(model, path, images)
-            logits = onnxrt.logits(onnxrt.session(path, "cpu", threads), images)
+            logits = onnxrt.logits(onnxrt.ort_session(path, "cpu", threads), images)
             onnx_acc = float((logits.argmax(1) == labels.numpy()).mean())
             p50 = [measure_file(path, images, b, "cpu", settings, threads).summary()["p50_ms"] for b in (1, 64)]
             rows[name] = (parity, onnx_acc, p50)

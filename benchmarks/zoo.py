@@ -24,10 +24,11 @@ import onnxruntime as ort
 import torch
 from record import cpu_name, record
 
-from bench.export import to_onnx
-from bench.inference import BenchSettings, measure_file
-from bench.modelstats import count_flops, count_parameters
-from bench.plugins import get_registry
+from bench.deploy.export import to_onnx
+from bench.deploy.timing import measure_file
+from bench.models.stats import count_flops, count_parameters
+from bench.plugins.manager import get_registry
+from bench.runtime.protocol import BenchSettings
 
 LAB = ["cnn_baseline", "cnn_vgg", "resnet", "fast_cnn"]
 

@@ -3,12 +3,11 @@
 from torch import nn
 
 import bench
-from bench.layers import conv_stage, flat_features, mlp_head
 
 
 def build(input_shape, num_classes, filters=18, kernel_size=3, hidden=64):
-    features = nn.Sequential(*conv_stage(input_shape[0], filters, kernel_size))
-    head = mlp_head(flat_features(features, input_shape), (hidden,), num_classes)
+    features = nn.Sequential(*bench.conv_stage(input_shape[0], filters, kernel_size))
+    head = bench.mlp_head(bench.flat_features(features, input_shape), (hidden,), num_classes)
     return nn.Sequential(features, nn.Flatten(), head)
 
 

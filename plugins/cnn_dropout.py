@@ -4,7 +4,6 @@ fully connected head, and the number and rate of dropout layers."""
 from torch import nn
 
 import bench
-from bench.layers import conv_stage, flat_features, mlp_head
 
 AXES = {
     "kernel_size": [3, 5, 7],
@@ -26,13 +25,13 @@ def build(
 ):
     layers, channels = [], input_shape[0]
     for maps in feature_maps:
-        layers += conv_stage(channels, maps, kernel_size, convs_per_block)
+        layers += bench.conv_stage(channels, maps, kernel_size, convs_per_block)
         channels = maps
     features = nn.Sequential(*layers)
     head = tuple(head)
     # One dropout goes before the last linear layer; a second one before the first (on the conv features).
     dropout_at = {len(head), 0} if dropout_layers >= 2 else {len(head)} if dropout_layers == 1 else set()
-    classifier = mlp_head(flat_features(features, input_shape), head, num_classes, dropout, dropout_at)
+    classifier = bench.mlp_head(bench.flat_features(features, input_shape), head, num_classes, dropout, dropout_at)
     return nn.Sequential(features, nn.Flatten(), classifier)
 
 

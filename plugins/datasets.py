@@ -10,10 +10,12 @@ import numpy as np
 import torch
 
 import bench
-from bench.data import Dataset, Split
-from bench.datasets import (
+from bench import (
     IMAGE_SUFFIXES,
+    BenchError,
+    Dataset,
     Request,
+    Split,
     cached,
     check_image_folder,
     decode_folder,
@@ -24,7 +26,6 @@ from bench.datasets import (
     read_idx,
     tensors,
 )
-from bench.errors import BenchError
 
 DEFAULT_DATA_DIR = Path("data")  # torchvision's habit: ./data/MNIST/raw, ./data/cifar-10-batches-py
 DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")  # apt install dataset-fashion-mnist

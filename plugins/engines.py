@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 import bench
-from bench.engines import Unavailable
+from bench import Unavailable
 
 
 class OnnxRuntime:
@@ -21,9 +21,7 @@ class OnnxRuntime:
     --graph-optimization says (auto: the faster of 'extended' and 'all' in a 20-run probe on the batch timed)."""
 
     def devices(self):
-        from bench import onnxrt
-
-        return {"cpu": None, "cuda": onnxrt.cuda_unavailable_reason(), "tensorrt": onnxrt.tensorrt_unavailable_reason()}
+        return {"cpu": None, "cuda": bench.cuda_unavailable_reason(), "tensorrt": bench.tensorrt_unavailable_reason()}
 
     def precisions(self, model):
         return {precision: None for precision in model.files}
@@ -36,10 +34,7 @@ class _OrtSession:
     def __init__(self, path, device, threads, settings, example):
         import onnxruntime as ort
 
-        from bench import onnxrt
-        from bench.inference import AUTO_LEVELS, probe
-
-        levels = AUTO_LEVELS if settings.graph_optimization == "auto" else (settings.graph_optimization,)
+        levels = bench.AUTO_LEVELS if settings.graph_optimization == "auto" else (settings.graph_optimization,)
         self.method = {
             "onnxruntime": ort.__version__,
             "intra_op_threads": threads,
@@ -51,14 +46,14 @@ class _OrtSession:
         for level in levels:
             t0 = time.perf_counter()
             try:
-                session = onnxrt.session(path, device, threads, level)
-            except onnxrt.ProviderUnavailable as exc:
+                session = bench.ort_session(path, device, threads, level)
+            except bench.ProviderUnavailable as exc:
                 raise Unavailable(str(exc)) from None
             load_ms = (time.perf_counter() - t0) * 1000
             if len(levels) == 1:
                 chosen = (session, load_ms, None)
                 break
-            first_ms, probed[level] = probe(lambda s=session: s.run(None, {s.get_inputs()[0].name: example}))
+            first_ms, probed[level] = bench.probe(lambda s=session: s.run(None, {s.get_inputs()[0].name: example}))
             if chosen is None or probed[level] < probed[chosen[3]]:
                 chosen = (session, load_ms, first_ms, level)
         self.session, self.load_ms, self.first_ms = chosen[:3]
@@ -196,12 +191,10 @@ class OpenVino:
         bars and logs as it works: silenced, as the exporters are."""
         import openvino as ov
 
-        from bench.export import silenced
-
         digest = hashlib.sha256(model.onnx.read_bytes()).hexdigest()[:16]
         xml = model.workdir / f"openvino-int8-{digest}.xml"
         if not xml.is_file():
-            with silenced():
+            with bench.silenced():
                 import nncf
 
                 nncf.set_log_level(logging.ERROR)

@@ -12,7 +12,6 @@ import torch
 from torch import nn
 
 import bench
-from bench.layers import FlipAverage, FlipTranslateAverage, PatchWhitening, Scale
 
 BIAS_LR_SCALE = 64  # airbench: batch-norm biases train at 64x the learning rate, their scales not at all
 
@@ -58,7 +57,7 @@ def build(input_shape, num_classes, widths=(64, 128, 256), stem=32, geometry="pa
     logits are scaled by 1/9."""
     airbench = geometry == "airbench"
     if tricks == "airbench":
-        stem_conv = PatchWhitening(input_shape[0], 2)
+        stem_conv = bench.PatchWhitening(input_shape[0], 2)
         layers, stem = [stem_conv, nn.GELU()], stem_conv.out_channels
     else:
         stem_conv = (
@@ -75,11 +74,11 @@ def build(input_shape, num_classes, widths=(64, 128, 256), stem=32, geometry="pa
         channels = width
     layers += [nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Linear(channels, num_classes, bias=False)]
     if tricks == "airbench":
-        layers.append(Scale(1 / 9))
+        layers.append(bench.Scale(1 / 9))
     net = nn.Sequential(*layers)
     if tta == "translate":
-        return FlipTranslateAverage(net)
-    return FlipAverage(net) if tta else net
+        return bench.FlipTranslateAverage(net)
+    return bench.FlipAverage(net) if tta else net
 
 
 @bench.hookimpl

@@ -101,12 +101,10 @@ def published_weights(model: str) -> dict:
     import torch
     import torchvision
 
-    from bench.errors import BenchError
-
     url = torchvision.models.get_model_weights(model).DEFAULT.url
     path = os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(url))
     if not os.path.isfile(path):
-        raise BenchError(
+        raise bench.BenchError(
             f"torchvision's weights of {model} are not on this machine ({path}); cnnbench does not download: fetch "
             f"them once online (torchvision.models.get_model('{model}', weights='DEFAULT')), or use weights=random"
         )

@@ -7,9 +7,9 @@ from click.testing import CliRunner
 from torch import nn
 
 import bench
-from bench import plugins
 from bench.cli import cli
-from bench.plugins import load_dataset
+from bench.plugins import manager as plugins
+from bench.plugins.datasets import load_dataset
 
 
 class TinyPlugin:

@@ -8,12 +8,13 @@ import pytest
 import torch
 
 import bench
-from bench.cli import run as run_command
-from bench.cli_options import NOT_CONFIG
-from bench.errors import BenchError, UsageError
-from bench.options import HParams, RunConfig, defaults
-from bench.speed import resolve_speed
+from bench.cli.options import NOT_CONFIG
+from bench.cli.run import run as run_command
+from bench.core.errors import BenchError, UsageError
+from bench.options.config import RunConfig, defaults
+from bench.options.hparams import HParams
 from bench.store import Store
+from bench.train.precision import resolve_speed
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -158,7 +159,7 @@ def test_a_run_recorded_before_run_config_reads_back():
 def test_auto_precision_is_bf16_only_where_bf16_is_fast_and_the_model_is_big_enough(monkeypatch, fast):
     from torch import nn
 
-    monkeypatch.setattr("bench.speed.bf16_is_fast", lambda device: fast)
+    monkeypatch.setattr("bench.train.precision.bf16_is_fast", lambda device: fast)
     cpu = torch.device("cpu")
     big = nn.Sequential(nn.Conv2d(1, 128, 3, padding=1), nn.Conv2d(128, 128, 3, padding=1), nn.Flatten())  # 19 MFLOPs
     small = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.Flatten())
@@ -168,7 +169,7 @@ def test_auto_precision_is_bf16_only_where_bf16_is_fast_and_the_model_is_big_eno
 
 
 def test_bf16_speed_is_measured_once_per_machine_and_only_where_the_cpu_has_bf16(monkeypatch, tmp_path):
-    import bench.speed as training
+    import bench.train.precision as training
 
     monkeypatch.setenv("BENCH_CACHE", str(tmp_path))  # not the cache other tests of this worker may have filled
     measured = []

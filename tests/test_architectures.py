@@ -4,10 +4,10 @@ import pytest
 import torch
 from torch import nn
 
-from bench.architectures import Registry, format_variant
-from bench.errors import PluginError, UsageError
-from bench.modelstats import count_parameters
-from bench.plugins import get_registry
+from bench.core.errors import PluginError, UsageError
+from bench.models.registry import Registry, format_variant
+from bench.models.stats import count_parameters
+from bench.plugins.manager import get_registry
 
 # The model zoos have their own tests (tests/test_zoo.py): their models are large and many (timm has over a
 # thousand), and the imagenet stems, as published, shrink an 8x8 image to nothing.
@@ -152,7 +152,7 @@ def test_translate_tta_averages_six_views_and_exports_with_them(tmp_path):
     shifted one pixel up-left and down-right with reflection; the ONNX file computes the same."""
     import onnxruntime as ort
 
-    from bench.export import to_onnx
+    from bench.deploy.export import to_onnx
 
     torch.manual_seed(0)
     tta = get_registry().create("fast_cnn", (3, 32, 32), 10, widths=(8, 8, 8), stem=8, tta="translate").eval()
@@ -187,7 +187,7 @@ def test_fast_cnn_airbench_geometry_pools_down_but_never_to_nothing(shape, sizes
 
 @pytest.mark.parametrize("channels", [1, 3])
 def test_a_patch_whitening_stem_decorrelates_the_patches_it_was_fitted_to(channels):
-    from bench.layers import PatchWhitening
+    from bench.models.layers import PatchWhitening
 
     torch.manual_seed(0)
     mixing = torch.randn(channels * 4, channels * 4)  # correlated 2x2 patches of very different scales

@@ -87,9 +87,9 @@ def test_the_fast_config_s_export_passes_parity_and_a_broken_one_does_not(cifar_
     import onnx
     from onnx import numpy_helper
 
-    from bench.deploy import _test_images, load_model
-    from bench.export import check_parity
-    from bench.plugins import load_run_dataset
+    from bench.deploy.export import check_parity
+    from bench.deploy.trials import load_model, test_images
+    from bench.plugins.datasets import load_run_dataset
 
     result = invoke(
         "run",
@@ -124,7 +124,7 @@ def test_the_fast_config_s_export_passes_parity_and_a_broken_one_does_not(cifar_
         run = s.run()
         trial = s.trials(run["id"])[0]
         model = load_model(s, run, trial)
-    images, _ = _test_images(load_run_dataset(run), trial)
+    images, _ = test_images(load_run_dataset(run), trial)
     assert check_parity(model, row["onnx"]["path"], images).ok
     broken = check_parity(model, tmp_path / "broken.onnx", images)
     assert not broken.ok and "of their scale" in broken.note

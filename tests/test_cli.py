@@ -1,10 +1,12 @@
 """The command line as a user drives it: runs, stored results, JSON outputs, and user errors."""
 
-from bench import __version__, checkpoints
-from bench.data import Normalizer
-from bench.plugins import get_registry, load_dataset
+from bench import __version__
+from bench.data.splits import Normalizer
+from bench.plugins.datasets import load_dataset
+from bench.plugins.manager import get_registry
 from bench.store import Store
-from bench.training import evaluate
+from bench.train import checkpoints
+from bench.train.loop import evaluate
 
 
 def test_run_records_every_trial_and_ranks_by_validation_accuracy(invoke, tiny_plugin, store_path):
@@ -95,7 +97,7 @@ def test_a_trial_that_raises_is_failed_and_the_sweep_goes_on(invoke, store_path)
     from torch import nn
 
     import bench
-    from bench import plugins
+    from bench.plugins import manager as plugins
 
     class Broken:
         @bench.hookimpl

@@ -17,12 +17,12 @@ import torch.nn.functional as F
 from torch import nn
 
 import bench
-from bench import plugins
-from bench.augment import augment
-from bench.datasets import read_idx
-from bench.errors import BenchError
-from bench.plugins import load_dataset
-from bench.speed import bf16_is_fast
+from bench.core.errors import BenchError
+from bench.data.augment import augment
+from bench.data.readers import read_idx
+from bench.plugins import manager as plugins
+from bench.plugins.datasets import load_dataset
+from bench.train.precision import bf16_is_fast
 
 ROOT = Path(__file__).resolve().parent.parent
 DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
@@ -141,7 +141,7 @@ def test_image_folder_of_jpegs_trains_with_class_names_from_the_folders(invoke, 
     (row,) = invoke.json("report")
     assert row["status"] == "completed" and row["test_acc"] >= 0.75
     assert row["onnx"]["status"] == "ok"  # export reloads the folder with the same options
-    from bench.export import read_metadata
+    from bench.deploy.export import read_metadata
 
     meta = read_metadata(row["onnx"]["path"])
     assert meta["classes"] == ["china", "flower"] and meta["input_shape"] == [3, 24, 24]
@@ -266,8 +266,8 @@ def _mapped_file(tensor: torch.Tensor) -> str | None:
 
 @pytest.mark.skipif(not Path("/proc/self/maps").is_file(), reason="reads Linux's /proc/self/maps")
 def test_a_cached_dataset_is_read_from_its_cache_file_and_trains_as_in_memory(photo_folder, tmp_path, monkeypatch):
-    from bench.data import Normalizer
-    from bench.training import HParams, train_trial
+    from bench.data.splits import Normalizer
+    from bench.train.loop import HParams, train_trial
 
     data = load_dataset(f"imagefolder:{photo_folder}", image_size=12, cache_dir=tmp_path / "cache")
     splits = data.split(0.25, 3)
@@ -292,8 +292,8 @@ def test_a_cached_dataset_is_read_from_its_cache_file_and_trains_as_in_memory(ph
         return [(e.train_loss, e.val_loss, e.val_acc) for e in result.history]
 
     assert losses(data) == losses(loaded)
-    from bench import data as data_module
-    from bench import environment
+    from bench.core import machine as environment
+    from bench.data import splits as data_module
 
     # larger than the memory available (here: said to be 1 kB): read each batch ahead, the same figures
     monkeypatch.setattr(environment, "available_memory", lambda: 1000)
@@ -460,10 +460,10 @@ def test_bf16_channels_last_and_augment_are_recorded_and_the_checkpoint_reproduc
     (row,) = invoke.json("report")
     hp = row["hparams"]
     assert (hp["precision"], hp["channels_last"], hp["augment"], hp["compile"]) == ("bf16", True, "flip", False)
-    from bench import checkpoints
-    from bench.data import Normalizer
-    from bench.plugins import get_registry
-    from bench.training import evaluate
+    from bench.data.splits import Normalizer
+    from bench.plugins.manager import get_registry
+    from bench.train import checkpoints
+    from bench.train.loop import evaluate
 
     model = get_registry().get("cnn_baseline").build((1, 8, 8), 10, row["variant"])
     model.load_state_dict(checkpoints.load(row["checkpoint"], row["checkpoint_sha256"])[0])
@@ -556,17 +556,17 @@ def test_a_plugin_default_precision_replaces_auto_and_an_explicit_one_wins(invok
     finally:
         plugins.unregister_in_process("measured_plugin")
     assert precisions == ["fp32", "bf16"]
-    from bench.architectures import Registry
-    from bench.errors import PluginError
+    from bench.core.errors import PluginError
+    from bench.models.registry import Registry
 
-    with pytest.raises(PluginError, match="default precision 'fp16'"):
+    with pytest.raises(PluginError, match="default precision='fp16', which is not one of auto, fp32, bf16"):
         Registry().register_callback("p")("x", WideNet, defaults={"precision": "fp16"})
 
 
 def test_auto_is_resolved_once_when_the_run_is_planned_and_the_trainer_refuses_it(digits, tmp_path):
-    from bench.data import Normalizer
-    from bench.speed import resolve_speed
-    from bench.training import HParams, train_trial
+    from bench.data.splits import Normalizer
+    from bench.train.loop import HParams, train_trial
+    from bench.train.precision import resolve_speed
 
     model = ViewNet(digits.input_shape, digits.num_classes)
     with pytest.raises(ValueError, match="resolved precision"):
@@ -680,7 +680,7 @@ def test_limit_train_is_a_seeded_stratified_subset_and_the_test_part_stays_whole
 def test_parallel_decoding_gives_the_images_of_one_process_in_order_and_names_a_broken_file(
     photo_folder, tmp_path, monkeypatch
 ):
-    from bench import datasets
+    from bench.data import folders as datasets
 
     monkeypatch.setattr(datasets, "PARALLEL_FROM", 1)  # 80 photos, in chunks over two worker processes
     paths = sorted(photo_folder.rglob("*.jpg"))

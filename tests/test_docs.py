@@ -14,8 +14,8 @@ from pathlib import Path
 import click
 import pytest
 
-from bench import plugins
 from bench.cli import cli
+from bench.plugins import manager as plugins
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = ["README.md", "CONTRIBUTING.md", *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "docs").glob("*.md"))]
@@ -105,8 +105,8 @@ def test_every_doc_page_is_in_the_index_and_every_link_resolves():
     ("page", "command"), [(p, c) for p, c in COMMANDS if Path(c[0]).name == "bench"], ids=lambda x: " ".join(x)
 )
 def test_every_bench_command_in_the_docs_parses_and_plans(page, command, monkeypatch):
-    from bench.cli_options import NOT_CONFIG, where_given
-    from bench.options import RunConfig
+    from bench.cli.options import NOT_CONFIG, where_given
+    from bench.options.config import RunConfig
     from bench.sweep.plan import plan_run
 
     monkeypatch.chdir(ROOT)  # config files are named relative to the repository
@@ -175,7 +175,7 @@ def test_every_python_block_in_the_docs_is_run(tmp_path, monkeypatch):
 
 def _run_plugin_test_against_a_new_plugin(code: str, tmp_path, monkeypatch):
     """docs/plugins.md's plugin test, against the plugin `bench new-plugin foo` writes."""
-    from bench.scaffold import new_plugin
+    from bench.cli.scaffold import new_plugin
 
     folder = new_plugin("foo", tmp_path, plugins.get_registry().names())
     module = types.ModuleType("cnnbench_foo")

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from bench import noise
+from bench.core import noise
 from bench.store import Store
 
 TINY = [
@@ -112,7 +112,8 @@ def test_a_quiet_run_is_not_marked(monkeypatch, invoke, tiny_plugin, store_path)
 def test_the_ort_torch_ratio_is_shown_only_where_neither_figure_is_noisy():
     from rich.console import Console
 
-    from bench.display import inference_table
+    from bench.cli.tables import inference_table
+    from bench.deploy.steps import DeployResult
 
     def row(engine, batch, p50, noisy):
         return {
@@ -140,7 +141,7 @@ def test_the_ort_torch_ratio_is_shown_only_where_neither_figure_is_noisy():
         row("torch", 64, 10.0, True),
     ]
     console = Console(width=250, record=True)
-    console.print(inference_table([({"idx": 1, "architecture": "a"}, None, rows, [])], "t"))
+    console.print(inference_table([DeployResult({"idx": 1, "architecture": "a"}, None, [], rows, [])], "t"))
     ort = [line for line in console.export_text().splitlines() if "onnxruntime" in line]
     assert ort[0].rstrip(" │").endswith("4.00x") and ort[1].rstrip(" │").endswith("-")
 
@@ -254,8 +255,8 @@ def test_parity_is_relative_to_the_logits_scale(digits, tmp_path):
     import torch
     from torch import nn
 
-    from bench.data import Normalizer
-    from bench.export import check_parity, to_onnx
+    from bench.data.splits import Normalizer
+    from bench.deploy.export import check_parity, to_onnx
 
     torch.manual_seed(0)
     net = nn.Sequential(
@@ -291,7 +292,7 @@ def test_openmp_threads_spin_briefly_unless_the_user_chose(env, first, spin, sou
     short one before torch loads OpenMP, never over the user's choice, and says what held."""
     clean = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")}
     code = (
-        f"{first}\nimport os\nfrom bench.environment import environment\nprint(os.environ.get('GOMP_SPINCOUNT'))\n"
+        f"{first}\nimport os\nfrom bench.train.device import environment\nprint(os.environ.get('GOMP_SPINCOUNT'))\n"
         "print(environment()['openmp_wait']['source'])"
     )
     out = subprocess.run([sys.executable, "-c", code], env={**clean, **env}, capture_output=True, text=True, check=True)

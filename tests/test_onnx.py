@@ -14,11 +14,11 @@ from onnx import numpy_helper
 from torch import nn
 
 import bench
-from bench import plugins
 from bench.cli import cli
-from bench.deploy import load_model
-from bench.export import check_parity, read_metadata
-from bench.plugins import load_dataset
+from bench.deploy.export import check_parity, read_metadata
+from bench.deploy.trials import load_model
+from bench.plugins import manager as plugins
+from bench.plugins.datasets import load_dataset
 from bench.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -158,7 +158,7 @@ def test_parity_catches_a_weight_changed_after_export(tiny_run, store_path, tmp_
         run = store.run()
         model = load_model(store, run, store.trials(run["id"])[0])
     data = load_dataset("digits")
-    from bench.data import Normalizer
+    from bench.data.splits import Normalizer
 
     images = Normalizer(data)(data.test.images)
     assert check_parity(model, row["onnx"]["path"], images).ok
@@ -266,7 +266,7 @@ def test_export_names_a_trial_that_does_not_exist(tiny_run, ref):
 @pytest.mark.parametrize("opset", [13, 17])
 def test_the_requested_opset_is_the_files_opset(tiny_run, opset):
     """The dynamo exporter writes opset 18 or later: --opset is applied by conversion, and recorded as written."""
-    from bench.export import file_opset
+    from bench.deploy.export import file_opset
 
     (row,) = tiny_run.json("export", "latest", "--opset", opset)
     assert row["onnx"]["status"] == "ok" and row["onnx"]["opset"] == opset
@@ -276,8 +276,8 @@ def test_the_requested_opset_is_the_files_opset(tiny_run, opset):
 def test_export_quantize_and_benchmark_normalize_the_test_images_a_chunk_at_a_time(tiny_run, monkeypatch):
     """The test split is never made float32 all at once (four times its size): digits' 359 test images are read
     in chunks of at most 256, and the figures are those of the whole split."""
-    from bench import export
-    from bench.data import Normalizer
+    from bench.data.splits import Normalizer
+    from bench.deploy import export
 
     monkeypatch.setattr(export, "PARITY_IMAGES", 100)  # the parity check's few images: fewer than a chunk here
     sizes = []

@@ -10,10 +10,15 @@ from dataclasses import fields
 from pathlib import Path
 
 import pytest
+from torch import nn
 
 from bench.cli import cli
-from bench.errors import UsageError
-from bench.options import AXES, TRAIN, HParams, RunConfig, docs_markdown, flag, option_names
+from bench.core.errors import UsageError
+from bench.options.choices import TRAIN
+from bench.options.config import AXES, RunConfig, option_names
+from bench.options.docs import docs_markdown
+from bench.options.hparams import HParams
+from bench.options.option import flag
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN = cli.commands["run"]
@@ -82,10 +87,13 @@ def _apply(diff: str, root: Path) -> None:
 CHECK_THE_NEW_OPTION = """
 from torch import nn
 from bench.cli import cli
-from bench.errors import UsageError
-from bench.optim import make_optimizer
-from bench.options import HParams, RunConfig, TRAIN, docs_markdown, option_names
+from bench.core.errors import UsageError
+from bench.options.choices import TRAIN
+from bench.options.config import RunConfig, option_names
+from bench.options.docs import docs_markdown
+from bench.options.hparams import HParams
 from bench.sweep.plan import plan_run
+from bench.train.optim import make_optimizer
 
 assert [p for p in cli.commands["run"].params if p.name == "amsgrad"][0].is_flag  # the CLI option
 try:
@@ -106,7 +114,7 @@ def test_the_contributing_diff_adds_a_working_option(tmp_path):
     """CONTRIBUTING.md's diff, applied to a copy of the package, gives the option everything it needs."""
     text = (ROOT / "CONTRIBUTING.md").read_text()
     (diff,) = re.findall(r"```diff\n(.+?)```", text, flags=re.S)
-    assert len([line for line in diff.splitlines() if line[:1] == "+" and not line.startswith("+++")]) <= 3
+    assert len([line for line in diff.splitlines() if line[:1] == "+" and not line.startswith("+++")]) <= 4
     shutil.copytree(ROOT / "bench", tmp_path / "bench")
     _apply(diff, tmp_path)
     env = {**os.environ, "PYTHONPATH": str(tmp_path), "PYTHONDONTWRITEBYTECODE": "1"}
@@ -114,3 +122,105 @@ def test_the_contributing_diff_adds_a_working_option(tmp_path):
         [sys.executable, "-c", CHECK_THE_NEW_OPTION], env=env, capture_output=True, text=True, cwd=tmp_path, timeout=120
     )
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
+
+
+def test_a_deploy_option_its_settings_class_lacks_is_refused_as_the_class_is_defined():
+    """`stage_settings` makes ExportSettings, BenchSettings and QuantizeSettings: a class that lacks an option of its
+    group (the CLI would accept it, the store record it, and the stage never see it) cannot even be defined."""
+    from bench.options.choices import EXPORT
+    from bench.options.config import stage_settings
+
+    with pytest.raises(
+        TypeError, match="ExportSettings must have the export options of bench.options: it lacks tolerance"
+    ):
+
+        @stage_settings(EXPORT)
+        class ExportSettings:
+            exporter: str
+            opset: int
+
+    @stage_settings(EXPORT)
+    class Complete:
+        exporter: str
+        opset: int
+        tolerance: float
+
+    assert Complete().tolerance == RunConfig().tolerance  # the declared default
+
+
+def test_every_deploy_group_reaches_its_stage_through_its_settings_class():
+    from bench.deploy.export import ExportSettings
+    from bench.deploy.quantize import QuantizeSettings
+    from bench.options.choices import BENCHMARK, DEPLOY, EXPORT, QUANTIZE
+    from bench.options.config import settings
+    from bench.runtime.protocol import BenchSettings
+
+    config = RunConfig(plugin=["x"], opset=17, min_runs=7, calibration_images=64)
+    for cls, group in ((ExportSettings, EXPORT), (BenchSettings, BENCHMARK), (QuantizeSettings, QUANTIZE)):
+        made = settings(cls, config)
+        assert {f.name for f in fields(cls)} == set(option_names(DEPLOY, group))
+        assert all(
+            getattr(made, name) == getattr(config, name) or list(getattr(made, name)) == getattr(config, name)
+            for name in option_names(DEPLOY, group)
+        )
+
+
+def test_hparams_lacking_a_train_option_is_refused_as_it_is_defined():
+    from dataclasses import dataclass
+
+    from bench.options.hparams import _train_options
+
+    @dataclass(frozen=True)
+    class Partial:
+        optimizer: str = "sgd"
+
+    with pytest.raises(TypeError, match="HParams must have RunConfig's train options in their order.*it lacks lr"):
+        _train_options(Partial)
+
+
+def test_the_ray_only_options_are_those_declared_so_and_the_local_executor_refuses_each():
+    from bench.options.config import RAY_ONLY, option_of
+
+    for name in FIELDS:
+        assert option_of(name).ray_only == option_of(name).help.startswith("With --executor ray"), name
+    for name, default in RAY_ONLY.items():
+        value = {None: "x", "fifo": "asha", 1.0: 2.0, 0.0: 1.0}[default]
+        with pytest.raises(UsageError, match=f"--{flag(name)} is for --executor ray"):
+            RunConfig(**{name: value})
+        assert RunConfig(executor="ray", **{name: value})
+
+
+def test_a_plugin_default_is_checked_as_its_option_and_a_bad_one_is_the_plugin_s_one_line(invoke):
+    """A plugin's lr=-1 is its author's error, named as such when it registers: never "Invalid value for '--lr'" at
+    plan time, blaming a flag the user never typed."""
+    import bench
+    from bench.plugins import manager
+
+    class BadDefaults:
+        @bench.hookimpl
+        def register_architectures(self, register):
+            register("bad_lr", lambda shape, classes: nn.Linear(1, 1), variants={}, defaults={"lr": -1})
+
+    class GoodDefaults:
+        @bench.hookimpl
+        def register_architectures(self, register):
+            register("looks_ahead", lambda shape, classes: nn.Linear(1, 1), variants={}, defaults={"lookahead": True})
+
+    manager.register_in_process(BadDefaults(), name="bad_defaults")
+    manager.register_in_process(GoodDefaults(), name="good_defaults")
+    try:
+        info = manager.get_plugins().info
+        assert info["bad_defaults"].error.endswith(
+            "plugin 'bad_defaults': 'bad_lr' has default lr=-1, which is not a number > 0"
+        )
+        assert info["good_defaults"].error is None
+        from bench.sweep.plan import plan_run
+
+        assert plan_run(RunConfig(arch=["looks_ahead"]))[0].hparams.lookahead is True  # the plugin's default
+        assert plan_run(RunConfig(arch=["looks_ahead"], lookahead=False))[0].hparams.lookahead is False  # the user's
+        result = invoke("run", "--plugin", "bad_defaults", "--epochs", "1")
+        assert result.exit_code == 1 and "'--lr'" not in result.output
+        assert result.output.count("\n") == 1 and "plugin 'bad_defaults'" in result.output
+    finally:
+        manager.unregister_in_process("bad_defaults")
+        manager.unregister_in_process("good_defaults")

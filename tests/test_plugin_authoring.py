@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from bench import hookspecs, plugins
+from bench.plugins import hookspecs
+from bench.plugins import manager as plugins
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs" / "plugins.md"
@@ -347,8 +348,8 @@ def test_the_documented_dataset_plugin_passes_its_documented_test():
 def test_every_register_keyword_and_request_field_is_documented():
     from dataclasses import fields
 
-    from bench.architectures import Registry
-    from bench.datasets import DatasetRegistry, Request
+    from bench.data.registry import DatasetRegistry, Request
+    from bench.models.registry import Registry
 
     docs = DOCS.read_text()
     for register in (Registry().register_callback("x"), DatasetRegistry().register_callback("x")):

@@ -10,11 +10,11 @@ import pytest
 import torch
 from torch import nn
 
-from bench import inference
-from bench.export import to_onnx
-from bench.figures import pareto_front
-from bench.plugins import load_dataset
-from bench.quantize import QuantizeSettings, make_variants
+from bench.deploy.export import to_onnx
+from bench.deploy.quantize import QuantizeSettings, make_variants
+from bench.plugins.datasets import load_dataset
+from bench.report.plots import pareto_front
+from bench.runtime import measure as inference
 
 
 @pytest.fixture(scope="module")
@@ -140,7 +140,7 @@ def test_an_operator_int8_cannot_compute_is_recorded_as_left_in_float(tmp_path):
     int8, fp16 = make_variants(path, train[:128], test, labels, QuantizeSettings(max_accuracy_drop=5.0))
     assert int8.status == "ok" and int8.method["kind"] == "static"
     assert int8.method["operators"]["float"].get("Erf") == 1 and int8.method["operators"]["int8"]["Conv"] == 1
-    from bench.tradeoffs import how_made
+    from bench.results.deployed import how_made
 
     assert "left in float: " in how_made(int8.row(1.0) | {"method": int8.method}) and fp16.status == "ok"
 
@@ -278,7 +278,7 @@ def test_openvino_is_skipped_with_its_reason_where_its_extra_is_absent():
 
     if importlib.util.find_spec("openvino"):
         pytest.skip("openvino is installed here: its engine is measured, not refused")
-    from bench.plugins import get_plugins
+    from bench.plugins.manager import get_plugins
 
     (entry,) = [e for e in get_plugins().engines.entries.values() if e.name == "openvino"]
     assert "pip install 'cnnbench[openvino]'" in entry.engine.devices()["cpu"]

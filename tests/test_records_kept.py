@@ -181,7 +181,7 @@ def test_a_run_pins_its_data_a_changed_folder_is_refused_by_export_benchmark_and
 def test_hidden_files_in_a_class_folder_are_skipped_as_the_cache_key_skips_them(tmp_path):
     from PIL import Image
 
-    from bench.plugins import load_dataset
+    from bench.plugins.datasets import load_dataset
 
     for name in ("cat", "dog"):
         (tmp_path / name).mkdir()
@@ -248,7 +248,7 @@ def test_deploy_commands_on_odd_trials_say_why_and_exit_non_zero(one_trial, invo
 
 
 def test_a_figure_of_class_names_no_font_draws_says_so_once(tmp_path, invoke):
-    from bench.figures import fonts_for
+    from bench.report.plots import fonts_for
 
     families, note = fonts_for(["cat", "dog"])
     assert families[0] == "DejaVu Sans" and note is None
@@ -288,8 +288,8 @@ def test_int8_of_an_old_opset_export_falls_back_to_dynamic_and_names_no_temporar
 
 def test_a_variant_that_fails_when_made_again_leaves_no_earlier_file_behind(one_trial, invoke, monkeypatch):
     """The tool's failure is simulated (a quantizer that gives up); what is checked is what cnnbench does with it."""
-    from bench import deploy
-    from bench.quantize import Variant
+    from bench.deploy import steps as deploy
+    from bench.deploy.quantize import Variant
 
     store, row = one_trial
     int8 = Path(row["onnx"]["path"]).parent / "model-int8.onnx"
@@ -307,8 +307,8 @@ def test_an_image_folder_too_large_for_the_cache_disk_is_refused_before_decoding
 
     from PIL import Image
 
-    from bench.errors import BenchError
-    from bench.plugins import load_dataset
+    from bench.core.errors import BenchError
+    from bench.plugins.datasets import load_dataset
 
     for name in ("cat", "dog"):
         (tmp_path / "images" / name).mkdir(parents=True)

@@ -19,9 +19,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bench.cli import cli
-from bench.cli_options import FieldType, load_config, parse_where
-from bench.errors import UsageError
-from bench.options import RunConfig, defaults
+from bench.cli.options import FieldType, load_config, parse_where
+from bench.core.errors import UsageError
+from bench.options.config import RunConfig, defaults
 from bench.store import Store
 
 BENCH = str(Path(sys.executable).parent / "bench")
@@ -302,7 +302,7 @@ def test_a_new_store_opened_by_several_processes_at_once_is_created_once(tmp_pat
 
 
 def test_files_we_write_get_the_umasks_permissions(tmp_path):
-    from bench.files import atomic_write
+    from bench.core.files import atomic_write
 
     previous = os.umask(0o022)
     try:

@@ -7,7 +7,7 @@ import optuna
 import pytest
 
 import bench
-from bench.errors import UsageError
+from bench.core.errors import UsageError
 from bench.report import write_report
 from bench.store import Store
 from bench.sweep.search import IDX, STUDY_FILE, study_storage

@@ -1,12 +1,32 @@
-"""The house (issue 28): bench's imports point one way (no cycle, function-level imports included), the modules of the
-store, the trainer and the report stay small, and the formatter formats the tree."""
+"""The house: bench's packages are its pipeline's stages and import one way (each only from itself and the stages below
+it, function-level imports included; CONTRIBUTING.md's table lists them in this order), plugins and examples use only
+the plugin API, modules and functions stay small, and statuses and precisions have one definition."""
 
 import ast
+import importlib
 import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
+
+# The stages, lowest first: a module imports from its own package and those before it, never after.
+LAYERS = (
+    "core",
+    "options",
+    "store",
+    "results",
+    "data",
+    "models",
+    "runtime",
+    "plugins",
+    "train",
+    "deploy",
+    "report",
+    "tracking",
+    "sweep",
+    "cli",
+)
 
 
 def _modules() -> dict[str, Path]:
@@ -18,8 +38,8 @@ def _modules() -> dict[str, Path]:
 
 
 def import_graph() -> dict[str, set[str]]:
-    """Module -> the bench modules it imports anywhere in its body. ``from bench import x`` imports the submodule
-    bench.x where there is one (not the package's front door), the package itself otherwise."""
+    """Module -> the bench modules it imports anywhere in its body. ``from bench.x import y`` imports the submodule
+    bench.x.y where there is one, the module bench.x otherwise."""
     modules = _modules()
     graph = {}
     for name, path in modules.items():
@@ -65,9 +85,22 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return out
 
 
+def layer_violations(graph: dict[str, set[str]]) -> list[str]:
+    """Each import of a later stage (or of the front door, `bench` itself) by a module of an earlier one."""
+    out = []
+    for module, deps in sorted(graph.items()):
+        if module == "bench":
+            continue  # the front door re-exports the API from every stage
+        stage = LAYERS.index(module.split(".")[1])
+        for dep in sorted(deps):
+            if dep == "bench" or LAYERS.index(dep.split(".")[1]) > stage:
+                out.append(f"{module} imports {dep}")
+    return out
+
+
 def test_bench_has_no_import_cycle():
     graph = import_graph()
-    assert "bench.deploy" in graph and "bench.sweep.runner" in graph["bench.sweep"] | {"bench.sweep.runner"}
+    assert "bench.deploy.steps" in graph and "bench.sweep.execute" in graph["bench.sweep.runner"]
     assert cycles(graph) == []
 
 
@@ -75,44 +108,97 @@ def test_the_cycle_finder_finds_a_cycle():
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
 
 
-def test_the_stages_below_the_interface_do_not_import_it():
-    graph = import_graph()
-    interface = {"bench.cli", "bench.cli_options", "bench.display", "bench"}
-    for name, deps in graph.items():
-        if name not in interface:
-            assert not deps & interface, f"{name} imports {deps & interface}"
+def test_every_package_is_a_stage_and_imports_only_from_its_own_and_earlier_stages():
+    packages = {p.name for p in BENCH.iterdir() if (p / "__init__.py").is_file()}
+    assert packages == set(LAYERS), f"a package that is no stage, or a stage that is gone: {packages ^ set(LAYERS)}"
+    assert not [p.name for p in BENCH.glob("*.py") if p.name != "__init__.py"], "modules belong to a stage's package"
+    assert layer_violations(import_graph()) == []
 
 
-def test_the_store_the_trainer_and_the_report_are_small_modules():
-    paths = [*(BENCH / "store").glob("*.py"), *(BENCH / "report").glob("*.py"), BENCH / "training.py"]
+def test_every_package_is_installed():
+    import tomllib
+
+    listed = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    assert set(listed) == {"bench", "bench_plugins", *(f"bench.{p}" for p in LAYERS)}
+
+
+def test_the_layer_check_finds_an_import_of_a_later_stage():
+    graph = {"bench.data.x": {"bench.core.errors"}, "bench.store.y": {"bench.sweep.runner"}, "bench.core.z": {"bench"}}
+    assert layer_violations(graph) == ["bench.core.z imports bench", "bench.store.y imports bench.sweep.runner"]
+
+
+def test_contributing_lists_the_stages_in_their_order():
+    text = (ROOT / "CONTRIBUTING.md").read_text()
+    table = text[text.index("| stage |") :].split("\n\n")[0]
+    listed = re.findall(r"^\| `bench/(\w+)/` \|", table, flags=re.M)
+    assert tuple(listed) == LAYERS
+
+
+def _bench_imports(path: Path) -> list[tuple[int, str, list[str]]]:
+    """(line, module, names) of each import of bench or of one of its modules in ``path``."""
+    out = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            out += [(node.lineno, a.name, []) for a in node.names if a.name.split(".")[0] == "bench"]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "bench":
+            out.append((node.lineno, node.module, [a.name for a in node.names]))
+    return out
+
+
+def api_violations(paths) -> list[str]:
+    """Imports of anything but `bench` and the names it exports (bench.__all__): the plugin API."""
+    import bench
+
+    out = []
     for path in paths:
-        assert len(path.read_text().splitlines()) < 350, f"{path.relative_to(ROOT)} has grown past 350 lines"
+        for line, module, names in _bench_imports(path):
+            if module != "bench" or set(names) - set(bench.__all__):
+                what = f"from {module} import {', '.join(names)}" if names else f"import {module}"
+                where = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path.name
+                out.append(f"{where}:{line}: {what}")
+    return out
+
+
+def test_plugins_and_examples_use_only_the_plugin_api():
+    paths = [*(ROOT / "plugins").rglob("*.py"), *(ROOT / "examples").rglob("*.py")]
+    assert len(paths) > 10 and api_violations(paths) == []
+    for path in paths:  # bench.x attribute paths too: bench.models.layers.conv_stage is not the API
+        text = path.read_text()
+        for used in re.findall(r"\bbench\.([A-Za-z_]+)", text):
+            assert used in __import__("bench").__all__, f"{path.relative_to(ROOT)} uses bench.{used}"
+
+
+def test_every_public_name_exists():
+    import bench
+
+    for name in bench.__all__:
+        assert getattr(bench, name) is not None, name
+
+
+def test_the_api_check_finds_an_internal_import(tmp_path):
+    plugin = tmp_path / "plugin.py"
+    plugin.write_text("import bench\nfrom bench import conv_stage\nfrom bench.models.layers import mlp_head\n")
+    assert api_violations([plugin]) == ["plugin.py:3: from bench.models.layers import mlp_head"]
 
 
 def test_the_formatter_formats_the_tree():
     skips = sum(
-        p.read_text().count("# fmt: skip")
+        p.read_text().count("# fmt" + ": skip")
         for folder in ("bench", "plugins", "tests", "benchmarks")
         for p in (ROOT / folder).rglob("*.py")
     )
-    assert skips < 40
+    assert skips == 0
 
 
-def test_statuses_and_trial_labels_have_one_definition():
+def test_trial_labels_have_one_definition():
     for path in [*BENCH.rglob("*.py"), *(ROOT / "plugins").glob("*.py")]:
-        text = path.read_text()
-        if path.name not in ("formats.py",):
-            assert not re.search(r"t\{[^}]*:03d\}", text), f"{path.name} writes a trial label by hand"
-        if path.name not in ("status.py", "schema.py"):
-            assert '"interrupted"' not in text, f"{path.name} spells a status by hand"
+        if path.name != "formats.py":
+            assert not re.search(r"t\{[^}]*:03d\}", path.read_text()), f"{path.name} writes a trial label by hand"
 
 
 def test_the_benchmark_scripts_import_what_exists():
     """benchmarks/ is not run by the suite (its figures take minutes): at least every name a script imports from
     bench, or from its sibling scripts, must exist, so a renamed function breaks a test rather than a measurement."""
-    import ast
-    import importlib
-
     folder = ROOT / "benchmarks"
     siblings = {p.stem: ast.parse(p.read_text()) for p in folder.glob("*.py")}
     for name, tree in siblings.items():

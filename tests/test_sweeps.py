@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from bench import checkpoints
-from bench.plugins import get_registry
+from bench.plugins.manager import get_registry
 from bench.store import Store
 from bench.sweep.plan import plan
+from bench.train import checkpoints
 
 BENCH = str(Path(sys.executable).parent / "bench")
 

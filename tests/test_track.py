@@ -8,9 +8,9 @@ import sys
 import pytest
 
 import bench
-from bench.errors import BenchError, UsageError
+from bench.core.errors import BenchError, UsageError
 from bench.store import Store
-from bench.track import Tracker, send_runs
+from bench.tracking.mlflow import Tracker, send_runs
 
 if importlib.util.find_spec("mlflow") is None:  # imported by the tests that use it: 2 s, not at collection
     pytest.skip("MLflow is not installed (pip install -e '.[mlflow]')", allow_module_level=True)

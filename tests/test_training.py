@@ -9,13 +9,13 @@ import pytest
 import torch
 from torch import nn
 
-from bench import checkpoints
-from bench.data import Normalizer
-from bench.errors import BenchError
-from bench.plugins import get_registry
-from bench.speed import resolve_speed
+from bench.core.errors import BenchError
+from bench.data.splits import Normalizer
+from bench.plugins.manager import get_registry
 from bench.store import Store
-from bench.training import HParams, evaluate, train_trial
+from bench.train import checkpoints
+from bench.train.loop import HParams, evaluate, train_trial
+from bench.train.precision import resolve_speed
 
 FP32 = {"precision": "fp32", "channels_last": False}  # what the trainer is told to train in (plans resolve 'auto')
 
@@ -284,7 +284,7 @@ def test_an_unfinished_trial_continues_from_its_saved_state_with_the_same_losses
 
 
 def test_lookahead_pulls_the_weights_to_their_average_every_5_steps_and_ends_on_it():
-    from bench.optim import LOOKAHEAD_DECAY, Lookahead
+    from bench.train.optim import LOOKAHEAD_DECAY, Lookahead
 
     model = nn.Sequential(nn.Linear(1, 1, bias=False), nn.BatchNorm1d(1))
     weight = model[0].weight
@@ -337,7 +337,7 @@ def test_the_fast_recipe_runs_from_its_config_file(invoke):
 def test_a_data_initialized_stem_is_fitted_to_the_training_images_then_fixed(digits, tmp_path):
     # airbench's devices: the whitening stem is fitted before the first step (to the first training images, as
     # the model sees them) and never trained; batch-norm scales stay 1; batch-norm biases train at 64x the rate.
-    from bench.layers import DATA_INIT_IMAGES, PatchWhitening
+    from bench.models.layers import DATA_INIT_IMAGES, PatchWhitening
 
     variant = {"widths": (32, 64, 128), "stem": 32, "geometry": "airbench", "tta": False, "tricks": "airbench"}
     hp = {"optimizer": "sgd", "lr": 0.2, "momentum": 0.85, "nesterov": True, "schedule": "onecycle", "epochs": 3}
@@ -354,7 +354,7 @@ def test_a_data_initialized_stem_is_fitted_to_the_training_images_then_fixed(dig
 
 
 def test_parameters_with_an_lr_scale_get_their_own_rate_through_the_whole_schedule():
-    from bench.optim import make_optimizer, make_scheduler
+    from bench.train.optim import make_optimizer, make_scheduler
 
     model = nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2))
     model[1].bias.lr_scale = 64
@@ -371,16 +371,16 @@ def test_parameters_with_an_lr_scale_get_their_own_rate_through_the_whole_schedu
 
 
 def test_altflip_shows_every_image_mirrored_in_exactly_one_of_two_epochs(digits, tmp_path, monkeypatch):
-    import bench.training
+    import bench.train.loop
 
     seen: list[torch.Tensor] = []
-    real = bench.training.augment
+    real = bench.train.loop.augment
 
     def spy(images, names, generator, flip=None):
         seen.append(flip.clone())
         return real(images, names, generator, flip)
 
-    monkeypatch.setattr(bench.training, "augment", spy)
+    monkeypatch.setattr(bench.train.loop, "augment", spy)
     hp = {"augment": "altflip", "batch_size": 4096, "epochs": 3}  # one batch per epoch: its mask is the epoch's
     _, splits, result = _train(digits, tmp_path, **hp)
     assert result.status == "completed" and len(seen) == 3

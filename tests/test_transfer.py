@@ -12,13 +12,14 @@ import torch
 from torch import nn
 
 import bench
-from bench import checkpoints, plugins
-from bench.errors import BenchError, UsageError
-from bench.export import read_metadata
-from bench.optim import make_optimizer
-from bench.options import HParams
+from bench.core.errors import BenchError, UsageError
+from bench.deploy.export import read_metadata
+from bench.options.hparams import HParams
+from bench.plugins import manager as plugins
 from bench.store import Store
-from bench.transfer import MARK, head_name, head_parameters
+from bench.train import checkpoints
+from bench.train.optim import make_optimizer
+from bench.train.weights import MARK, head_name, head_parameters
 
 QUICK = {"no_benchmark": True, "epochs": [2]}
 EXPORT = {"engines": ["onnxruntime"], "quantize": [], "batch_sizes": [1], "min_runs": 5, "min_time": 0.0}

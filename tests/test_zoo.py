@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from bench.plugins import get_registry
+from bench.plugins.manager import get_registry
 
 ZOO = [
     "resnet18",
@@ -94,7 +94,7 @@ def test_a_model_of_each_family_type_trains_exports_and_is_benchmarked(invoke):
 
 
 def test_where_across_a_plugin_keeps_each_architectures_own_values_and_refuses_unknown_ones(invoke):
-    from bench.options import RunConfig
+    from bench.options.config import RunConfig
     from bench.sweep.plan import plan_run
 
     specs = plan_run(RunConfig(plugin=["torchvision"], where={"model": ["resnet18", "squeezenet1_1"]}))
@@ -174,7 +174,7 @@ def test_pretrained_weights_come_from_the_local_cache_only(invoke, tmp_path, mon
 def test_without_timm_the_plugin_says_how_to_install_it(invoke, monkeypatch):
     import sys
 
-    from bench import plugins
+    from bench.plugins import manager as plugins
 
     monkeypatch.setitem(sys.modules, "timm", None)  # `import timm` fails, as where it is not installed
     plugins.reset()
@@ -198,7 +198,7 @@ def test_a_zoo_model_with_the_imagenet_stem_trains_at_128_px_and_its_file_classi
     from PIL import Image
     from sklearn.datasets import load_sample_images
 
-    from bench.export import read_metadata
+    from bench.deploy.export import read_metadata
 
     root = tmp_path / "photos"
     rng = np.random.default_rng(0)
@@ -237,7 +237,7 @@ def test_torchvision_s_published_weights_come_from_the_local_hub_cache_only(tmp_
     one-channel images get the first convolution summed over its colour channels. Without the file: one line."""
     import torchvision
 
-    from bench.errors import BenchError
+    from bench.core.errors import BenchError
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     arch = get_registry().get("tv_mobilenet_v3_small")

@@ -1,14 +1,23 @@
 """The lab report, generated from the store: leaderboard, every parameter, loss plots, confusion matrices, trade-offs,
-diagnosis and method. Every figure in it is read from the store, never recomputed. The parts: views (what is read),
-sections (training), tradeoff (trade-offs and deployment), method, tables (JSON and CSV)."""
+diagnosis and method. Every figure in it is read from the store, never recomputed.
+
+    views.py       what a report shows of each trial, read from the store
+    sections.py    the training sections: leaderboard, parameters, top trials, time to accuracy, diagnosis
+    tradeoff.py    accuracy against cost, and each parameter's effect
+    deployment.py  engines, precisions, variants and batch curves
+    search.py      a search's progress
+    method.py      how every figure was measured
+    tables.py      the report as data: JSON and CSV
+    compare.py     two runs side by side (bench compare)
+    plots.py       the figures (matplotlib)"""
 
 from __future__ import annotations
 
 import hashlib
 from pathlib import Path
 
-from bench.files import atomic_write
-from bench.formats import GPU_PROVIDERS, pct
+from bench.core.files import atomic_write
+from bench.core.formats import GPU_PROVIDERS, pct
 from bench.report.deployment import deployment_section
 from bench.report.method import method_section
 from bench.report.search import search_section
@@ -53,7 +62,7 @@ def write_report(
     (a fraction) is the validation accuracy that time to accuracy is measured to (default: choose_target)."""
     from matplotlib import rc_context
 
-    from bench import figures
+    from bench.report import plots as figures
 
     families, note = figures.fonts_for(c for r in runs for c in r["classes"])
     with rc_context({"font.family": families}):  # class names in any script the machine has a font for

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import json
 
-from bench.errors import UsageError
-from bench.formats import CPU_PROVIDERS
-from bench.leaderboard import configurations, rank
+from bench.core.errors import UsageError
+from bench.core.formats import CPU_PROVIDERS
+from bench.core.status import MeasurementStatus
 from bench.report.views import comparable
-from bench.status import MeasurementStatus
+from bench.results.deployed import representative
+from bench.results.leaderboard import configurations, rank
 from bench.store import Store
-from bench.tradeoffs import representative
 
 
 def compare(store: Store, a: dict, b: dict) -> list[dict]:

@@ -3,9 +3,10 @@ and precision against PyTorch, each variant against its fp32 export, batch-size 
 
 from __future__ import annotations
 
-from bench import figures, tradeoffs
-from bench.formats import device_of, engine_short, num, pct, times
+from bench.core.formats import device_of, engine_short, num, pct, times
+from bench.report import plots as figures
 from bench.report.views import TrialView, md_table
+from bench.results import deployed as tradeoffs
 
 
 def deployment_section(views: list[TrialView], write_png) -> str:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from bench import diagnosis
-from bench.noise import NOISE_METHOD
+from bench.core.noise import NOISE_METHOD
 from bench.report.views import TrialView
+from bench.results import diagnosis
 
 
 def method_section(runs: list[dict], views: list[TrialView]) -> str:
@@ -46,7 +46,7 @@ def method_section(runs: list[dict], views: list[TrialView]) -> str:
         )
     methods = [r for v in views for r in v.latency if r["status"] == "ok"]
     if methods:
-        from bench.inference import graph_levels
+        from bench.runtime.protocol import graph_levels
 
         m = methods[0]["method"]
         ort_providers = sorted({r["provider"] for r in methods if r["engine"] == "onnxruntime"})
@@ -73,7 +73,7 @@ def method_section(runs: list[dict], views: list[TrialView]) -> str:
     )
     made = [x for v in views for x in v.variants if x["method"]]
     if made:
-        from bench.tradeoffs import how_made
+        from bench.results.deployed import how_made
 
         kinds = "; ".join(sorted({f"{x['precision']}: {how_made({**x, 'note': None}).split(';')[0]}" for x in made}))
         tools = ", ".join(sorted({x["method"]["tool"] for x in made}))

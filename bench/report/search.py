@@ -3,8 +3,8 @@ in the order the search ran them, and the best so far."""
 
 from __future__ import annotations
 
-from bench import figures
-from bench.formats import pct
+from bench.core.formats import pct
+from bench.report import plots as figures
 from bench.report.views import TrialView
 
 SEARCH_WORDS = {"random": "random draws without repeats", "tpe": "Optuna's TPE sampler"}

@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import time
 
-from bench import diagnosis, figures
-from bench.architectures import format_value, format_variant
-from bench.formats import CPU_PROVIDERS, GPU_PROVIDERS, mflops, num, pct
-from bench.formats import seconds as secs
-from bench.leaderboard import configurations, rank, repeated
-from bench.options import TRAIN, option_names
+from bench.core.formats import CPU_PROVIDERS, GPU_PROVIDERS, mflops, num, pct
+from bench.core.formats import seconds as secs
+from bench.core.version import __version__
+from bench.models.registry import format_value, format_variant
+from bench.options.choices import TRAIN
+from bench.options.config import option_names
+from bench.report import plots as figures
 from bench.report.views import TrialView, learned, md_table, time_to, training_seconds, variant_text
+from bench.results import diagnosis
+from bench.results.leaderboard import configurations, rank, repeated
 from bench.store import Store
-from bench.version import __version__
 
 
 def leaderboard_rows(

@@ -7,11 +7,12 @@ import csv
 import io
 import json
 
-from bench import diagnosis
-from bench.formats import CPU_PROVIDERS
-from bench.leaderboard import configurations, rank
-from bench.options import TRAIN, option_names
+from bench.core.formats import CPU_PROVIDERS
+from bench.options.choices import TRAIN
+from bench.options.config import option_names
 from bench.report.views import TrialView
+from bench.results import diagnosis
+from bench.results.leaderboard import configurations, rank
 from bench.store import Store
 
 
@@ -181,7 +182,7 @@ def measurements_csv(views: list[TrialView]) -> str:
 def records(store: Store, views: list, history: bool = False) -> list[dict]:
     """`bench report --json`: each trial's public record, with its configuration over seeds, its test-accuracy rank
     and its diagnosis (``history``: and its per-epoch history)."""
-    from bench.records import run_records
+    from bench.results.records import run_records
 
     by_run = {
         (r["run"], r["trial"]): r

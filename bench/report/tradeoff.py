@@ -3,10 +3,10 @@ each swept parameter (matched comparisons)."""
 
 from __future__ import annotations
 
-from bench import figures
-from bench.architectures import format_value
-from bench.formats import CPU_PROVIDERS, num, pct
-from bench.options import AXES
+from bench.core.formats import CPU_PROVIDERS, num, pct
+from bench.models.registry import format_value
+from bench.options.config import AXES
+from bench.report import plots as figures
 from bench.report.views import TrialView, md_table
 
 

@@ -6,14 +6,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from bench import diagnosis
-from bench.architectures import format_variant
-from bench.errors import BenchError
-from bench.formats import CPU_PROVIDERS, trial_label
-from bench.leaderboard import rank
-from bench.status import FINISHED, MeasurementStatus
+from bench.core.errors import BenchError
+from bench.core.formats import CPU_PROVIDERS, trial_label
+from bench.core.status import FINISHED, MeasurementStatus
+from bench.models.registry import format_variant
+from bench.results import diagnosis
+from bench.results.deployed import representative
+from bench.results.leaderboard import rank
 from bench.store import Store
-from bench.tradeoffs import representative
 
 
 @dataclass

@@ -10,7 +10,7 @@ import urllib.parse
 from contextlib import contextmanager
 from pathlib import Path
 
-from bench.errors import BenchError, DiskFull, UsageError
+from bench.core.errors import BenchError, DiskFull, UsageError
 from bench.store.schema import APPLICATION_ID, MIGRATIONS, SCHEMA, SCHEMA_VERSION
 
 STORE_ENV = "BENCH_STORE"

@@ -12,7 +12,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from bench.errors import BenchError
+from bench.core.errors import BenchError
 
 HEARTBEAT_S = 20.0  # how often an owner renews its claim on a run
 LEASE_S = 120.0  # an owner on another host whose claim is older than this is gone

@@ -6,7 +6,7 @@ import json
 import sqlite3
 from pathlib import Path
 
-from bench.errors import BenchError, UsageError, unknown
+from bench.core.errors import BenchError, UsageError, unknown
 from bench.store.schema import JSON_COLUMNS
 
 

@@ -11,8 +11,8 @@ import shutil
 import time
 from pathlib import Path
 
-from bench.formats import trial_label
-from bench.status import RunStatus, TrialStatus
+from bench.core.formats import trial_label
+from bench.core.status import RunStatus, TrialStatus
 from bench.store.opening import safe_component
 from bench.store.ownership import now
 

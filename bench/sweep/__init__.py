@@ -10,15 +10,15 @@ bench.sweep.trial (one trial's lifecycle), bench.sweep.local and bench.sweep.ray
 
 from __future__ import annotations
 
-from bench.options import AXES, RunConfig
+from bench.options.config import AXES, RunConfig
 
 # Imported on first use, so that `bench --help` and config files need no torch.
 _LAZY = {
     "run": "bench.sweep.runner",
     "resume": "bench.sweep.runner",
     "trials": "bench.sweep.runner",
-    "RunResult": "bench.sweep.runner",
-    "RunListener": "bench.sweep.trial",
+    "RunResult": "bench.sweep.result",
+    "RunListener": "bench.sweep.listener",
     "TrialSpec": "bench.sweep.plan",
     "plan_run": "bench.sweep.plan",
     "SweepOutcome": "bench.sweep.local",

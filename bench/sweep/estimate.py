@@ -8,7 +8,7 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
-from bench.options import RunConfig
+from bench.options.config import RunConfig
 
 # A training step costs about three forward passes (forward, and a backward pass of about twice its cost).
 TRAIN_FLOPS_PER_FORWARD = 3
@@ -18,10 +18,11 @@ def dry_run(config: RunConfig, store_path=None) -> dict:
     """The trials ``config`` plans (nothing trained, nothing stored): for each, its architecture, variant and
     hyperparameters, parameters, forward FLOPs per image, training FLOPs, and the estimated training time where
     this machine has a measured rate; with the plan's notes and the rate's origin."""
-    from bench.environment import cpu_model, resolve_device
-    from bench.modelstats import count_flops, count_parameters
-    from bench.plugins import load_dataset
+    from bench.core.machine import cpu_model
+    from bench.models.stats import count_flops, count_parameters
+    from bench.plugins.datasets import load_dataset
     from bench.sweep.plan import check_plan, plan_run
+    from bench.train.device import resolve_device
 
     notes: list[str] = []
     specs = plan_run(config, notes)

@@ -11,23 +11,16 @@ from dataclasses import dataclass
 
 import torch
 
-from bench.data import Dataset, Normalizer
-from bench.environment import environment
-from bench.errors import BenchError, DiskFull
-from bench.files import atomic_write
-from bench.signals import sigterm_as_interrupt
-from bench.status import TO_RUN, RunStatus, TrialStatus
+from bench.core.errors import BenchError, DiskFull
+from bench.core.files import atomic_write
+from bench.core.signals import sigterm_as_interrupt
+from bench.core.status import TO_RUN, RunStatus, TrialStatus
+from bench.data.splits import Dataset, Normalizer
 from bench.store import Store
+from bench.sweep.listener import ListenerFailed, RunListener
 from bench.sweep.plan import TrialSpec, check_plan, resolve_plan, spec_from_row
-from bench.sweep.trial import (
-    CHECKPOINT_FILE,
-    STATE_FILE,
-    ListenerFailed,
-    RunListener,
-    SplitCache,
-    TrialRun,
-    execute_trial,
-)
+from bench.sweep.trial import CHECKPOINT_FILE, STATE_FILE, SplitCache, TrialRun, execute_trial
+from bench.train.device import environment
 
 
 @dataclass
@@ -63,7 +56,7 @@ def create_run(
 def pending(store: Store, run_id: str, data: Dataset, device: torch.device) -> list[TrialSpec]:
     """The trials of ``run_id`` still to train, in plan order. A plan recorded before precision and layout were
     resolved at plan time (cnnbench <= 0.6 left 'auto' to the trainer) is resolved now, and recorded."""
-    from bench.plugins import get_registry
+    from bench.plugins.manager import get_registry
 
     registry = get_registry()
     specs = [spec_from_row(t, registry) for t in store.trials(run_id) if t["status"] in TO_RUN]

@@ -10,12 +10,15 @@ from dataclasses import dataclass, fields, replace
 
 import torch
 
-from bench.architectures import Architecture, Registry, where_text
-from bench.data import Dataset
-from bench.errors import BenchError, UsageError, WhereError, unknown
-from bench.formats import trial_label
-from bench.options import AXES, SEARCHES, HParams, RunConfig, invalid
-from bench.speed import resolve_speed
+from bench.core.errors import BenchError, UsageError, WhereError, unknown
+from bench.core.formats import trial_label
+from bench.data.splits import Dataset
+from bench.models.registry import Architecture, Registry, where_text
+from bench.options.choices import SEARCHES
+from bench.options.config import AXES, RunConfig
+from bench.options.hparams import HParams
+from bench.options.option import invalid
+from bench.train.precision import resolve_speed
 
 HPARAM_DEFAULTS = {f.name: f.default for f in fields(HParams)}
 
@@ -87,7 +90,7 @@ def _nearest(value: str, values: list) -> str:
     written = [where_text(v) for v in values]
     if len(written) <= 20:
         return ", ".join(written)
-    from bench.errors import closest
+    from bench.core.errors import closest
 
     return f"nearest {', '.join(closest(where_text(value), written)[:5])} of {len(written)}"
 
@@ -121,7 +124,10 @@ def plan(
     for arch in architectures:
         own = per_arch.get(arch.name, {})
         own_axes[arch.name] = {**axes, **{k: v if isinstance(v, list) else [v] for k, v in own.items() if k in AXES}}
-        own_fixed[arch.name] = {**(fixed or {}), **{k: v for k, v in own.items() if k not in AXES}}
+        given = {**(fixed or {}), **{k: v for k, v in own.items() if k not in AXES}}
+        # an option left unset: its plugin's default (lookahead), else the trial's own (HParams)
+        given = {k: arch.defaults.get(k) if v is None else v for k, v in given.items()}
+        own_fixed[arch.name] = {k: v for k, v in given.items() if v is not None}
         grid = {}
         for axis in AXES:
             values = own_axes[arch.name].get(axis)
@@ -179,7 +185,7 @@ def spec_from_row(row: dict, registry: Registry) -> TrialSpec:
 
 def architectures_of(config: RunConfig) -> list[Architecture]:
     """The architectures ``config`` selects: every one of its plugins, then every match of its patterns."""
-    from bench.plugins import get_plugins
+    from bench.plugins.manager import get_plugins
 
     if not config.plugin and not config.arch:
         raise UsageError("choose what to train: --plugin NAME or --arch PATTERN (see `bench list`)")
@@ -202,7 +208,7 @@ def architectures_of(config: RunConfig) -> list[Architecture]:
 
 def plan_run(config: RunConfig, notes: list[str] | None = None) -> list[TrialSpec]:
     """The trials ``config`` describes, in run order; ``notes``: what was adapted (fit_defaults)."""
-    from bench.plugins import dataset_info
+    from bench.plugins.datasets import dataset_info
 
     archs = architectures_of(config)
     dataset_info(config.dataset)  # an unknown dataset is reported before anything else

@@ -17,16 +17,17 @@ from pathlib import Path
 
 import torch
 
-from bench.data import Dataset
-from bench.errors import BenchError, UsageError
-from bench.files import atomic_write, sha256_of
-from bench.signals import sigterm_as_interrupt
-from bench.status import RunStatus, TrialStatus
+from bench.core.errors import BenchError, UsageError
+from bench.core.files import atomic_write, sha256_of
+from bench.core.signals import sigterm_as_interrupt
+from bench.core.status import RunStatus, TrialStatus
+from bench.data.splits import Dataset
 from bench.store import Store
+from bench.sweep.listener import RunListener
 from bench.sweep.local import SweepOutcome
 from bench.sweep.plan import TrialSpec
-from bench.sweep.trial import CHECKPOINT_FILE, STATE_FILE, RunListener, SplitCache, TrialRun, execute_trial
-from bench.training import EpochStats, TrialResult, best_epoch
+from bench.sweep.trial import CHECKPOINT_FILE, STATE_FILE, SplitCache, TrialRun, execute_trial
+from bench.train.loop import EpochStats, TrialResult, best_epoch
 
 RAY_CHECKPOINT = "ray-checkpoint.txt"  # in the trial's folder beside the store: its latest Tune checkpoint
 
@@ -48,8 +49,9 @@ def train_on_worker(config: dict) -> None:
     """A Tune function trainable: one cnnbench trial (bench.sweep.trial.execute_trial), wherever Ray runs it."""
     from ray import tune
 
-    from bench.data import Normalizer
-    from bench.plugins import get_registry, load_dataset
+    from bench.data.splits import Normalizer
+    from bench.plugins.datasets import load_dataset
+    from bench.plugins.manager import get_registry
     from bench.sweep.plan import spec_from_row
 
     config = config["trial"]

@@ -17,13 +17,13 @@ from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
-from bench.architectures import where_text
-from bench.errors import UsageError
-from bench.options import AXES
-from bench.status import TO_RUN, TrialStatus
+from bench.core.errors import UsageError
+from bench.core.status import TO_RUN, TrialStatus
+from bench.models.registry import where_text
+from bench.options.config import AXES
 from bench.store import Store
 from bench.sweep.plan import TrialSpec, resolve_plan
-from bench.training import EpochStats
+from bench.train.loop import EpochStats
 
 STUDY_FILE = "study.log"  # in the run's folder beside its trials
 IDX = "cnnbench_trial"  # the user attribute of an Optuna trial: the cnnbench trial (idx) it is

@@ -4,34 +4,15 @@ once in the run's notes, tracking stops, and `bench mlflow RUN` sends the run la
 
 from __future__ import annotations
 
-from bench.errors import BenchError
-from bench.sweep.trial import LISTENER_METHODS, RunListener
-
-
-class Listeners:
-    """Several listeners as one: each method calls each listener's in turn."""
-
-    def __init__(self, *listeners):
-        self.listeners = [x for x in listeners if x is not None]
-
-    def __getattr__(self, name: str):
-        if name not in LISTENER_METHODS:
-            raise AttributeError(name)
-
-        def call(*args, **kwargs):
-            for listener in self.listeners:
-                method = getattr(listener, name, None)
-                if callable(method):
-                    method(*args, **kwargs)
-
-        return call
+from bench.core.errors import BenchError
+from bench.sweep.listener import RunListener
 
 
 class TrackingListener(RunListener):
     """Sends each trial of the run to MLflow as it ends (bench.track.Tracker)."""
 
     def __init__(self, store, config):
-        from bench.track import Tracker, default_uri
+        from bench.tracking.mlflow import Tracker, default_uri
 
         self.store = store
         self.tracker = Tracker(config.tracking_uri or default_uri(store.path), config.experiment)

@@ -10,79 +10,13 @@ from pathlib import Path
 
 import torch
 
-from bench.data import Dataset, Normalizer, Split, Splits
-from bench.modelstats import count_flops, count_parameters
+from bench.data.splits import Dataset, Normalizer, Split, Splits
+from bench.models.stats import count_flops, count_parameters
 from bench.sweep.plan import TrialSpec
-from bench.training import EpochStats, TrialResult, train_trial
+from bench.train.loop import EpochStats, TrialResult, train_trial
 
 CHECKPOINT_FILE = "best.pt"  # the best epoch's weights, kept
 STATE_FILE = "state.pt"  # an unfinished trial's training state after its last finished epoch (training.save_state)
-
-
-class RunListener:
-    """Told of every step of a run (`bench.run(..., listener=)`): subclass it and override what you need; the
-    default does nothing. Raising KeyboardInterrupt from a method stops the run as Ctrl-C does."""
-
-    def run_started(self, run_id: str, specs: list[TrialSpec]) -> None: ...
-    def trial_started(self, spec: TrialSpec) -> None: ...
-    def epoch_done(self, spec: TrialSpec, stats: EpochStats) -> None: ...
-    def trial_done(self, spec: TrialSpec, trial: dict) -> None: ...
-    def sweep_done(self, run: dict, ranked: list[dict]) -> None: ...  # training over, trials ranked
-    def deploy_started(self, trials: list[dict], settings) -> None: ...  # exporting (and benchmarking) winners
-    def deploy_event(self, kind: str, trial: dict, payload) -> None: ...  # "exported", "quantized" or "benchmarked"
-    # entries: (trial, export, latency rows); variants: (trial, variant rows)
-    def deploy_done(self, run: dict, entries: list[tuple], settings, variants: list[tuple] = ()) -> None: ...
-
-
-LISTENER_METHODS = tuple(name for name in vars(RunListener) if not name.startswith("_"))
-
-
-class ListenerFailed(Exception):
-    """A RunListener method raised: the caller's code failed, not the run. The run stops as interrupted (a resume
-    continues it), no trial is blamed, and bench.run / bench.resume raise the listener's own exception."""
-
-    def __init__(self, method: str, error: Exception):
-        super().__init__(f"the run's listener raised in {method}: {error.__class__.__name__}: {error}")
-        self.error = error
-
-
-class GuardedListener:
-    """``listener`` as the run calls it: a method it lacks does nothing, and an exception from one it has becomes
-    ListenerFailed (KeyboardInterrupt stays itself: it stops the run as Ctrl-C does)."""
-
-    def __init__(self, listener):
-        from bench.errors import UsageError
-
-        if not any(callable(getattr(listener, name, None)) for name in LISTENER_METHODS):
-            raise UsageError(
-                f"listener {listener!r} has none of bench.RunListener's methods ({', '.join(LISTENER_METHODS)}):"
-                " subclass bench.RunListener and override what you need"
-            )
-        self.listener = listener
-
-    def __getattr__(self, name: str):
-        if name not in LISTENER_METHODS:
-            raise AttributeError(name)
-        method = getattr(self.listener, name, None)
-        if not callable(method):
-            return lambda *args, **kwargs: None
-
-        def call(*args, **kwargs):
-            try:
-                return method(*args, **kwargs)
-            except (KeyboardInterrupt, ListenerFailed):
-                raise
-            except Exception as exc:
-                raise ListenerFailed(name, exc) from exc
-
-        return call
-
-
-def guarded(listener) -> GuardedListener:
-    """The run's listener, guarded (``None``: one that does nothing)."""
-    if isinstance(listener, GuardedListener):
-        return listener
-    return GuardedListener(listener if listener is not None else RunListener())
 
 
 DEVICE_SHARE = 0.25  # of an accelerator's memory: a split that takes more stays on the host, moved batch by batch
@@ -124,7 +58,7 @@ class TrialRun:
 def build_initial(spec: TrialSpec, data: Dataset, loaded: list | None = None):
     """``spec``'s model as its first epoch starts: built (seeded by the caller), its --weights loaded and its
     --freeze applied; ``loaded`` is given what was loaded (bench.transfer.Loaded)."""
-    from bench import transfer
+    from bench.train import weights as transfer
 
     hp = spec.hparams
     model = spec.architecture.build(data.input_shape, data.num_classes, spec.variant)
@@ -133,7 +67,7 @@ def build_initial(spec: TrialSpec, data: Dataset, loaded: list | None = None):
         if loaded is not None:
             loaded.append(result)
     if transfer.freeze(model, hp.freeze, data.num_classes) == 0:
-        from bench.errors import UsageError
+        from bench.core.errors import UsageError
 
         raise UsageError(f"Invalid value for '--freeze': {hp.freeze!r} leaves nothing to train")
     return model

@@ -1,0 +1,146 @@
+"""What `bench run` shows as it goes (a RunListener): a bar for the trials and one for the epochs of each running
+trial, a line per trial, then the leaderboard and the deployment tables."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from bench.cli.tables import (
+    configurations_table,
+    inference_table,
+    leaderboard_table,
+    run_title,
+    short_variant,
+    variants_table,
+    varying,
+)
+from bench.core.formats import duration, pct, trial_label
+from bench.core.status import TrialStatus
+from bench.deploy.steps import DeployResult
+from bench.results.leaderboard import configurations, repeated
+from bench.sweep.listener import RunListener
+from bench.sweep.plan import TrialSpec
+from bench.train.loop import EpochStats
+
+
+class RichDisplay(RunListener):
+    """What `bench run` shows: a bar for the trials and one for the epochs of each running trial, a line per trial,
+    the leaderboard and the deployment tables."""
+
+    def __init__(self, console: Console):
+        self.console = console
+        self.bar = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        )
+        self.trials_task = None
+        self.epochs_tasks: dict[int, int] = {}  # trial idx -> its epochs bar (trials may run side by side)
+        self.total = 0
+        self.keys: dict[str, set[str]] = {}
+        self.status = None  # the spinner while winners are exported and benchmarked
+        self.tables: Console | None = None  # where the leaderboard and the deployment table go (none: not shown)
+
+    def __enter__(self):
+        return self  # the bars start with the first trial: an error before it prints only itself
+
+    def __exit__(self, *exc):
+        if self.bar.live.is_started:
+            self.bar.stop()
+        if self.status is not None:
+            self.status.stop()
+
+    def run_started(self, run_id: str, specs: list[TrialSpec]) -> None:
+        self.total = len(specs)
+        self.keys = varying([{"architecture": s.architecture.name, "variant": s.variant} for s in specs])
+        self.console.print(f"Run [bold]{run_id}[/]: {len(specs)} trial{'s' * (len(specs) != 1)}")
+        self.trials_task = self.bar.add_task("trials", total=len(specs))
+        self.bar.start()
+
+    def trial_started(self, spec: TrialSpec) -> None:
+        self.epochs_tasks[spec.idx] = self.bar.add_task(
+            f"{trial_label(spec.idx)} {spec.architecture.name} epochs", total=spec.hparams.epochs
+        )
+
+    def epoch_done(self, spec: TrialSpec, stats: EpochStats) -> None:
+        if spec.idx in self.epochs_tasks:
+            self.bar.update(
+                self.epochs_tasks[spec.idx],
+                advance=1,
+                description=f"{trial_label(spec.idx)} {spec.architecture.name} val acc {pct(stats.val_acc)}%",
+            )
+
+    def trial_done(self, spec: TrialSpec, trial: dict) -> None:
+        if spec.idx in self.epochs_tasks:
+            self.bar.remove_task(self.epochs_tasks.pop(spec.idx))
+        self.bar.advance(self.trials_task)
+        hp = spec.hparams
+        marks = {
+            TrialStatus.COMPLETED: "[green]✓[/]",
+            TrialStatus.EARLY_STOPPED: "[green]✓[/]",
+            TrialStatus.PRUNED: "[yellow]-[/]",
+            TrialStatus.DIVERGED: "[yellow]![/]",
+        }
+        mark = marks.get(trial["status"], "[red]✗[/]")
+        figures = (
+            f"val {pct(trial['val_acc'])}% test {pct(trial['test_acc'])}% best epoch {trial['best_epoch']}"
+            if trial["val_acc"] is not None
+            else trial.get("note") or trial["status"]
+        )
+        self.console.print(
+            f"{mark} {trial_label(spec.idx)}/{self.total} {spec.architecture.name} "
+            f"{short_variant({'variant': spec.variant}, self.keys.get(spec.architecture.name, set()))} "
+            f"{hp.optimizer} lr={hp.lr:g} batch={hp.batch_size}: {trial['status']}, {figures} "
+            f"({duration(trial['duration_s'])})",
+            highlight=False,
+        )
+
+    def sweep_done(self, run: dict, ranked: list[dict]) -> None:
+        if self.bar.live.is_started:
+            self.bar.stop()
+        if not self.tables:
+            return
+        configs = configurations(ranked)
+        if repeated(configs):  # seeds repeat configurations: one row each, mean ± std
+            self.tables.print(
+                configurations_table(
+                    configs,
+                    run_title(run).replace("ranked by validation accuracy", "ranked by mean validation accuracy"),
+                )
+            )
+        else:
+            self.tables.print(leaderboard_table(ranked, run_title(run)))
+
+    def deploy_started(self, trials: list[dict], settings) -> None:
+        self.status = self.console.status("exporting and benchmarking" if settings else "exporting")
+        self.status.start()
+
+    def deploy_event(self, kind: str, trial: dict, payload) -> None:
+        name = f"{trial_label(trial['idx'])} {trial['architecture']}"
+        if kind == "quantized":
+            for v in payload:
+                acc = f"test acc {pct(v['test_acc'])}%, " if v["test_acc"] is not None else ""
+                self.console.print(f"{v['precision']} {name}: {v['status']}, {acc}{v['note'] or ''}".rstrip(", "))
+        elif kind != "exported":
+            self.console.print(f"Benchmarked {name}: {len(payload)} measurements")
+        elif payload["status"] != "ok":
+            self.console.print(f"ONNX {name}: {payload['status']}, {payload['note']}")
+        else:
+            self.console.print(
+                f"ONNX {name}: ok, max |Δ| {payload['max_abs_diff']:.1e}, "
+                f"ONNX test acc {100 * payload['onnx_test_acc']:.2f}%"
+            )
+
+    def deploy_done(self, run: dict, results: list[DeployResult], settings) -> None:
+        if self.status is not None:
+            self.status.stop()
+            self.status = None
+        if self.tables:
+            what = " and inference benchmark" if settings else ""
+            self.tables.print(inference_table(results, f"Run {run['id']}: ONNX export{what}"))
+            if any(r.variants for r in results):
+                self.tables.print(variants_table(results, f"Run {run['id']}: int8 and fp16 variants"))

@@ -1,0 +1,121 @@
+"""What a trial's loss and accuracy histories say, in words: the interpretation the lab report asked for.
+
+Rules (the thresholds are stated in every report's method section):
+- diverged: the trial stopped because its training loss was not finite or exploded.
+- overfitting from epoch N: N is the epoch of lowest validation loss (the kept checkpoint); at least
+  OVERFIT_MIN_EPOCHS epochs follow it, the last validation loss is at least OVERFIT_RISE above that minimum,
+  and the training loss kept falling after N.
+- still improving: the last epoch was the best one.
+- underfitting: the kept checkpoint classifies less than UNDERFIT_TRAIN_ACC of its own training images.
+- generalization gap: training accuracy exceeds validation accuracy by more than GAP points.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bench.core.status import TrialStatus
+
+OVERFIT_RISE = 0.10  # relative rise of the validation loss above its minimum
+OVERFIT_MIN_EPOCHS = 2  # epochs after the best one before calling it a trend
+UNDERFIT_TRAIN_ACC = 0.90
+GAP = 0.10
+
+
+@dataclass
+class Finding:
+    kind: str  # diverged | overfitting | still_improving | underfitting | gap | converged | failed | interrupted
+    text: str
+    epoch: int | None = None
+
+
+def diagnose(trial: dict, history: list[dict]) -> list[Finding]:
+    status = trial["status"]
+    if status == TrialStatus.DIVERGED:
+        why = trial.get("note") or "loss not finite"
+        lr = trial["hparams"]["lr"]
+        text = f"Training diverged ({why}): the learning rate ({lr:g}) is probably too high for this model."
+        return [Finding("diverged", text)]
+    if status == TrialStatus.PRUNED:
+        why = trial.get("note") or "stopped by the scheduler"
+        text = f"Pruned: {why}, its validation figures being among the weakest of its rung; its best epoch was kept."
+        return [Finding("pruned", text)]
+    if status in (TrialStatus.FAILED, TrialStatus.INTERRUPTED, TrialStatus.RUNNING, TrialStatus.PENDING):
+        return [
+            Finding(
+                status, f"No diagnosis: the trial {status}" + (f" ({trial['note']})." if trial.get("note") else ".")
+            )
+        ]
+    if not history or trial.get("best_epoch") is None:
+        return []
+    findings: list[Finding] = []
+    if status == TrialStatus.EARLY_STOPPED:
+        findings.append(Finding("early_stopped", f"Stopped early: {trial.get('note')}."))
+    best = trial["best_epoch"]
+    last = history[-1]
+    at_best = history[best - 1]
+    val_min = at_best["val_loss"]
+    after = history[best:]
+    if (
+        len(after) >= OVERFIT_MIN_EPOCHS
+        and val_min is not None
+        and last["val_loss"] is not None
+        and last["val_loss"] >= val_min * (1 + OVERFIT_RISE)
+        and last["train_loss"] < at_best["train_loss"]
+    ):
+        findings.append(
+            Finding(
+                "overfitting",
+                f"Overfitting from epoch {best}: validation loss rose from {val_min:.4f} (epoch {best}) to "
+                f"{last['val_loss']:.4f} (epoch {last['epoch']}) while training loss fell from "
+                f"{at_best['train_loss']:.4f} to {last['train_loss']:.4f}; the checkpoint of epoch {best} was kept.",
+                best,
+            )
+        )
+    if best == last["epoch"]:
+        findings.append(
+            Finding(
+                "still_improving",
+                f"Still improving at the last epoch ({best}): validation loss reached its lowest there "
+                f"({val_min:.4f}); more epochs may help.",
+                best,
+            )
+        )
+    train_acc, val_acc = trial.get("train_acc"), trial.get("val_acc")
+    if train_acc is not None and train_acc < UNDERFIT_TRAIN_ACC:
+        findings.append(
+            Finding(
+                "underfitting",
+                f"Underfitting: the kept checkpoint classifies only {100 * train_acc:.2f}% of its own training images; "
+                "a larger model, less regularization, more epochs or a higher learning rate may help.",
+            )
+        )
+    if train_acc is not None and val_acc is not None and train_acc - val_acc > GAP:
+        findings.append(
+            Finding(
+                "gap",
+                f"Generalization gap: {100 * train_acc:.2f}% on training images against {100 * val_acc:.2f}% on "
+                "validation images; more data, augmentation or regularization may help.",
+            )
+        )
+    if all(f.kind == "early_stopped" for f in findings):
+        findings.append(
+            Finding(
+                "converged",
+                f"Converged: validation loss reached its lowest at epoch {best} of {last['epoch']} and did not rise "
+                f"by more than {100 * OVERFIT_RISE:.0f}% afterwards.",
+                best,
+            )
+        )
+    return findings
+
+
+def summary(findings: list[Finding]) -> str:
+    """A short label for tables: 'overfitting from 10', 'still improving', ..."""
+    labels = []
+    for f in findings:
+        label = f.kind.replace("_", " ")
+        if f.kind == "overfitting":
+            label += f" from {f.epoch}"
+        labels.append(label)
+    return ", ".join(labels) or "-"

@@ -1,0 +1,7 @@
+"""Running a model for its figures: the engine registry (what engine plugins registered), onnxruntime sessions on
+the provider really used, the timing protocol every engine is measured under, and measuring engines with it.
+
+    engines.py   EngineModel (what an engine receives), the engine registry
+    onnxrt.py    onnxruntime sessions, and why a provider cannot run
+    protocol.py  the timing protocol: BenchSettings, Measurement, timed runs, percentiles
+    measure.py   one engine x device x precision x batch under the protocol, every one of a model, its logits"""

@@ -1,0 +1,3 @@
+"""Runs sent to a tracking tool: MLflow (bench mlflow, bench run --track mlflow).
+
+mlflow.py  one MLflow run per run, a nested run per trial, sent again only for what is new"""
