@@ -190,6 +190,50 @@ def test_the_formatter_formats_the_tree():
     assert skips == 0
 
 
+def status_literals(paths) -> list[str]:
+    """Text constants (docstrings aside) that spell a status or a precision by hand: each has its definition in
+    bench/core/status.py, and a str enum member compares equal to the stored text."""
+    from enum import StrEnum
+
+    from bench.core import status
+
+    words = {m.value for e in vars(status).values() if isinstance(e, type) and issubclass(e, StrEnum) for m in e}
+    words.discard("")
+    out = []
+    for path in paths:
+        tree = ast.parse(path.read_text())
+        docs = {
+            id(node.body[0].value)
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Module | ast.FunctionDef | ast.ClassDef)
+            and node.body
+            and isinstance(node.body[0], ast.Expr)
+        }
+        out += [
+            f"{path.name}:{node.lineno}: {node.value!r}"
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Constant) and node.value in words and id(node) not in docs
+        ]
+    return out
+
+
+def test_statuses_and_precisions_are_spelled_only_by_their_definitions():
+    """No "ok", "pruned", "fp32"... as text in bench/: r["status"] == MeasurementStatus.OK, r["precision"] (a NOT NULL
+    column), Precision.FP32. The store's schema (SQL) and the definitions themselves are the exceptions."""
+    paths = [
+        p for p in BENCH.rglob("*.py") if p.relative_to(BENCH).as_posix() not in ("core/status.py", "store/schema.py")
+    ]
+    assert status_literals(paths) == []
+
+
+def test_the_literal_check_finds_a_status_spelled_by_hand(tmp_path):
+    code = tmp_path / "m.py"
+    code.write_text(
+        '"""ok"""\n\ndef f(r):\n    """failed"""\n    return r["status"] == "ok" or r.get("precision") == "fp32"\n'
+    )
+    assert status_literals([code]) == ["m.py:5: 'ok'", "m.py:5: 'fp32'"]
+
+
 def test_trial_labels_have_one_definition():
     for path in [*BENCH.rglob("*.py"), *(ROOT / "plugins").glob("*.py")]:
         if path.name != "formats.py":

@@ -16,7 +16,7 @@ from bench.cli.tables import (
     varying,
 )
 from bench.core.formats import duration, pct, trial_label
-from bench.core.status import TrialStatus
+from bench.core.status import ExportStatus, TrialStatus
 from bench.deploy.steps import DeployResult
 from bench.results.leaderboard import configurations, repeated
 from bench.sweep.listener import RunListener
@@ -127,7 +127,7 @@ class RichDisplay(RunListener):
                 self.console.print(f"{v['precision']} {name}: {v['status']}, {acc}{v['note'] or ''}".rstrip(", "))
         elif kind != "exported":
             self.console.print(f"Benchmarked {name}: {len(payload)} measurements")
-        elif payload["status"] != "ok":
+        elif payload["status"] != ExportStatus.OK:
             self.console.print(f"ONNX {name}: {payload['status']}, {payload['note']}")
         else:
             self.console.print(

@@ -25,7 +25,7 @@ from onnxruntime.quantization import CalibrationDataReader
 
 from bench.core.errors import BenchError, one_line
 from bench.core.files import no_room
-from bench.core.status import VariantStatus
+from bench.core.status import Precision, VariantStatus
 from bench.options.choices import QUANTIZE
 from bench.options.config import stage_settings
 from bench.runtime import onnxrt
@@ -120,7 +120,7 @@ def operators(model: onnx.ModelProto) -> dict[str, dict[str, int]]:
             produced_by.get(i) == "DequantizeLinear" for i in node.input
         )
         (int8 if quantized else floats)[node.op_type] += 1
-    return {"int8": dict(int8), "float": dict(floats)}
+    return {Precision.INT8: dict(int8), "float": dict(floats)}
 
 
 @contextlib.contextmanager
@@ -274,7 +274,7 @@ def to_fp16(fp32_path: Path) -> tuple[bytes, dict]:
 
     model = convert_float_to_float16(onnx.load(str(fp32_path)), keep_io_types=True)
     return model.SerializeToString(), {
-        "kind": "fp16",
+        "kind": Precision.FP16,
         "tool": f"onnxruntime.transformers.float16 ({ort.__version__})",
         "io": "float32 inputs and outputs, cast inside",
     }
@@ -299,7 +299,7 @@ def make_variants(
             workdir = Path(tmp) / precision
             workdir.mkdir()
             try:
-                if precision == "int8":
+                if precision == Precision.INT8:
                     variant.data, variant.method, variant.note = quantize_int8(
                         fp32_path, calibration, settings, workdir
                     )

@@ -18,6 +18,8 @@ from pathlib import Path
 
 from bench.core.files import atomic_write
 from bench.core.formats import GPU_PROVIDERS, pct
+from bench.core.status import MeasurementStatus
+from bench.report.data import history_csv, measurements, measurements_csv, records, to_csv
 from bench.report.deployment import deployment_section
 from bench.report.method import method_section
 from bench.report.search import search_section
@@ -25,14 +27,14 @@ from bench.report.sections import (
     configurations_section,
     diagnosis_section,
     header_section,
-    leaderboard_rows,
+    leaderboard_columns,
     parameters_section,
     time_section,
     top_section,
 )
-from bench.report.tables import history_csv, measurements, measurements_csv, records, to_csv
 from bench.report.tradeoff import tradeoff_section
-from bench.report.views import TrialView, choose_target, comparable, gather, groups_of, md_table, select_runs
+from bench.report.views import TrialView, choose_target, comparable, gather, groups_of, select_runs
+from bench.results.columns import markdown
 from bench.store import Store, safe_component
 
 __all__ = [
@@ -94,7 +96,7 @@ def _write_report(store, runs, out_root, top, target_acc, font_note) -> tuple[Pa
 
 
 def gpu_of(views: list[TrialView]) -> bool:
-    return any(r["provider"] in GPU_PROVIDERS and r["status"] == "ok" for v in views for r in v.latency)
+    return any(r["provider"] in GPU_PROVIDERS and r["status"] == MeasurementStatus.OK for v in views for r in v.latency)
 
 
 def _body(views: list[TrialView], top: int, target_acc, folder: Path, prefix: str, gpu: bool) -> str:
@@ -105,7 +107,6 @@ def _body(views: list[TrialView], top: int, target_acc, folder: Path, prefix: st
         atomic_write(folder / (prefix + name), data)
         return prefix + name
 
-    header, rows = leaderboard_rows(views, gpu, target)
     return "\n\n".join(
         [
             "## Leaderboard",
@@ -113,7 +114,7 @@ def _body(views: list[TrialView], top: int, target_acc, folder: Path, prefix: st
             "for its architecture. Accuracies in %; training s: the training steps' wall time (validation "
             f"excluded); time to {pct(target)}% val: see Time to accuracy; latency and throughput from ONNX "
             "Runtime (see Method).",
-            md_table(header, rows),
+            markdown(leaderboard_columns(views, gpu, target), views),
             *(["## Configurations over seeds", configs] if (configs := configurations_section(views)) else []),
             "## Every parameter",
             parameters_section(views),

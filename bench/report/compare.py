@@ -9,7 +9,7 @@ import json
 
 from bench.core.errors import UsageError
 from bench.core.formats import CPU_PROVIDERS
-from bench.core.status import MeasurementStatus
+from bench.core.status import MeasurementStatus, Precision
 from bench.report.views import comparable
 from bench.results.deployed import representative
 from bench.results.leaderboard import configurations, rank
@@ -69,7 +69,7 @@ def _latency(store: Store, trial: dict) -> dict | None:
         for r in representative(store.latency_of(trial["id"]))
         if r["engine"] == "onnxruntime"
         and r["provider"] in CPU_PROVIDERS
-        and (r.get("precision") or "fp32") == "fp32"
+        and r["precision"] == Precision.FP32
         and r["batch_size"] == 1
         and r["status"] == MeasurementStatus.OK
     ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from bench.core.noise import NOISE_METHOD
+from bench.core.status import MeasurementStatus
 from bench.report.views import TrialView
 from bench.results import diagnosis
 
@@ -44,7 +45,7 @@ def method_section(runs: list[dict], views: list[TrialView]) -> str:
             f"(tolerance {e['tolerance']:g} on the largest logit difference). ONNX test accuracy is computed by "
             "onnxruntime on the CPU over the whole test set."
         )
-    methods = [r for v in views for r in v.latency if r["status"] == "ok"]
+    methods = [r for v in views for r in v.latency if r["status"] == MeasurementStatus.OK]
     if methods:
         from bench.runtime.protocol import graph_levels
 
@@ -62,7 +63,9 @@ def method_section(runs: list[dict], views: list[TrialView]) -> str:
             + "; GPU timings use IO binding (no host copies timed). Throughput = batch size / mean latency."
             + _repetitions(views)
         )
-    noisy_latency = sum(bool(r.get("noisy")) for v in views for r in v.repetitions if r["status"] == "ok")
+    noisy_latency = sum(
+        bool(r.get("noisy")) for v in views for r in v.repetitions if r["status"] == MeasurementStatus.OK
+    )
     noisy_epochs = sum(bool(h.get("noisy")) for v in views for h in v.history)
     lines.append(
         "- **Noise.** Every latency figure and every epoch's time records what the machine did meanwhile: "
@@ -85,7 +88,9 @@ def method_section(runs: list[dict], views: list[TrialView]) -> str:
             "test accuracy through onnxruntime (CPU) on the whole test set, top-1 agreement with fp32, file size; "
             f"flagged (and kept) past {drops} points of accuracy lost; benchmarked like fp32 (ONNX Runtime only)."
         )
-    unavailable = {r["provider"]: r["note"] for v in views for r in v.latency if r["status"] == "unavailable"}
+    unavailable = {
+        r["provider"]: r["note"] for v in views for r in v.latency if r["status"] == MeasurementStatus.UNAVAILABLE
+    }
     lines += [f"- **{p} unavailable:** {note}" for p, note in unavailable.items()]
     return "\n".join(lines)
 

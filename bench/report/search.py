@@ -4,6 +4,7 @@ in the order the search ran them, and the best so far."""
 from __future__ import annotations
 
 from bench.core.formats import pct
+from bench.core.status import TrialStatus
 from bench.report import plots as figures
 from bench.report.views import TrialView
 
@@ -27,7 +28,7 @@ def search_section(views: list[TrialView], write_png) -> str | None:
         metric = trials[0].trial["hparams"].get("select") or "val_loss"
         trials = sorted(trials, key=lambda v: v.trial["idx"])
         series.append((run_id, [v.trial["idx"] for v in trials], [v.trial.get(metric) for v in trials]))
-        pruned = sum(v.trial["status"] == "pruned" for v in trials)
+        pruned = sum(v.trial["status"] == TrialStatus.PRUNED for v in trials)
         values = [v.trial.get(metric) for v in trials if v.trial.get(metric) is not None]
         best = (min if metric == "val_loss" else max)(values) if values else None
         shown = "-" if best is None else f"{best:.4g}" if metric == "val_loss" else f"{pct(best)}%"

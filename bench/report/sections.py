@@ -12,69 +12,67 @@ from bench.models.registry import format_value, format_variant
 from bench.options.choices import TRAIN
 from bench.options.config import option_names
 from bench.report import plots as figures
-from bench.report.views import TrialView, learned, md_table, time_to, training_seconds, variant_text
+from bench.report.views import TrialView, learned, time_to, training_seconds, variant_text
 from bench.results import diagnosis
+from bench.results.columns import Column, markdown
 from bench.results.leaderboard import configurations, rank, repeated
 from bench.store import Store
 
 
-def leaderboard_rows(
-    views: list[TrialView], gpu: bool, target: float | None = None
-) -> tuple[list[str], list[list[str]]]:
+def leaderboard_columns(views: list[TrialView], gpu: bool, target: float | None = None) -> list[Column]:
+    """The report's leaderboard (rows: TrialView, ranked by test accuracy): hyperparameters, accuracies, time,
+    ONNX figures on the CPU (and GPU where measured), noise, status and diagnosis."""
     batches = sorted({r["batch_size"] for v in views for r in v.latency if r["engine"] == "onnxruntime"})
     large = batches[-1] if batches else 64
-    header = [
-        "rank",
-        "trial",
-        "architecture",
-        "variant",
-        "optimizer",
-        "lr",
-        "batch",
-        "epochs (best/run)",
-        "train %",
-        "val %",
-        "test %",
-        "training s",
-        f"time to {pct(target)}% val (s)",
-        "ONNX test %",
-        "params",
-        "MFLOPs",
-        "ONNX CPU p50 batch 1 (ms)",
-        f"ONNX CPU images/s (batch {large})",
+    hp = "hparams"
+    columns = [
+        Column("rank", lambda v: str(v.test_rank or "-")),
+        Column("trial", lambda v: v.name + (" ★" if v.trial["winner"] else ""), left=True),
+        Column("architecture", lambda v: v.trial["architecture"], left=True),
+        Column("variant", variant_text, left=True),
+        Column("optimizer", lambda v: v.trial[hp]["optimizer"], left=True),
+        Column("lr", lambda v: f"{v.trial[hp]['lr']:g}"),
+        Column("batch", lambda v: str(v.trial[hp]["batch_size"])),
+        Column("epochs (best/run)", lambda v: f"{v.trial['best_epoch'] or '-'}/{_or_dash(v.trial['epochs_run'])}"),
+        Column("train %", lambda v: pct(v.trial["train_acc"])),
+        Column("val %", lambda v: pct(v.trial["val_acc"])),
+        Column("test %", lambda v: pct(v.trial["test_acc"])),
+        Column("training s", lambda v: secs(training_seconds(v.history))),
+        Column(f"time to {pct(target)}% val (s)", lambda v: _time_text(v.history, target)),
+        Column("ONNX test %", lambda v: pct(v.export["onnx_test_acc"]) if v.export else "-"),
+        Column("params", lambda v: _or_dash(v.trial["params"])),
+        Column("MFLOPs", lambda v: mflops(v.trial["flops"])),
     ]
-    if gpu:
-        header += ["ONNX GPU p50 batch 1 (ms)", f"ONNX GPU images/s (batch {large})"]
-    header += ["noisy", "status", "diagnosis"]
-    rows = []
-    for v in views:
-        t, hp = v.trial, v.trial["hparams"]
-        row = [
-            str(v.test_rank or "-"),
-            v.name + (" ★" if t["winner"] else ""),
-            t["architecture"],
-            variant_text(v),
-            hp["optimizer"],
-            f"{hp['lr']:g}",
-            str(hp["batch_size"]),
-            f"{t['best_epoch'] or '-'}/{t['epochs_run'] if t['epochs_run'] is not None else '-'}",
-            pct(t["train_acc"]),
-            pct(t["val_acc"]),
-            pct(t["test_acc"]),
-            secs(training_seconds(v.history)),
-            _time_text(v.history, target),
-            pct(v.export["onnx_test_acc"]) if v.export else "-",
-            str(t["params"]) if t["params"] is not None else "-",
-            mflops(t["flops"]),
+    for providers, where in ((CPU_PROVIDERS, "CPU"), (GPU_PROVIDERS, "GPU")) if gpu else ((CPU_PROVIDERS, "CPU"),):
+        columns += [
+            Column(f"ONNX {where} p50 batch 1 (ms)", lambda v, p=providers: _figure(v.onnx(p, 1), "p50_ms", num)),
+            Column(
+                f"ONNX {where} images/s (batch {large})",
+                lambda v, p=providers: _figure(v.onnx(p, large), "throughput", lambda x: f"{x:.0f}"),
+            ),
         ]
-        noisy = [_noisy_epochs(v)] if v.trial.get("noisy_epochs") else []
-        for providers in (CPU_PROVIDERS, GPU_PROVIDERS) if gpu else (CPU_PROVIDERS,):
-            b1, big = v.onnx(providers, 1), v.onnx(providers, large)
-            row += [num(b1["p50_ms"]) if b1 else "-", f"{big['throughput']:.0f}" if big else "-"]
-            noisy += ["latency" if any(m and m.get("noisy") for m in (b1, big)) else ""]
-        row += [", ".join(x for x in noisy if x) or "-", v.status, diagnosis.summary(v.findings)]
-        rows.append(row)
-    return header, rows
+    providers = (CPU_PROVIDERS, GPU_PROVIDERS) if gpu else (CPU_PROVIDERS,)
+    return columns + [
+        Column("noisy", lambda v: _noise(v, providers, large), left=True),
+        Column("status", lambda v: v.status, left=True),
+        Column("diagnosis", lambda v: diagnosis.summary(v.findings), left=True),
+    ]
+
+
+def _or_dash(x) -> str:
+    return "-" if x is None else str(x)
+
+
+def _figure(row: dict | None, key: str, write) -> str:
+    return write(row[key]) if row else "-"
+
+
+def _noise(v: TrialView, providers: tuple, large: int) -> str:
+    """What of a trial's figures are noisy: its epoch times, its latency."""
+    noisy = [_noisy_epochs(v)] if v.trial.get("noisy_epochs") else []
+    for p in providers:
+        noisy += ["latency" if any(m and m.get("noisy") for m in (v.onnx(p, 1), v.onnx(p, large))) else ""]
+    return ", ".join(x for x in noisy if x) or "-"
 
 
 def _time_text(history: list[dict], target: float | None) -> str:
@@ -85,6 +83,9 @@ def _time_text(history: list[dict], target: float | None) -> str:
 
 
 # --- sections -----------------------------------------------------------------------------------------
+
+
+KEY_VALUE = (Column("", lambda r: r[0], left=True), Column("", lambda r: r[1], left=True))
 
 
 def header_section(runs: list[dict], store: Store) -> str:
@@ -115,7 +116,7 @@ def header_section(runs: list[dict], store: Store) -> str:
                 ),
             ],
         ]
-        out.append(md_table(["", ""], rows))
+        out.append(markdown(KEY_VALUE, rows))
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     return f"Generated {when} by cnnbench {__version__} from `{store.path}`.\n\n" + "\n\n".join(out)
 
@@ -126,26 +127,18 @@ def parameters_section(views: list[TrialView]) -> str:
     for arch in dict.fromkeys(v.trial["architecture"] for v in views):
         group = [v for v in views if v.trial["architecture"] == arch]
         keys = list(dict.fromkeys(k for v in group for k in v.trial["variant"]))
-        hkeys = option_names(TRAIN)
-        header = ["trial", *keys, *hkeys]
-        rows = [
-            [
-                v.name,
-                *(format_value(v.trial["variant"].get(k, "-")) for k in keys),
-                *(str(v.trial["hparams"].get(k, "-")) for k in hkeys),
-            ]
-            for v in group
+        columns = [
+            Column("trial", lambda v: v.name, left=True),
+            *(Column(k, lambda v, k=k: format_value(v.trial["variant"].get(k, "-"))) for k in keys),
+            *(Column(k, lambda v, k=k: str(v.trial["hparams"].get(k, "-"))) for k in option_names(TRAIN)),
         ]
-        parts.append(f"### {arch}\n\n" + md_table(header, rows))
+        parts.append(f"### {arch}\n\n" + markdown(columns, group))
     return "\n\n".join(parts)
 
 
 def per_class(v: TrialView) -> tuple[str, list[str]]:
     classes, matrix = v.run["classes"], v.trial["confusion"]
-    rows = []
-    for i, name in enumerate(classes):
-        total = sum(matrix[i])
-        rows.append([name, pct(matrix[i][i] / total) if total else "-", str(total)])
+    rows = [(name, matrix[i][i], sum(matrix[i])) for i, name in enumerate(classes)]
     pairs = [
         (matrix[i][j] / sum(matrix[i]), matrix[i][j], sum(matrix[i]), i, j)
         for i in range(len(classes))
@@ -154,35 +147,29 @@ def per_class(v: TrialView) -> tuple[str, list[str]]:
     ]
     pairs.sort(key=lambda p: (-p[0], -p[1]))
     words = [f"{classes[i]} -> {classes[j]} {pct(share)}% ({n} of {total})" for share, n, total, i, j in pairs[:5]]
-    return md_table(["class", "test accuracy %", "test images"], rows), words
+    return markdown(PER_CLASS, rows), words
+
+
+PER_CLASS = (  # rows: (class, correct, test images)
+    Column("class", lambda r: r[0], left=True),
+    Column("test accuracy %", lambda r: pct(r[1] / r[2]) if r[2] else "-"),
+    Column("test images", lambda r: str(r[2])),
+)
 
 
 def epochs_table(v: TrialView) -> str:
     """Every epoch of a trial: learning rate, losses, accuracies, time; the kept epoch marked."""
-    rows = [
-        [
-            str(h["epoch"]) + (" ★" if h["epoch"] == v.trial["best_epoch"] else ""),
-            f"{h['lr']:.4g}" if h.get("lr") is not None else "-",
-            num(h["train_loss"]),
-            pct(h["train_acc"]),
-            num(h["val_loss"]),
-            pct(h["val_acc"]),
-            secs(h.get("elapsed_s")),
-            "noisy" if h.get("noisy") else "-",
-        ]
-        for h in v.history
-    ]
-    header = [
-        "epoch",
-        "lr (first step)",
-        "train loss",
-        "train %",
-        "val loss",
-        "val %",
-        "training s (cumulative)",
-        "time",
-    ]
-    return md_table(header, rows)
+    columns = (
+        Column("epoch", lambda h: str(h["epoch"]) + (" ★" if h["epoch"] == v.trial["best_epoch"] else "")),
+        Column("lr (first step)", lambda h: f"{h['lr']:.4g}" if h.get("lr") is not None else "-"),
+        Column("train loss", lambda h: num(h["train_loss"])),
+        Column("train %", lambda h: pct(h["train_acc"])),
+        Column("val loss", lambda h: num(h["val_loss"])),
+        Column("val %", lambda h: pct(h["val_acc"])),
+        Column("training s (cumulative)", lambda h: secs(h.get("elapsed_s"))),
+        Column("time", lambda h: "noisy" if h.get("noisy") else "-", left=True),
+    )
+    return markdown(columns, v.history)
 
 
 def time_section(views: list[TrialView], target: float | None, chosen: bool, write_png) -> str:
@@ -209,24 +196,20 @@ def time_section(views: list[TrialView], target: float | None, chosen: bool, wri
         if chosen
         else "given with --target-acc"
     )
-    rows = []
-    for v in timed:
-        hit = time_to(v.history, target) if target is not None else None
-        rows.append(
-            [
-                v.name,
-                v.trial["architecture"],
-                secs(hit[0]) if hit else "not reached",
-                str(hit[1]) if hit else "-",
-                secs(training_seconds(v.history)),
-                pct(max(h["val_acc"] for h in v.history)),
-                _noisy_epochs(v) or "-",
-            ]
-        )
-    table = md_table(
-        ["trial", "architecture", f"time to {pct(target)}% val (s)", "epoch", "training s", "best val %", "noisy"],
-        rows,
+
+    def hit(v: TrialView):
+        return time_to(v.history, target) if target is not None else None
+
+    columns = (
+        Column("trial", lambda v: v.name, left=True),
+        Column("architecture", lambda v: v.trial["architecture"], left=True),
+        Column(f"time to {pct(target)}% val (s)", lambda v: secs(hit(v)[0]) if hit(v) else "not reached"),
+        Column("epoch", lambda v: str(hit(v)[1]) if hit(v) else "-"),
+        Column("training s", lambda v: secs(training_seconds(v.history))),
+        Column("best val %", lambda v: pct(max(h["val_acc"] for h in v.history))),
+        Column("noisy", lambda v: _noisy_epochs(v) or "-", left=True),
     )
+    table = markdown(columns, timed)
     return (
         f"![Validation accuracy against training time]({png})\n\nTarget: **{pct(target)}%** validation accuracy "
         f"({how}). Time is the cumulative wall time of the training steps up to the end of the first epoch that "
@@ -248,41 +231,26 @@ def configurations_section(views: list[TrialView]) -> str | None:
     rows = []
     for trials in by_run.values():
         configs = configurations(rank(trials))
-        if not repeated(configs):
-            continue
-        names = {t["idx"]: t["name"] for t in trials}
-        for c in configs:
-            hp = c["hparams"]
-            rows.append(
-                [
-                    ", ".join(names[i] for i in c["trials"]),
-                    c["architecture"],
-                    format_variant(c["variant"]) or "-",
-                    hp["optimizer"],
-                    f"{hp['lr']:g}",
-                    str(hp["batch_size"]),
-                    str(c["val_acc"]["n"]),
-                    _mean_std(c["val_acc"]),
-                    _mean_std(c["test_acc"]),
-                ]
-            )
+        if repeated(configs):
+            names = {t["idx"]: t["name"] for t in trials}
+            rows += [{**c, "names": ", ".join(names[i] for i in c["trials"])} for c in configs]
     if not rows:
         return None
-    header = [
-        "trials",
-        "architecture",
-        "variant",
-        "optimizer",
-        "lr",
-        "batch",
-        "n",
-        "val % (mean ± std)",
-        "test % (mean ± std)",
-    ]
+    columns = (
+        Column("trials", lambda c: c["names"], left=True),
+        Column("architecture", lambda c: c["architecture"], left=True),
+        Column("variant", lambda c: format_variant(c["variant"]) or "-", left=True),
+        Column("optimizer", lambda c: c["hparams"]["optimizer"], left=True),
+        Column("lr", lambda c: f"{c['hparams']['lr']:g}"),
+        Column("batch", lambda c: str(c["hparams"]["batch_size"])),
+        Column("n", lambda c: str(c["val_acc"]["n"])),
+        Column("val % (mean ± std)", lambda c: _mean_std(c["val_acc"])),
+        Column("test % (mean ± std)", lambda c: _mean_std(c["test_acc"])),
+    )
     return (
         "Trials that differ only by their seed (initialization, order and split) are one configuration: mean and "
         "sample standard deviation over its finished trials, n of them, best mean validation accuracy first.\n\n"
-        + md_table(header, rows)
+        + markdown(columns, rows)
     )
 
 
@@ -325,8 +293,13 @@ def top_section(views: list[TrialView], top: int, write_png) -> str:
     return "\n\n".join(parts) if parts else "No completed trial."
 
 
+DIAGNOSIS = (
+    Column("trial", lambda v: v.name, left=True),
+    Column("architecture", lambda v: v.trial["architecture"], left=True),
+    Column("status", lambda v: v.trial["status"], left=True),
+    Column("diagnosis", lambda v: " ".join(f.text for f in v.findings) or "-", left=True),
+)
+
+
 def diagnosis_section(views: list[TrialView]) -> str:
-    rows = [
-        [v.name, v.trial["architecture"], v.trial["status"], " ".join(f.text for f in v.findings) or "-"] for v in views
-    ]
-    return md_table(["trial", "architecture", "status", "diagnosis"], rows)
+    return markdown(DIAGNOSIS, views)

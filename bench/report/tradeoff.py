@@ -7,7 +7,8 @@ from bench.core.formats import CPU_PROVIDERS, num, pct
 from bench.models.registry import format_value
 from bench.options.config import AXES
 from bench.report import plots as figures
-from bench.report.views import TrialView, md_table
+from bench.report.views import TrialView
+from bench.results.columns import Column, markdown
 
 
 def tradeoff_section(views: list[TrialView], write_png) -> str:
@@ -90,18 +91,19 @@ def effects(done: list[TrialView]) -> str:
         for value in values:
             pairs = [(_mean(c[value]), _mean(c[reference])) for c in matched if value in c and reference in c]
             trials = sum(len(c[value]) for c in matched if value in c)
-            if not trials:
-                continue
-            mean = _mean([x for c in matched if value in c for x in c[value]])
-            delta = _mean([a - b for a, b in pairs]) if pairs and value != reference else None
-            rows.append(
-                [value, str(trials), str(len(pairs)), pct(mean), "-" if delta is None else f"{100 * delta:+.2f}"]
-            )
+            if trials:
+                mean = _mean([x for c in matched if value in c for x in c[value]])
+                delta = _mean([a - b for a, b in pairs]) if pairs and value != reference else None
+                rows.append({"value": value, "trials": trials, "pairs": len(pairs), "mean": mean, "delta": delta})
+        columns = (
+            Column("value", lambda r: r["value"], left=True),
+            Column("trials", lambda r: str(r["trials"])),
+            Column(f"comparisons with {reference}", lambda r: str(r["pairs"])),
+            Column("mean val %", lambda r: pct(r["mean"])),
+            Column(f"Δ points vs {reference}", lambda r: "-" if r["delta"] is None else f"{100 * r['delta']:+.2f}"),
+        )
         parts.append(
-            f"**{axis}**: {len(matched)} matched comparison{'s' * (len(matched) != 1)}\n\n"
-            + md_table(
-                ["value", "trials", f"comparisons with {reference}", "mean val %", f"Δ points vs {reference}"], rows
-            )
+            f"**{axis}**: {len(matched)} matched comparison{'s' * (len(matched) != 1)}\n\n" + markdown(columns, rows)
         )
     if confounded:
         parts.append(

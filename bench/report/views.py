@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from bench.core.errors import BenchError
 from bench.core.formats import CPU_PROVIDERS, trial_label
-from bench.core.status import FINISHED, MeasurementStatus
+from bench.core.status import FINISHED, ExportStatus, MeasurementStatus, Precision
 from bench.models.registry import format_variant
 from bench.results import diagnosis
 from bench.results.deployed import representative
@@ -42,7 +42,7 @@ class TrialView:
             if r["engine"] == "onnxruntime"
             and r["provider"] in providers
             and r["status"] == MeasurementStatus.OK
-            and (r.get("precision") or "fp32") == "fp32"
+            and r["precision"] == Precision.FP32
         ]
         if batch is None:
             return max(rows, key=lambda r: r["batch_size"], default=None)
@@ -51,7 +51,7 @@ class TrialView:
     @property
     def status(self) -> str:
         s = self.trial["status"]
-        if self.export and self.export["status"] != "ok":
+        if self.export and self.export["status"] != ExportStatus.OK:
             s += f", ONNX {self.export['status']}"
         return s
 
@@ -109,15 +109,6 @@ def groups_of(runs: list[dict]) -> list[list[dict]]:
     for run in runs:
         out.setdefault(comparable(run), []).append(run)
     return list(out.values())
-
-
-def md_table(header: list[str], rows: list[list[str]]) -> str:
-    def cell(x) -> str:
-        return str(x).replace("|", "\\|").replace("\n", " ")
-
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
-    lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 def time_to(history: list[dict], target: float) -> tuple[float, int] | None:

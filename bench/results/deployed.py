@@ -5,7 +5,7 @@ batch-size curve stops paying. Nothing is measured here; every number comes from
 from __future__ import annotations
 
 from bench.core.formats import CPU_PROVIDERS as CPU
-from bench.core.status import MeasurementStatus, VariantStatus
+from bench.core.status import MeasurementStatus, Precision, VariantStatus
 
 CPU_DEVICES = CPU  # onnxruntime's CPU provider, and every other engine's cpu
 
@@ -18,7 +18,7 @@ def representative(latency: list[dict]) -> list[dict]:
     measured) and ``p50_min_ms``/``p50_max_ms`` (their range). The store keeps every repetition."""
     groups: dict[tuple, list[dict]] = {}
     for r in latency:
-        groups.setdefault((r.get("precision") or "fp32", r["engine"], r["provider"], r["batch_size"]), []).append(r)
+        groups.setdefault((r["precision"], r["engine"], r["provider"], r["batch_size"]), []).append(r)
     out = []
     for rows in groups.values():
         ran = sorted(
@@ -50,8 +50,8 @@ def ort_cpu(latency: list[dict], precision: str, batch: int | None = None) -> di
         for r in latency
         if r["engine"] == "onnxruntime"
         and r["provider"] in CPU
-        and r["status"] == "ok"
-        and (r.get("precision") or "fp32") == precision
+        and r["status"] == MeasurementStatus.OK
+        and r["precision"] == precision
     ]
     if batch is None:
         return max(rows, key=lambda r: r["batch_size"], default=None)
@@ -82,11 +82,11 @@ def variant_rows(export: dict | None, variants: list[dict], latency: list[dict])
     fp32_size = export.get("size_bytes") if export else None
     for v in variants:
         p = v["precision"]
-        b1 = [ort_cpu(latency, x, 1) for x in ("fp32", p)]
-        common = {r["batch_size"] for r in latency if r.get("precision") == p and r["status"] == "ok"} & {
-            r["batch_size"] for r in latency if (r.get("precision") or "fp32") == "fp32" and r["status"] == "ok"
+        b1 = [ort_cpu(latency, x, 1) for x in (Precision.FP32, p)]
+        common = {r["batch_size"] for r in latency if r["precision"] == p and r["status"] == MeasurementStatus.OK} & {
+            r["batch_size"] for r in latency if r["precision"] == Precision.FP32 and r["status"] == MeasurementStatus.OK
         }
-        big = [ort_cpu(latency, x, max(common)) for x in ("fp32", p)] if common else [None, None]
+        big = [ort_cpu(latency, x, max(common)) for x in (Precision.FP32, p)] if common else [None, None]
         out.append(
             {
                 "precision": p,
@@ -113,17 +113,19 @@ def deployment_points(
     """Every (engine, precision) of a trial measured on the CPU at ``batch`` with a test accuracy: the points of the
     deployment trade-off, with that engine's accuracy at that precision (stores from before engines were evaluated:
     the ONNX files' accuracy through onnxruntime, and PyTorch's own)."""
-    accuracy = {(e["engine"], e["precision"]): e["test_acc"] for e in evaluations if e["status"] == "ok"}
+    accuracy = {
+        (e["engine"], e["precision"]): e["test_acc"] for e in evaluations if e["status"] == MeasurementStatus.OK
+    }
     if export and export.get("onnx_test_acc") is not None:
-        accuracy.setdefault(("onnxruntime", "fp32"), export["onnx_test_acc"])
+        accuracy.setdefault(("onnxruntime", Precision.FP32), export["onnx_test_acc"])
     for v in variants:
         if v["status"] != VariantStatus.FAILED and v["test_acc"] is not None:
             accuracy.setdefault(("onnxruntime", v["precision"]), v["test_acc"])
     if trial.get("test_acc") is not None:
-        accuracy.setdefault(("torch", "fp32"), trial["test_acc"])
+        accuracy.setdefault(("torch", Precision.FP32), trial["test_acc"])
     out = []
     for r in latency:
-        key = (r["engine"], r.get("precision") or "fp32")
+        key = (r["engine"], r["precision"])
         if (
             r["status"] == MeasurementStatus.OK
             and r["provider"] in CPU_DEVICES
@@ -152,7 +154,7 @@ def engine_rows(trial: dict, latency: list[dict], evaluations: list[dict]) -> li
                 r["p50_ms"]
                 for r in latency
                 if r["engine"] == engine
-                and (r.get("precision") or "fp32") == precision
+                and r["precision"] == precision
                 and r["batch_size"] == batch
                 and r["provider"] in CPU_DEVICES
                 and r["status"] == MeasurementStatus.OK
@@ -166,8 +168,8 @@ def engine_rows(trial: dict, latency: list[dict], evaluations: list[dict]) -> li
         batch = max(batches, default=None)
         own, base, own_fp32 = (
             p50(e["engine"], e["precision"], batch),
-            p50("torch", "fp32", batch),
-            p50(e["engine"], "fp32", batch),
+            p50("torch", Precision.FP32, batch),
+            p50(e["engine"], Precision.FP32, batch),
         )
         out.append(
             {
@@ -195,7 +197,7 @@ def curves(latency: list[dict]) -> dict[tuple[str, str, str], list[tuple[int, fl
     series: dict[tuple[str, str, str], list[tuple[int, float]]] = {}
     for r in latency:
         if r["status"] == MeasurementStatus.OK and r["throughput"]:
-            key = (r.get("precision") or "fp32", r["engine"], r["provider"])
+            key = (r["precision"], r["engine"], r["provider"])
             series.setdefault(key, []).append((r["batch_size"], r["throughput"]))
     return {k: sorted(v) for k, v in series.items() if len(v) >= 3}
 

@@ -35,11 +35,11 @@ def diagnose(trial: dict, history: list[dict]) -> list[Finding]:
         why = trial.get("note") or "loss not finite"
         lr = trial["hparams"]["lr"]
         text = f"Training diverged ({why}): the learning rate ({lr:g}) is probably too high for this model."
-        return [Finding("diverged", text)]
+        return [Finding(TrialStatus.DIVERGED, text)]
     if status == TrialStatus.PRUNED:
         why = trial.get("note") or "stopped by the scheduler"
         text = f"Pruned: {why}, its validation figures being among the weakest of its rung; its best epoch was kept."
-        return [Finding("pruned", text)]
+        return [Finding(TrialStatus.PRUNED, text)]
     if status in (TrialStatus.FAILED, TrialStatus.INTERRUPTED, TrialStatus.RUNNING, TrialStatus.PENDING):
         return [
             Finding(
@@ -50,7 +50,7 @@ def diagnose(trial: dict, history: list[dict]) -> list[Finding]:
         return []
     findings: list[Finding] = []
     if status == TrialStatus.EARLY_STOPPED:
-        findings.append(Finding("early_stopped", f"Stopped early: {trial.get('note')}."))
+        findings.append(Finding(TrialStatus.EARLY_STOPPED, f"Stopped early: {trial.get('note')}."))
     best = trial["best_epoch"]
     last = history[-1]
     at_best = history[best - 1]
@@ -98,7 +98,7 @@ def diagnose(trial: dict, history: list[dict]) -> list[Finding]:
                 "validation images; more data, augmentation or regularization may help.",
             )
         )
-    if all(f.kind == "early_stopped" for f in findings):
+    if all(f.kind == TrialStatus.EARLY_STOPPED for f in findings):
         findings.append(
             Finding(
                 "converged",

@@ -3,6 +3,7 @@ API returns. One definition, used by the CLI and by bench.run / bench.trials."""
 
 from __future__ import annotations
 
+from bench.core.status import MeasurementStatus
 from bench.results.leaderboard import configuration_key, configurations, rank
 from bench.store import Store
 
@@ -121,7 +122,10 @@ def noise_warning(store: Store, trials: list[dict], run_id: str, epochs: bool = 
     latency measurements from ``since`` on, and with ``epochs`` their epoch times), with what to do; None when none
     was."""
     latency = [
-        r for t in trials for r in store.latency_of(t["id"]) if r["status"] == "ok" and r["measured_at"] >= since
+        r
+        for t in trials
+        for r in store.latency_of(t["id"])
+        if r["status"] == MeasurementStatus.OK and r["measured_at"] >= since
     ]
     history = [e for t in trials for e in store.history(t["id"])] if epochs else []
     bad_latency = sum(bool(r["noisy"]) for r in latency)

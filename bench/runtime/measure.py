@@ -11,7 +11,7 @@ import torch
 
 from bench.core.errors import one_line
 from bench.core.noise import Watch
-from bench.core.status import MeasurementStatus
+from bench.core.status import MeasurementStatus, Precision
 from bench.runtime import onnxrt
 from bench.runtime.engines import EngineEntry, EngineModel, Unavailable
 from bench.runtime.protocol import (
@@ -80,7 +80,7 @@ def _targets(entry: EngineEntry, model: EngineModel, settings: BenchSettings) ->
         devices, precisions = dict(entry.engine.devices()), dict(entry.engine.precisions(model))
     except Exception as exc:  # a broken engine plugin: recorded against it, the others go on
         why = f"engine {entry.name} failed: {one_line(exc, 200)}"
-        return [(device, "fp32", why) for device in settings.resolved_providers()]
+        return [(device, Precision.FP32, why) for device in settings.resolved_providers()]
     out = []
     for device in settings.resolved_providers():
         if device not in devices:

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from bench.core.formats import trial_label
-from bench.core.status import RunStatus, TrialStatus
+from bench.core.status import Precision, RunStatus, TrialStatus
 from bench.store.opening import safe_component
 from bench.store.ownership import now
 
@@ -228,7 +228,7 @@ class Writes:
         stamp = now()
         rows = [
             {
-                "precision": "fp32",
+                "precision": Precision.FP32,
                 "repeat": 1,
                 **row,
                 "trial_id": trial_id,

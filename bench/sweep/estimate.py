@@ -8,6 +8,7 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
+from bench.core.status import TrialStatus
 from bench.options.config import RunConfig
 
 # A training step costs about three forward passes (forward, and a backward pass of about twice its cost).
@@ -82,7 +83,7 @@ def _rates(store_path, cpu: str, device: str) -> tuple[dict[str, list[float]], s
             if env.get("cpu") != cpu or str(env.get("device", "cpu")).split(":")[0] != device:
                 continue
             for trial in store.trials(run["id"]):
-                history = store.history(trial["id"]) if trial["status"] == "completed" else []
+                history = store.history(trial["id"]) if trial["status"] == TrialStatus.COMPLETED else []
                 seconds = history[-1]["elapsed_s"] if history else None
                 train = (trial["split"] or {}).get("train")
                 if seconds and train and trial["flops"]:

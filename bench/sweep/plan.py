@@ -12,6 +12,7 @@ import torch
 
 from bench.core.errors import BenchError, UsageError, WhereError, unknown
 from bench.core.formats import trial_label
+from bench.core.status import Precision
 from bench.data.splits import Dataset
 from bench.models.registry import Architecture, Registry, where_text
 from bench.options.choices import SEARCHES
@@ -263,7 +264,7 @@ def resolve_plan(specs: list[TrialSpec], data: Dataset, device: torch.device) ->
                     chosen[key] = {"precision": resolved.precision, "channels_last": resolved.channels_last}
                 except Exception:  # recorded when the trial itself builds the model
                     chosen[key] = {
-                        "precision": "fp32" if hp.precision == "auto" else hp.precision,
+                        "precision": Precision.FP32 if hp.precision == "auto" else hp.precision,
                         "channels_last": bool(hp.channels_last),
                     }
             hp = replace(hp, **chosen[key])

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from bench.core.errors import BenchError, UsageError
 from bench.core.formats import trial_label
-from bench.core.status import TO_RUN, TrialStatus
+from bench.core.status import RUNNABLE, TO_RUN, ExportStatus, MeasurementStatus, RunStatus, TrialStatus
 
 EXPERIMENT = "cnnbench"  # the MLflow experiment runs go to, unless told otherwise
 DB_FILE = "mlflow.db"  # the default backend: SQLite beside the results store
@@ -175,7 +175,7 @@ class Tracker:
                 )
                 sent.trials += 1
             self._trial(child, record, common, sent)
-        if report and run["status"] != "running":
+        if report and run["status"] != RunStatus.RUNNING:
             self._report(store, run, listed, parent, sent)
         self.client.set_terminated(parent.info.run_id, status=_mlflow_status(run["status"]))
         return sent
@@ -217,7 +217,7 @@ class Tracker:
             finals[f"final.test_acc.{variant['precision']}"] = variant.get("test_acc")
         metrics += [Metric(k, float(v), now, 0) for k, v in finals.items() if v is not None and k not in have]
         for m in record.get("latency") or []:  # every measurement, its repetition as step
-            if m.get("status") != "ok":
+            if m.get("status") != MeasurementStatus.OK:
                 continue
             provider = str(m["provider"]).replace("ExecutionProvider", "").lower()
             where = f"{m['engine']}.{m['precision']}.{provider}.b{m['batch_size']}"
@@ -229,9 +229,9 @@ class Tracker:
             self.client.log_batch(run_id, metrics=metrics[start : start + BATCH])
         sent.metrics += len(metrics)
         files = []
-        if (record.get("onnx") or {}).get("status") == "ok":
+        if (record.get("onnx") or {}).get("status") == ExportStatus.OK:
             files.append(record["onnx"])
-        files += [v for v in record.get("variants") or [] if v.get("status") in ("ok", "flagged")]
+        files += [v for v in record.get("variants") or [] if v.get("status") in RUNNABLE]
         for f in files:
             self._file(child, f, sent)
         self.client.set_terminated(run_id, status=_mlflow_status(record["status"]))
@@ -312,7 +312,7 @@ def _mlflow_status(status: str) -> str:
         return "FINISHED"
     if status in (TrialStatus.FAILED, TrialStatus.DIVERGED):
         return "FAILED"
-    if status == "running":
+    if status == RunStatus.RUNNING:
         return "RUNNING"
     return "KILLED"  # interrupted
 

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench.core.noise import Watch
-from bench.core.status import TrialStatus
+from bench.core.status import Precision, TrialStatus
 from bench.data.augment import alternating_flips, augment, parse
 from bench.data.splits import Normalizer, Split, Splits
 from bench.models import layers
@@ -148,7 +148,7 @@ def train_trial(
 
     ``prune`` is asked after every epoch but the last (a search's pruner): a reason it returns stops the trial there,
     ``pruned`` with that reason as its note, its best checkpoint measured as any other's."""
-    if hp.precision not in ("fp32", "bf16") or hp.channels_last is None:
+    if hp.precision not in (Precision.FP32, Precision.BF16) or hp.channels_last is None:
         raise ValueError("train_trial needs a resolved precision and layout (bench.speed.resolve_speed)")
     x_train, y_train = splits.train, splits.train.labels  # pixels read a batch at a time (x_train.take)
     device = y_train.device
@@ -164,7 +164,7 @@ def train_trial(
     layout = torch.channels_last if hp.channels_last else torch.contiguous_format
     model.to(memory_format=layout)
     step_model = torch.compile(model) if hp.compile else model
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=hp.precision == "bf16")
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=hp.precision == Precision.BF16)
     limit = DIVERGENCE_FACTOR * math.log(max(num_classes, 2))
     result = TrialResult(status=TrialStatus.COMPLETED)
     best: EpochStats | None = None

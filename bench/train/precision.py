@@ -16,6 +16,7 @@ from torch import nn
 
 from bench.core.files import atomic_write
 from bench.core.machine import cpu_features, cpu_model
+from bench.core.status import Precision
 from bench.data.cache import cache_dir
 from bench.models.stats import count_flops
 from bench.options.hparams import HParams
@@ -122,5 +123,5 @@ def resolve_speed(hp: HParams, model: nn.Module, input_shape: tuple[int, ...], d
         changes["channels_last"] = channels_last_works(model, input_shape, device)
     if hp.precision == "auto":
         fast = count_flops(model, input_shape) >= BF16_MIN_FLOPS and bf16_is_fast(device)  # the cheap test first
-        changes["precision"] = "bf16" if fast else "fp32"
+        changes["precision"] = Precision.BF16 if fast else Precision.FP32
     return replace(hp, **changes) if changes else hp
