@@ -181,6 +181,44 @@ def test_the_api_check_finds_an_internal_import(tmp_path):
     assert api_violations([plugin]) == ["plugin.py:3: from bench.models.layers import mlp_head"]
 
 
+MAX_MODULE_LINES = 400
+MAX_FUNCTION_LINES = 80
+# Functions allowed past MAX_FUNCTION_LINES, each with the reason it reads better whole ("module:function": why).
+LONG_FUNCTIONS: dict[str, str] = {}
+
+
+def long_functions(paths, root: Path = ROOT) -> dict[str, int]:
+    """ "module:function" -> its lines, for every function (or method) of ``paths`` longer than MAX_FUNCTION_LINES."""
+    out = {}
+    for path in paths:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                lines = node.end_lineno - node.lineno + 1
+                if lines > MAX_FUNCTION_LINES:
+                    out[f"{path.relative_to(root).with_suffix('').as_posix()}:{node.name}"] = lines
+    return out
+
+
+def test_modules_and_functions_are_small():
+    """A module a reader can hold in mind (at most 400 lines), functions that read top to bottom (at most 80)."""
+    big = {
+        p.relative_to(ROOT).as_posix(): n
+        for p in BENCH.rglob("*.py")
+        if (n := len(p.read_text().splitlines())) > MAX_MODULE_LINES
+    }
+    assert big == {}
+    long = long_functions(BENCH.rglob("*.py"))
+    assert set(long) <= set(LONG_FUNCTIONS), f"functions over {MAX_FUNCTION_LINES} lines: {long}"
+    assert all(LONG_FUNCTIONS.values()), "each exception says why"
+
+
+def test_the_size_check_finds_a_long_function(tmp_path):
+    module = tmp_path / "m.py"
+    body = "\n".join(f"    x{i} = {i}" for i in range(MAX_FUNCTION_LINES))
+    module.write_text(f"def short():\n    pass\n\n\ndef long():\n{body}\n")
+    assert long_functions([module], tmp_path) == {"m:long": MAX_FUNCTION_LINES + 1}
+
+
 def test_the_formatter_formats_the_tree():
     skips = sum(
         p.read_text().count("# fmt" + ": skip")

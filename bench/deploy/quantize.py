@@ -146,79 +146,90 @@ def _without(workdir: Path, text: str) -> str:
 
 def quantize_int8(fp32_path: Path, calibration: np.ndarray, settings: QuantizeSettings, workdir: Path):
     """(model bytes, method, note): static int8 where possible, else dynamic with the reason in the note."""
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_dynamic, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
     fp32 = onnx.load(str(fp32_path))
-    name = fp32.graph.input[0].name
     dims = [d.dim_value for d in fp32.graph.input[0].type.tensor_type.shape.dim[1:]]
-    tool = f"onnxruntime.quantization ({ort.__version__})"
-    out = workdir / "int8.onnx"
     problem = calibration_problem(calibration, tuple(dims))
     if problem is None:
-        pre = workdir / "pre.onnx"
         try:
-            # Symbolic shape inference is skipped: its Reshape rule fails on the dynamo exporter's files.
-            quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=True)
-            method = getattr(
-                CalibrationMethod,
-                {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}[settings.calibration_method],
-            )
-            # Its calibrators print their progress, and it logs each per-channel axis it skips (a batch norm's
-            # one-dimensional weight) as a warning on the root logger: neither is for the user.
-            with contextlib.redirect_stdout(io.StringIO()), _quiet_logging():
-                quantize_static(
-                    str(pre),
-                    str(out),
-                    _Images(name, calibration),
-                    quant_format=QuantFormat.QDQ,
-                    per_channel=True,
-                    activation_type=QuantType.QInt8,
-                    weight_type=QuantType.QInt8,
-                    calibrate_method=method,
-                )
-            data = out.read_bytes()
-            _loads(data, workdir)  # a static file onnxruntime cannot load (an opset-7 export's): dynamic instead
-            return (
-                data,
-                {
-                    "kind": "static",
-                    "tool": tool,
-                    "format": "QDQ",
-                    "weights": "int8, per channel",
-                    "activations": "int8, calibrated",
-                    "calibration_images": len(calibration),
-                    "calibration_method": settings.calibration_method,
-                    "operators": operators(onnx.load_from_string(data)),
-                },
-                None,
-            )
+            data, method = _static_int8(fp32_path, fp32.graph.input[0].name, calibration, settings, workdir)
+            return data, method, None
         except Exception as exc:  # the tool's own errors are of many types; the message is what matters
-            if full := no_room(exc, out):
+            if full := no_room(exc, workdir / "int8.onnx"):
                 raise full from exc
             problem = f"static quantization failed ({_without(workdir, one_line(exc))})"
     try:
-        # The dynamo exporter's intermediate shapes (value_info) disagree with the tool's own shape inference
-        # once weights are rewritten: drop them, the tool infers them again.
-        del fp32.graph.value_info[:]
-        plain = workdir / "plain.onnx"
-        onnx.save(fp32, str(plain))
-        with _quiet_logging():
-            quantize_dynamic(str(plain), str(out), weight_type=QuantType.QInt8, per_channel=True)
-        data = out.read_bytes()
-        _loads(data, workdir)
+        data, method = _dynamic_int8(fp32, workdir)
     except Exception as exc:
-        if full := no_room(exc, out):
+        if full := no_room(exc, workdir / "int8.onnx"):
             raise full from exc
         raise BenchError(f"{problem}; dynamic quantization failed too ({_without(workdir, one_line(exc))})") from exc
-    method = {
+    return data, method, f"{problem}: dynamic int8 instead (8-bit weights, activations quantized at run time)"
+
+
+def _tool() -> str:
+    return f"onnxruntime.quantization ({ort.__version__})"
+
+
+def _static_int8(fp32_path: Path, input_name: str, calibration: np.ndarray, settings: QuantizeSettings, workdir: Path):
+    """(bytes, method) of static int8 in QDQ format: per-channel int8 weights, int8 activations calibrated on
+    ``calibration``."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    pre, out = workdir / "pre.onnx", workdir / "int8.onnx"
+    # Symbolic shape inference is skipped: its Reshape rule fails on the dynamo exporter's files.
+    quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=True)
+    method = getattr(CalibrationMethod, CALIBRATORS[settings.calibration_method])
+    # Its calibrators print their progress, and it logs each per-channel axis it skips (a batch norm's
+    # one-dimensional weight) as a warning on the root logger: neither is for the user.
+    with contextlib.redirect_stdout(io.StringIO()), _quiet_logging():
+        quantize_static(
+            str(pre),
+            str(out),
+            _Images(input_name, calibration),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=method,
+        )
+    data = out.read_bytes()
+    _loads(data, workdir)  # a static file onnxruntime cannot load (an opset-7 export's): dynamic instead
+    return data, {
+        "kind": "static",
+        "tool": _tool(),
+        "format": "QDQ",
+        "weights": "int8, per channel",
+        "activations": "int8, calibrated",
+        "calibration_images": len(calibration),
+        "calibration_method": settings.calibration_method,
+        "operators": operators(onnx.load_from_string(data)),
+    }
+
+
+CALIBRATORS = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}  # onnxruntime's names
+
+
+def _dynamic_int8(fp32: onnx.ModelProto, workdir: Path):
+    """(bytes, method) of dynamic int8: per-channel int8 weights, activations quantized at run time."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    # The dynamo exporter's intermediate shapes (value_info) disagree with the tool's own shape inference
+    # once weights are rewritten: drop them, the tool infers them again.
+    del fp32.graph.value_info[:]
+    plain, out = workdir / "plain.onnx", workdir / "int8.onnx"
+    onnx.save(fp32, str(plain))
+    with _quiet_logging():
+        quantize_dynamic(str(plain), str(out), weight_type=QuantType.QInt8, per_channel=True)
+    data = out.read_bytes()
+    _loads(data, workdir)
+    return data, {
         "kind": "dynamic",
-        "tool": tool,
+        "tool": _tool(),
         "weights": "int8, per channel",
         "activations": "uint8, scaled at run time",
         "operators": operators(onnx.load_from_string(data)),
     }
-    return data, method, f"{problem}: dynamic int8 instead (8-bit weights, activations quantized at run time)"
 
 
 def valid_file(data: bytes) -> bytes:

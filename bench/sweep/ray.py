@@ -8,6 +8,7 @@ weak trials at its rungs; they are recorded as `pruned`."""
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import tempfile
@@ -144,25 +145,42 @@ def run_ray(
     ToStore = _callback_class(tune)
     metric = (specs[0] if specs else search.space.specs[0]).hparams.select
     mode = "min" if metric == "val_loss" else "max"
-    sched = None
-    if scheduler == "asha":
-        from ray.tune.schedulers import ASHAScheduler
-
-        # max_t one past the last epoch: ASHA stops any trial that reaches max_t, which would cut off the
-        # trial's final report (its test figures).
-        sched = ASHAScheduler(
-            time_attr="epoch",
-            metric=metric,
-            mode=mode,
-            max_t=max(s.hparams.epochs for s in specs) + 1,
-            grace_period=grace_period,
-        )
+    sched = _asha(specs, metric, mode, grace_period) if scheduler == "asha" else None
     if search is not None:
         search.start(specs)  # interrupted trials first, asked again by the study
         searcher = _searcher_class()(search, chosen, metric, mode)
         space, tune_config = {}, {"search_alg": searcher, "num_samples": -1}
     else:
         space, tune_config = {"trial": tune.grid_search([config_of(s) for s in specs])}, {}
+    callback = ToStore(store, run_id, by_idx, sizes, listener, search)
+    tuner = functools.partial(
+        tune.Tuner,
+        tune.with_resources(train_on_worker, {"cpu": cpus_per_trial, "gpu": gpus_per_trial}),
+        param_space=space,
+        tune_config=tune.TuneConfig(scheduler=sched, reuse_actors=True, **tune_config),  # no torch per trial
+        run_config=tune.RunConfig(
+            storage_path=storage,
+            name=run_id,
+            verbose=0,
+            callbacks=[callback],
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),  # only the best is ever reported
+        ),
+    )
+    return _fit(ray, tuner, store, run_id, specs, address, listener)
+
+
+def _asha(specs: list[TrialSpec], metric: str, mode: str, grace_period: int):
+    from ray.tune.schedulers import ASHAScheduler
+
+    # max_t one past the last epoch: ASHA stops any trial that reaches max_t, which would cut off the trial's final
+    # report (its test figures).
+    max_t = max(s.hparams.epochs for s in specs) + 1
+    return ASHAScheduler(time_attr="epoch", metric=metric, mode=mode, max_t=max_t, grace_period=grace_period)
+
+
+def _fit(ray, tuner, store: Store, run_id: str, specs: list[TrialSpec], address, listener) -> SweepOutcome:
+    """Start Ray (unless it runs already), fit ``tuner()``, and record how the sweep ended: completed once no trial is
+    left pending or running; interrupted by a stop (Ctrl-C, SIGTERM), with its running trials."""
     store.reopen_run(run_id)
     status = RunStatus.INTERRUPTED
     started_ray = False
@@ -180,19 +198,7 @@ def run_ray(
         # After ray.init, which installs a SIGTERM handler of its own (the driver died, exit 134): SIGTERM = Ctrl-C.
         with sigterm_as_interrupt():
             listener.run_started(run_id, specs)
-            tuner = tune.Tuner(
-                tune.with_resources(train_on_worker, {"cpu": cpus_per_trial, "gpu": gpus_per_trial}),
-                param_space=space,
-                tune_config=tune.TuneConfig(scheduler=sched, reuse_actors=True, **tune_config),  # no torch per trial
-                run_config=tune.RunConfig(
-                    storage_path=storage,
-                    name=run_id,
-                    verbose=0,
-                    callbacks=[ToStore(store, run_id, by_idx, sizes, listener, search)],
-                    checkpoint_config=tune.CheckpointConfig(num_to_keep=1),  # only the best is ever reported
-                ),
-            )
-            tuner.fit()
+            tuner().fit()
             unfinished = (TrialStatus.PENDING, TrialStatus.RUNNING)
             done = all(t["status"] not in unfinished for t in store.trials(run_id))
             status = RunStatus.COMPLETED if done else RunStatus.INTERRUPTED
@@ -259,21 +265,7 @@ def _callback_class(tune):
             if last.get("history") is not None:  # the worker's own, earlier attempts included
                 history = [EpochStats(**e) for e in last["history"]]
             checkpoint = _fetch_checkpoint(trial, self.store.trial_dir(self.run_id, spec.idx))
-            if last.get("done_training"):
-                fields = {k: last.get(k) for k in TrialResult.__dataclass_fields__ if k != "history"}
-                result = TrialResult(**{**fields, "history": history})
-                params, flops = last.get("params"), last.get("flops")
-            else:  # stopped by the scheduler after its last report
-                best = best_epoch(history, spec.hparams.select)
-                result = TrialResult(
-                    status=TrialStatus.PRUNED,
-                    history=history,
-                    best_epoch=best.epoch if best else None,
-                    val_loss=best.val_loss if best else None,
-                    val_acc=best.val_acc if best else None,
-                    note=f"stopped by ASHA after epoch {history[-1].epoch if history else 0}",
-                )
-                params, flops = last.get("params"), last.get("flops")
+            result, params, flops = _trial_result(spec, last, history)
             if checkpoint is not None:
                 result.checkpoint_sha256 = sha256_of(checkpoint)
             (self.store.trial_dir(self.run_id, spec.idx) / RAY_CHECKPOINT).unlink(missing_ok=True)  # trial ended
@@ -301,6 +293,24 @@ def _callback_class(tune):
             self.listener.trial_done(spec, self.store.trial(spec.trial_id))
 
     return ToStore
+
+
+def _trial_result(spec: TrialSpec, last: dict, history: list[EpochStats]) -> tuple[TrialResult, int | None, int | None]:
+    """(result, params, flops) of a trial that ended: its worker's final report, or for a trial the scheduler stopped
+    after its last report, its best epoch so far (pruned)."""
+    if last.get("done_training"):
+        fields = {k: last.get(k) for k in TrialResult.__dataclass_fields__ if k != "history"}
+        return TrialResult(**{**fields, "history": history}), last.get("params"), last.get("flops")
+    best = best_epoch(history, spec.hparams.select)
+    result = TrialResult(
+        status=TrialStatus.PRUNED,
+        history=history,
+        best_epoch=best.epoch if best else None,
+        val_loss=best.val_loss if best else None,
+        val_acc=best.val_acc if best else None,
+        note=f"stopped by ASHA after epoch {history[-1].epoch if history else 0}",
+    )
+    return result, last.get("params"), last.get("flops")
 
 
 def _searcher_class():

@@ -1,4 +1,6 @@
-"""One trial: train a model on in-memory tensors, keep the best-validation checkpoint, measure it."""
+"""One trial's training: epochs of steps over the training split, each followed by validation; the epoch with the best
+selection metric kept as the checkpoint; the state saved after every epoch (and within long ones) so that a stopped
+trial continues where it was; the kept weights measured on every split at the end."""
 
 from __future__ import annotations
 
@@ -21,31 +23,14 @@ from bench.options.hparams import HParams
 from bench.train import checkpoints
 from bench.train import weights as transfer
 from bench.train.optim import Lookahead, make_optimizer, make_scheduler, steps_per_epoch
-from bench.train.state import load_state, save_state, set_rng
+from bench.train.state import EpochStats, TrialState, WithinEpoch, load_state, save_state
 
-__all__ = ["EpochStats", "HParams", "TrialResult", "best_epoch", "evaluate", "train_trial"]
+__all__ = ["EpochStats", "TrialResult", "best_epoch", "evaluate", "train_trial"]
 
 EVAL_BATCH = 1024  # images evaluated at once, at most (and at most EVAL_BYTES of their pixels)
 EVAL_BYTES = 16 << 20  # uint8: 64 MB as float32, with the activations of as many images
 # A training loss this many times that of a uniform guess, ln(classes), means the run has blown up.
 DIVERGENCE_FACTOR = 10.0
-
-
-@dataclass
-class EpochStats:
-    epoch: int  # 1-based
-    train_loss: float  # mean cross-entropy over the epoch's batches, weighted by batch size
-    train_acc: float  # accuracy of the training batches as they were seen (dropout on)
-    val_loss: float
-    val_acc: float
-    time_s: float  # wall time of the epoch, validation included
-    best: bool = False  # this epoch improved the selection metric (its weights are now the checkpoint)
-    lr: float | None = None  # learning rate of the epoch's first step
-    elapsed_s: float | None = None  # training seconds of this epoch and all before it (steps only, no validation)
-    load_before: float | None = None  # 1-minute load average as the epoch's training steps started
-    load_after: float | None = None
-    others_cpu: float | None = None  # cores other processes used during its training steps, on average
-    noisy: bool | None = None  # its time is unreliable: others wanted more CPU than it left free (bench.noise)
 
 
 @dataclass
@@ -115,6 +100,108 @@ def best_epoch(history: list[EpochStats], select: str) -> EpochStats | None:
     return best
 
 
+class Steps:
+    """The parts of one trial's training steps: the model (compiled if asked), its optimizer and schedule, the random
+    generators of shuffling and augmentation, lookahead, and the batches they make. Saved and restored with the
+    trial's state (bench.train.state)."""
+
+    def __init__(self, model: nn.Module, splits: Splits, normalize: Normalizer, hp: HParams, num_classes: int):
+        self.model, self.hp, self.normalize, self.train = model, hp, normalize, splits.train
+        self.device = splits.train.labels.device
+        self.n = len(self.train)
+        self.per_epoch = steps_per_epoch(self.n, hp.batch_size)
+        self.seen = self.n - 1 if self.n % hp.batch_size == 1 and self.n > 1 else self.n  # images per epoch (step())
+        head = transfer.head_parameters(model, num_classes) if hp.head_lr != 1 else None
+        self.optimizer = make_optimizer(model, hp, head)
+        self.scheduler = make_scheduler(self.optimizer, hp, self.per_epoch)
+        self.generators = {
+            "shuffle": torch.Generator().manual_seed(hp.seed),
+            "augment": torch.Generator(device=self.device).manual_seed(hp.seed + 1),
+        }
+        self.augmentations = parse(hp.augment)
+        self.flips = alternating_flips(self.n, hp.seed + 2, self.device) if "altflip" in self.augmentations else None
+        self.layout = torch.channels_last if hp.channels_last else torch.contiguous_format
+        model.to(memory_format=self.layout)
+        self.forward = torch.compile(model) if hp.compile else model
+        self.autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=hp.precision == Precision.BF16)
+        self.lookahead: Lookahead | None = None
+
+    def fit_to_data(self) -> float:
+        """Fit the modules that ask for it (a whitening stem) to the first training images, unless --weights has them
+        already; the seconds it took, counted as training time."""
+        t0 = time.perf_counter()
+        if not self.hp.weights and (fitted := layers.data_initialized(self.model)):
+            with torch.no_grad():
+                images = self.normalize(self.train.take(slice(0, layers.DATA_INIT_IMAGES)).to(self.device))
+            for module in fitted:
+                module.init_from_data(images)
+        return time.perf_counter() - t0
+
+    def start_lookahead(self, saved: dict | None = None) -> None:
+        """Lookahead of the weights as they are now (fitted to the data), or as ``saved`` (a resumed trial)."""
+        if self.hp.lookahead:
+            self.lookahead = Lookahead(self.model, self.hp.epochs * self.per_epoch)
+            if saved is not None:
+                self.lookahead.load_state_dict(saved)
+
+    def new_epoch(self, epoch: int) -> WithinEpoch:
+        order = torch.randperm(self.n, generator=self.generators["shuffle"]).to(self.device)
+        zero = torch.zeros((), device=self.device)
+        lr = self.optimizer.param_groups[0]["lr"]
+        return WithinEpoch(epoch, order, lr, zero, torch.zeros((), dtype=torch.long, device=self.device))
+
+    def step(self, within: WithinEpoch) -> bool:
+        """Train on the batch of ``within``'s next step; False when none is left to take."""
+        size, start = self.hp.batch_size, within.step * self.hp.batch_size
+        idx = within.order[start : start + size]
+        if not len(idx) or (len(idx) == 1 and start > 0):
+            return (
+                False  # batch norm cannot train on one image; the order changes every epoch, so none is lost for good
+            )
+        flip = self.flips[idx] ^ (within.epoch % 2 == 0) if self.flips is not None else None
+        self.train.prefetch(within.order[start + size : start + 2 * size])  # read while this one trains
+        pixels = self.train.take(idx).to(self.device, non_blocking=True)
+        x = self.normalize(augment(pixels, self.augmentations, self.generators["augment"], flip))
+        y = self.train.labels[idx]
+        with self.autocast:
+            logits = self.forward(x.contiguous(memory_format=self.layout))
+            loss = F.cross_entropy(logits.float(), y, label_smoothing=self.hp.label_smoothing)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.scheduler.step()
+        within.step += 1
+        if self.lookahead is not None:
+            self.lookahead.step((within.epoch - 1) * self.per_epoch + within.step)
+        within.loss_sum += loss.detach() * len(idx)  # summed on the device: no host sync per step
+        within.correct += (logits.detach().argmax(1) == y).sum()
+        return True
+
+
+class Saver:
+    """Where a trial's state goes (None: nowhere), and when a long epoch saves it part-way (``every`` seconds)."""
+
+    def __init__(self, path: str | Path | None, hp: HParams, meta: dict | None, steps: Steps, every: float | None):
+        self.path = Path(path) if path is not None else None
+        self.hp, self.meta, self.steps, self.every = hp, meta, steps, every
+        self.last = time.perf_counter()
+
+    def load(self) -> TrialState | None:
+        return load_state(self.path, self.hp, self.meta, self.steps) if self.path is not None else None
+
+    def save(self, state: TrialState) -> None:
+        if self.path is not None:
+            save_state(self.path, self.hp, self.meta, self.steps, state)
+        self.last = time.perf_counter()
+
+    def due(self) -> bool:
+        return bool(self.every and self.path is not None and time.perf_counter() - self.last >= self.every)
+
+    def done(self) -> None:
+        if self.path is not None:
+            self.path.unlink(missing_ok=True)  # the trial has ended: best.pt is what stays
+
+
 def train_trial(
     model: nn.Module,
     splits: Splits,
@@ -136,187 +223,116 @@ def train_trial(
     history, best so far) is written there atomically after every epoch, and a state file already there for
     the same hyperparameters is continued from its last finished epoch: an interrupted trial loses at most
     the epoch it was in, and records the same losses as one never interrupted. The file goes when the trial
-    ends.
+    ends. With ``state_every`` (seconds), the state is also written within an epoch, at the first step that far
+    from the last write: a stop then loses at most that much of a long epoch, and the epoch continues from that
+    step with the same figures (its shuffled order, the losses summed so far, every generator as it was).
 
     ``hp`` says what the steps compute in: its 'auto' precision and layout are resolved when the run is planned
-    (bench.speed.resolve_speed), never here. The caller seeds torch before building the model; shuffling uses its
-    own generator seeded by ``hp.seed``, so the same seed, data and machine give the same losses.
-
-    With ``state_every`` (seconds), the state is also written within an epoch, at the first step that far from the
-    last write: a stop then loses at most that much of a long epoch, and the epoch continues from that step with the
-    same figures (its shuffled order, the losses summed so far, every generator as it was).
+    (bench.train.precision.resolve_speed), never here. The caller seeds torch before building the model; shuffling
+    uses its own generator seeded by ``hp.seed``, so the same seed, data and machine give the same losses.
 
     ``prune`` is asked after every epoch but the last (a search's pruner): a reason it returns stops the trial there,
     ``pruned`` with that reason as its note, its best checkpoint measured as any other's."""
     if hp.precision not in (Precision.FP32, Precision.BF16) or hp.channels_last is None:
-        raise ValueError("train_trial needs a resolved precision and layout (bench.speed.resolve_speed)")
-    x_train, y_train = splits.train, splits.train.labels  # pixels read a batch at a time (x_train.take)
-    device = y_train.device
-    optimizer = make_optimizer(model, hp, transfer.head_parameters(model, num_classes) if hp.head_lr != 1 else None)
-    n = len(y_train)
-    steps = steps_per_epoch(n, hp.batch_size)
-    scheduler = make_scheduler(optimizer, hp, steps)
-    shuffle = torch.Generator().manual_seed(hp.seed)
-    seen = n - 1 if n % hp.batch_size == 1 and n > 1 else n  # images per epoch (see the loop)
-    augmentations = parse(hp.augment)
-    augment_rng = torch.Generator(device=device).manual_seed(hp.seed + 1)
-    flips = alternating_flips(n, hp.seed + 2, device) if "altflip" in augmentations else None
-    layout = torch.channels_last if hp.channels_last else torch.contiguous_format
-    model.to(memory_format=layout)
-    step_model = torch.compile(model) if hp.compile else model
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=hp.precision == Precision.BF16)
+        raise ValueError("train_trial needs a resolved precision and layout (bench.train.precision.resolve_speed)")
+    steps = Steps(model, splits, normalize, hp, num_classes)
+    saver = Saver(state_path, hp, checkpoint_meta, steps, state_every)
+    state = saver.load()
+    if state is None:  # a fresh trial
+        state = TrialState(elapsed=steps.fit_to_data())
+        steps.start_lookahead()
+    result = TrialResult(TrialStatus.COMPLETED, history=state.history)
+    if state.best is not None:  # resumed: the checkpoint as it was at the epoch the state keeps
+        meta = _meta(checkpoint_meta, state.best)
+        result.checkpoint_sha256 = checkpoints.save(checkpoint_path, state.best_weights, meta)
     limit = DIVERGENCE_FACTOR * math.log(max(num_classes, 2))
-    result = TrialResult(status=TrialStatus.COMPLETED)
-    best: EpochStats | None = None
-    best_state: dict | None = None
-    generators = {"shuffle": shuffle, "augment": augment_rng}
-    state_path = Path(state_path) if state_path is not None else None
-    resumed = load_state(state_path, hp, checkpoint_meta) if state_path is not None else None
-    elapsed = 0.0
-    if resumed is None:  # a fresh trial: modules fitted to the data (a whitening stem), unless --weights has them
-        t0 = time.perf_counter()
-        if not hp.weights and (fitted := layers.data_initialized(model)):
-            with torch.no_grad():
-                images = normalize(x_train.take(slice(0, layers.DATA_INIT_IMAGES)).to(device))
-            for module in fitted:
-                module.init_from_data(images)
-        elapsed = time.perf_counter() - t0
-    else:
-        model.load_state_dict(resumed["model"])
-        optimizer.load_state_dict(resumed["optimizer"])
-        scheduler.load_state_dict(resumed["scheduler"])
-        set_rng(resumed["rng"], generators, device)
-        result.history = [EpochStats(**e) for e in resumed["history"]]
-        best = next((e for e in result.history if e.epoch == resumed["best_epoch"]), None)
-        best_state = resumed["best_state"]
-        if best is not None:
-            meta = {**(checkpoint_meta or {}), "epoch": best.epoch, "val_loss": best.val_loss, "val_acc": best.val_acc}
-            result.checkpoint_sha256 = checkpoints.save(checkpoint_path, best_state, meta)  # as it was at that epoch
-        elapsed = (result.history[-1].elapsed_s or 0.0) if result.history else 0.0
-    partial = resumed.get("partial") if resumed is not None else None  # stopped within this epoch
-    if partial is not None:
-        elapsed = partial["elapsed"]
-    first_epoch = len(result.history) + 1
-    lookahead = Lookahead(model, hp.epochs * steps) if hp.lookahead else None  # of the fitted weights
-    if lookahead is not None and resumed is not None:
-        lookahead.load_state_dict(resumed["lookahead"])
-
-    def save(within: dict | None = None) -> None:
-        save_state(
-            state_path,
-            hp,
-            checkpoint_meta,
-            model,
-            optimizer,
-            scheduler,
-            generators,
-            device,
-            result.history,
-            {"epoch": best.epoch if best else None, "state": best_state},
-            lookahead.state_dict() if lookahead is not None else None,
-            within,
-        )
-
-    for epoch in range(first_epoch, hp.epochs + 1):
-        watch = Watch(torch.get_num_threads()).start()
-        t0 = time.perf_counter()
-        model.train()
-        transfer.keep_frozen(model)
-        skip = 0
-        if partial is not None:  # the epoch a stop interrupted, from the step after the last one saved
-            lr, order, skip = partial["lr"], partial["order"].to(device), partial["step"]
-            loss_sum, correct = partial["loss_sum"].to(device), partial["correct"].to(device)
-            t0 -= partial["seconds"]
-            partial = None
-        else:
-            lr = optimizer.param_groups[0]["lr"]
-            order = torch.randperm(n, generator=shuffle).to(device)
-            loss_sum = torch.zeros((), device=device)
-            correct = torch.zeros((), dtype=torch.long, device=device)
-        saved_at = time.perf_counter()
-        for i, start in enumerate(range(0, n, hp.batch_size)):
-            if i < skip:
-                continue
-            if state_every and state_path is not None and time.perf_counter() - saved_at >= state_every and i > 0:
-                within = {"epoch": epoch, "step": i, "lr": lr, "order": order.cpu(), "elapsed": elapsed}
-                within.update(loss_sum=loss_sum.cpu(), correct=correct.cpu(), seconds=time.perf_counter() - t0)
-                save(within)
-                saved_at = time.perf_counter()
-            idx = order[start : start + hp.batch_size]
-            if len(idx) == 1 and start > 0:
-                break  # batch norm cannot train on one image; the order changes every epoch, so none is lost for good
-            flip = flips[idx] ^ (epoch % 2 == 0) if flips is not None else None
-            x_train.prefetch(order[start + hp.batch_size : start + 2 * hp.batch_size])  # read while this one trains
-            pixels = x_train.take(idx).to(device, non_blocking=True)
-            x = normalize(augment(pixels, augmentations, augment_rng, flip)).contiguous(memory_format=layout)
-            y = y_train[idx]
-            with autocast:
-                logits = step_model(x)
-                loss = F.cross_entropy(logits.float(), y, label_smoothing=hp.label_smoothing)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            if lookahead is not None:
-                lookahead.step((epoch - 1) * steps + i + 1)
-            # Accumulate on the device: no host sync per step.
-            loss_sum += loss.detach() * len(idx)
-            correct += (logits.detach().argmax(1) == y).sum()
-        train_loss, train_acc = loss_sum.item() / seen, correct.item() / seen
-        elapsed += time.perf_counter() - t0
-        window = watch.stop()
-        val = evaluate(model, splits.val, normalize)
-        stats = EpochStats(
-            epoch,
-            train_loss,
-            train_acc,
-            val.loss,
-            val.acc,
-            time.perf_counter() - t0,
-            lr=lr,
-            elapsed_s=elapsed,
-            **window.as_dict(),
-            noisy=window.noisy(),
-        )
-        result.history.append(stats)
-        if not (math.isfinite(train_loss) and math.isfinite(val.loss)) or train_loss > limit:
-            result.status = TrialStatus.DIVERGED
-            result.note = (
-                f"training loss {train_loss:.4g} at epoch {epoch} "
-                f"({'not finite' if not math.isfinite(train_loss) else f'above {limit:.3g}'})"
-                if not math.isfinite(train_loss) or train_loss > limit
-                else f"validation loss not finite at epoch {epoch}"
-            )
+    for epoch in range(len(state.history) + 1, hp.epochs + 1):
+        stats = _epoch(steps, state, epoch, saver, splits.val)
+        state.history.append(stats)
+        if why := _diverged(stats, limit):
+            result.status, result.note = TrialStatus.DIVERGED, why
             if on_epoch:
                 on_epoch(stats)
             break
-        if _better(hp.select, stats, best):
-            stats.best = True
-            best = stats
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            meta = {**(checkpoint_meta or {}), "epoch": epoch, "val_loss": val.loss, "val_acc": val.acc}
-            result.checkpoint_sha256 = checkpoints.save(checkpoint_path, best_state, meta)
-        stopping = bool(hp.patience and epoch - best.epoch >= hp.patience and epoch < hp.epochs)
-        if state_path is not None and epoch < hp.epochs and not stopping:
-            save()
+        if _better(hp.select, stats, state.best):
+            state.keep(stats, model)
+            meta = _meta(checkpoint_meta, stats)
+            result.checkpoint_sha256 = checkpoints.save(checkpoint_path, state.best_weights, meta)
+        stopping = bool(hp.patience and epoch - state.best_epoch >= hp.patience and epoch < hp.epochs)
+        if epoch < hp.epochs and not stopping:
+            saver.save(state)
         if on_epoch:
             on_epoch(stats)
         if stopping:
             result.status = TrialStatus.EARLY_STOPPED
-            result.note = f"no better {hp.select.replace('_', ' ')} for {hp.patience} epochs after epoch {best.epoch}"
+            what = hp.select.replace("_", " ")
+            result.note = f"no better {what} for {hp.patience} epochs after epoch {state.best_epoch}"
             break
         if prune is not None and epoch < hp.epochs and (why := prune(stats)):
             result.status, result.note = TrialStatus.PRUNED, why
             break
+    saver.done()
+    return _measured(result, model, state, splits, normalize, num_classes)
 
-    result.train_time_s = elapsed
-    if state_path is not None:
-        state_path.unlink(missing_ok=True)  # the trial has ended: best.pt is what stays
-    if best is None:  # diverged before any usable epoch: nothing to measure
+
+def _epoch(steps: Steps, state: TrialState, epoch: int, saver: Saver, val: Split) -> EpochStats:
+    """One epoch: its training steps (continuing one a stop interrupted, from its next step), then validation."""
+    watch = Watch(torch.get_num_threads()).start()
+    within, state.within = state.within or steps.new_epoch(epoch), None
+    t0 = time.perf_counter() - within.seconds
+    steps.model.train()
+    transfer.keep_frozen(steps.model)
+    saver.last = time.perf_counter()
+    while True:
+        if within.step > 0 and saver.due():  # a long epoch: its state so far, in case it is stopped
+            within.seconds, state.within = time.perf_counter() - t0, within
+            saver.save(state)
+            state.within = None
+        if not steps.step(within):
+            break
+    train_loss, train_acc = within.loss_sum.item() / steps.seen, within.correct.item() / steps.seen
+    state.elapsed += time.perf_counter() - t0
+    window = watch.stop()
+    measured = evaluate(steps.model, val, steps.normalize)
+    return EpochStats(
+        epoch,
+        train_loss,
+        train_acc,
+        measured.loss,
+        measured.acc,
+        time.perf_counter() - t0,
+        lr=within.lr,
+        elapsed_s=state.elapsed,
+        **window.as_dict(),
+        noisy=window.noisy(),
+    )
+
+
+def _diverged(stats: EpochStats, limit: float) -> str | None:
+    """Why an epoch's losses mean the trial has blown up, or None."""
+    loss = stats.train_loss
+    if not math.isfinite(loss):
+        return f"training loss {loss:.4g} at epoch {stats.epoch} (not finite)"
+    if loss > limit:
+        return f"training loss {loss:.4g} at epoch {stats.epoch} (above {limit:.3g})"
+    if not math.isfinite(stats.val_loss):
+        return f"validation loss not finite at epoch {stats.epoch}"
+    return None
+
+
+def _meta(checkpoint_meta: dict | None, stats: EpochStats) -> dict:
+    return {**(checkpoint_meta or {}), "epoch": stats.epoch, "val_loss": stats.val_loss, "val_acc": stats.val_acc}
+
+
+def _measured(result: TrialResult, model: nn.Module, state: TrialState, splits: Splits, normalize, num_classes: int):
+    """``result`` with the kept weights measured as anyone reloading the checkpoint would: fp32, standard layout, on
+    every split. Nothing to measure when the trial diverged before any usable epoch."""
+    result.train_time_s = state.elapsed
+    best = state.best
+    if best is None:
         return result
-    # The kept weights are measured as anyone reloading the checkpoint would: fp32, standard layout.
     model.to(memory_format=torch.contiguous_format)
-    model.load_state_dict(best_state)
+    model.load_state_dict(state.best_weights)
     result.best_epoch = best.epoch
     train_eval = evaluate(model, splits.train, normalize)
     test_eval = evaluate(model, splits.test, normalize)
@@ -325,6 +341,3 @@ def train_trial(
     result.test_loss, result.test_acc = test_eval.loss, test_eval.acc
     result.confusion = confusion_matrix(splits.test.labels, test_eval.predictions, num_classes)
     return result
-
-
-# --- the training state of an unfinished trial ---------------------------------------------------------
