@@ -9,8 +9,12 @@ plugin registers nothing and says so in `bench plugins`."""
 
 from __future__ import annotations
 
+import importlib.util
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from urllib.parse import urlparse
+
+import numpy as np
 
 import bench
 
@@ -69,10 +73,22 @@ def build(input_shape, num_classes, model="resnet10t", weights="random"):
     )
 
 
+def model_names() -> list[str]:
+    """timm.list_models(), kept in cnnbench's cache per timm version: importing timm to list them takes a second or
+    two, which every start of cnnbench would pay for a plugin most runs do not use."""
+    try:
+        if importlib.util.find_spec("timm") is None:  # not installed (or not importable here)
+            raise TimmMissing(INSTALL)
+        key = {"name": "timm-models", "timm": version("timm")}
+    except (PackageNotFoundError, ValueError):
+        raise TimmMissing(INSTALL) from None
+    arrays = bench.cached([], key, lambda: {"names": np.array(_timm().list_models())})
+    return [str(name) for name in arrays["names"]]
+
+
 @bench.hookimpl
 def register_architectures(register):
-    timm = _timm()  # without timm, the plugin is listed with INSTALL as its error
-    names = timm.list_models()
+    names = model_names()  # without timm, the plugin is listed with INSTALL as its error
     register(
         "timm",
         build,

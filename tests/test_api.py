@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import FAST_DEPLOY
 
 import bench
 from bench.cli.options import NOT_CONFIG
@@ -192,12 +193,10 @@ def test_the_readme_python_example_runs(tiny_plugin, tmp_path, capsys):
     readme = (ROOT / "README.md").read_text()
     section = readme.split("## From Python", 1)[1].split("\n## ", 1)[0]
     (code,) = re.findall(r"```python\n(.+?)```", section, flags=re.S)
-    # the same, quicker: the tiny plugin, 2 epochs, one engine and no variants (the API is the point here), 0.05 s
-    # per latency measurement
-    quick = 'plugin=["tiny"], epochs=[2], min_time=0.05, min_runs=10, engines=["onnxruntime"], quantize=[]'
-    code = code.replace('plugin=["cnn_dropout"], epochs=[5]', quick)
+    # the same, quicker: the tiny plugin, 2 epochs, the fast deploy settings (the API is the point here)
+    code = code.replace('plugin=["cnn_dropout"], epochs=[5]', 'plugin=["tiny"], epochs=[2], **FAST_DEPLOY')
     code = code.replace('"runs/bench.db"', repr(str(tmp_path / "bench.db")))
-    exec(compile(code, "README.md", "exec"), {})
+    exec(compile(code, "README.md", "exec"), {"FAST_DEPLOY": FAST_DEPLOY})
     lines = capsys.readouterr().out.splitlines()
     run_id, status, best = lines[0].split()
     assert status == "completed" and 0 < float(best) <= 1
@@ -242,11 +241,10 @@ def test_a_listener_that_raises_stops_the_run_as_interrupted_and_blames_no_trial
         raise Boom(method)
 
     setattr(Raising, method, boom)
-    options = dict(arch=["tiny_cnn"], epochs=[1], lr=[0.01], min_runs=3, min_time=0.0, batch_sizes=[1])
-    options["quantize"] = ["none"]
+    options = dict(arch=["tiny_cnn"], epochs=[1], lr=[0.01], **FAST_DEPLOY)
     options["no_benchmark"] = not method.startswith("deploy")  # the deploy callbacks need a deployment
     with pytest.raises(Boom):
-        bench.run(**options, engines=["onnxruntime"], store_path=store_path, listener=Raising())
+        bench.run(**options, store_path=store_path, listener=Raising())
     with Store(store_path) as store:
         run = store.run()
         trials = store.trials(run["id"])

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import FAST_DEPLOY_ARGS
 from torch import nn
 
 import bench
@@ -132,10 +133,7 @@ def test_image_folder_of_jpegs_trains_with_class_names_from_the_folders(invoke, 
         "0.01",
         "--batch-size",
         "16",
-        "--min-runs",
-        "5",
-        "--min-time",
-        "0",
+        *FAST_DEPLOY_ARGS,  # what the file says of the folder is the point, not how it was timed
     )
     assert result.exit_code == 0, result.output
     (row,) = invoke.json("report")
@@ -226,7 +224,7 @@ def test_decoded_arrays_are_cached_and_a_changed_file_is_decoded_again(tmp_path,
     folder = tmp_path / "photos"
     shutil.copytree(photo_folder, folder)
     store = tmp_path / "cache"  # --cache-dir
-    caches = lambda: {p for p in store.iterdir() if p.is_dir()}  # noqa: E731
+    caches = lambda: {p for p in store.iterdir() if p.is_dir() and p.name.startswith("imagefolder-")}  # noqa: E731
     first = load_dataset(f"imagefolder:{folder}", image_size=16, cache_dir=store)
     assert len(caches()) == 1
     assert not [p for p in folder.rglob("*") if p.name.startswith(".")]  # nothing written into the dataset
@@ -517,7 +515,8 @@ def test_default_precision_and_layout_are_the_measured_fastest_and_recorded_per_
         "view_net": ("fp32", False),  # .view cannot take NHWC activations: standard layout, and it trains
     }
     result = invoke(
-        "run", "--arch", "cnn_vgg", "--epochs", "1", "--precision", "fp32", "--no-channels-last", "--no-benchmark", "-q"
+        *("run", "--arch", "cnn_vgg", "--limit-train", "300", "--epochs", "1", "--precision", "fp32"),
+        *("--no-channels-last", "--no-benchmark", "-q"),
     )
     assert result.exit_code == 0, result.output
     row = invoke.json("report")[0]
@@ -550,7 +549,8 @@ def test_a_plugin_default_precision_replaces_auto_and_an_explicit_one_wins(invok
     try:
         precisions = []
         for extra in ((), ("--precision", "bf16")):
-            result = invoke("run", "--arch", "wide_fp32", *extra, "--no-benchmark", "-q")
+            # what the trial trains in is the point, not how well: 100 images
+            result = invoke("run", "--arch", "wide_fp32", *extra, "--limit-train", "100", "--no-benchmark", "-q")
             assert result.exit_code == 0, result.output
             precisions.append(invoke.json("report")[0]["hparams"]["precision"])
     finally:
@@ -662,19 +662,12 @@ def test_limit_train_is_a_seeded_stratified_subset_and_the_test_part_stays_whole
         "100",
         "--epochs",
         "1",
-        "--min-runs",
-        "3",
-        "--min-time",
-        "0",
-        "--batch-sizes",
-        "1",
-        "--engines",
-        "onnxruntime",
+        *FAST_DEPLOY_ARGS,
     )
     assert result.exit_code == 0, result.output
     (row,) = invoke.json("report")
     assert row["split"]["train"] + row["split"]["val"] == 100 and row["onnx"]["status"] == "ok"
-    assert invoke("export", "latest").exit_code == 0  # the run's subset is the one it pinned
+    assert invoke("export", "latest", "--exporter", "torchscript").exit_code == 0  # the run's subset: the one it pinned
 
 
 def test_parallel_decoding_gives_the_images_of_one_process_in_order_and_names_a_broken_file(

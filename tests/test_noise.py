@@ -33,6 +33,8 @@ TINY = [
     "1",
     "--engines",
     "onnxruntime,torch",
+    "--exporter",
+    "torchscript",  # the figures' noise is the point, not the exporter (tests/test_onnx.py)
     "-q",
 ]
 
@@ -149,7 +151,7 @@ def test_the_ort_torch_ratio_is_shown_only_where_neither_figure_is_noisy():
 def test_benchmark_repeat_keeps_every_repetition_and_the_report_shows_their_spread(tiny_run, tmp_path):
     invoke = tiny_run
     args = ["--batch-sizes", "1", "--min-runs", "5", "--min-time", "0", "--warmup", "1", "--providers", "cpu"]
-    args += ["--engines", "onnxruntime,torch"]  # the repetitions are the point here, not the engines
+    args += ["--engines", "onnxruntime,torch", "--exporter", "torchscript"]  # the repetitions are the point here
     result = invoke("benchmark", "latest", "--repeat", "3", *args)
     assert result.exit_code == 0, result.output
     rows = invoke.json("report", "--measurements")
@@ -271,7 +273,7 @@ def test_parity_is_relative_to_the_logits_scale(digits, tmp_path):
     with torch.no_grad():
         net[-1].weight.mul_(3000)  # logits in the thousands: float32 rounding is ~1e-4 of them
     path = tmp_path / "big.onnx"
-    path.write_bytes(to_onnx(net, (1, 8, 8), {})[0].SerializeToString())
+    path.write_bytes(to_onnx(net, (1, 8, 8), {}, exporter="torchscript")[0].SerializeToString())  # any faithful file
     images = Normalizer(digits)(digits.test.images)
     check = check_parity(net, path, images)
     assert check.ok, check.note
@@ -291,9 +293,9 @@ def test_openmp_threads_spin_briefly_unless_the_user_chose(env, first, spin, sou
     """Issue 26: libgomp's default spin made a sweep beside other torch jobs 8x slower instead of 3x; cnnbench sets a
     short one before torch loads OpenMP, never over the user's choice, and says what held."""
     clean = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")}
-    code = (
-        f"{first}\nimport os\nfrom bench.train.device import environment\nprint(os.environ.get('GOMP_SPINCOUNT'))\n"
-        "print(environment()['openmp_wait']['source'])"
+    code = (  # what a run records of it (bench.train.device.environment) is bench.core.threads.described()
+        f"{first}\nimport os\nfrom bench.core.threads import described\nprint(os.environ.get('GOMP_SPINCOUNT'))\n"
+        "print(described()['source'])"
     )
     out = subprocess.run([sys.executable, "-c", code], env={**clean, **env}, capture_output=True, text=True, check=True)
     printed_spin, printed_source = out.stdout.splitlines()

@@ -368,6 +368,7 @@ def test_hook_register_engines(installed, invoke, tiny_plugin, store_path):
     run = ("--plugin", "tiny", "--where", "width=8", "--epochs", "1", "--no-benchmark", "-q")
     assert invoke("run", *run).exit_code == 0
     args = ("--engines", "torchscript,torch", "--batch-sizes", "1", "--min-runs", "5", "--min-time", "0")
+    args += ("--exporter", "torchscript")  # the engine plugin is the point, not the ONNX file (tests/test_onnx.py)
     result = invoke("benchmark", "latest", *args)
     assert result.exit_code == 0, result.output
     from bench.store import Store

@@ -20,13 +20,13 @@ from bench.runtime import measure as inference
 @pytest.fixture(scope="module")
 def quantized(tmp_path_factory):
     """A real sweep of the default plugin on digits, its winner exported, quantized (the defaults: int8 and fp16)
-    and benchmarked at batch 1 and 64 (0.1 s per measurement)."""
+    and benchmarked at batch 1 and 64 (at least 10 runs and 0.02 s per measurement)."""
     from click.testing import CliRunner
 
     from bench.cli import cli
 
     store = tmp_path_factory.mktemp("quantized") / "bench.db"
-    args = ["run", "--plugin", "cnn_dropout", "--epochs", "2", "--min-time", "0.1", "--min-runs", "20", "--store"]
+    args = ["run", "--plugin", "cnn_dropout", "--epochs", "2", "--min-time", "0.02", "--min-runs", "10", "--store"]
     result = CliRunner().invoke(cli, [*args, str(store)])
     assert result.exit_code == 0, result.output
     rows = json.loads(CliRunner().invoke(cli, ["report", "--json", "--store", str(store)]).stdout)
@@ -190,7 +190,9 @@ def test_quantize_command_remakes_variants_and_records_a_flagged_one(tiny_run):
 
 # --- batch-size curves ---------------------------------------------------------------------------------
 
-CURVE_ENGINES = ("--engines", "onnxruntime,torch")  # the curve is the point: one ONNX engine and PyTorch
+# The curve is the point: one ONNX engine and PyTorch, and a file of the quicker exporter (tests/test_onnx.py has the
+# dynamo exporter's).
+CURVE_ENGINES = ("--engines", "onnxruntime,torch", "--exporter", "torchscript")
 
 
 def test_a_batch_curve_runs_to_256_and_the_report_says_where_throughput_saturates(tiny_run, tmp_path):

@@ -10,8 +10,11 @@ from pathlib import Path
 import onnx
 import pytest
 import torch
+from conftest import fast_deploy_args
 
 from bench.store import Store
+
+TORCHSCRIPT = ("--exporter", "torchscript")  # the dynamo exporter's files: tests/test_onnx.py
 
 # --- damaged and hostile files ------------------------------------------------------------------------
 
@@ -40,6 +43,8 @@ def made_once(tmp_path_factory):
             "1",
             "--engines",
             "onnxruntime",  # the records are the point here, not the engines
+            "--exporter",
+            "torchscript",  # nor the exporter (the dynamo exporter's files: tests/test_onnx.py)
             "--quantize",
             "int8",
             "--store",
@@ -110,17 +115,17 @@ def test_a_failed_re_export_keeps_the_verified_export_and_its_figures(one_trial,
     data = model.read_bytes()
     export, latency, variants = _figures(store)
     assert export["status"] == "ok" and latency and variants
-    result = invoke("export", "latest", "--opset", "30", "--store", store, store=False)
+    result = invoke("export", "latest", "--opset", "30", *TORCHSCRIPT, "--store", store, store=False)
     assert result.exit_code == 1, result.output
     (error,) = [line for line in result.output.splitlines() if line.startswith("Error:")]
     assert "export failed" in error and "previous verified export (opset 18" in error and "are kept" in error
     assert model.read_bytes() == data and _figures(store) == (export, latency, variants)
     # a verified export of other bytes replaces the old one, and the old file's figures go with it
-    result = invoke("export", "latest", "--opset", "17", "--store", store, store=False)
+    result = invoke("export", "latest", "--opset", "17", *TORCHSCRIPT, "--store", store, store=False)
     assert result.exit_code == 0, result.output
     export2, latency2, variants2 = _figures(store)
     assert export2["opset"] == 17 and export2["sha256"] != export["sha256"] and latency2 == variants2 == []
-    result = invoke("benchmark", "latest", "--store", store, "--min-runs", "3", "--min-time", "0", store=False)
+    result = invoke("benchmark", "latest", "--store", store, *fast_deploy_args("benchmark"), store=False)
     assert result.exit_code == 0 and _figures(store)[1]
 
 
@@ -158,7 +163,7 @@ def test_a_run_pins_its_data_a_changed_folder_is_refused_by_export_benchmark_and
     with Store(store) as s:
         recorded = s.run()["data"]
     assert recorded["train"] == 64 and recorded["test"] == 16 and len(recorded["fingerprint"]) == 64
-    assert invoke("export", "latest", *args, store=False).exit_code == 0  # the same data: fine
+    assert invoke("export", "latest", *TORCHSCRIPT, *args, store=False).exit_code == 0  # the same data: fine
     for i in range(30):  # a user adds white images to a class
         Image.new("RGB", (12, 12), (255, 255, 255)).save(folder / "red" / f"white{i}.png")
     for command in (
@@ -203,8 +208,11 @@ def test_a_run_recorded_on_a_larger_machine_stays_usable_here(one_trial, invoke)
     db.execute("UPDATE runs SET config = ?", (json.dumps({**json.loads(config), "threads": 64, "bench_threads": 64}),))
     db.commit()
     db.close()
-    fast = ("--min-runs", "3", "--min-time", "0")
-    for command in (["export", "latest"], ["benchmark", "latest", *fast], ["run", "--resume", "latest"]):
+    for command in (
+        ["export", "latest", *TORCHSCRIPT],
+        ["benchmark", "latest", *fast_deploy_args("benchmark")],
+        ["run", "--resume", "latest"],
+    ):
         result = invoke(*command, "--store", store, store=False)
         assert result.exit_code == 0, result.output
     result = invoke("run", "--resume", "latest", "--threads", "1", "--store", store, store=False)

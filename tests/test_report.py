@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import FAST_DEPLOY_ARGS
 from matplotlib.image import imread
 
 from bench.cli import cli
@@ -54,6 +55,8 @@ def default_run(tmp_path_factory):
         "0",
         "--engines",
         "onnxruntime,torch",  # every engine in one report: tests/test_quantize.py
+        "--exporter",
+        "torchscript",  # the dynamo exporter's files: tests/test_onnx.py
         "--store",
         store,
         "-q",
@@ -288,8 +291,7 @@ def test_runs_on_different_test_sets_are_never_ranked_together(invoke, tmp_path,
 
 def test_compare_puts_two_runs_side_by_side_per_variant(invoke, monkeypatch):
     monkeypatch.setenv("COLUMNS", "400")
-    quick = ("--arch", "cnn_baseline", "--epochs", "2", "--engines", "onnxruntime", "--batch-sizes", "1")
-    quick += ("--min-runs", "5", "--min-time", "0", "--quantize", "none", "-q")
+    quick = ("--arch", "cnn_baseline", "--epochs", "2", *FAST_DEPLOY_ARGS, "-q")
     assert invoke("run", *quick, "--lr", "0.01").exit_code == 0
     assert invoke("run", *quick, "--lr", "0.03", "--seed", "0,1").exit_code == 0
     a, b = (r["id"] for r in invoke.json("runs"))

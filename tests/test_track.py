@@ -6,6 +6,7 @@ import importlib.util
 import sys
 
 import pytest
+from conftest import FAST_DEPLOY
 
 import bench
 from bench.core.errors import BenchError, UsageError
@@ -22,18 +23,7 @@ def MlflowClient(uri):  # noqa: N802 (MLflow's class, imported when first used)
     return MlflowClient(uri)
 
 
-RUN = {
-    "plugin": ["tiny"],
-    "variants": "all",
-    "epochs": [3],
-    "engines": ["onnxruntime"],
-    "batch_sizes": [1],
-    "quantize": [],
-    "min_runs": 5,
-    "min_time": 0.0,
-    "warmup": 1,
-    "graph_optimization": "all",
-}
+RUN = {"plugin": ["tiny"], "variants": "all", "epochs": [3], **FAST_DEPLOY}
 
 
 def _mlflow_runs(uri, run_id):

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import FAST_DEPLOY
 from torch import nn
 
 import bench
@@ -22,7 +23,7 @@ from bench.train.optim import make_optimizer
 from bench.train.weights import MARK, head_name, head_parameters
 
 QUICK = {"no_benchmark": True, "epochs": [2]}
-EXPORT = {"engines": ["onnxruntime"], "quantize": [], "batch_sizes": [1], "min_runs": 5, "min_time": 0.0}
+EXPORT = FAST_DEPLOY  # the ONNX metadata is the point, not the exporter or the timing
 
 
 class NormPlugin:

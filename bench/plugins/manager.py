@@ -158,6 +158,12 @@ def get_registry() -> Registry:
     return get_plugins().registry
 
 
+def loaded() -> Plugins | None:
+    """The plugins loaded now, or None until get_plugins() loads them: whoever changed what loads (an in-process plugin,
+    an installed one, the allow-list) can tell whether they were loaded again since."""
+    return _cached
+
+
 def reset() -> None:
     """Forget the loaded plugins; the next ``get_plugins()`` loads them again."""
     global _cached
