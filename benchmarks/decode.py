@@ -1,4 +1,4 @@
-"""Decoding an image folder: images/s of cnnbench's decoder (bench.datasets.decode_images) in one process against
+"""Decoding an image folder: images/s of cnnbench's decoder (bench.data.folders.decode_images) in one process against
 every core, on the same files, alternating, the best of --repeats rounds each (other load only ever slows a round).
 
     python benchmarks/decode.py [--folder data/cifar10-jpeg/train] [--images 10000] [--repeats 3]
@@ -52,7 +52,7 @@ def main() -> None:
         "",
         f"`python benchmarks/decode.py --folder {shown} --images {len(paths)} --repeats {args.repeats}` on "
         f"{cpu_name()} ({cores} cores), Pillow {PIL.__version__}: {len(paths)} {width}x{height} files decoded (and "
-        "converted to 8-bit RGB or gray) by bench.datasets.decode_images, best of the rounds.",
+        "converted to 8-bit RGB or gray) by bench.data.folders.decode_images, best of the rounds.",
         "",
         "| processes | images/s | against one |",
         "| --- | --- | --- |",

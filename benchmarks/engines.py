@@ -171,7 +171,7 @@ def write(args, records) -> None:
             f"{args.min_time:g} s each, intra-op threads {cores}; test accuracy through each engine on the whole "
             "test set. int8: onnxruntime's static QDQ file (per-channel weights, 512 calibration images) and "
             "OpenVINO's own, by NNCF post-training quantization on the same 512 images; bf16: OpenVINO's precision "
-            "hint. noisy: measurements marked noisy (bench/noise.py) of that engine and precision.",
+            "hint. noisy: measurements marked noisy (bench/core/noise.py) of that engine and precision.",
             *lines,
         ]
     )

@@ -7,21 +7,21 @@ timed runs after a warm-up run (other work on a shared machine only adds time). 
 CIFAR-10 size (3x32x32, 10 classes) with seeded random weights (latency does not depend on the weights'
 values), exported by cnnbench's exporter. 'ORT' is what `bench benchmark` measures by default (graph
 optimization auto: the faster of 'extended' and 'all' in a probe); every level x thread count is also timed.
-Latency: cnnbench's own measurement (bench.inference: warm-up, then at least --runs timed runs and 1 s, p50
+Latency: cnnbench's own measurement (bench.runtime.protocol: warm-up, then at least --runs timed runs and 1 s, p50
 by numpy), the same input batch for both engines; PyTorch eager in eval + inference_mode with every core.
 FLOPs per image: torch's flop counter (convolutions and matrix products, a multiply-add = 2). Achieved
 GFLOP/s = FLOPs x batch / p50.
 
 Int8 (section "Inference: int8"): each net's static int8 variant made by cnnbench's own quantization
-(bench.quantize: onnxruntime's quant_pre_process + quantize_static, QDQ, per-channel int8 weights, int8
-activations calibrated by MinMax on the 64 input images), timed like fp32 by bench.inference with graph
+(bench.deploy.quantize: onnxruntime's quant_pre_process + quantize_static, QDQ, per-channel int8 weights, int8
+activations calibrated by MinMax on the 64 input images), timed like fp32 by bench.runtime.protocol with graph
 optimization 'all' in alternating rounds (--rounds; median of the rounds' p50). Speed only: the weights are
 random, so accuracy is measured on trained models (`bench quantize`, benchmarks/int8.py).
 
-Batch-size curves (section "Inference: batch-size curves"): bench.inference.benchmark with --batch-curve
+Batch-size curves (section "Inference: batch-size curves"): bench.runtime.measure.benchmark with --batch-curve
 settings (batch 1 to 256, powers of two, at least 10 runs and 0.5 s each, stopping after a batch over 2 s):
 images/s of ORT fp32, ORT int8 and PyTorch eager, and the smallest batch that no larger batch beats by more
-than 10% in images/s (bench.tradeoffs.saturation).
+than 10% in images/s (bench.results.deployed.saturation).
 
     python benchmarks/inference.py [--runs 100] [--rounds 3] [--sections inference,int8,curves]
 
@@ -177,7 +177,7 @@ def int8_section(cores: int, rounds: int, runs: int) -> str:
             "## Inference: int8",
             "",
             f"{_header(cores)} Command: `python benchmarks/inference.py --sections int8`. Static int8 by "
-            "bench.quantize (QDQ, per-channel int8 weights, MinMax-calibrated int8 activations), ORT CPU, graph "
+            "bench.deploy.quantize (QDQ, per-channel int8 weights, MinMax-calibrated int8 activations), ORT CPU, graph "
             f"optimization 'all', intra-op threads {cores}; p50 in ms, the median of {rounds} alternating rounds of "
             f"at least {runs} runs and 0.5 s. Seeded random weights: speed only (accuracy: `bench quantize` on "
             "trained models).",
@@ -232,11 +232,11 @@ def curves_section(cores: int) -> str:
         [
             "## Inference: batch-size curves",
             "",
-            f"{_header(cores)} Command: `python benchmarks/inference.py --sections curves`. bench.inference with "
-            "--batch-curve settings: each batch size at least 10 runs and 0.5 s after 3 warm-up runs, intra-op "
+            f"{_header(cores)} Command: `python benchmarks/inference.py --sections curves`. bench.runtime.protocol "
+            "with --batch-curve settings: each batch size at least 10 runs and 0.5 s after 3 warm-up runs, intra-op "
             f"threads {cores}, ORT graph optimization 'all'; images/s = batch / mean latency. 'saturates at': the "
-            "smallest batch no larger batch beats by more than 10% (bench.tradeoffs.saturation; '> N': none up to "
-            "N); '-': the curve stopped (a batch over 2 s).",
+            "smallest batch no larger batch beats by more than 10% (bench.results.deployed.saturation; '> N': none up "
+            "to N); '-': the curve stopped (a batch over 2 s).",
             "",
             "| net | engine, precision | " + " | ".join(f"b{b}" for b in sizes) + " | saturates at |",
             "| --- | --- | " + " | ".join("---:" for _ in sizes) + " | ---: |",

@@ -1,12 +1,12 @@
 """Int8 against fp32 in ONNX Runtime on this CPU, for a stored trial's verified ONNX export: is static int8 worth it?
 
-Quantization: cnnbench's own (bench.quantize.quantize_int8, what `bench quantize` and `bench run` make):
+Quantization: cnnbench's own (bench.deploy.quantize.quantize_int8, what `bench quantize` and `bench run` make):
 onnxruntime's quant_pre_process (shape inference and graph optimization), then quantize_static in QDQ format,
 per-channel int8 weights, int8 activations, calibrated (MinMax) on --calibration training images of the trial's
 own training split. Accuracy: the
 whole test set through onnxruntime (CPU), fp32 and int8, with the trial's own preprocessing; top-1 agreement of the
 two. Speed: batch 1 and 64, both models timed in alternating rounds (--rounds), each round cnnbench's own
-measurement (bench.inference.timed_runs: warm-up, then at least --runs runs and --min-time s), p50 by numpy; the
+measurement (bench.runtime.protocol.timed_runs: warm-up, then at least --runs runs and --min-time s), p50 by numpy; the
 ratio of the medians over rounds. Graph optimization 'all', intra-op threads = every core.
 
     python benchmarks/int8.py --store runs/lab/bench.db --run RUN [--trial N]

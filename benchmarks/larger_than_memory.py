@@ -6,7 +6,7 @@
 1. Builds an image folder (links to the CIFAR-10 JPEG copy's 60,000 files, train/ and test/; without the copy,
    generated JPEGs) whose images, decoded at --size px, take more than the limit (60,000 x 3 x 128 x 128 = 2.9 GB
    against 1.5 GB).
-2. Decodes its files (bench.datasets.decode_images) over every core and in one process: images/s of each; then
+2. Decodes its files (bench.data.folders.decode_images) over every core and in one process: images/s of each; then
    loads it as `bench run` does, which builds cnnbench's cache.
 3. Trains the same small, data-bound net (strided convolutions: the pixels' path is a large share of a step) for
    --epochs epochs with cnnbench's trainer, in child processes:
@@ -17,7 +17,7 @@
      the page cache too, so the cache's pages must come from the disk) or else RLIMIT_DATA (anonymous memory only).
      The cache files' pages are dropped from the page cache (posix_fadvise) before each, so it reads from the disk.
    Each child reports its peak anonymous memory (RssAnon sampled every 20 ms; the cgroup's own peak where it keeps
-   one), its training images/s by epoch (training steps only, bench.training's elapsed_s) and how it ended.
+   one), its training images/s by epoch (training steps only, bench.train.loop's elapsed_s) and how it ended.
 
 Writes the section "Larger than memory: the decode cache" of benchmarks/RESULTS.md and prints it.
 """
@@ -176,7 +176,7 @@ def run_child(args, mode: str, limit: int | None, group: Path | None) -> dict:
 
 
 def train_rates(data, epochs: int, seed: int = 0) -> tuple[list[float], int]:
-    """Images/s of each epoch's training steps (bench.training's elapsed_s) of the small net on ``data``."""
+    """Images/s of each epoch's training steps (bench.train.loop's elapsed_s) of the small net on ``data``."""
     import torch
     from torch import nn
 
@@ -309,8 +309,8 @@ def main() -> None:
         f"(data-bound: the pixels' path is a large share of a step), batch 128, SGD, {args.epochs} epochs on 98% of "
         "train/ (2% validation), cnnbench's trainer; images/s of the training steps, by epoch.",
         "",
-        f"Decoding into the cache (bench.datasets.decode_images; each worker writes its images into the memory-mapped "
-        f"file): **{rates[cores]:,.0f} images/s over {cores} processes, {rates[1]:,.0f} in one process** "
+        "Decoding into the cache (bench.data.folders.decode_images; each worker writes its images into the "
+        f"memory-mapped file): **{rates[cores]:,.0f} images/s over {cores} processes, {rates[1]:,.0f} in one process** "
         f"({rates[cores] / rates[1]:.2f}x); the dataset's first load (decoded, written, mean/std): {build_s:.1f} s.",
         "",
     ]

@@ -5,7 +5,7 @@ threads a run uses), in fresh processes:
   - the default sweep, `bench run --plugin cnn_dropout` (README's Quick start: training, export, int8/fp16, the
     benchmark), its wall time, and its digits winner's PyTorch eager p50/p99 at batch 1 as the run itself stored it;
   - one latency measurement of the lab's VGG-like net (`cnn_vgg`, seeded random weights), PyTorch eager and ONNX
-    Runtime at batch 1 and 64 (bench.inference, 1 s per figure).
+    Runtime at batch 1 and 64 (bench.runtime.protocol, 1 s per figure).
 Quiet first (nothing else running), then the same beside `--competitors` processes (default 2) that each loop 2-thread
 torch matrix products: what a colleague's training job or a CI neighbour looks like. Busy loops alone do not show the
 collapse this measures (README's issue 26: 11.4x). The competitors are started and stopped here. Figures: ratios
@@ -32,7 +32,7 @@ BENCH = str(Path(sys.executable).parent / "bench")
 # The OpenMP settings compared: environment of the measured processes (OMP_* and GOMP_* are read once, when torch
 # loads its OpenMP runtime; KMP_BLOCKTIME is Intel OpenMP's equivalent, for builds that use it).
 SETTINGS = {
-    "cnnbench": {},  # nothing set: cnnbench's own default (bench/threads.py)
+    "cnnbench": {},  # nothing set: cnnbench's own default (bench/core/threads.py)
     "libgomp": {"GOMP_SPINCOUNT": "300000", "KMP_BLOCKTIME": "200"},  # libgomp's and iomp's defaults, pinned
     "spin10k": {"GOMP_SPINCOUNT": "10000", "KMP_BLOCKTIME": "0"},  # spin about 0.2 ms, then sleep
     "spin1k": {"GOMP_SPINCOUNT": "1000", "KMP_BLOCKTIME": "0"},  # spin about 20 us, then sleep
@@ -51,8 +51,8 @@ while True:
 LATENCY = """
 import json, sys, tempfile
 import torch
-from bench.export import to_onnx
-from bench.inference import BenchSettings, benchmark
+from bench.deploy.export import to_onnx
+from bench.runtime.protocol import BenchSettings, benchmark
 from bench.plugins import get_registry
 threads = int(sys.argv[1])
 torch.set_num_threads(threads)
@@ -73,7 +73,7 @@ print(json.dumps(rows))
 def env_of(setting: str) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")}
     env.update({k: v for k, v in SETTINGS[setting].items() if k != "BENCH_THREADS_ARG"})
-    return env  # any of these set: cnnbench's own default (bench.threads) leaves them alone
+    return env  # any of these set: cnnbench's own default (bench.core.threads) leaves them alone
 
 
 def threads_of(setting: str) -> int:
@@ -186,7 +186,9 @@ def write(settings, quiet, loaded, competitors, load_before, load_after) -> None
             f"{load_after:.1f} at its end). Sweep: `bench run --plugin cnn_dropout` (training, export, int8/fp16, "
             "benchmark), wall time in s, and the digits winner's PyTorch eager p99 at batch 1 as that run stored it "
             "(ms). cnn_vgg: seeded random "
-            "weights, bench.inference, p50 in ms at batch 1 and 64, quiet / loaded. Settings: " + described + ". "
+            "weights, bench.runtime.protocol, p50 in ms at batch 1 and 64, quiet / loaded. Settings: "
+            + described
+            + ". "
             f"With {competitors} competitors of 2 threads beside a 2-thread run, the run's fair share of the "
             f"{cores} cores is about a third: 3x is proportional slowing.",
             "",

@@ -6,7 +6,7 @@ torch threads, for --epochs epochs. Each epoch both shuffle, train, compute the 
 it improved, write the weights to disk (what keeping the best checkpoint needs). The hand-written loop gets
 its images already normalized as float32 (its best case); cnnbench's trainer normalizes uint8 batches as it
 goes (what lets it augment on the device and hold 4x less memory), and also records accuracy, divergence
-and the epoch history. Timed: bench.training.train_trial up to the end of its last epoch
+and the epoch history. Timed: bench.train.loop.train_trial up to the end of its last epoch
 (TrialResult.train_time_s; the final train/test measurement is outside it) against the loop's wall time.
 Many short rounds alternate the two. The overhead is taken from the fastest round of each (on a shared machine other
 work only ever adds time, so the fastest round is the closest to the code's own cost); the median of the

@@ -5,7 +5,7 @@ optimizer (SGD, momentum 0.9) and augmentation (random horizontal flip, random c
   classic:  a torch Dataset that turns each uint8 image into a PIL image and applies torchvision's
             RandomHorizontalFlip, RandomCrop(padding=4), ToTensor, Normalize; a DataLoader with shuffling,
             num_workers 0 and 2 (both measured; the faster is the reference);
-  cnnbench: bench.training.train_trial: uint8 tensors in memory, batched augmentation and normalization on
+  cnnbench: bench.train.loop.train_trial: uint8 tensors in memory, batched augmentation and normalization on
             the training device (the epoch time it records, training pass only).
 Training-pass wall time of one epoch over --images images, median of --repeats alternating rounds, torch
 threads = cores. Writes the table to benchmarks/RESULTS.md (section "Data pipeline") and prints it.

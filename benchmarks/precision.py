@@ -1,7 +1,7 @@
 """Training precision and memory layout: speed of fp32, channels_last, bf16 autocast and both together, and
 the test accuracy of fp32 against bf16 + channels_last, on this machine's CPU.
 
-speed:    one training epoch through bench.training.train_trial (batch 64, SGD, fp32 evaluation) of each lab
+speed:    one training epoch through bench.train.loop.train_trial (batch 64, SGD, fp32 evaluation) of each lab
           net on real images, in the four modes; images/s of the epoch, median of --repeats rounds in which
           the modes alternate. Digits (1x8x8, all 1150 training images) and Fashion-MNIST (1x28x28, 2560
           images; 640 for the VGG-like net). Also shows what `--precision auto` (the default) picks and
@@ -206,8 +206,9 @@ def main() -> None:
             "threads. Command: `python benchmarks/precision.py` (`--part speed` or `--part accuracy` redoes one "
             "table).",
             "",
-            "The default these tables decide (`--precision auto`, bench.speed.resolve_speed): channels_last whenever "
-            "the model accepts it; bf16 autocast where bf16 is measured fast (bench.speed.bf16_is_fast) for models of "
+            "The default these tables decide (`--precision auto`, bench.train.precision.resolve_speed): channels_last "
+            "whenever the model accepts it; bf16 autocast where bf16 is measured fast "
+            "(bench.train.precision.bf16_is_fast) for models of "
             f"{BF16_MIN_FLOPS / 1e6:g} MFLOPs or more per image; fp32 otherwise.",
             "",
             *(parts[p] + "\n" for p in ("speed", "accuracy") if p in parts),

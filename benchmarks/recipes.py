@@ -2,7 +2,7 @@
 (configs/rob313.toml) against the fast recipe's (configs/cifar10-fast.toml), or any two --config files.
 
 Each config's trial is built as `bench run --config FILE` builds it (plugin defaults, then the file), and its
-training steps run through bench.training.train_trial, exactly as in a run, on the same --images real training
+training steps run through bench.train.loop.train_trial, exactly as in a run, on the same --images real training
 images (two epochs per round); rounds alternate between the configs, and the median of each is kept (other load on
 a shared machine only ever slows a round). The rate is the second epoch's; the first epoch's excess over it is the
 trial's start-up (kernel warm-up, a whitening stem's fit), paid once in a real run, so counting it in every epoch

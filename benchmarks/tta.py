@@ -1,11 +1,11 @@
 """Test-time augmentation measured on a stored trial's best checkpoint: the plain network, flip TTA
-(bench.layers.FlipAverage, fast_cnn's variant tta=True: two forward passes) and airbench's six views
-(bench.layers.FlipTranslateAverage, tta=translate: flip x one-pixel shifts): test accuracy of each, its ONNX file
+(bench.FlipAverage, fast_cnn's variant tta=True: two forward passes) and airbench's six views
+(bench.FlipTranslateAverage, tta=translate: flip x one-pixel shifts): test accuracy of each, its ONNX file
 checked against PyTorch, and its ONNX Runtime latency. Training is unchanged by these variants, so one checkpoint
 (trained with any of them) tells what each adds.
 
 Accuracy: the trial's own test split and preprocessing, PyTorch fp32 in eval mode, then the exported file through
-onnxruntime. Latency: cnnbench's own measurement (bench.inference.measure_file: 10 warm-up runs, then at least
+onnxruntime. Latency: cnnbench's own measurement (bench.deploy.timing.measure_file: 10 warm-up runs, then at least
 --runs runs and --min-time s, p50 by numpy), graph optimization auto, intra-op threads = every core.
 
     python benchmarks/tta.py --store runs/lab/bench.db --run RUN [--trial N]

@@ -3,10 +3,10 @@ every model of the built-in `torchvision` plugin with its default (`small`) stem
 model can be chosen for a latency budget before anything is trained.
 
 Models: 3x32x32 input, 10 classes, seeded random weights (latency does not depend on the weights' values),
-exported by cnnbench's exporter (`bench.export.to_onnx`, the dynamo exporter, TorchScript where dynamo fails).
-Latency: cnnbench's own measurement (`bench.inference.measure_file`, its onnxruntime engine): 10 warm-up runs, then at
-least --runs timed runs and --min-time seconds, p50 by numpy; graph optimization auto (the faster of 'extended' and
-'all' in a probe); intra-op threads = every core. FLOPs: torch's flop counter (a multiply-add = 2).
+exported by cnnbench's exporter (`bench.deploy.export.to_onnx`, the dynamo exporter, TorchScript where dynamo fails).
+Latency: cnnbench's own measurement (`bench.deploy.timing.measure_file`, its onnxruntime engine): 10 warm-up runs,
+then at least --runs timed runs and --min-time seconds, p50 by numpy; graph optimization auto (the faster of
+'extended' and 'all' in a probe); intra-op threads = every core. FLOPs: torch's flop counter (a multiply-add = 2).
 
     python benchmarks/zoo.py [--runs 100] [--min-time 1]
 

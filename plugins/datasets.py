@@ -87,7 +87,7 @@ def _load_idx(request: Request, name: str, folders: list[Path], classes, mean, s
                 raise BenchError(f"{lp}: label {int(labels.max())} out of range (expected 0..{len(classes) - 1})")
         return {"train_x": train_x[:, None], "train_y": train_y, "test_x": test_x[:, None], "test_y": test_y}
 
-    arrays = cached(paths, {"name": name, "format": 2}, build, paths[0].parent)
+    arrays = cached(paths, {"name": name, "format": 2}, build)
     return Dataset(
         name,
         list(classes),
@@ -162,7 +162,7 @@ def load_cifar10(request: Request) -> Dataset:
             "test_y": batches[5][1],
         }
 
-    arrays = cached(paths, {"name": "cifar10", "format": 2}, build, paths[0].parent)
+    arrays = cached(paths, {"name": "cifar10", "format": 2}, build)
     return Dataset(
         "cifar10",
         CIFAR10_CLASSES,
@@ -216,7 +216,7 @@ def load_image_folder(request: Request) -> Dataset:
     else:  # their own size (a folder of mixed sizes: the most common one)
         size, resize = native_size(sources)
     arrays = cached(
-        sources, {"name": "imagefolder", "root": str(root.resolve()), "size": list(size), "format": 5}, build, root
+        sources, {"name": "imagefolder", "root": str(root.resolve()), "size": list(size), "format": 5}, build
     )
     classes = [str(c) for c in arrays["classes"]]
     train = Split(*tensors(arrays["train_x"], arrays["train_y"]))

@@ -187,3 +187,87 @@ def _run_plugin_test_against_a_new_plugin(code: str, tmp_path, monkeypatch):
         namespace["test_found_and_builds"]()
     finally:
         plugins.unregister_in_process("foo")
+
+
+NAMED = re.compile(r"(?<![\w/.])bench(?:\.[A-Za-z_][A-Za-z0-9_]*)+")
+NOT_NAMES = {"bench.db"}  # the store's file name, not a module
+
+
+def _resolves(dotted: str) -> bool:
+    """Whether ``bench.a.b.c`` is a module of bench, or a name one of its modules (or `bench` itself) has."""
+    import importlib
+
+    parts = dotted.split(".")
+    for i in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:i]))
+        except ImportError:
+            continue
+        for attr in parts[i:]:
+            if not hasattr(obj, attr):
+                return False
+            obj = getattr(obj, attr)
+        return True
+    return False
+
+
+def stale_names(paths) -> list[str]:
+    """Every `bench.x.y` that a page, a docstring or a comment names and that names nothing (moved or renamed)."""
+    out = []
+    for path in paths:
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            for match in NAMED.finditer(line):
+                name = match.group(0).rstrip(".")
+                if name not in NOT_NAMES and not _resolves(name):
+                    out.append(f"{path.relative_to(ROOT) if path.is_relative_to(ROOT) else path.name}:{n}: {name}")
+    return out
+
+
+def test_every_module_and_name_the_docs_and_docstrings_give_exists():
+    """A reader who follows "bench.data.splits.Normalized" or "bench.train.precision.bf16_speedup" finds it: the
+    pages, and the docstrings and comments of the package, its plugins and benchmarks, name only what exists."""
+    paths = [ROOT / p for p in PAGES]
+    paths += [*(ROOT / "bench").rglob("*.py"), *(ROOT / "plugins").glob("*.py"), *(ROOT / "benchmarks").glob("*.py")]
+    assert stale_names(paths) == []
+
+
+def test_the_name_check_finds_a_moved_module(tmp_path):
+    page = tmp_path / "page.md"
+    page.write_text("See bench.runtime.protocol.BenchSettings, bench.speed.bf16_speedup and runs/bench.db.\n")
+    assert stale_names([page]) == ["page.md:1: bench.speed.bf16_speedup"]
+
+
+DEFAULT_SAID = re.compile(r"`--([a-z][a-z-]*)`[^.;()`]{0,25}\(default `?([-+0-9.e]+)`?[;,)]")
+
+
+def test_a_default_the_docs_give_is_the_declared_one():
+    """`--tolerance` (default 0.001), `--val-ratio` (default 0.2): each number a page gives as an option's default is
+    the one bench/options declares (for an axis, what a trial gets when no plugin says)."""
+    from bench.options.config import defaults, option_of
+
+    said = [
+        (page, m.group(1).replace("-", "_"), float(m.group(2)))
+        for page in PAGES
+        for m in DEFAULT_SAID.finditer((ROOT / page).read_text().replace("\n", " "))
+    ]
+    assert len(said) >= 3
+    for page, name, value in said:
+        option = option_of(name)
+        declared = option.trial_default if option.trial_default is not None else defaults()[name]
+        assert value == declared, f"{page}: --{name} (default {value:g}), declared {declared}"
+
+
+def test_runs_md_lists_every_axis_of_the_grid():
+    from bench.options.config import AXES
+
+    text = (ROOT / "docs" / "runs.md").read_text().replace("\n", " ")
+    listed = re.search(r"every list option \((.+?)\) is one axis", text).group(1)
+    assert re.findall(r"`--([a-z-]+)`", listed) == [a.replace("_", "-") for a in AXES]
+
+
+def test_every_file_of_the_package_the_docs_and_docstrings_give_exists():
+    paths = [ROOT / p for p in PAGES]
+    paths += [*(ROOT / "bench").rglob("*.py"), *(ROOT / "plugins").glob("*.py"), *(ROOT / "benchmarks").glob("*.py")]
+    for path in paths:
+        for named in re.findall(r"(?<![\w/])(bench/[\w/]*\w(?:\.py)?/?)", path.read_text()):
+            assert (ROOT / named).exists(), f"{path.relative_to(ROOT)} names {named}, which does not exist"

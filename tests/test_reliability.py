@@ -584,9 +584,9 @@ def test_no_room_in_the_onnx_phases_is_one_line_naming_the_file_and_no_fallback(
     code = f"""
 import resource, signal, numpy as np, torch
 from pathlib import Path
-from bench.errors import DiskFull
-from bench.export import export_model
-from bench.quantize import QuantizeSettings, make_variants
+from bench.core.errors import DiskFull
+from bench.deploy.export import export_model
+from bench.deploy.quantize import QuantizeSettings, make_variants
 
 torch.manual_seed(0)
 model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 2000)).eval()  # 512 KB of weights

@@ -127,6 +127,15 @@ def test_the_layer_check_finds_an_import_of_a_later_stage():
     assert layer_violations(graph) == ["bench.core.z imports bench", "bench.store.y imports bench.sweep.runner"]
 
 
+def test_each_package_lists_its_modules():
+    """Each stage's __init__.py is its table of contents: every module of the package is named in its docstring."""
+    for stage in LAYERS:
+        package = BENCH / stage
+        doc = ast.get_docstring(ast.parse((package / "__init__.py").read_text())) or ""
+        modules = [p.name for p in package.glob("*.py") if p.name not in ("__init__.py", "__main__.py")]
+        assert not [m for m in modules if m not in doc], f"bench/{stage}/__init__.py does not list every module"
+
+
 def test_contributing_lists_the_stages_in_their_order():
     text = (ROOT / "CONTRIBUTING.md").read_text()
     table = text[text.index("| stage |") :].split("\n\n")[0]

@@ -1,4 +1,4 @@
-"""The `bench` command's options, made from RunConfig's declarations (bench/options.py): one click option per field,
+"""The `bench` command's options, made from RunConfig's declarations (bench/options/): one click option per field,
 with the field's help, default and check; `--config` files; the options shared by several commands."""
 
 from __future__ import annotations

@@ -20,8 +20,8 @@ CACHE_DIR: contextvars.ContextVar[Path | None] = contextvars.ContextVar("cnnbenc
 
 
 def cache_dir() -> Path:
-    """Where decoded datasets are kept: --cache-dir (bench.plugins.load_dataset sets it), else $BENCH_CACHE, else the
-    user cache (~/.cache/cnnbench). Never inside a dataset's folder unless asked."""
+    """Where decoded datasets are kept: --cache-dir (bench.plugins.datasets.load_dataset sets it), else $BENCH_CACHE,
+    else the user cache (~/.cache/cnnbench). Never inside a dataset's folder unless asked."""
     given = CACHE_DIR.get()
     return Path(given or os.environ.get("BENCH_CACHE") or Path.home() / ".cache" / "cnnbench")
 
@@ -49,15 +49,14 @@ def _exclusive(path: Path):
         lock.close()  # closing releases the lock
 
 
-def cached(sources: list[Path], key: dict, build: Callable, near: Path | None = None) -> dict[str, np.ndarray]:
+def cached(sources: list[Path], key: dict, build: Callable) -> dict[str, np.ndarray]:
     """Arrays decoded from ``sources`` by ``build``, kept in the cache folder (cache_dir()) as one .npy file per
     array and returned as read-only memory maps of those files: a dataset larger than memory is read from the page
     cache (or the disk) a batch at a time. ``build()`` returns the arrays; or ``build(folder)`` writes large ones
     itself into ``folder`` as .npy files (``open_array``) and returns the rest. The key covers every source's path,
     size and mtime and ``key``, so a changed file is decoded again; two processes asking at once decode once (a file
     lock); a half-written or damaged cache is never read (written in a temporary folder, then renamed); the cache of
-    an earlier version of the same sources is removed once the new one is written. ``near``
-    (the data's folder) is not written to: unused."""
+    an earlier version of the same sources is removed once the new one is written."""
     import inspect
     import shutil
 

@@ -44,8 +44,8 @@ CHUNK_BYTES = 64 << 20  # what a pass over a split (fingerprint, statistics) hol
 
 
 def mapped(pixels: torch.Tensor) -> torch.Tensor:
-    """Mark ``pixels`` as a memory map of a file (bench.datasets.tensors does). When they take more than half of the
-    memory available (bench.environment.available_memory: a cgroup's limit counts), the page cache cannot keep
+    """Mark ``pixels`` as a memory map of a file (bench.data.cache.tensors does). When they take more than half of the
+    memory available (bench.core.machine.available_memory: a cgroup's limit counts), the page cache cannot keep
     them: their pages are then read only where asked (MADV_RANDOM: a page fault does not read the pages around it,
     up to the device's readahead, 8 MB on some disks, of which a randomly drawn batch uses one image), and a Split
     of them reads each batch ahead (prefetch). Smaller ones are read as any file (the pages around a fault
@@ -60,7 +60,7 @@ def mapped(pixels: torch.Tensor) -> torch.Tensor:
 
 
 class Split:
-    """Images and their labels. ``images`` may be a memory map of a cache file (bench.datasets.cached), larger than
+    """Images and their labels. ``images`` may be a memory map of a cache file (bench.data.cache.cached), larger than
     memory: a split of it (``view``) holds only its positions (``index``), and its pixels are read batch by batch
     (``take``), so that only a batch at a time is ever in anonymous memory."""
 
@@ -237,7 +237,7 @@ class Dataset:
         return Splits(train=self.train.view(train), val=self.train.view(val), test=self.test)
 
     def in_memory(self) -> Dataset:
-        """The dataset with every pixel copied into memory (bench.data.Split.in_memory)."""
+        """The dataset with every pixel copied into memory (bench.data.splits.Split.in_memory)."""
         from dataclasses import replace
 
         return replace(self, train=self.train.in_memory(), test=self.test.in_memory())

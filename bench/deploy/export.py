@@ -43,7 +43,7 @@ class ExportFailed(Exception):
 
 @dataclass
 class ExportResult:
-    status: str  # bench.status.ExportStatus
+    status: str  # bench.core.status.ExportStatus
     tolerance: float
     note: str | None = None
     data: bytes | None = None  # the ONNX file

@@ -80,7 +80,7 @@ def export_trial(store: Store, run: dict, trial: dict, data: Dataset, settings: 
 def quantize_trial(
     store: Store, run: dict, trial: dict, data: Dataset, settings: QuantizeSettings, threads: int | None = None
 ) -> list[dict]:
-    """Make and check the int8 and fp16 variants of the trial's verified ONNX export (bench.quantize), write
+    """Make and check the int8 and fp16 variants of the trial's verified ONNX export (bench.deploy.quantize), write
     them to <run>/t<NNN>/model-<precision>.onnx and record each, failed ones with their reason."""
     fp32_path = verified_export(store, trial)
     calibration, test, labels = calibration_and_test(data, trial, settings.calibration_images)

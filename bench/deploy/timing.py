@@ -29,7 +29,7 @@ def benchmark_trial(
     settings: BenchSettings,
     calibration_images: int = default("calibration_images"),
 ) -> list[dict]:
-    """Latency of the trial's verified model in every engine ``settings`` asks for (bench.engines), at every
+    """Latency of the trial's verified model in every engine ``settings`` asks for (bench.runtime.engines), at every
     precision each runs (ONNX Runtime: the fp32 export and its int8/fp16 variants; PyTorch: the model itself;
     OpenVINO: the export at fp32 and bf16 and its own int8), then the test accuracy each engine gives at each
     precision; nothing for a failed export."""

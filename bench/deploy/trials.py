@@ -16,6 +16,7 @@ from bench.core.formats import trial_label
 from bench.core.status import RUNNABLE, ExportStatus, Precision
 from bench.core.version import __version__
 from bench.data.splits import Dataset, Normalized, Normalizer
+from bench.options.config import default
 from bench.plugins.manager import get_registry
 from bench.results.leaderboard import rank
 from bench.runtime.engines import EngineModel
@@ -76,7 +77,7 @@ def load_model(store: Store, run: dict, trial: dict) -> nn.Module:
 
 
 def test_images(data: Dataset, trial: dict) -> tuple[Normalized, torch.Tensor]:
-    """The trial's test images, normalized a slice at a time (bench.data.Normalized), and their labels."""
+    """The trial's test images, normalized a slice at a time (bench.data.splits.Normalized), and their labels."""
     hp = trial["hparams"]
     test = data.split(hp["val_ratio"], hp["seed"]).test
     return Normalized(test, Normalizer(data)), test.labels
@@ -161,9 +162,10 @@ def unexported(run: dict, trial: dict, exp: dict) -> str:
     """Why a trial's export cannot be benchmarked, and the command that changes it."""
     again = f"bench export {run['id']} {trial_label(trial['idx'])}"
     if exp["status"] == ExportStatus.PARITY_FAILED:
+        wider = max(default("tolerance"), 10 * (exp["tolerance"] or 0))
         return (
             f"its ONNX export differs from PyTorch beyond the tolerance ({exp['note']}); if that difference is "
-            f"acceptable, `{again} --tolerance {max(1e-3, 10 * (exp['tolerance'] or 1e-4)):g}` exports it again"
+            f"acceptable, `{again} --tolerance {wider:g}` exports it again"
         )
     return f"its ONNX export failed ({exp['note']}); `{again} --exporter torchscript` or another --opset may work"
 

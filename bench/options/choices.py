@@ -36,4 +36,3 @@ MAX_SEED = 2**32 - 1
 PLAN, TRAIN, EXECUTE, DEPLOY = "plan", "train", "execute", "deploy"
 STAGES = (PLAN, TRAIN, EXECUTE, DEPLOY)
 WINNERS, EXPORT, BENCHMARK, QUANTIZE = "winners", "export", "benchmark", "quantize"
-GROUPS = (WINNERS, EXPORT, BENCHMARK, QUANTIZE)

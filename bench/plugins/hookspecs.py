@@ -37,7 +37,7 @@ def register_datasets(register):
 
         register(
             name,               # str: unique name, e.g. "mnist" ([a-z0-9_.-]+)
-            load,               # callable(request: bench.datasets.Request) -> bench.data.Dataset
+            load,               # callable(request: bench.Request) -> bench.Dataset
             description=...,    # str: one line
             input_shape=None,   # (C, H, W) when known without loading (None: depends on the argument)
             num_classes=None,   # int when known without loading
@@ -45,7 +45,7 @@ def register_datasets(register):
         )
 
     ``load`` receives the request (argument, data directory, download flag, image size) and returns the whole
-    dataset as uint8 tensors; a missing or damaged file should raise ``bench.errors.BenchError`` with one
+    dataset as uint8 tensors; a missing or damaged file should raise ``bench.BenchError`` with one
     line naming the file and how to get it.
     """
 
@@ -64,10 +64,10 @@ def register_engines(register):
         )
 
     ``devices()`` returns ``{device: None or the reason it cannot run here}`` (devices as `--providers` names them:
-    cpu, cuda, ...); ``precisions(model)`` ``{precision: None or the reason}`` for a ``bench.engines.EngineModel``;
+    cpu, cuda, ...); ``precisions(model)`` ``{precision: None or the reason}`` for a ``bench.EngineModel``;
     ``load`` returns a session with ``bind(x)`` (a function running one inference on the float32 batch ``x``),
     ``predict(x)`` (logits as a numpy array), ``method`` (a dict recorded beside its figures) and optionally
-    ``sync()`` and ``close()``. Raise ``bench.engines.Unavailable`` with one line when it cannot run something;
+    ``sync()`` and ``close()``. Raise ``bench.Unavailable`` with one line when it cannot run something;
     any other exception is recorded as that measurement's failure. An engine with ``default = False`` runs only
-    when named (`--engines NAME`). cnnbench times every engine under one protocol (bench.inference).
+    when named (`--engines NAME`). cnnbench times every engine under one protocol (bench.runtime.protocol).
     """

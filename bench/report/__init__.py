@@ -7,7 +7,7 @@ diagnosis and method. Every figure in it is read from the store, never recompute
     deployment.py  engines, precisions, variants and batch curves
     search.py      a search's progress
     method.py      how every figure was measured
-    tables.py      the report as data: JSON and CSV
+    data.py        the report as data: JSON and CSV
     compare.py     two runs side by side (bench compare)
     plots.py       the figures (matplotlib)"""
 

@@ -98,7 +98,7 @@ MEASUREMENT_FIELDS = (
 
 
 def _configurations(views: list[TrialView]) -> dict[tuple[str, int], dict]:
-    """(run, trial) -> its configuration (bench.leaderboard.configurations), per run."""
+    """(run, trial) -> its configuration (bench.results.leaderboard.configurations), per run."""
     out = {}
     for run_id in dict.fromkeys(v.run["id"] for v in views):
         trials = rank([v.trial for v in views if v.run["id"] == run_id])
@@ -109,8 +109,8 @@ def _configurations(views: list[TrialView]) -> dict[tuple[str, int], dict]:
 
 def measurements(views: list[TrialView]) -> list[dict]:
     """One record per stored measurement (trial, precision, engine, provider, batch size, repetition), with the test
-    accuracy that engine gives at that precision (bench.deploy.evaluations; stores from before engines were evaluated:
-    through onnxruntime for the ONNX files, PyTorch's own for the torch engine) and the ONNX file's size."""
+    accuracy that engine gives at that precision (bench.deploy.timing.evaluations; stores from before engines were
+    evaluated: through onnxruntime for the ONNX files, PyTorch's own for the torch engine) and the ONNX file's size."""
     out = []
     for v in views:
         accs = {x["precision"]: (x["test_acc"], x["size_bytes"], x["status"]) for x in v.variants}

@@ -22,7 +22,7 @@ class TrialView:
     trial: dict
     history: list[dict]
     export: dict | None
-    latency: list[dict]  # one row per measured (precision, engine, provider, batch): bench.tradeoffs.representative
+    latency: list[dict]  # one row per (precision, engine, provider, batch): bench.results.deployed.representative
     variants: list[dict] = field(default_factory=list)
     repetitions: list[dict] = field(default_factory=list)  # every stored measurement, every repetition
     evaluations: list[dict] = field(default_factory=list)  # the test accuracy of each engine at each precision

@@ -39,7 +39,7 @@ def representative(latency: list[dict]) -> list[dict]:
 
 
 def trustworthy(row: dict | None) -> bool:
-    """A measurement that ran and is not marked noisy (bench.noise)."""
+    """A measurement that ran and is not marked noisy (bench.core.noise)."""
     return bool(row) and row["status"] == MeasurementStatus.OK and not row.get("noisy")
 
 

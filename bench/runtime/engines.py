@@ -1,7 +1,7 @@
 """Inference engines: what runs a trial's verified model for its latency and accuracy figures. Engines are plugins
 (the `register_engines` hook, docs/plugins.md), like architectures and datasets; cnnbench's own (onnxruntime, torch,
 openvino) are registered the same way, by plugins/engines.py. Every engine is timed under one protocol
-(bench.inference) and evaluated on the same test images.
+(bench.runtime.protocol) and evaluated on the same test images.
 
 An engine is an object with::
 

@@ -80,7 +80,7 @@ def ort_session(path, provider: str = "cpu", threads: int | None = None, graph_o
 
 
 def logits(sess: ort.InferenceSession, images, chunk: int = 256):
-    """Logits for ``images`` (normalized NCHW: an array, a tensor, or bench.data.Normalized) through ``sess``, a
+    """Logits for ``images`` (normalized NCHW: an array, a tensor, or bench.data.splits.Normalized) through ``sess``, a
     chunk at a time, each made float32 as it is run."""
     import numpy as np
 

@@ -63,7 +63,7 @@ class BenchSettings:
 
 @dataclass
 class Measurement:
-    engine: str  # onnxruntime, torch, openvino... (bench.engines)
+    engine: str  # onnxruntime, torch, openvino... (bench.runtime.engines)
     provider: str  # the device as the engine names it: CPUExecutionProvider, CUDAExecutionProvider, cpu, cuda
     batch_size: int
     status: str = MeasurementStatus.OK  # or unavailable, failed, skipped
@@ -86,7 +86,7 @@ class Measurement:
 
 def check_batch_sizes(batch_sizes, input_shape, activations: int = 0) -> None:
     """Refuse (UsageError, before any timing) a batch size whose float32 inputs and intermediate results
-    (``activations``: bytes per image, bench.modelstats.activation_bytes; 0 when the model is not known yet) would
+    (``activations``: bytes per image, bench.models.stats.activation_bytes; 0 when the model is not known yet) would
     take more than half of the memory available now: the engine would fail, or the process be killed."""
     from bench.core.machine import available_memory
     from bench.options.option import invalid
@@ -182,7 +182,7 @@ def graph_levels(methods: list[dict]) -> str:
 
 def batch_of(images: torch.Tensor, batch_size: int) -> torch.Tensor:
     """The first ``batch_size`` real images, repeated if the set is smaller."""
-    first = images[:batch_size]  # a slice: of a tensor, or made by bench.data.Normalized
+    first = images[:batch_size]  # a slice: of a tensor, or made by bench.data.splits.Normalized
     reps = -(-batch_size // len(first))
     return first.repeat(reps, 1, 1, 1)[:batch_size].contiguous() if reps > 1 else first.contiguous()
 

@@ -2,8 +2,13 @@
 
 Every write is a transaction; a trial's results and history are committed together the moment it ends, so an
 interrupted sweep keeps every finished trial. Checkpoints and other artifacts live beside the database, under
-``<store dir>/<run id>/t<NNN>/``; paths are stored relative to the store's folder. The parts: schema (tables and
-migrations), opening (modes and transactions), ownership (one live process per run), writes, reads."""
+``<store dir>/<run id>/t<NNN>/``; paths are stored relative to the store's folder.
+
+    schema.py     the tables and their migrations
+    opening.py    opening modes, transactions
+    ownership.py  one live process per run
+    writes.py     what the pipeline records
+    reads.py      what it reads back"""
 
 from __future__ import annotations
 

@@ -48,7 +48,7 @@ class Reads:
         ids = [r["id"] for r in reversed(self.runs())]
         raise unknown("run", run_id, ids)
 
-    # A trial with ``noisy_epochs``: how many of its epochs' times are marked noisy (bench.noise).
+    # A trial with ``noisy_epochs``: how many of its epochs' times are marked noisy (bench.core.noise).
     TRIAL = (
         "SELECT t.*, (SELECT count(*) FROM epochs e WHERE e.trial_id = t.id AND e.noisy = 1) AS noisy_epochs"
         " FROM trials t"
@@ -73,7 +73,7 @@ class Reads:
         return self._decode(self.conn.execute("SELECT * FROM exports WHERE trial_id = ?", (trial_id,)).fetchone())
 
     def latency_of(self, trial_id: int) -> list[dict]:
-        """Every measurement of the trial, every repetition of it (bench.tradeoffs.representative keeps one)."""
+        """Every measurement of the trial, every repetition of it (bench.results.deployed.representative keeps one)."""
         rows = self.conn.execute(
             "SELECT * FROM latency WHERE trial_id = ?"
             " ORDER BY provider NOT IN ('CPUExecutionProvider', 'cpu'), precision != 'fp32', precision, batch_size,"

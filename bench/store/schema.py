@@ -165,7 +165,7 @@ ALTER TABLE latency_v5 RENAME TO latency;
 ALTER TABLE epochs ADD COLUMN load_before REAL;  -- 1-minute load average as the epoch started
 ALTER TABLE epochs ADD COLUMN load_after REAL;
 ALTER TABLE epochs ADD COLUMN others_cpu REAL;   -- cores other processes used during the epoch, on average
-ALTER TABLE epochs ADD COLUMN noisy INTEGER;     -- 1: other processes wanted more CPU than it left free (bench.noise)
+ALTER TABLE epochs ADD COLUMN noisy INTEGER;     -- 1: others wanted more CPU than it left free (bench.core.noise)
 CREATE TABLE latency_v6 (
     id INTEGER PRIMARY KEY,
     trial_id INTEGER NOT NULL REFERENCES trials(id),
@@ -187,7 +187,7 @@ CREATE TABLE latency_v6 (
     cv REAL,                               -- standard deviation / mean
     load_before REAL, load_after REAL,     -- 1-minute load average around the timed runs
     others_cpu REAL,                       -- cores other processes used meanwhile, on average
-    noisy INTEGER,                         -- 1: beyond bench.noise's thresholds
+    noisy INTEGER,                         -- 1: beyond bench.core.noise's thresholds
     samples TEXT,
     method TEXT,
     measured_at TEXT,

@@ -207,7 +207,7 @@ class Writes:
         """Replace the trial's export record with ``row`` (column -> value; path relative or absolute), in one
         transaction. Figures belong to the file they were measured on: unless the new file has the old one's bytes
         (sha256), the int8 and fp16 variants made from it, every latency measurement and every evaluation go with
-        it. Callers keep a verified export rather than record a failed one over it (bench.deploy.export_trial)."""
+        it. Callers keep a verified export rather than record a failed one over it (bench.deploy.steps.export_trial)."""
         row = {**row, "trial_id": trial_id, "exported_at": now(), "max_abs_diff": _num(row.get("max_abs_diff"))}
         if row.get("path"):
             row["path"] = os.path.relpath(row["path"], self.root)

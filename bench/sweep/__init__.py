@@ -5,8 +5,17 @@ them directly:
     result = bench.run(bench.RunConfig(plugin=["cnn_dropout"], epochs=[5]))
     result.trials[0]["test_acc"]
 
-`run` and `resume` live in bench.sweep.runner; the stages below them in bench.sweep.plan (what to train),
-bench.sweep.trial (one trial's lifecycle), bench.sweep.local and bench.sweep.ray (the executors)."""
+    runner.py    bench.run, bench.resume, bench.trials
+    result.py    RunResult, what they return
+    plan.py      what to train: architectures x variants x the grid, or a sample of it
+    search.py    TPE: each next trial chosen from the results so far (Optuna)
+    estimate.py  --dry-run: the plan, its FLOPs and its time from this machine's earlier runs
+    execute.py   a recorded run's execution: train, rank, deploy the winners
+    trial.py     one trial's lifecycle, the same under every executor
+    local.py     the local executor: trial after trial in this process
+    ray.py       the Ray Tune executor
+    listener.py  RunListener: what a run tells its caller
+    tracking.py  a run logged to MLflow as it goes"""
 
 from __future__ import annotations
 

@@ -26,7 +26,7 @@ from bench.train.device import environment
 @dataclass
 class SweepOutcome:
     run_id: str
-    status: str  # completed, interrupted or failed (bench.status.RunStatus)
+    status: str  # completed, interrupted or failed (bench.core.status.RunStatus)
 
 
 def create_run(

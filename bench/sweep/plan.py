@@ -247,8 +247,8 @@ def resolve_plan(specs: list[TrialSpec], data: Dataset, device: torch.device) ->
     """Replace 'auto' precision and layout by their values on ``device`` before the plan is recorded: the one place
     they are resolved, so every trial says what it trains in from the start and a resumed run trains the same way.
     'auto' is the architecture's own precision where its plugin declares one (measured by its author), else what
-    bench.speed measures here. A model that cannot be built here gets fp32 and the standard layout: its trial fails
-    when it builds it."""
+    bench.train.precision measures here. A model that cannot be built here gets fp32 and the standard layout: its
+    trial fails when it builds it."""
     chosen: dict[tuple, object] = {}
     out = []
     for spec in specs:

@@ -9,7 +9,7 @@ from bench.sweep.listener import RunListener
 
 
 class TrackingListener(RunListener):
-    """Sends each trial of the run to MLflow as it ends (bench.track.Tracker)."""
+    """Sends each trial of the run to MLflow as it ends (bench.tracking.mlflow.Tracker)."""
 
     def __init__(self, store, config):
         from bench.tracking.mlflow import Tracker, default_uri

@@ -57,7 +57,7 @@ class TrialRun:
 
 def build_initial(spec: TrialSpec, data: Dataset, loaded: list | None = None):
     """``spec``'s model as its first epoch starts: built (seeded by the caller), its --weights loaded and its
-    --freeze applied; ``loaded`` is given what was loaded (bench.transfer.Loaded)."""
+    --freeze applied; ``loaded`` is given what was loaded (bench.train.weights.Loaded)."""
     from bench.train import weights as transfer
 
     hp = spec.hparams
@@ -106,7 +106,7 @@ def execute_trial(
 ) -> TrialRun:
     """Train ``spec`` in ``folder``: its best checkpoint goes to ``folder/best.pt`` and its state after every
     epoch to ``folder/state.pt``, which, when already there for the same trial, is continued; ``prune`` may stop it
-    after an epoch (bench.training.train_trial). ``run`` (filled
+    after an epoch (bench.train.loop.train_trial). ``run`` (filled
     in as the trial goes) lets a caller that catches an exception still know what was measured."""
     run = run if run is not None else TrialRun()
     hp = spec.hparams

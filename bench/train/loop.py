@@ -35,7 +35,7 @@ DIVERGENCE_FACTOR = 10.0
 
 @dataclass
 class TrialResult:
-    status: str  # completed, early_stopped or diverged (bench.status.TrialStatus)
+    status: str  # completed, early_stopped or diverged (bench.core.status.TrialStatus)
     history: list[EpochStats] = field(default_factory=list)
     best_epoch: int | None = None
     train_loss: float | None = None  # of the best checkpoint, in eval mode
