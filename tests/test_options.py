@@ -224,3 +224,17 @@ def test_a_plugin_default_is_checked_as_its_option_and_a_bad_one_is_the_plugin_s
     finally:
         manager.unregister_in_process("bad_defaults")
         manager.unregister_in_process("good_defaults")
+
+
+def test_a_default_is_shown_from_its_declaration_never_written_into_the_help():
+    """`bench run --help` shows each default from the declaration (for an axis: what a trial gets): a help that said
+    "(default 0.01)" too would be a second definition, free to drift."""
+    from bench.options.config import defaults, option_of
+
+    for name in FIELDS:
+        option = option_of(name)
+        shown = option.trial_default if option.trial_default is not None else defaults()[name]
+        if shown not in (None, [], {}, "") and "(default" in option.help:
+            raise AssertionError(f"--{flag(name)}: its help restates the default it shows: {option.help}")
+    (lr,) = [p for p in RUN.params if p.name == "lr"]
+    assert lr.show_default == "0.01"

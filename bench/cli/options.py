@@ -52,10 +52,19 @@ def click_option(name: str):
     else:
         extra["type"] = FieldType(name)
         extra["multiple"] = option.repeat
-    if option.kind is not bool and default not in (None, [], {}, ""):
-        extra["show_default"] = ",".join(map(str, default)) if isinstance(default, list) else str(default)
+    # an axis, or an option a plugin may default: what a trial gets when neither the user nor the plugin says
+    shown = option.trial_default if option.trial_default is not None else (None if option.kind is bool else default)
+    if shown not in (None, [], {}, ""):
+        extra["show_default"] = _written(shown)
     extra["default"] = tuple(default) if option.repeat else (None if default == {} else default)
     return click.option(*names, name, **extra)
+
+
+def _written(value) -> str:
+    """A default as `bench run --help` shows it: 1,64; on/off; 0.01."""
+    if isinstance(value, list):
+        return ",".join(map(str, value))
+    return ("on" if value else "off") if isinstance(value, bool) else str(value)
 
 
 def options_of(*names: str):

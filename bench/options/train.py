@@ -31,7 +31,7 @@ class TrainOptions:
     )
     lr: list[float] | None = declare(
         TRAIN,
-        "Learning rates, e.g. 1e-3,1e-2 (default 0.01).",
+        "Learning rates, e.g. 1e-3,1e-2.",
         kind=float,
         axis=True,
         trial_default=0.01,
@@ -40,7 +40,7 @@ class TrainOptions:
     )
     batch_size: list[int] | None = declare(
         TRAIN,
-        "Batch sizes, e.g. 32,64 (default 64).",
+        "Batch sizes, e.g. 32,64.",
         axis=True,
         short="-b",
         trial_default=64,
@@ -49,7 +49,7 @@ class TrainOptions:
     )
     epochs: list[int] | None = declare(
         TRAIN,
-        "Epochs per trial (default 20).",
+        "Epochs per trial.",
         axis=True,
         short="-e",
         trial_default=20,
@@ -58,7 +58,7 @@ class TrainOptions:
     )
     momentum: list[float] | None = declare(
         TRAIN,
-        "SGD momentum (default 0.9).",
+        "SGD momentum.",
         kind=float,
         axis=True,
         low=0,
@@ -69,7 +69,7 @@ class TrainOptions:
     )
     weight_decay: list[float] | None = declare(
         TRAIN,
-        "Weight decay, as the optimizer defines it (default 0).",
+        "Weight decay, as the optimizer defines it.",
         kind=float,
         axis=True,
         low=0,
@@ -78,7 +78,7 @@ class TrainOptions:
     )
     val_ratio: list[float] | None = declare(
         TRAIN,
-        "Share of the training images held out for validation (default 0.2).",
+        "Share of the training images held out for validation.",
         kind=float,
         axis=True,
         low=0,
@@ -89,7 +89,7 @@ class TrainOptions:
     )
     seed: list[int] | None = declare(
         TRAIN,
-        "Seeds (default 0), 0 to 2^32-1: init, shuffling, split.",
+        "Seeds, 0 to 2^32-1: init, shuffling, split.",
         kind=int,
         axis=True,
         low=0,
@@ -98,7 +98,7 @@ class TrainOptions:
     )
     schedule: list[str] | None = declare(
         TRAIN,
-        "Learning rate over the steps (default constant): cosine annealing to 0, onecycle (torch's "
+        "Learning rate over the steps: constant, cosine annealing to 0, onecycle (torch's "
         "OneCycleLR), step (x0.1 at 50% and 75%).",
         axis=True,
         choices=SCHEDULES,
@@ -115,7 +115,7 @@ class TrainOptions:
     )
     label_smoothing: list[float] | None = declare(
         TRAIN,
-        "Label smoothing of the training loss (default 0).",
+        "Label smoothing of the training loss.",
         kind=float,
         axis=True,
         low=0,
@@ -126,7 +126,7 @@ class TrainOptions:
     )
     nesterov: bool | None = declare(
         TRAIN,
-        "Nesterov momentum for SGD (default off).",
+        "Nesterov momentum for SGD.",
         kind=bool,
         axis=True,
         trial_default=False,
@@ -144,7 +144,7 @@ class TrainOptions:
     )
     head_lr: list[float] | None = declare(
         TRAIN,
-        "The logits layer's learning rate as a multiple of --lr (default 1), e.g. 10 to fine-tune a new head faster.",
+        "The logits layer's learning rate as a multiple of --lr, e.g. 10 to fine-tune a new head faster.",
         kind=float,
         axis=True,
         trial_default=1.0,
@@ -176,7 +176,7 @@ class TrainOptions:
     lookahead: bool | None = declare(
         TRAIN,
         "airbench's lookahead: every 5 steps the weights move to their running average, "
-        "whose decay rises over the trial to 0.77; the last step leaves them at the average (default off).",
+        "whose decay rises over the trial to 0.77; the last step leaves them at the average.",
         kind=bool,
         trial_default=False,
         plugin_default=True,
