@@ -177,6 +177,16 @@ def test_plugins_and_examples_use_only_the_plugin_api():
             assert used in __import__("bench").__all__, f"{path.relative_to(ROOT)} uses bench.{used}"
 
 
+def test_the_plugin_author_docs_name_only_the_plugin_api():
+    import bench
+
+    text = (ROOT / "docs" / "plugins.md").read_text()
+    used = set(re.findall(r"\bbench\.([A-Za-z_]+)", text))
+    assert used and used <= set(bench.__all__), f"docs/plugins.md names {used - set(bench.__all__)}"
+    from_imports = re.findall(r"from bench(\.[\w.]+)? import", text)
+    assert from_imports and all(m == "" for m in from_imports), "docs/plugins.md imports from inside bench"
+
+
 def test_every_public_name_exists():
     import bench
 

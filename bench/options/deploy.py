@@ -23,7 +23,7 @@ from bench.options.option import COUNT, declare
 
 @dataclass
 class DeployOptions:
-    """The options of the deploy stage: RunConfig's fields from ``DeployOptions`` (bench.options.config)."""
+    """What happens to the winners: RunConfig (bench.options.config) is made of these fields and the other stages'."""
 
     top_k: int = declare(
         DEPLOY,

@@ -11,7 +11,7 @@ from bench.options.option import POSITIVE, declare
 
 @dataclass
 class ExecuteOptions:
-    """The options of the execute stage: RunConfig's fields from ``ExecuteOptions`` (bench.options.config)."""
+    """Where the trials run: RunConfig (bench.options.config) is made of these fields and the other stages'."""
 
     download: bool = declare(EXECUTE, "Download the dataset's files into --data-dir when missing.", False, kind=bool)
     cache_dir: str | None = declare(

@@ -34,7 +34,7 @@ class Option:
     pattern: str | None = None  # text matching this regular expression, described by ``pattern_text``
     pattern_text: str = ""
     short: str | None = None  # a one-letter alias (-p)
-    trial_default: Any = None  # axes: what a trial gets when neither the option nor the architecture's plugin says
+    trial_default: Any = None  # train: what a trial gets when neither the option (default None) nor its plugin says
     group: str | None = None  # deploy: winners, export, benchmark or quantize
     metavar: str | None = None
     docs: str = ""  # said in docs/run-options.md beside the help

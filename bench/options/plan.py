@@ -11,7 +11,7 @@ from bench.options.option import COUNT, POSITIVE, declare
 
 @dataclass
 class PlanOptions:
-    """The options of the plan stage: RunConfig's fields from ``PlanOptions`` (bench.options.config)."""
+    """What to train: RunConfig (bench.options.config) is made of these fields and the other stages'."""
 
     plugin: list[str] = declare(PLAN, "Run every architecture of this plugin.", factory=list, repeat=True, short="-p")
     arch: list[str] = declare(

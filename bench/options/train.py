@@ -19,7 +19,7 @@ from bench.options.option import COUNT, POSITIVE, declare
 
 @dataclass
 class TrainOptions:
-    """The options of the train stage: RunConfig's fields from ``TrainOptions`` (bench.options.config)."""
+    """How each trial trains: RunConfig (bench.options.config) is made of these fields and the other stages'."""
 
     optimizer: list[str] | None = declare(
         TRAIN,
