@@ -49,8 +49,8 @@ _PUBLIC = {
     "decode_folder": "bench.data.folders",
     "image_files": "bench.data.folders",
     "native_size": "bench.data.folders",
-    "load_dataset": "bench.plugins.datasets",
-    "dataset_info": "bench.plugins.datasets",
+    "load_dataset": "bench.plugins.dataset_loading",
+    "dataset_info": "bench.plugins.dataset_loading",
     # Engine plugins: the model an engine receives, how to refuse one, the protocol's probe, quiet tools, and
     # onnxruntime sessions on the provider asked for (or the reason it cannot run).
     "EngineModel": "bench.runtime.engines",

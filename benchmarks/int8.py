@@ -30,7 +30,7 @@ from stored import stored_trial, trial_parser
 
 from bench.deploy.quantize import QuantizeSettings, quantize_int8
 from bench.deploy.trials import calibration_and_test
-from bench.plugins.datasets import load_run_dataset
+from bench.plugins.dataset_loading import load_run_dataset
 from bench.runtime import onnxrt
 from bench.runtime.protocol import BenchSettings, timed_runs
 

@@ -209,7 +209,7 @@ def train_rates(data, epochs: int, seed: int = 0) -> tuple[list[float], int]:
 def child(args) -> None:
     import torch
 
-    from bench.plugins.datasets import load_dataset
+    from bench.plugins.dataset_loading import load_dataset
 
     peak = {"anon": 0}
     stop = threading.Event()
@@ -270,7 +270,7 @@ def main() -> None:
     from record import cpu_name, record
 
     from bench.core.machine import available_memory
-    from bench.plugins.datasets import load_dataset
+    from bench.plugins.dataset_loading import load_dataset
 
     args.work.mkdir(parents=True, exist_ok=True)
     what = build_folder(args.source, args.work / "folder", args.images)

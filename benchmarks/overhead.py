@@ -70,7 +70,7 @@ def main() -> None:
     args = parser.parse_args()
     from bench.core.machine import cpu_model
     from bench.data.splits import Normalizer, Split, Splits
-    from bench.plugins.datasets import load_dataset
+    from bench.plugins.dataset_loading import load_dataset
     from bench.plugins.manager import get_registry
     from bench.train.loop import HParams, train_trial
 

@@ -31,7 +31,7 @@ def worker(threads: int, indices: list[int], epochs: int) -> None:
 
     torch.set_num_threads(threads)
     from bench.data.splits import Normalizer
-    from bench.plugins.datasets import load_dataset
+    from bench.plugins.dataset_loading import load_dataset
     from bench.plugins.manager import get_registry
     from bench.train.loop import HParams, train_trial
     from bench.train.precision import resolve_speed

@@ -86,7 +86,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     from bench.core.machine import cpu_model
-    from bench.plugins.datasets import load_dataset
+    from bench.plugins.dataset_loading import load_dataset
     from bench.plugins.manager import get_registry
 
     cores = os.cpu_count() or 1

@@ -69,7 +69,7 @@ def speed(repeats: int) -> list[str]:
     from bench.data.splits import Split, Splits
     from bench.models.stats import count_flops
     from bench.options.hparams import HParams
-    from bench.plugins.datasets import load_dataset
+    from bench.plugins.dataset_loading import load_dataset
     from bench.plugins.manager import get_registry
     from bench.train.precision import resolve_speed
 
@@ -116,7 +116,7 @@ def speed(repeats: int) -> list[str]:
 
 def accuracy(seeds: int, vgg_seeds: int, only: list[str], previous: str) -> list[str]:
     from bench.data.splits import Split
-    from bench.plugins.datasets import load_dataset
+    from bench.plugins.dataset_loading import load_dataset
     from bench.plugins.manager import get_registry
     from bench.train.loop import HParams
 

@@ -49,7 +49,7 @@ def main() -> None:
 
     from bench.data.splits import Normalizer, Split, Splits
     from bench.models.stats import count_flops
-    from bench.plugins.datasets import load_dataset
+    from bench.plugins.dataset_loading import load_dataset
     from bench.train.device import environment
     from bench.train.loop import train_trial
     from bench.train.precision import resolve_speed

@@ -29,7 +29,7 @@ from bench.deploy.timing import measure_file
 from bench.deploy.trials import load_model, test_images
 from bench.models.layers import FlipAverage, FlipTranslateAverage
 from bench.models.registry import format_variant
-from bench.plugins.datasets import load_run_dataset
+from bench.plugins.dataset_loading import load_run_dataset
 from bench.runtime import onnxrt
 from bench.runtime.protocol import BenchSettings
 

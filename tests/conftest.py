@@ -9,7 +9,7 @@ from torch import nn
 import bench
 from bench.cli import cli
 from bench.plugins import manager as plugins
-from bench.plugins.datasets import load_dataset
+from bench.plugins.dataset_loading import load_dataset
 
 
 class TinyPlugin:

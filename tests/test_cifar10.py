@@ -89,7 +89,7 @@ def test_the_fast_config_s_export_passes_parity_and_a_broken_one_does_not(cifar_
 
     from bench.deploy.export import check_parity
     from bench.deploy.trials import load_model, test_images
-    from bench.plugins.datasets import load_run_dataset
+    from bench.plugins.dataset_loading import load_run_dataset
 
     result = invoke(
         "run",

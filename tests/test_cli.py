@@ -2,7 +2,7 @@
 
 from bench import __version__
 from bench.data.splits import Normalizer
-from bench.plugins.datasets import load_dataset
+from bench.plugins.dataset_loading import load_dataset
 from bench.plugins.manager import get_registry
 from bench.store import Store
 from bench.train import checkpoints

@@ -22,7 +22,7 @@ from bench.core.errors import BenchError
 from bench.data.augment import augment
 from bench.data.readers import read_idx
 from bench.plugins import manager as plugins
-from bench.plugins.datasets import load_dataset
+from bench.plugins.dataset_loading import load_dataset
 from bench.train.precision import bf16_is_fast
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -18,7 +18,7 @@ from bench.cli import cli
 from bench.deploy.export import check_parity, read_metadata
 from bench.deploy.trials import load_model
 from bench.plugins import manager as plugins
-from bench.plugins.datasets import load_dataset
+from bench.plugins.dataset_loading import load_dataset
 from bench.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent

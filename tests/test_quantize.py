@@ -12,7 +12,7 @@ from torch import nn
 
 from bench.deploy.export import to_onnx
 from bench.deploy.quantize import QuantizeSettings, make_variants
-from bench.plugins.datasets import load_dataset
+from bench.plugins.dataset_loading import load_dataset
 from bench.report.plots import pareto_front
 from bench.runtime import measure as inference
 

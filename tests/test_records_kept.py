@@ -186,7 +186,7 @@ def test_a_run_pins_its_data_a_changed_folder_is_refused_by_export_benchmark_and
 def test_hidden_files_in_a_class_folder_are_skipped_as_the_cache_key_skips_them(tmp_path):
     from PIL import Image
 
-    from bench.plugins.datasets import load_dataset
+    from bench.plugins.dataset_loading import load_dataset
 
     for name in ("cat", "dog"):
         (tmp_path / name).mkdir()
@@ -316,7 +316,7 @@ def test_an_image_folder_too_large_for_the_cache_disk_is_refused_before_decoding
     from PIL import Image
 
     from bench.core.errors import BenchError
-    from bench.plugins.datasets import load_dataset
+    from bench.plugins.dataset_loading import load_dataset
 
     for name in ("cat", "dog"):
         (tmp_path / "images" / name).mkdir(parents=True)

@@ -22,7 +22,7 @@ def _deploy(store, run_ref, trial_refs, options: dict, *, as_json: bool, steps) 
     from bench.cli.progress import RichDisplay
     from bench.deploy.steps import DeployResult, deploy
     from bench.deploy.trials import select_trials
-    from bench.plugins.datasets import load_run_dataset
+    from bench.plugins.dataset_loading import load_run_dataset
     from bench.results.records import deployment_record, noise_warning
     from bench.store import now
 

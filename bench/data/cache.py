@@ -20,8 +20,8 @@ CACHE_DIR: contextvars.ContextVar[Path | None] = contextvars.ContextVar("cnnbenc
 
 
 def cache_dir() -> Path:
-    """Where decoded datasets are kept: --cache-dir (bench.plugins.datasets.load_dataset sets it), else $BENCH_CACHE,
-    else the user cache (~/.cache/cnnbench). Never inside a dataset's folder unless asked."""
+    """Where decoded datasets are kept: --cache-dir (bench.plugins.dataset_loading.load_dataset sets it), else
+    $BENCH_CACHE, else the user cache (~/.cache/cnnbench). Never inside a dataset's folder unless asked."""
     given = CACHE_DIR.get()
     return Path(given or os.environ.get("BENCH_CACHE") or Path.home() / ".cache" / "cnnbench")
 

@@ -27,7 +27,7 @@ from bench.deploy.trials import (
 )
 from bench.models.stats import count_flops
 from bench.options.config import default
-from bench.plugins.datasets import load_run_dataset
+from bench.plugins.dataset_loading import load_run_dataset
 from bench.runtime import onnxrt
 from bench.runtime.protocol import BenchSettings, check_batch_sizes
 from bench.store import Store
@@ -135,8 +135,9 @@ def deploy(
 ) -> Deployed:
     """Every step of ``plan`` for every trial; ``on_event(kind, trial, rows)`` is told as each step ends ("exported",
     "quantized", "benchmarked"). One trial's failure never stops the others: export and variant failures are recorded
-    in the store. ``data``: the run's dataset, when the caller has loaded it (bench.plugins.datasets.load_run_dataset);
-    an unknown engine or a batch that cannot fit in memory is refused before any work."""
+    in the store. ``data``: the run's dataset, when the caller has loaded it
+    (bench.plugins.dataset_loading.load_run_dataset); an unknown engine or a batch that cannot fit in memory is refused
+    before any work."""
     if plan.benchmark is not None:
         from bench.plugins.manager import get_plugins
 

@@ -64,8 +64,8 @@ class RunConfig(
         return cls(**legacy)
 
     def data_options(self) -> dict:
-        """The keyword arguments of bench.plugins.datasets.load_dataset, besides the dataset's name and --download:
-        the options declared ``loads_data``."""
+        """The keyword arguments of bench.plugins.dataset_loading.load_dataset, besides the dataset's name and
+        --download: the options declared ``loads_data``."""
         return {name: getattr(self, name) for name in DATA_OPTIONS}
 
     def axes(self) -> dict[str, list | None]:

@@ -42,7 +42,7 @@ class Option:
     plugin_default: bool = False  # train: an architecture's plugin may set its default (register(defaults=...))
     ray_only: bool = False  # execute: the Ray executor's own; the local executor refuses a value but the default
     machine_bound: bool = False  # at most this machine's CPU count (high); a recorded value is clipped to it
-    loads_data: bool = False  # passed to the dataset's loader (bench.plugins.datasets.load_dataset)
+    loads_data: bool = False  # passed to the dataset's loader (bench.plugins.dataset_loading.load_dataset)
 
     def __post_init__(self):
         if self.machine_bound:

@@ -4,7 +4,7 @@ FLOPs: `bench list`) and `smoke_check` (every third-party architecture built and
 from __future__ import annotations
 
 from bench.models.stats import count_flops, count_parameters
-from bench.plugins.datasets import dataset_info, load_dataset
+from bench.plugins.dataset_loading import dataset_info, load_dataset
 from bench.plugins.manager import Plugins, error_line, get_registry
 
 SMOKE_SHAPES = ((1, 8, 8), (3, 32, 32))

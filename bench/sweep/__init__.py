@@ -14,8 +14,7 @@ them directly:
     trial.py     one trial's lifecycle, the same under every executor
     local.py     the local executor: trial after trial in this process
     ray.py       the Ray Tune executor
-    listener.py  RunListener: what a run tells its caller
-    tracking.py  a run logged to MLflow as it goes"""
+    listener.py  RunListener: what a run tells its caller"""
 
 from __future__ import annotations
 

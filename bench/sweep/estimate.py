@@ -21,7 +21,7 @@ def dry_run(config: RunConfig, store_path=None) -> dict:
     this machine has a measured rate; with the plan's notes and the rate's origin."""
     from bench.core.machine import cpu_model
     from bench.models.stats import count_flops, count_parameters
-    from bench.plugins.datasets import load_dataset
+    from bench.plugins.dataset_loading import load_dataset
     from bench.sweep.plan import check_plan, plan_run
     from bench.train.device import resolve_device
 

@@ -33,7 +33,7 @@ def execute(
     track=None,
 ) -> RunResult:
     """Train ``specs`` (and what ``search`` chooses after them), rank, then deploy the winners; the result in records
-    (``finished``: a run recorded completed, with nothing left to do). ``track`` (bench.sweep.tracking) is told of
+    (``finished``: a run recorded completed, with nothing left to do). ``track`` (bench.tracking.live) is told of
     every step too, and sends the run as it stands at the end, whatever happened."""
     tracked = guarded(Listeners(track, listener)) if track is not None else listener
     try:

@@ -209,7 +209,7 @@ def architectures_of(config: RunConfig) -> list[Architecture]:
 
 def plan_run(config: RunConfig, notes: list[str] | None = None) -> list[TrialSpec]:
     """The trials ``config`` describes, in run order; ``notes``: what was adapted (fit_defaults)."""
-    from bench.plugins.datasets import dataset_info
+    from bench.plugins.dataset_loading import dataset_info
 
     archs = architectures_of(config)
     dataset_info(config.dataset)  # an unknown dataset is reported before anything else

@@ -51,7 +51,7 @@ def train_on_worker(config: dict) -> None:
     from ray import tune
 
     from bench.data.splits import Normalizer
-    from bench.plugins.datasets import load_dataset
+    from bench.plugins.dataset_loading import load_dataset
     from bench.plugins.manager import get_registry
     from bench.sweep.plan import spec_from_row
 

@@ -15,8 +15,8 @@ from bench.options.option import flag
 from bench.sweep.execute import execute
 from bench.sweep.listener import ListenerFailed, guarded
 from bench.sweep.result import RunResult
-from bench.sweep.tracking import tracking
 from bench.sweep.trial import starting_points
+from bench.tracking.live import tracking
 
 
 def run(
@@ -26,7 +26,7 @@ def run(
     benchmark its winners. ``store_path``: the results database (default ``$BENCH_STORE`` or runs/bench.db);
     ``listener``: a bench.RunListener told of every step; ``command`` is recorded with the run (default: the
     equivalent Python call). torch's thread count is the caller's again when it returns."""
-    from bench.plugins.datasets import load_dataset
+    from bench.plugins.dataset_loading import load_dataset
     from bench.store import Store
     from bench.sweep.local import create_run
     from bench.sweep.plan import plan_run
@@ -75,7 +75,7 @@ def resume(run_id: str = "latest", *, store_path=None, listener=None, **options)
     """Finish what run ``run_id`` ('latest', an id or a unique prefix) has not: its pending, running and
     interrupted trials, with the recorded plan; then export and benchmark its winners. ``options`` may change
     how the trials run (executor, device, threads...) and what happens to the winners, never the plan."""
-    from bench.plugins.datasets import load_run_dataset
+    from bench.plugins.dataset_loading import load_run_dataset
     from bench.store import Store
     from bench.sweep.local import pending
     from bench.train.device import resolve_device

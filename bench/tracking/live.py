@@ -5,11 +5,11 @@ once in the run's notes, tracking stops, and `bench mlflow RUN` sends the run la
 from __future__ import annotations
 
 from bench.core.errors import BenchError
-from bench.sweep.listener import RunListener
 
 
-class TrackingListener(RunListener):
-    """Sends each trial of the run to MLflow as it ends (bench.tracking.mlflow.Tracker)."""
+class TrackingListener:
+    """Sends each trial of the run to MLflow as it ends (bench.tracking.mlflow.Tracker). A listener of the run: of
+    bench.sweep.listener.RunListener's methods, it has the two it needs (run_started, trial_done), and ``finish``."""
 
     def __init__(self, store, config):
         from bench.tracking.mlflow import Tracker, default_uri
