@@ -57,6 +57,8 @@ def default_run(tmp_path_factory):
         "onnxruntime,torch",  # every engine in one report: tests/test_quantize.py
         "--exporter",
         "torchscript",  # the dynamo exporter's files: tests/test_onnx.py
+        "--quantize",
+        "none",  # the variants' sections: tests/test_quantize.py
         "--store",
         store,
         "-q",
