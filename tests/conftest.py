@@ -1,5 +1,6 @@
 import json
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -119,33 +120,46 @@ def tiny_run(invoke, tiny_plugin, store_path):
     return invoke
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _isolated_worker(tmp_path_factory):
-    """Once per test worker, before any fixture of any scope: the dataset cache and the plugin set are the suite's own
-    (cnnbench's plugins, plus those a test installs or allows itself), never the user's ~/.cache or site-packages;
-    then the plugins are loaded once for every test that does not change them."""
-    with pytest.MonkeyPatch.context() as patch:
-        # Shared by the test workers of one session (their base folders are siblings): decoded data and the bf16
-        # probe's measurement of this machine are made once, under the cache's own file locks.
-        base = tmp_path_factory.getbasetemp()
-        patch.setenv(
-            "BENCH_CACHE", str((base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "bench-cache")
-        )
-        patch.setenv("BENCH_LOAD_PLUGINS", "")
-        patch.setenv("BENCH_STORE", str(tmp_path_factory.mktemp("bench-home") / "runs" / "bench.db"))
-        # The commands, pip builds and Ray workers that tests start import torch afresh: let them keep the bytecode
-        # they compile (Python's default), or every one of them compiles torch's sources again (3-4 s each).
-        patch.delenv("PYTHONDONTWRITEBYTECODE", raising=False)
-        plugins.reset()
-        plugins.get_plugins()
-        yield
+_ISOLATION = pytest.MonkeyPatch()
+_SUITE = "CNNBENCH_SUITE_FOLDER"  # the session's own folder, made by the process that starts the workers
+_made: list[str] = []
+
+
+def pytest_configure(config):
+    """Once per test process, before collection and before any fixture of any scope: the dataset cache, the store and
+    the plugin set are the suite's own (cnnbench's plugins, plus those a test installs or allows itself), never the
+    user's ~/.cache, runs/ or site-packages. The cache is one for the whole session, its workers included (they start
+    with this process's environment): decoded data and the bf16 probe's measurement of this machine are made once,
+    under the cache's own file locks."""
+    import tempfile
+
+    if _SUITE not in os.environ:  # the process that starts the workers (or runs the tests itself)
+        _made.append(tempfile.mkdtemp(prefix="cnnbench-suite-"))
+        _ISOLATION.setenv(_SUITE, _made[0])
+    folder = Path(os.environ[_SUITE])
+    _ISOLATION.setenv("BENCH_CACHE", str(folder / "bench-cache"))
+    _ISOLATION.setenv("BENCH_STORE", str(folder / "runs" / "bench.db"))  # each test gets its own: _isolated
+    _ISOLATION.setenv("BENCH_LOAD_PLUGINS", "")
+    # The commands, pip builds and Ray workers that tests start import torch afresh: let them keep the bytecode they
+    # compile (Python's default), or every one of them compiles torch's sources again (3-4 s each).
+    _ISOLATION.delenv("PYTHONDONTWRITEBYTECODE", raising=False)
     plugins.reset()
+
+
+def pytest_unconfigure(config):
+    _ISOLATION.undo()
+    plugins.reset()
+    if _made:
+        import shutil
+
+        shutil.rmtree(_made[0], ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)
 def _isolated(tmp_path_factory, monkeypatch):
-    """Every test gets its own store; a test that loaded the plugins again (it registered, installed or allowed one)
-    leaves them to be loaded afresh for the next."""
+    """Every test gets its own store. The plugins are loaded once per process (with the suite's environment,
+    pytest_configure) and kept from test to test; a test that loaded them again (it registered, installed or allowed
+    one) leaves them to be loaded afresh for the next."""
     monkeypatch.setenv("BENCH_STORE", str(tmp_path_factory.mktemp("bench-home") / "runs" / "bench.db"))
     before = plugins.loaded()
     yield

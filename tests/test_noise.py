@@ -66,9 +66,9 @@ def test_the_watch_sees_processes_that_keep_the_cores_busy():
     spin = "import time\nend = time.time() + 3\nwhile time.time() < end: pass"
     competitors = [subprocess.Popen([sys.executable, "-c", spin]) for _ in range(cores)]
     try:
-        time.sleep(0.5)  # started and spinning
+        time.sleep(0.3)  # started and spinning
         with noise.Watch(threads=1) as watch:
-            time.sleep(1.0)
+            time.sleep(0.5)  # 50 of /proc/stat's ticks per core
     finally:
         for p in competitors:
             p.kill()
