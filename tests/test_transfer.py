@@ -113,8 +113,20 @@ def test_weights_that_do_not_fit_are_one_line_before_anything_is_recorded(traine
     torch.save({"something": 1}, tmp_path / "not_weights.pt")
     with pytest.raises(BenchError, match="hold no state dict"):
         bench.run(plugin=["norm"], **QUICK, weights=str(tmp_path / "not_weights.pt"), store_path=store_path)
+    # Issue 41: integer keys were an AttributeError traceback ('int' object has no attribute 'startswith')
+    torch.save({0: torch.zeros(3), 1: torch.zeros(3)}, tmp_path / "int_keys.pt")
+    with pytest.raises(BenchError, match="hold no state dict: its keys are tensor names, not 0$"):
+        bench.run(plugin=["norm"], **QUICK, weights=str(tmp_path / "int_keys.pt"), store_path=store_path)
     with Store(store_path, readonly=True) as store:
         assert len(store.runs()) == 1  # only the fixture's
+
+
+def test_a_weights_file_that_is_no_state_dict_is_one_line_from_the_command_line(invoke, tmp_path):
+    torch.save({0: torch.zeros(3)}, tmp_path / "int_keys.pt")
+    result = invoke("run", "--plugin", "cnn_baseline", "--epochs", "1", "--weights", tmp_path / "int_keys.pt")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    (error,) = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert error.endswith("hold no state dict: its keys are tensor names, not 0")
 
 
 def test_a_resume_refuses_weights_that_changed_since_the_plan(trained, store_path, tmp_path):

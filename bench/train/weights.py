@@ -93,6 +93,9 @@ def read(recorded: str) -> tuple[dict, list | None]:
             obj = obj[key]
     if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise BenchError(f"the weights {path} hold no state dict (a dict of tensors)")
+    if not all(isinstance(k, str) for k in obj):
+        odd = next(k for k in obj if not isinstance(k, str))
+        raise BenchError(f"the weights {path} hold no state dict: its keys are tensor names, not {odd!r}")
     return obj, meta.get("classes")
 
 
