@@ -230,6 +230,7 @@ def test_decoded_arrays_are_cached_and_a_changed_file_is_decoded_again(tmp_path,
     assert not [p for p in folder.rglob("*") if p.name.startswith(".")]  # nothing written into the dataset
     (cache,) = caches()
     assert {p.name for p in cache.iterdir()} == {
+        "arrays.json",  # the manifest: what a whole cache holds
         "classes.npy",
         "train_mean_std.npy",
         "train_x.npy",
@@ -309,6 +310,10 @@ def test_a_damaged_or_half_written_cache_is_decoded_again(photo_folder, tmp_path
     (cache / f".{folder.name}.999.partial").mkdir()  # a build that was killed: never read
     again = load_dataset(f"imagefolder:{photo_folder}", image_size=12, cache_dir=cache)
     assert again.record() == first
+    # Issue 41: an array removed by hand was a KeyError traceback ('classes') at the next run
+    (folder,) = (p for p in cache.glob("imagefolder-*") if p.is_dir())
+    (folder / "classes.npy").unlink()
+    assert load_dataset(f"imagefolder:{photo_folder}", image_size=12, cache_dir=cache).record() == first
     not_a_folder = tmp_path / "file"
     not_a_folder.write_text("")  # a cache folder that cannot be made (as a read-only one, even for root)
     with pytest.raises(BenchError, match="cannot write the decode cache in .*: --cache-dir DIR"):

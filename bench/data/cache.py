@@ -83,6 +83,8 @@ def cached(sources: list[Path], key: dict, build: Callable) -> dict[str, np.ndar
             arrays = build(scratch) if streams else build()
             for name, array in (arrays or {}).items():
                 np.save(scratch / f"{name}.npy", array, allow_pickle=False)
+            names = sorted(f.stem for f in scratch.glob("*.npy"))
+            (scratch / MANIFEST).write_text(json.dumps(names))  # what a whole cache holds: checked when opened
             os.replace(scratch, folder)
             for older in folder.parent.glob(f"{key.get('name', 'data')}-{family}-*"):  # its sources changed since
                 if older.is_dir() and older != folder:  # a process reading one keeps its open files until it exits
@@ -102,11 +104,16 @@ def _size_and_time(path: Path) -> tuple[int, int]:
     return status.st_size, status.st_mtime_ns
 
 
+MANIFEST = "arrays.json"  # the names of a cache's arrays, written last
+
+
 def _open_cache(folder: Path) -> dict[str, np.ndarray]:
-    files = sorted(folder.glob("*.npy"))
-    if not files:
-        raise ValueError(f"{folder} holds no arrays")
-    return {f.stem: np.load(f, mmap_mode="r", allow_pickle=False) for f in files}
+    """The arrays of a cache folder, every one its manifest lists (ValueError when one is missing or damaged, or the
+    manifest is: a cache changed by hand, or of an earlier cnnbench, is decoded again)."""
+    names = json.loads((folder / MANIFEST).read_text())
+    if not isinstance(names, list) or not names:
+        raise ValueError(f"{folder / MANIFEST} lists no arrays")
+    return {name: np.load(folder / f"{name}.npy", mmap_mode="r", allow_pickle=False) for name in names}
 
 
 def open_array(path: Path, shape: tuple[int, ...], dtype=np.uint8) -> np.ndarray:
