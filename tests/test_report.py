@@ -291,6 +291,34 @@ def test_runs_on_different_test_sets_are_never_ranked_together(invoke, tmp_path,
     assert report.count("\n## Leaderboard") == 2 and "\n# digits (" in report and "\n# imagefolder:" in report
 
 
+def test_a_folder_whose_test_images_changed_is_another_test_set(invoke, tmp_path):
+    """Same name, same number of test images, other pixels: `bench compare` refuses, the report ranks each apart."""
+    from PIL import Image
+
+    folder = tmp_path / "folder"
+
+    def draw(shift):
+        for name, colour in (("red", (200, 30, 30)), ("blue", (30, 30, 200))):
+            (folder / name).mkdir(parents=True, exist_ok=True)
+            for i in range(20):
+                pixel = tuple(min(255, c + 3 * i + shift) for c in colour)
+                Image.new("RGB", (8, 8), pixel).save(folder / name / f"{i}.png")
+
+    quick = ("--arch", "cnn_baseline", "--epochs", "1", "--batch-size", "16", "--no-benchmark", "-q")
+    quick += ("--dataset", f"imagefolder:{folder}", "--image-size", "8")
+    draw(0)
+    assert invoke("run", *quick).exit_code == 0
+    draw(5)
+    assert invoke("run", *quick).exit_code == 0
+    a, b = (r["id"] for r in invoke.json("runs"))
+    result = invoke("compare", a, b)
+    assert result.exit_code == 2 and "test on different sets" in result.output, result.output
+    assert sorted(r["test_rank"] for r in invoke.json("report", a, b)) == [1, 1]
+    assert invoke("report", a, b, "--out", tmp_path / "reports").exit_code == 0
+    report = next((tmp_path / "reports").glob("combined-*/report.md")).read_text()
+    assert report.count("\n## Leaderboard") == 2 and "These runs test on 2 different test sets" in report
+
+
 def test_compare_puts_two_runs_side_by_side_per_variant(invoke, monkeypatch):
     monkeypatch.setenv("COLUMNS", "400")
     quick = ("--arch", "cnn_baseline", "--epochs", "2", *FAST_DEPLOY_ARGS, "-q")

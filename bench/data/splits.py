@@ -185,15 +185,23 @@ class Dataset:
     def record(self) -> dict:
         """What the data was, as a run records it: a fingerprint of every image and label of both parts (SHA-256
         of the decoded pixels, so a file added, removed, replaced or re-ordered changes it), their sizes and the
-        normalization. A later export, quantization, benchmark or resume compares it (bench.plugins)."""
+        normalization. A later export, quantization, benchmark or resume compares it (bench.plugins).
+        ``test_fingerprint`` is the test part's alone (class names, images, labels): runs whose test accuracies
+        may be ranked together share it, whatever they trained on (bench.report.views.comparable)."""
         digest = hashlib.sha256(json.dumps([self.classes, self.pixel_scale, self.mean, self.std]).encode())
+        test_digest = hashlib.sha256(json.dumps(self.classes).encode())
         for part in (self.train, self.test):
-            digest.update(json.dumps([list(part.shape), len(part.labels)]).encode())
+            digests = (digest, test_digest) if part is self.test else (digest,)
+            for d in digests:
+                d.update(json.dumps([list(part.shape), len(part.labels)]).encode())
             for chunk in part.chunks():  # chunk by chunk: the same digest as all of the bytes at once
-                digest.update(chunk.cpu().contiguous().numpy())
-            digest.update(part.labels.cpu().contiguous().numpy().tobytes())
+                for d in digests:
+                    d.update(chunk.cpu().contiguous().numpy())
+            for d in digests:
+                d.update(part.labels.cpu().contiguous().numpy().tobytes())
         return {
             "fingerprint": digest.hexdigest(),
+            "test_fingerprint": test_digest.hexdigest(),
             "train": len(self.train),
             "test": len(self.test),
             "pixel_scale": self.pixel_scale,

@@ -97,10 +97,14 @@ def gather(store: Store, runs: list[dict]) -> list[TrialView]:
 
 
 def comparable(run: dict) -> str:
-    """What runs must share for their test accuracies to be ranked together: the dataset and its test set's size
-    (the same name with another --limit-train, image folder or split is another test)."""
+    """What runs must share for their test accuracies to be ranked together: the dataset, its test set's size and,
+    for runs that recorded it, the hash of the test images and labels (an image folder of the same name and size
+    whose test images changed between two runs is another test)."""
     test = (run.get("split") or {}).get("test")
-    return f"{run['dataset']} ({test} test images)" if test is not None else run["dataset"]
+    if test is None:
+        return run["dataset"]
+    digest = (run.get("data") or {}).get("test_fingerprint")
+    return f"{run['dataset']} ({test} test images" + (f", test set {digest[:8]})" if digest else ")")
 
 
 def groups_of(runs: list[dict]) -> list[list[dict]]:
