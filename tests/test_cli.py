@@ -1,5 +1,9 @@
 """The command line as a user drives it: runs, stored results, JSON outputs, and user errors."""
 
+import re
+
+from conftest import FAST_DEPLOY_ARGS
+
 from bench import __version__
 from bench.data.splits import Normalizer
 from bench.plugins.dataset_loading import load_dataset
@@ -193,7 +197,20 @@ def test_dry_run_prints_the_plan_and_touches_no_store(invoke, tiny_plugin, store
     before = store_path.stat().st_mtime_ns
     plan = invoke.json("run", "--arch", "tiny_cnn", "--epochs", "3", "--dry-run")
     assert all(t["estimated_s"] > 0 and t["rate_of"] == "architecture" for t in plan["trials"])
+    estimate = plan["estimate"]  # the deployment of the winner is part of the run: unknown, so no total
+    assert estimate["winners"] == 1 and estimate["deploy_s"] is None and estimate["total_s"] is None
+    assert "deployment of 1 winner not estimated" in estimate["text"]
     assert store_path.stat().st_mtime_ns == before  # only read
+    assert invoke("run", "--arch", "tiny_cnn", "--epochs", "1", *FAST_DEPLOY_ARGS, "-q").exit_code == 0
+    estimate = invoke.json("run", "--arch", "tiny_cnn", "--epochs", "3", "--dry-run", *FAST_DEPLOY_ARGS)["estimate"]
+    assert estimate["deploy_s"] > 0 and estimate["total_s"] == estimate["train_s"] + estimate["deploy_s"]
+    assert "to export and benchmark 1 winner (median of 1 earlier run with these options" in estimate["text"]
+    estimate = invoke.json("run", "--arch", "tiny_cnn", "--dry-run", *FAST_DEPLOY_ARGS, "--batch-sizes", "2")
+    assert estimate["estimate"]["deploy_s"] is None  # other deployment options: no figure taken from that run
+    result = invoke("run", "--arch", "tiny_cnn", "--epochs", "1", *FAST_DEPLOY_ARGS)  # the display says it too
+    assert result.exit_code == 0 and "Estimate: about " in result.output, result.output
+    said = " ".join(result.output.split())
+    assert re.search(r"to export and benchmark 1 winner \(median of 1 earlier run .*?\); about [\d.]+s in all", said)
     result = invoke("run", "--arch", "tiny_cnn", "--epochs", "3", "--dry-run")
     assert result.exit_code == 0 and "Plan: " in result.output and "nothing trained or stored" in result.output
     result = invoke("run", "--resume", "latest", "--dry-run")

@@ -135,6 +135,8 @@ def test_tpe_from_the_command_line(tiny_plugin, invoke):
     args = ["run", "--plugin", "tiny", "--search", "tpe", "--epochs", "1", "--no-benchmark"]
     result = invoke(*args, "--trials", "3", "--lr", "0.01,0.03")
     assert result.exit_code == 0, result.output
+    assert ": up to 3 trials" in result.output  # the planned number, not the none recorded before the first ask
+    assert [f"t00{i}/3" in result.output for i in (1, 2, 3)] == [True] * 3 and "/0 " not in result.output
     runs = invoke.json("runs")
     assert "--search tpe" in runs[0]["command"] and runs[0]["trials"] == 3
     result = invoke(*args, "--trials", "5")  # more trials than combinations: each is tried once, and said

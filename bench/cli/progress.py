@@ -3,6 +3,8 @@ trial, a line per trial, then the leaderboard and the deployment tables."""
 
 from __future__ import annotations
 
+import statistics
+
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -19,6 +21,7 @@ from bench.core.formats import duration, pct, trial_label
 from bench.core.status import ExportStatus, TrialStatus
 from bench.deploy.steps import DeployResult
 from bench.results.leaderboard import configurations, repeated
+from bench.sweep.estimate import RunEstimate
 from bench.sweep.listener import RunListener
 from bench.sweep.plan import TrialSpec
 from bench.train.loop import EpochStats
@@ -40,7 +43,9 @@ class RichDisplay(RunListener):
         )
         self.trials_task = None
         self.epochs_tasks: dict[int, int] = {}  # trial idx -> its epochs bar (trials may run side by side)
-        self.total = 0
+        self.total = self.done = 0
+        self.estimate: RunEstimate | None = None  # the run's expected size and cost (run_estimated)
+        self.durations: list[float] = []  # of the trials this process trained
         self.keys: dict[str, set[str]] = {}
         self.status = None  # the spinner while winners are exported and benchmarked
         self.tables: Console | None = None  # where the leaderboard and the deployment table go (none: not shown)
@@ -54,12 +59,35 @@ class RichDisplay(RunListener):
         if self.status is not None:
             self.status.stop()
 
+    def run_estimated(self, run_id: str, estimate: RunEstimate) -> None:
+        self.estimate = estimate
+
     def run_started(self, run_id: str, specs: list[TrialSpec]) -> None:
-        self.total = len(specs)
+        estimate = self.estimate or RunEstimate(trials=len(specs))
+        self.total, self.done = estimate.trials, estimate.done
         self.keys = varying([{"architecture": s.architecture.name, "variant": s.variant} for s in specs])
-        self.console.print(f"Run [bold]{run_id}[/]: {len(specs)} trial{'s' * (len(specs) != 1)}")
-        self.trials_task = self.bar.add_task("trials", total=len(specs))
+        upto = "up to " if estimate.searching else ""
+        ended = f", {self.done} already ended" if self.done else ""
+        self.console.print(f"Run [bold]{run_id}[/]: {upto}{self.total} trial{'s' * (self.total != 1)}{ended}")
+        if self.estimate is not None:
+            self.console.print(f"Estimate: {self.estimate.describe()}", highlight=False)
+        self.trials_task = self.bar.add_task(self._trials_text(), total=self.total, completed=self.done)
         self.bar.start()
+
+    def _trials_text(self) -> str:
+        """The trials bar's label, with the time left: the trials still to train at the mean of those this process
+        trained (before the first: the estimate's), and the deployment's estimate."""
+        left = self.total - self.done
+        if self.durations:
+            train = statistics.mean(self.durations) * left
+        elif self.estimate is not None and self.estimate.train_s is not None:
+            train = self.estimate.train_s
+        else:
+            return "trials"
+        deploy = self.estimate.deploy_s if self.estimate is not None else None
+        if self.estimate is not None and self.estimate.winners and deploy is None:
+            return f"trials, about {duration(train)} of training left, then deployment"
+        return f"trials, about {duration(train + (deploy or 0))} left"
 
     def trial_started(self, spec: TrialSpec) -> None:
         self.epochs_tasks[spec.idx] = self.bar.add_task(
@@ -77,7 +105,10 @@ class RichDisplay(RunListener):
     def trial_done(self, spec: TrialSpec, trial: dict) -> None:
         if spec.idx in self.epochs_tasks:
             self.bar.remove_task(self.epochs_tasks.pop(spec.idx))
-        self.bar.advance(self.trials_task)
+        self.done += 1
+        if trial.get("duration_s"):
+            self.durations.append(trial["duration_s"])
+        self.bar.update(self.trials_task, advance=1, description=self._trials_text())
         hp = spec.hparams
         marks = {
             TrialStatus.COMPLETED: "[green]✓[/]",
@@ -116,7 +147,9 @@ class RichDisplay(RunListener):
             self.tables.print(leaderboard_table(ranked, run_title(run)))
 
     def deploy_started(self, trials: list[dict], settings) -> None:
-        self.status = self.console.status("exporting and benchmarking" if settings else "exporting")
+        what = "exporting and benchmarking" if settings else "exporting"
+        deploy = self.estimate.deploy_s if self.estimate is not None else None
+        self.status = self.console.status(what + (f", about {duration(deploy)}" if deploy is not None else ""))
         self.status.start()
 
     def deploy_event(self, kind: str, trial: dict, payload) -> None:

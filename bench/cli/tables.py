@@ -319,15 +319,9 @@ def plan_table(plan: dict) -> Table:
         Column("training TFLOPs", lambda r: f"{r['train_flops'] / 1e12:,.2f}"),
         Column("estimated", lambda r: "-" if r["estimated_s"] is None else f"{r['estimated_s'] / 60:.1f} min"),
     )
-    total = sum(r["estimated_s"] or 0 for r in rows)
-    estimate = (
-        f"about {total / 60:.0f} min of training in all (rates of {plan['rates_from']})"
-        if rows and all(r["estimated_s"] is not None for r in rows)
-        else "no estimate of the time: this machine has no completed trial in the store to take a rate from"
-    )
     shape = "x".join(map(str, plan["input_shape"]))
     title = f"Plan: {len(rows)} trials on {plan['dataset']} ({shape}); nothing trained or stored"
-    caption = f"Training FLOPs: 3 x forward FLOPs x training images x epochs; {estimate}."
+    caption = f"Training FLOPs: 3 x forward FLOPs x training images x epochs; {plan['estimate']['text']}."
     return rich_table(columns, rows, title, caption)
 
 

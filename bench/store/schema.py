@@ -1,7 +1,7 @@
 """The store's schema: its tables as a new store gets them, and the migrations that take an older store there."""
 
 APPLICATION_ID = 0x434E4E42  # "CNNB": marks the file as a cnnbench database
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 
 SCHEMA = """
 CREATE TABLE runs (
@@ -220,6 +220,10 @@ CREATE TABLE evaluations (             -- the test accuracy each engine gives at
 """,
     """
 ALTER TABLE runs ADD COLUMN data TEXT;  -- JSON: what the data was (fingerprint, images per part, normalization)
+""",
+    """
+ALTER TABLE runs ADD COLUMN deploy_s REAL;        -- wall seconds the run spent deploying its winners (all calls)
+ALTER TABLE runs ADD COLUMN deployed_trials INTEGER;  -- the winners those seconds deployed
 """,
 ]
 

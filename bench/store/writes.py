@@ -71,6 +71,16 @@ class Writes:
         with self._tx() as conn:
             conn.execute("UPDATE runs SET status = ?, finished_at = ? WHERE id = ?", (status, now(), run_id))
 
+    def record_deploy_time(self, run_id: str, seconds: float, trials: int) -> None:
+        """Add a deployment of ``trials`` winners that took ``seconds`` to the run's (what `--dry-run` estimates
+        from)."""
+        with self._tx() as conn:
+            conn.execute(
+                "UPDATE runs SET deploy_s = COALESCE(deploy_s, 0) + ?, deployed_trials = COALESCE(deployed_trials, 0)"
+                " + ? WHERE id = ?",
+                (seconds, trials, run_id),
+            )
+
     def run_dir(self, run_id: str) -> Path:
         return self.root / safe_component(run_id)
 

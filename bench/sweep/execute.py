@@ -5,6 +5,8 @@ missing."""
 
 from __future__ import annotations
 
+import time
+
 from bench.core.signals import sigterm_as_interrupt
 from bench.core.status import RUNNABLE, ExportStatus, Precision, RunStatus
 from bench.deploy.export import ExportSettings
@@ -51,6 +53,9 @@ def _execute(store, run_id: str, specs: list, data, config: RunConfig, device, l
     status = RunStatus.COMPLETED
     searching = search is not None and not finished
     if specs or searching:
+        from bench.sweep.estimate import run_estimate
+
+        listener.run_estimated(run_id, run_estimate(store, run_id, config, specs, data, device, search))
         status = _train(store, run_id, specs, data, config, device, listener, search)
         specs = search.asked if search is not None else specs
     ranked = rank(store.trials(run_id))
@@ -124,7 +129,9 @@ def _deploy_winners(store: Store, row: dict, ranked: list[dict], config: RunConf
         with sigterm_as_interrupt():
             if chosen:
                 listener.deploy_started(chosen, plan.benchmark)
+                started = time.perf_counter()
                 deployed = deploy(store, row, chosen, plan, on_event=listener.deploy_event)
+                store.record_deploy_time(row["id"], time.perf_counter() - started, len(chosen))
                 listener.deploy_done(row, [DeployResult.read(store, t) for t in chosen], plan.benchmark)
             store.finish_run(row["id"], RunStatus.COMPLETED)
     except KeyboardInterrupt:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from bench.core.errors import UsageError
 from bench.deploy.steps import DeployResult
 from bench.runtime.protocol import BenchSettings
+from bench.sweep.estimate import RunEstimate
 from bench.sweep.plan import TrialSpec
 from bench.train.loop import EpochStats
 
@@ -14,6 +15,8 @@ class RunListener:
     """Told of every step of a run (`bench.run(..., listener=)`): subclass it and override what you need; the
     default does nothing. Raising KeyboardInterrupt from a method stops the run as Ctrl-C does."""
 
+    # before training: the run's planned trials (a search: up to --trials), and its expected cost, deployment included
+    def run_estimated(self, run_id: str, estimate: RunEstimate) -> None: ...
     def run_started(self, run_id: str, specs: list[TrialSpec]) -> None: ...
     def trial_started(self, spec: TrialSpec) -> None: ...
     def epoch_done(self, spec: TrialSpec, stats: EpochStats) -> None: ...
