@@ -90,6 +90,27 @@ def test_where_rejects_unknown_parameter_and_value():
         arch.variants("all", where={"kernel_size": ["4"]})
 
 
+def test_where_across_architectures_applies_to_those_with_the_parameter_and_says_so():
+    """`--arch resnet --arch fast_cnn --where depth=8`: resnet's depth-8 variant and fast_cnn's own, not resnet
+    alone; an architecture with the parameter but none of the values is left out, and both are said."""
+    from bench.options.config import RunConfig
+    from bench.sweep.plan import plan_run
+
+    notes = []
+    specs = plan_run(RunConfig(arch=["resnet", "fast_cnn"], where={"depth": ["8"]}), notes)
+    assert {s.architecture.name for s in specs} == {"resnet", "fast_cnn"}
+    assert all(s.variant["depth"] == 8 for s in specs if s.architecture.name == "resnet")
+    assert "--where depth=8 does not apply to fast_cnn, which has no parameter depth" in notes
+    notes = []
+    specs = plan_run(RunConfig(arch=["cnn_dropout", "cnn_baseline"], where={"kernel_size": ["5"]}), notes)
+    assert {s.architecture.name for s in specs} == {"cnn_dropout"}  # cnn_baseline's kernel is 3 only
+    assert "--where kernel_size=5 leaves out cnn_baseline: it has none of those values" in notes
+    notes = []
+    specs = plan_run(RunConfig(arch=["cnn_dropout", "resnet"], where={"depth": ["8"], "kernel_size": ["5"]}), notes)
+    assert "--where depth=8,kernel_size=5 does not apply to resnet, which has no parameter kernel_size" in notes
+    assert {s.architecture.name for s in specs} == {"cnn_dropout", "resnet"}
+
+
 def test_stored_variant_reads_back_equal():
     arch = get_registry().get("cnn_dropout")
     v = arch.variants()[3]

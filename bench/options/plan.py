@@ -30,7 +30,9 @@ class PlanOptions:
         metavar="PARAM=V[,V...]",
         docs="Of the default variants, or of the whole space when none of them has the "
         "values; across several architectures, each keeps the values it has (`--where model=resnet18,mobilenet_v2` "
-        "over the torchvision zoo), and a value none of them has is an error.",
+        "over the torchvision zoo), one with the parameter but none of the values is left out, one without the "
+        "parameter is not filtered by it (`--arch resnet --arch fast_cnn --where depth=8`: resnet's depth-8 "
+        "variant and fast_cnn's own), each said in a note; a value none of them has is an error.",
     )
     per_arch: dict[str, dict] = declare(
         PLAN,

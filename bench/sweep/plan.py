@@ -62,10 +62,14 @@ class _Space:
         return variant, {axis: values[axis] for axis in self.grid}
 
 
-def _variants_where(arch: Architecture, selected: list[Architecture], variants: str, where: dict | None) -> list:
+def _variants_where(
+    arch: Architecture, selected: list[Architecture], variants: str, where: dict | None, notes: list[str] | None
+) -> list:
     """``arch``'s variants that ``where`` keeps. Among several architectures, a filter names parameters and values
-    of some of them (`--where model=resnet18,mobilenet_v2` across a zoo): an architecture that lacks the parameter or
-    every value wanted is left out; a parameter or value no selected architecture has is still an error."""
+    of some of them (`--where model=resnet18,mobilenet_v2` across a zoo, `--where depth=8` across resnet and
+    fast_cnn): it applies to the architectures that have the parameter, one of which without any value wanted is
+    left out, and ``notes`` say which it did not apply to and which it left out; a parameter or value no selected
+    architecture has is still an error."""
     try:
         return arch.variants(variants, where)
     except UsageError:
@@ -79,11 +83,17 @@ def _variants_where(arch: Architecture, selected: list[Architecture], variants: 
                     selected[0].variants(variants, {key: [value]})  # the error naming the parameters
                 listed = "; ".join(f"{a.name}: {_nearest(value, a.values(key))}" for a in having)
                 raise WhereError(f"no selected architecture has {key}={value} ({listed})")
-    keep = {
-        k: [v for v in vs if k in arch.parameters and where_text(v) in {where_text(x) for x in arch.values(k)}]
-        for k, vs in where.items()
-    }
-    return arch.variants(variants, keep) if all(keep.values()) else []
+    applies = {k: vs for k, vs in where.items() if k in arch.parameters}
+    keep = {k: [v for v in vs if where_text(v) in {where_text(x) for x in arch.values(k)}] for k, vs in applies.items()}
+    said = ",".join(f"{k}={'|'.join(map(str, vs))}" for k, vs in where.items())
+    if notes is not None and len(applies) < len(where):
+        lacking = ", ".join(k for k in where if k not in applies)
+        notes.append(f"--where {said} does not apply to {arch.name}, which has no parameter {lacking}")
+    if not all(keep.values()):
+        if notes is not None:
+            notes.append(f"--where {said} leaves out {arch.name}: it has none of those values")
+        return []
+    return arch.variants(variants, keep or None)
 
 
 def _nearest(value: str, values: list) -> str:
@@ -133,7 +143,7 @@ def plan(
         for axis in AXES:
             values = own_axes[arch.name].get(axis)
             grid[axis] = list(values) if values else [arch.defaults.get(axis, HPARAM_DEFAULTS[axis])]
-        spaces.append(_Space(arch, _variants_where(arch, architectures, variants, where), grid))
+        spaces.append(_Space(arch, _variants_where(arch, architectures, variants, where, notes), grid))
     total = sum(len(s) for s in spaces)
     if search in ("grid", "tpe"):  # tpe: the space it chooses from (bench.sweep.search), one trial at a time
         picks = range(total)
