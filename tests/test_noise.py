@@ -111,7 +111,7 @@ def test_a_quiet_run_is_not_marked(monkeypatch, invoke, tiny_plugin, store_path)
     assert row["noisy_epochs"] == 0 and not any(m["noisy"] for m in row["latency"])
 
 
-def test_the_ort_torch_ratio_is_shown_only_where_neither_figure_is_noisy():
+def test_a_ratio_of_timings_is_shown_only_where_neither_figure_is_noisy():
     from rich.console import Console
 
     from bench.cli.tables import inference_table
@@ -146,6 +146,16 @@ def test_the_ort_torch_ratio_is_shown_only_where_neither_figure_is_noisy():
     console.print(inference_table([DeployResult({"idx": 1, "architecture": "a"}, None, [], rows, [])], "t"))
     ort = [line for line in console.export_text().splitlines() if "onnxruntime" in line]
     assert ort[0].rstrip(" │").endswith("4.00x") and ort[1].rstrip(" │").endswith("-")
+    # the same rule in every table of the report: an engine against PyTorch, a variant against fp32
+    from bench.results.deployed import engine_rows, variant_rows
+
+    evaluation = {"engine": "onnxruntime", "precision": "fp32", "status": "ok", "note": None, "test_acc": 0.5}
+    (engine,) = engine_rows({"test_acc": 0.5}, rows, [{**evaluation, "top1_agreement": 1.0}])
+    assert engine["batch"] == 64 and engine["vs_torch"] is None  # torch at batch 64 is noisy
+    int8 = [{**r, "precision": "int8", "p50_ms": r["p50_ms"] / 2, "noisy": r["batch_size"] == 1} for r in rows[::2]]
+    variant = {"precision": "int8", "status": "ok", "test_acc": 0.5, "fp32_test_acc": 0.5, "top1_agreement": 1.0}
+    (speed,) = variant_rows(None, [{**variant, "size_bytes": None, "method": None, "note": None}], rows + int8)
+    assert speed["speedup_batch1"] is None and speed["speedup_largest"] == 2.0
 
 
 def test_benchmark_repeat_keeps_every_repetition_and_the_report_shows_their_spread(tiny_run, tmp_path):

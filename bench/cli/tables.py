@@ -11,7 +11,7 @@ from bench.core.noise import NOISE_METHOD
 from bench.core.status import ExportStatus, MeasurementStatus, TrialStatus
 from bench.models.registry import format_value, format_variant
 from bench.results.columns import Column
-from bench.results.deployed import representative, trustworthy
+from bench.results.deployed import RATIO_RULE, representative, speedup
 from bench.results.tables import VARIANT_COLUMNS, VARIANTS_METHOD, variants_of
 from bench.runtime.protocol import graph_levels
 
@@ -148,7 +148,7 @@ def run_title(run: dict) -> str:
 
 def variants_table(results: list, title: str) -> Table:
     """One row per (trial, precision): how the variant was made, its accuracy against fp32, size and speed."""
-    return rich_table(VARIANT_COLUMNS, variants_of(results), title, VARIANTS_METHOD)
+    return rich_table(VARIANT_COLUMNS, variants_of(results), title, f"{VARIANTS_METHOD} Speedup: {RATIO_RULE}.")
 
 
 def _latency_cells(r: dict) -> str:
@@ -206,7 +206,7 @@ def _inference_rows(result) -> list[dict]:
     out = []
     for i, r in enumerate(rows):
         base = eager.get((device_of(r["provider"]), r["batch_size"]))
-        ratio = times(base["p50_ms"] / r["p50_ms"]) if trustworthy(r) and trustworthy(base) else "-"
+        ratio = times(speedup(base, r))
         out.append(
             {**r, **head, "head": i == 0, "test_acc": accuracy.get((r["engine"], r["precision"])), "vs_torch": ratio}
         )
@@ -233,7 +233,7 @@ def inference_table(results: list, title: str) -> Table:
             + (f"; ORT graph optimization {graph_levels(ort)}" if ort else "")
             + ". Parity: max |logit difference| against PyTorch on real test images; test %: through that engine at "
             "that precision on the CPU; vs torch: PyTorch eager fp32's p50 over this one's, same device and batch. "
-            f"[yellow]noisy[/]: {NOISE_METHOD}; a ratio is shown only where neither figure is noisy"
+            f"[yellow]noisy[/]: {NOISE_METHOD}; {RATIO_RULE}"
             + (f". Each figure is the median of {repeats} repetitions' p50." if repeats > 1 else ".")
         )
     return rich_table(INFERENCE_COLUMNS, rows, title, caption, wrap=False)
@@ -291,8 +291,8 @@ COMPARE_COLUMNS = (
 def compare_table(rows: list[dict], a: str, b: str) -> Table:
     """`bench compare A B`: per architecture and variant, each run's test accuracy and latency, B against A."""
     caption = (
-        "test %: mean ± standard deviation over seeds (n); p50: ONNX Runtime fp32, CPU, batch 1, of the best trial; a "
-        "latency ratio only where neither figure is noisy"
+        "test %: mean ± standard deviation over seeds (n); p50: ONNX Runtime fp32, CPU, batch 1, of the best trial; "
+        + RATIO_RULE
     )
     return rich_table(COMPARE_COLUMNS, rows, f"B = {b} against A = {a}", caption)
 

@@ -11,7 +11,7 @@ from bench.core.errors import UsageError
 from bench.core.formats import CPU_PROVIDERS
 from bench.core.status import MeasurementStatus, Precision
 from bench.report.views import comparable
-from bench.results.deployed import representative
+from bench.results.deployed import representative, speedup
 from bench.results.leaderboard import configurations, rank
 from bench.store import Store
 
@@ -31,7 +31,6 @@ def compare(store: Store, a: dict, b: dict) -> list[dict]:
             k for k in set(ca["hparams"]) | set(cb["hparams"]) if ca["hparams"].get(k) != cb["hparams"].get(k)
         )
         acc_a, acc_b = ca["test_acc"], cb["test_acc"]
-        trustworthy = la is not None and lb is not None and not la["noisy"] and not lb["noisy"]
         rows.append(
             {
                 "architecture": ca["architecture"],
@@ -42,7 +41,7 @@ def compare(store: Store, a: dict, b: dict) -> list[dict]:
                 "test_acc_change": (
                     acc_b["mean"] - acc_a["mean"] if acc_a["mean"] is not None and acc_b["mean"] is not None else None
                 ),
-                "latency_ratio": lb["p50_ms"] / la["p50_ms"] if trustworthy else None,
+                "latency_ratio": speedup(lb, la),  # B's p50 over A's
             }
         )
     return rows
@@ -76,4 +75,5 @@ def _latency(store: Store, trial: dict) -> dict | None:
     if not rows:
         return None
     r = rows[0]
-    return {"p50_ms": r["p50_ms"], "p99_ms": r["p99_ms"], "noisy": bool(r["noisy"]), "trial": trial["idx"]}
+    keep = ("status", "p50_ms", "p99_ms")
+    return {**{k: r[k] for k in keep}, "noisy": bool(r["noisy"]), "trial": trial["idx"]}

@@ -6,7 +6,7 @@ from bench.core.noise import NOISE_METHOD
 from bench.core.status import MeasurementStatus
 from bench.report.views import TrialView
 from bench.results import diagnosis
-from bench.results.deployed import how_made
+from bench.results.deployed import RATIO_RULE, how_made
 from bench.runtime.protocol import graph_levels
 
 
@@ -97,8 +97,8 @@ def _noise(views: list[TrialView]) -> str:
         "- **Noise.** Every latency figure and every epoch's time records what the machine did meanwhile: "
         f"{NOISE_METHOD}. "
         f"Here {noisy_latency} latency figure{'s' * (noisy_latency != 1)} and {noisy_epochs} epoch "
-        f"time{'s' * (noisy_epochs != 1)} are marked *noisy*; an ORT/PyTorch ratio is given only where neither side "
-        "is. Re-measure stored models with `bench benchmark RUN --repeat N`."
+        f"time{'s' * (noisy_epochs != 1)} are marked *noisy*; in every table, {RATIO_RULE}. "
+        "Re-measure stored models with `bench benchmark RUN --repeat N`."
     )
 
 

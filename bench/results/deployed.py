@@ -43,6 +43,17 @@ def trustworthy(row: dict | None) -> bool:
     return bool(row) and row["status"] == MeasurementStatus.OK and not row.get("noisy")
 
 
+RATIO_RULE = "a ratio of two timings is given only where neither is noisy (else -)"
+
+
+def speedup(before: dict | None, after: dict | None) -> float | None:
+    """How many times faster ``after`` ran than ``before`` (their p50s' ratio): None unless both ran and neither is
+    noisy. The one rule for every ratio of timings cnnbench shows (RATIO_RULE)."""
+    if not (trustworthy(before) and trustworthy(after)):
+        return None
+    return before["p50_ms"] / after["p50_ms"]
+
+
 def ort_cpu(latency: list[dict], precision: str, batch: int | None = None) -> dict | None:
     """The ONNX Runtime CPU measurement of ``precision`` at ``batch`` (None: the largest batch measured)."""
     rows = [
@@ -77,7 +88,7 @@ def how_made(variant: dict) -> str:
 
 def variant_rows(export: dict | None, variants: list[dict], latency: list[dict]) -> list[dict]:
     """Each variant against the fp32 export: accuracy change (points), top-1 agreement, size ratio and ORT CPU
-    speedup at batch 1 and at the largest batch both were measured at."""
+    speedup at batch 1 and at the largest batch both were measured at (None where either figure is noisy)."""
     out = []
     fp32_size = export.get("size_bytes") if export else None
     for v in variants:
@@ -98,8 +109,8 @@ def variant_rows(export: dict | None, variants: list[dict], latency: list[dict])
                 else 100 * (v["test_acc"] - v["fp32_test_acc"]),
                 "top1_agreement": v["top1_agreement"],
                 "size_ratio": v["size_bytes"] / fp32_size if v["size_bytes"] and fp32_size else None,
-                "speedup_batch1": b1[0]["p50_ms"] / b1[1]["p50_ms"] if all(b1) else None,
-                "speedup_largest": big[0]["p50_ms"] / big[1]["p50_ms"] if all(big) else None,
+                "speedup_batch1": speedup(*b1),
+                "speedup_largest": speedup(*big),
                 "largest_batch": max(common) if common else None,
                 "how": how_made(v),
             }
@@ -146,12 +157,13 @@ def deployment_points(
 
 def engine_rows(trial: dict, latency: list[dict], evaluations: list[dict]) -> list[dict]:
     """Each (engine, precision) against PyTorch's fp32 model: its test accuracy and the change in points, and its
-    speedup (CPU p50 at the largest batch both measured) over PyTorch eager fp32 and over its own engine's fp32."""
+    speedup (CPU p50 at the largest batch both measured) over PyTorch eager fp32 and over its own engine's fp32
+    (None where either figure is noisy)."""
 
     def p50(engine, precision, batch):
         return next(
             (
-                r["p50_ms"]
+                r
                 for r in latency
                 if r["engine"] == engine
                 and r["precision"] == precision
@@ -183,8 +195,8 @@ def engine_rows(trial: dict, latency: list[dict], evaluations: list[dict]) -> li
                 "delta_points": None
                 if e["test_acc"] is None or trial.get("test_acc") is None
                 else 100 * (e["test_acc"] - trial["test_acc"]),
-                "vs_torch": base / own if own and base else None,
-                "vs_fp32": own_fp32 / own if own and own_fp32 else None,
+                "vs_torch": speedup(base, own),
+                "vs_fp32": speedup(own_fp32, own),
                 "method": e.get("method"),
             }
         )
