@@ -319,6 +319,29 @@ def test_a_folder_whose_test_images_changed_is_another_test_set(invoke, tmp_path
     assert report.count("\n## Leaderboard") == 2 and "These runs test on 2 different test sets" in report
 
 
+def test_every_swept_axis_is_a_column_of_every_trial_table(invoke, tmp_path, monkeypatch):
+    """Trials that differ only in axes beside optimizer, lr and batch (here label smoothing and weight decay) read
+    differently in the trial lines, the leaderboard, the configuration tables and the report."""
+    monkeypatch.setenv("COLUMNS", "300")
+    args = ("run", "--arch", "cnn_baseline", "--epochs", "1", "--no-benchmark", "--label-smoothing", "0,0.1")
+    result = invoke(*args, "--weight-decay", "0,0.001")
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.output.splitlines() if line.startswith("✓ t00")]
+    assert len(lines) == 4 and len({line.split(": ")[0].split(" ", 2)[2] for line in lines}) == 4
+    assert "lr=0.01 batch=64 weight_decay=0.001 label_smoothing=0.1:" in result.output
+    header = next(line for line in result.output.splitlines() if "architecture" in line and "batch" in line)
+    assert "label_smoothing" in header and "weight_decay" in header and "momentum" not in header
+    assert invoke("report", "--out", tmp_path).exit_code == 0
+    text = next(tmp_path.glob("*/report.md")).read_text()
+    board = text.split("## Leaderboard", 1)[1].split("\n## ", 1)[0]
+    assert "| weight_decay | label_smoothing |" in board and "| momentum |" not in board
+    assert re.search(r"batch 64, weight_decay=0(\.001)? label_smoothing=0(\.1)?\.", text)  # the top trials
+    seeds = invoke(*args, "--seed", "0,1")  # configurations over seeds: the swept axis, not the seed
+    assert seeds.exit_code == 0
+    header = next(line for line in seeds.output.splitlines() if "architecture" in line and "batch" in line)
+    assert "label_smoothing" in header and "seed" not in header
+
+
 def test_compare_puts_two_runs_side_by_side_per_variant(invoke, monkeypatch):
     monkeypatch.setenv("COLUMNS", "400")
     quick = ("--arch", "cnn_baseline", "--epochs", "2", *FAST_DEPLOY_ARGS, "-q")

@@ -21,6 +21,7 @@ from bench.core.formats import duration, pct, trial_label
 from bench.core.status import ExportStatus, TrialStatus
 from bench.deploy.steps import DeployResult
 from bench.results.leaderboard import configurations, repeated
+from bench.results.tables import swept, swept_text
 from bench.sweep.estimate import RunEstimate
 from bench.sweep.listener import RunListener
 from bench.sweep.plan import TrialSpec
@@ -46,6 +47,8 @@ class RichDisplay(RunListener):
         self.total = self.done = 0
         self.estimate: RunEstimate | None = None  # the run's expected size and cost (run_estimated)
         self.durations: list[float] = []  # of the trials this process trained
+        self.seen: list[dict] = []  # the hyperparameters of the trials planned (a search: chosen so far)
+        self.swept: list[str] = []  # those of them that vary, beside optimizer, lr and batch (shown on each line)
         self.keys: dict[str, set[str]] = {}
         self.status = None  # the spinner while winners are exported and benchmarked
         self.tables: Console | None = None  # where the leaderboard and the deployment table go (none: not shown)
@@ -66,6 +69,8 @@ class RichDisplay(RunListener):
         estimate = self.estimate or RunEstimate(trials=len(specs))
         self.total, self.done = estimate.trials, estimate.done
         self.keys = varying([{"architecture": s.architecture.name, "variant": s.variant} for s in specs])
+        self.seen = [s.hparams.as_dict() for s in specs]  # a search's: those it chose so far
+        self.swept = swept(self.seen, dict)
         upto = "up to " if estimate.searching else ""
         ended = f", {self.done} already ended" if self.done else ""
         self.console.print(f"Run [bold]{run_id}[/]: {upto}{self.total} trial{'s' * (self.total != 1)}{ended}")
@@ -90,6 +95,9 @@ class RichDisplay(RunListener):
         return f"trials, about {duration(train + (deploy or 0))} left"
 
     def trial_started(self, spec: TrialSpec) -> None:
+        if self.estimate is not None and self.estimate.searching:
+            self.seen.append(spec.hparams.as_dict())
+            self.swept = swept(self.seen, dict)
         self.epochs_tasks[spec.idx] = self.bar.add_task(
             f"{trial_label(spec.idx)} {spec.architecture.name} epochs", total=spec.hparams.epochs
         )
@@ -125,10 +133,14 @@ class RichDisplay(RunListener):
         self.console.print(
             f"{mark} {trial_label(spec.idx)}/{self.total} {spec.architecture.name} "
             f"{short_variant({'variant': spec.variant}, self.keys.get(spec.architecture.name, set()))} "
-            f"{hp.optimizer} lr={hp.lr:g} batch={hp.batch_size}: {trial['status']}, {figures} "
+            f"{hp.optimizer} lr={hp.lr:g} batch={hp.batch_size}{self._swept(hp)}: {trial['status']}, {figures} "
             f"({duration(trial['duration_s'])})",
             highlight=False,
         )
+
+    def _swept(self, hp) -> str:
+        text = swept_text(hp.as_dict(), self.swept)
+        return f" {text}" if text else ""
 
     def sweep_done(self, run: dict, ranked: list[dict]) -> None:
         if self.bar.live.is_started:

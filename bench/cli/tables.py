@@ -12,7 +12,7 @@ from bench.core.status import ExportStatus, MeasurementStatus, TrialStatus
 from bench.models.registry import format_value, format_variant
 from bench.results.columns import Column
 from bench.results.deployed import RATIO_RULE, representative, speedup
-from bench.results.tables import VARIANT_COLUMNS, VARIANTS_METHOD, variants_of
+from bench.results.tables import VARIANT_COLUMNS, VARIANTS_METHOD, swept_columns, variants_of
 from bench.runtime.protocol import graph_levels
 
 
@@ -67,11 +67,12 @@ def _rank(row: dict) -> str:
     return ("★ " if row["winner"] else "") + (str(row["rank"]) if row["rank"] else "-")
 
 
-def _hparam_columns() -> list[Column]:
+def _hparam_columns(rows: list[dict]) -> list[Column]:
     return [
         Column("opt", lambda t: t["hparams"]["optimizer"], left=True),
         Column("lr", lambda t: f"{t['hparams']['lr']:g}"),
         Column("batch", lambda t: str(t["hparams"]["batch_size"])),
+        *swept_columns(rows, lambda t: t["hparams"]),
     ]
 
 
@@ -89,7 +90,7 @@ def leaderboard_table(ranked: list[dict], title: str) -> Table:
         Column("trial", lambda t: trial_label(t["idx"], t.get("run_id") if several else None), left=True),
         Column("architecture", lambda t: t["architecture"], left=True),
         Column("variant", lambda t: short_variant(t, keys.get(t["architecture"], set())), left=True, wrap=True),
-        *_hparam_columns(),
+        *_hparam_columns(ranked),
         Column(
             "best/epochs", lambda t: f"{t['best_epoch'] or '-'}/{'-' if t['epochs_run'] is None else t['epochs_run']}"
         ),
@@ -123,7 +124,7 @@ def configurations_table(configs: list[dict], title: str) -> Table:
         Column("trials", lambda c: ",".join(trial_label(i) for i in c["trials"]), left=True),
         Column("architecture", lambda c: c["architecture"], left=True),
         Column("variant", lambda c: short_variant(c, keys.get(c["architecture"], set())), left=True, wrap=True),
-        *_hparam_columns(),
+        *_hparam_columns(configs),
         Column("n", lambda c: str(c["val_acc"]["n"])),
         Column("val %", lambda c: _mean_std(c["val_acc"])),
         Column("test %", lambda c: _mean_std(c["test_acc"])),

@@ -16,6 +16,7 @@ from bench.report.views import TrialView, learned, time_to, training_seconds, va
 from bench.results import diagnosis
 from bench.results.columns import Column, markdown
 from bench.results.leaderboard import configurations, rank, repeated
+from bench.results.tables import swept, swept_columns, swept_text
 from bench.store import Store
 
 
@@ -33,6 +34,7 @@ def leaderboard_columns(views: list[TrialView], gpu: bool, target: float | None 
         Column("optimizer", lambda v: v.trial[hp]["optimizer"], left=True),
         Column("lr", lambda v: f"{v.trial[hp]['lr']:g}"),
         Column("batch", lambda v: str(v.trial[hp]["batch_size"])),
+        *swept_columns(views, lambda v: v.trial[hp]),
         Column("epochs (best/run)", lambda v: f"{v.trial['best_epoch'] or '-'}/{_or_dash(v.trial['epochs_run'])}"),
         Column("train %", lambda v: pct(v.trial["train_acc"])),
         Column("val %", lambda v: pct(v.trial["val_acc"])),
@@ -243,6 +245,7 @@ def configurations_section(views: list[TrialView]) -> str | None:
         Column("optimizer", lambda c: c["hparams"]["optimizer"], left=True),
         Column("lr", lambda c: f"{c['hparams']['lr']:g}"),
         Column("batch", lambda c: str(c["hparams"]["batch_size"])),
+        *swept_columns(rows, lambda c: c["hparams"]),
         Column("n", lambda c: str(c["val_acc"]["n"])),
         Column("val % (mean ± std)", lambda c: _mean_std(c["val_acc"])),
         Column("test % (mean ± std)", lambda c: _mean_std(c["test_acc"])),
@@ -262,14 +265,16 @@ def _mean_std(stats: dict) -> str:
 
 def top_section(views: list[TrialView], top: int, write_png) -> str:
     parts = []
+    keys = swept(views, lambda v: v.trial["hparams"])
     for v in [v for v in views if v.test_rank is not None][:top]:
         t, hp = v.trial, v.trial["hparams"]
+        swept_here = f", {swept_text(hp, keys)}" if keys else ""
         lines = [
             f"### {v.test_rank}. {v.name}: {t['architecture']} ({variant_text(v)})",
             "",
             f"Test {pct(t['test_acc'])}%, validation {pct(t['val_acc'])}%, training {pct(t['train_acc'])}%; "
             f"best epoch {t['best_epoch']} of {t['epochs_run']}; {hp['optimizer']} lr {hp['lr']:g}, batch "
-            f"{hp['batch_size']}.",
+            f"{hp['batch_size']}{swept_here}.",
             "",
         ]
         title = f"{v.name} {t['architecture']}: loss per epoch"
