@@ -178,6 +178,33 @@ def test_store_errors(invoke, tmp_path, tiny_plugin):
     assert result.exit_code == 1 and "not a cnnbench store" in result.output
 
 
+def test_a_named_run_is_shown_by_name_and_usable_wherever_its_id_is(invoke, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "300")
+    quick = ("run", "--arch", "cnn_baseline", "--epochs", "1", "--no-benchmark", "-q")
+    assert invoke(*quick, "--name", "base.v1").exit_code == 0
+    again = invoke(*quick, "--name", "base.v1")
+    assert again.exit_code == 2 and "is already named 'base.v1': choose another --name" in again.output
+    bad = invoke(*quick, "--name", "20261207")
+    assert bad.exit_code == 2 and "--name '20261207': a run's name starts with a letter" in bad.output
+    assert invoke(*quick, "--lr", "0.03", "--name", "faster").exit_code == 0
+    runs = invoke.json("runs")
+    assert [r["name"] for r in runs] == ["base.v1", "faster"]  # the refused ones recorded nothing
+    best = invoke.json("report", "faster")
+    assert runs[1]["best_test_acc"] == next(t["test_acc"] for t in best if t["rank"] == 1)
+    table = invoke("runs").output
+    assert "best test %" in table and f"{100 * runs[1]['best_test_acc']:.2f}" in table and "faster" in table
+    result = invoke("report", "base.v1", "faster")
+    assert result.exit_code == 0 and "base.v1/t001" in result.output and "faster/t001" in result.output
+    result = invoke("compare", "base", "faster")  # a prefix of the name is not a name: ambiguity is not guessed
+    assert result.exit_code == 2 and "unknown run 'base'" in result.output
+    result = invoke("compare", "base.v1", "faster")
+    assert (
+        result.exit_code == 0 and f"B = {runs[1]['id']} (faster) against A = {runs[0]['id']} (base.v1)" in result.output
+    )
+    resumed = invoke("run", "--resume", "faster", "--name", "other")
+    assert resumed.exit_code == 2 and "--name names a new run" in resumed.output
+
+
 def test_unknown_run_lists_the_runs(invoke, tiny_plugin):
     invoke("run", "--plugin", tiny_plugin, "--where", "width=8", "--epochs", "1", "-q", "--no-benchmark")
     result = invoke("report", "20990101")

@@ -122,7 +122,7 @@ def where_given(ctx, items: tuple[str, ...]) -> dict[str, list[str]]:
 
 
 # `bench run`'s parameters that are not RunConfig fields.
-NOT_CONFIG = ("config", "resume_ref", "store_path", "as_json", "quiet", "dry_run")
+NOT_CONFIG = ("config", "resume_ref", "store_path", "as_json", "quiet", "dry_run", "name")
 
 
 def load_config(ctx, param, value):
@@ -211,6 +211,8 @@ def run_options(f):
     dry = "Print the plan (trials, parameters, FLOPs, estimated time from this machine's earlier runs) and stop: "
     f = click.option("--dry-run", is_flag=True, help=dry + "nothing is trained or stored.")(f)
     f = store_option(f)
+    named = "A name for the run, unique in its store, shown beside its id and usable wherever a run id is."
+    f = click.option("--name", metavar="NAME", help=named)(f)
     f = options_of(*option_names())(f)
     resume = "Run what RUN has not finished (pending, running or interrupted trials), in the same run."
     f = click.option("--resume", "resume_ref", metavar="RUN", help=resume)(f)

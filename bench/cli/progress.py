@@ -6,6 +6,7 @@ from __future__ import annotations
 import statistics
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from bench.cli.tables import (
@@ -45,6 +46,7 @@ class RichDisplay(RunListener):
         self.trials_task = None
         self.epochs_tasks: dict[int, int] = {}  # trial idx -> its epochs bar (trials may run side by side)
         self.total = self.done = 0
+        self.name: str | None = None  # the run's name (bench run --name), shown beside its id
         self.estimate: RunEstimate | None = None  # the run's expected size and cost (run_estimated)
         self.durations: list[float] = []  # of the trials this process trained
         self.seen: list[dict] = []  # the hyperparameters of the trials planned (a search: chosen so far)
@@ -73,7 +75,8 @@ class RichDisplay(RunListener):
         self.swept = swept(self.seen, dict)
         upto = "up to " if estimate.searching else ""
         ended = f", {self.done} already ended" if self.done else ""
-        self.console.print(f"Run [bold]{run_id}[/]: {upto}{self.total} trial{'s' * (self.total != 1)}{ended}")
+        named = f" ({escape(self.name)})" if self.name else ""
+        self.console.print(f"Run [bold]{run_id}[/]{named}: {upto}{self.total} trial{'s' * (self.total != 1)}{ended}")
         if self.estimate is not None:
             self.console.print(f"Estimate: {self.estimate.describe()}", highlight=False)
         self.trials_task = self.bar.add_task(self._trials_text(), total=self.total, completed=self.done)

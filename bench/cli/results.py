@@ -9,6 +9,7 @@ import click
 
 from bench.cli.group import cli, console, print_json
 from bench.cli.options import json_option, store_option
+from bench.core.formats import run_label
 from bench.options.config import default
 
 
@@ -88,8 +89,8 @@ def report(run_refs, all_runs, out_root, top, fmt, target_acc, measurements, his
         click.echo(f"Warning: {note}", err=True)
     from bench.report.views import comparable
 
-    ranked = [{**v.trial, "rank": v.test_rank, "test_set": comparable(v.run)} for v in views]
-    where = runs[0]["id"] if len(runs) == 1 else f"{len(runs)} runs"
+    ranked = [{**v.trial, "rank": v.test_rank, "test_set": comparable(v.run), "run_name": v.run["name"]} for v in views]
+    where = run_label(runs[0]) if len(runs) == 1 else f"{len(runs)} runs"
     out = console()
     out.print(leaderboard_table(ranked, f"{where}: ranked by test accuracy (★ selected by validation accuracy)"))
     out.print(f"Report: {path}")
@@ -116,7 +117,7 @@ def compare(run_a, run_b, store_path, as_json):
     elif not rows:
         click.echo(f"Runs {a['id']} and {b['id']} trained no architecture variant in common.")
     else:
-        console().print(compare_table(rows, a["id"], b["id"]))
+        console().print(compare_table(rows, run_label(a), run_label(b)))
 
 
 @cli.command()
@@ -154,12 +155,19 @@ def mlflow(run_refs, uri, experiment, store_path, as_json):
 @store_option
 @json_option
 def runs(store_path, as_json):
-    """List the runs in the store, oldest first."""
+    """List the runs in the store, oldest first: id, name, status, size and the test accuracy of each run's best trial
+    (ranked first by validation accuracy)."""
+    from bench.results.leaderboard import rank
     from bench.store import Store
 
-    keys = ("id", "created_at", "finished_at", "status", "command", "dataset", "split", "seed", "trials")
+    keys = ("id", "name", "created_at", "finished_at", "status", "command", "dataset", "split", "seed", "trials")
+    keys += ("best_test_acc",)
+    rows = []
     with Store(store_path, readonly=True) as store:
-        rows = [{**r, "trials": len(store.trials(r["id"]))} for r in store.runs()]
+        for r in store.runs():
+            ranked = rank(store.trials(r["id"]))
+            best = ranked[0]["test_acc"] if ranked and ranked[0]["rank"] is not None else None
+            rows.append({**r, "trials": len(ranked), "best_test_acc": best})
     if as_json:
         print_json([{k: r[k] for k in keys} for r in rows])
         return

@@ -17,7 +17,7 @@ from bench.options.config import RunConfig, option_of
 @cli.command()
 @run_options
 @click.pass_context
-def run(ctx, config, resume_ref, store_path, as_json, quiet, dry_run, **options):
+def run(ctx, config, resume_ref, store_path, as_json, quiet, dry_run, name, **options):
     """Train every selected architecture variant over the grid of hyperparameters.
 
     Each list option (comma-separated) is one axis of the grid; an axis not given takes the architecture's
@@ -29,6 +29,8 @@ def run(ctx, config, resume_ref, store_path, as_json, quiet, dry_run, **options)
     from bench.sweep import runner
 
     options["where"] = where_given(ctx, options["where"])
+    if name is not None and resume_ref:
+        raise UsageError("--name names a new run; a resumed run keeps its own")
     if dry_run:
         if resume_ref:
             raise UsageError("--dry-run shows the plan of a new run; a resumed run's plan is `bench report RUN`")
@@ -45,6 +47,7 @@ def run(ctx, config, resume_ref, store_path, as_json, quiet, dry_run, **options)
         return
     display = RichDisplay(console(stderr=as_json, quiet=quiet))
     display.tables = None if as_json else console()
+    display.name = name if not resume_ref else _name_of(resume_ref, store_path)
     with display:
         if resume_ref:
             source = ctx.get_parameter_source
@@ -66,6 +69,7 @@ def run(ctx, config, resume_ref, store_path, as_json, quiet, dry_run, **options)
                     store_path=store_path,
                     listener=display,
                     command=shlex.join(["bench", *ctx.obj["argv"]]),
+                    name=name,
                 )
             except WhereError as exc:
                 if ctx.get_parameter_source("where") == click.core.ParameterSource.DEFAULT_MAP:  # the file's table
@@ -84,3 +88,14 @@ def run(ctx, config, resume_ref, store_path, as_json, quiet, dry_run, **options)
             f"Interrupted: finished trials are kept; `bench run --resume {result.run_id}` runs the rest.", err=True
         )
         ctx.exit(130)
+
+
+def _name_of(ref: str, store_path) -> str | None:
+    """The name of the run ``ref`` names, for the display (None: unnamed, or not there: the resume says so)."""
+    from bench.store import Store
+
+    try:
+        with Store(store_path, readonly=True) as store:
+            return store.run(None if ref == "latest" else ref)["name"]
+    except BenchError:
+        return None

@@ -6,7 +6,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from bench.core.formats import count, device_of, duration, pct, times, trial_label
+from bench.core.formats import count, device_of, duration, pct, run_label, times, trial_label
 from bench.core.noise import NOISE_METHOD
 from bench.core.status import ExportStatus, MeasurementStatus, TrialStatus
 from bench.models.registry import format_value, format_variant
@@ -87,7 +87,11 @@ def leaderboard_table(ranked: list[dict], title: str) -> Table:
 
     columns = [
         Column("#", _rank),
-        Column("trial", lambda t: trial_label(t["idx"], t.get("run_id") if several else None), left=True),
+        Column(
+            "trial",
+            lambda t: trial_label(t["idx"], (t.get("run_name") or t.get("run_id")) if several else None),
+            left=True,
+        ),
         Column("architecture", lambda t: t["architecture"], left=True),
         Column("variant", lambda t: short_variant(t, keys.get(t["architecture"], set())), left=True, wrap=True),
         *_hparam_columns(ranked),
@@ -141,7 +145,7 @@ def run_title(run: dict) -> str:
     split = run["split"]
     sizes = " / ".join(f"{k} {v}" for k, v in split.items())
     return (
-        f"Run {run['id']}: {run['dataset']} ({sizes}), {run['status']}; "
+        f"Run {run_label(run)}: {run['dataset']} ({sizes}), {run['status']}; "
         "ranked by validation accuracy (best checkpoint by "
         f"{run['config'].get('select', 'val_loss').replace('_', ' ')})"
     )
@@ -372,13 +376,16 @@ def datasets_table(rows: list[dict]) -> Table:
 
 RUN_COLUMNS = (
     Column("run", lambda r: r["id"], left=True),
+    Column("name", lambda r: r["name"] or "-", left=True),
     Column("created (UTC)", lambda r: r["created_at"], left=True),
     Column("status", lambda r: r["status"], left=True),
     Column("dataset", lambda r: r["dataset"], left=True, wrap=True),
     Column("trials", lambda r: str(r["trials"])),
+    Column("best test %", lambda r: pct(r["best_test_acc"])),
     Column("command", lambda r: r["command"], left=True, wrap=True),
 )
 
 
 def runs_table(rows: list[dict]) -> Table:
-    return rich_table(RUN_COLUMNS, rows, markup=False)
+    caption = "best test %: of the trial ranked first by validation accuracy (the one a run selects)"
+    return rich_table(RUN_COLUMNS, rows, caption=caption, markup=False)

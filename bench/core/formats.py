@@ -12,6 +12,11 @@ def trial_label(idx: int, run_id: str | None = None) -> str:
     return f"{run_id}/{label}" if run_id else label
 
 
+def run_label(run: dict) -> str:
+    """A run as tables and lines name it: its id, and its name (bench run --name) where it has one."""
+    return f"{run['id']} ({run['name']})" if run.get("name") else run["id"]
+
+
 def pct(x: float | None) -> str:
     """A share as a percentage with two decimals: 0.9059 -> 90.59."""
     return "-" if x is None else f"{100 * x:.2f}"

@@ -17,7 +17,7 @@ import hashlib
 from pathlib import Path
 
 from bench.core.files import atomic_write
-from bench.core.formats import GPU_PROVIDERS, pct
+from bench.core.formats import GPU_PROVIDERS, pct, run_label
 from bench.core.status import MeasurementStatus
 from bench.report.data import history_csv, measurements, measurements_csv, records, to_csv
 from bench.report.deployment import deployment_section
@@ -75,7 +75,7 @@ def _write_report(store, runs, out_root, top, target_acc, font_note) -> tuple[Pa
     views = gather(store, runs)
     folder = output_dir(out_root, runs)
     groups = groups_of(runs)
-    title = runs[0]["id"] if len(runs) == 1 else f"{len(runs)} runs"
+    title = run_label(runs[0]) if len(runs) == 1 else f"{len(runs)} runs"
     parts = [f"# cnnbench report: {title}", header_section(runs, store)]
     if len(groups) > 1:  # never one ranking, front or figure over different test sets
         parts.append(

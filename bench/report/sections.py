@@ -97,7 +97,7 @@ def header_section(runs: list[dict], store: Store) -> str:
         shape = "x".join(map(str, run["input_shape"]))
         classes = run["classes"]
         rows = [
-            ["run", f"`{run['id']}` ({run['status']})"],
+            ["run", f"`{run['id']}`" + (f" {run['name']}" if run.get("name") else "") + f" ({run['status']})"],
             ["command", f"`{run['command']}`"],
             ["dataset", f"{run['dataset']}: {shape} images, {len(classes)} classes ({', '.join(classes)})"],
             ["split", " / ".join(f"{k} {n}" for k, n in split.items())],

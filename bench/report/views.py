@@ -62,7 +62,7 @@ def gather(store: Store, runs: list[dict]) -> list[TrialView]:
     views = []
     for run in runs:
         for t in rank(store.trials(run["id"])):
-            name = trial_label(t["idx"], None if len(runs) == 1 else run["id"])
+            name = trial_label(t["idx"], None if len(runs) == 1 else run.get("name") or run["id"])
             history = store.history(t["id"])
             latency = store.latency_of(t["id"])
             views.append(

@@ -28,7 +28,7 @@ class Reads:
         return [self._decode(r) for r in rows]
 
     def run(self, run_id: str | None = None) -> dict:
-        """The run ``run_id`` (a unique prefix will do), or the latest one."""
+        """The run ``run_id`` (its name, bench run --name, or a unique prefix of its id will do), or the latest one."""
         if run_id is None:
             row = self.conn.execute("SELECT * FROM runs ORDER BY created_at DESC, rowid DESC LIMIT 1").fetchone()
             if row is None:
@@ -41,12 +41,15 @@ class Reads:
         exact = [r for r in rows if r["id"] == run_id]
         if exact:
             return self._decode(exact[0])
+        named = self.conn.execute("SELECT * FROM runs WHERE name = ?", (run_id,)).fetchone()
+        if named is not None:
+            return self._decode(named)
         if len(rows) == 1:
             return self._decode(rows[0])
         if len(rows) > 1:
             raise UsageError(f"run '{run_id}' is ambiguous: {', '.join(r['id'] for r in rows)}")
-        ids = [r["id"] for r in reversed(self.runs())]
-        raise unknown("run", run_id, ids)
+        runs = list(reversed(self.runs()))
+        raise unknown("run", run_id, [r["name"] for r in runs if r["name"]] + [r["id"] for r in runs])
 
     # A trial with ``noisy_epochs``: how many of its epochs' times are marked noisy (bench.core.noise).
     TRIAL = (

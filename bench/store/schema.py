@@ -224,6 +224,8 @@ ALTER TABLE runs ADD COLUMN data TEXT;  -- JSON: what the data was (fingerprint,
     """
 ALTER TABLE runs ADD COLUMN deploy_s REAL;        -- wall seconds the run spent deploying its winners (all calls)
 ALTER TABLE runs ADD COLUMN deployed_trials INTEGER;  -- the winners those seconds deployed
+ALTER TABLE runs ADD COLUMN name TEXT;            -- the user's name for the run (bench run --name), unique
+CREATE UNIQUE INDEX runs_name ON runs(name);
 """,
 ]
 

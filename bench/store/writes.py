@@ -6,15 +6,29 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import secrets
 import shutil
 import time
 from pathlib import Path
 
+from bench.core.errors import UsageError
 from bench.core.formats import trial_label
 from bench.core.status import Precision, RunStatus, TrialStatus
 from bench.store.opening import safe_component
 from bench.store.ownership import now
+
+RUN_NAME = re.compile(r"[A-Za-z][A-Za-z0-9._-]{0,63}")
+
+
+def check_run_name(name: str) -> None:
+    """A run's name (--name) is a word a command line takes as it is and no run id can start with: a letter, then up
+    to 63 letters, digits, '.', '_' or '-'; never 'latest'."""
+    if not RUN_NAME.fullmatch(name) or name == "latest":
+        raise UsageError(
+            f"--name {name!r}: a run's name starts with a letter and has up to 64 letters, digits, '.', '_' or '-'"
+            + (" ('latest' names the latest run)" if name == "latest" else "")
+        )
 
 
 def _num(x):
@@ -38,6 +52,7 @@ class Writes:
         environment: dict,
         trials: list[dict] = (),
         data: dict | None = None,
+        name: str | None = None,
     ) -> str:
         """Record a run and its whole plan (``trials``: dicts of idx, architecture, plugin, variant, hparams, every
         trial pending) in one transaction: a stop at any moment leaves both or neither, never a run without its
@@ -45,9 +60,14 @@ class Writes:
         ``owning(run_id, claimed=True)`` or ``release`` gives it up."""
         run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
         with self._tx() as conn:
+            if name is not None:
+                check_run_name(name)
+                taken = conn.execute("SELECT id FROM runs WHERE name = ?", (name,)).fetchone()
+                if taken:
+                    raise UsageError(f"run {taken['id']} is already named '{name}': choose another --name")
             conn.execute(
                 "INSERT INTO runs (id, created_at, status, command, dataset, input_shape, classes, split, seed,"
-                " config, environment, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " config, environment, data, name) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     run_id,
                     now(),
@@ -61,6 +81,7 @@ class Writes:
                     json.dumps(config),
                     json.dumps(environment),
                     None if data is None else json.dumps(data),
+                    name,
                 ),
             )
             self._insert_trials(conn, run_id, trials)

@@ -30,7 +30,14 @@ class SweepOutcome:
 
 
 def create_run(
-    store: Store, specs: list[TrialSpec], data: Dataset, *, device: torch.device, command: str, config: dict
+    store: Store,
+    specs: list[TrialSpec],
+    data: Dataset,
+    *,
+    device: torch.device,
+    command: str,
+    config: dict,
+    name: str | None = None,
 ) -> tuple[str, list[TrialSpec]]:
     """Record the run and its plan; return the run id and the specs with their store ids. A search that chooses its
     trials as it goes (``config['search']`` tpe) records none: ``specs`` are the space it chooses from."""
@@ -49,6 +56,7 @@ def create_run(
         environment=environment(device),
         trials=[] if chosen_later else [s.row() for s in specs],
         data=data.record(),
+        name=name,
     )
     return run_id, pending(store, run_id, data, device)
 

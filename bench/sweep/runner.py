@@ -20,12 +20,19 @@ from bench.tracking.live import tracking
 
 
 def run(
-    config: RunConfig | None = None, *, store_path=None, listener=None, command: str | None = None, **options
+    config: RunConfig | None = None,
+    *,
+    store_path=None,
+    listener=None,
+    command: str | None = None,
+    name: str | None = None,
+    **options,
 ) -> RunResult:
     """Plan, record and train the sweep ``config`` describes (or ``RunConfig(**options)``), then export and
     benchmark its winners. ``store_path``: the results database (default ``$BENCH_STORE`` or runs/bench.db);
     ``listener``: a bench.RunListener told of every step; ``command`` is recorded with the run (default: the
-    equivalent Python call). torch's thread count is the caller's again when it returns."""
+    equivalent Python call); ``name``: the run's own name, unique in its store, usable wherever its id is. torch's
+    thread count is the caller's again when it returns."""
     from bench.plugins.dataset_loading import load_dataset
     from bench.store import Store
     from bench.sweep.local import create_run
@@ -33,6 +40,10 @@ def run(
     from bench.train.device import resolve_device
 
     config = replace(config, **options) if config is not None else RunConfig(**options)  # checked as built
+    if name is not None:
+        from bench.store.writes import check_run_name
+
+        check_run_name(name)  # before anything is loaded
     config = _resolve_weights(config, store_path)
     listener = guarded(listener)
     with _threads(config.threads), _listener_errors():
@@ -63,6 +74,7 @@ def run(
                 device=device,
                 config=config.asdict(),
                 command=command or f"bench.run({_call_text(config)})",
+                name=name,
             )
             with store.owning(run_id, claimed=True):  # create_run made this process the run's owner
                 search = _search(store, run_id, config, space, data, device)

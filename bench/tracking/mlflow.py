@@ -149,7 +149,10 @@ class Tracker:
         }
         if parent is None:
             parent = self.client.create_run(
-                self.experiment, run_name=run["id"], tags={**common, "cnnbench.kind": RUN}, start_time=_ms(run)
+                self.experiment,
+                run_name=run.get("name") or run["id"],
+                tags={**common, "cnnbench.kind": RUN},
+                start_time=_ms(run),
             )
         sent = Sent(run["id"], parent.info.run_id, self.experiment_name, self.uri)
         config = run["config"] or {}
@@ -165,7 +168,7 @@ class Tracker:
             if child is None:
                 child = self.client.create_run(
                     self.experiment,
-                    run_name=f"{run['id']}/{trial_label(idx)}",
+                    run_name=trial_label(idx, run.get("name") or run["id"]),
                     tags={
                         **common,
                         "cnnbench.kind": TRIAL,
