@@ -38,13 +38,22 @@ def _mlflow_runs(uri, run_id):
     return client, parents, children
 
 
+def _models(client, mlflow_run):
+    """The logged models of an MLflow run: name -> model."""
+    found = client.search_logged_models(
+        experiment_ids=[mlflow_run.info.experiment_id], filter_string=f"source_run_id = '{mlflow_run.info.run_id}'"
+    )
+    return {m.name: m for m in found}
+
+
 def _state(client, parents, children):
     """Everything MLflow holds of the runs: to compare before and after a second send."""
     out = {}
     for r in [*parents, *children.values()]:
         histories = {k: len(client.get_metric_history(r.info.run_id, k)) for k in r.data.metrics}
-        artifacts = sorted(a.path for a in client.list_artifacts(r.info.run_id, "onnx"))
-        out[r.info.run_id] = (dict(r.data.params), histories, artifacts)
+        artifacts = sorted(a.path for a in client.list_artifacts(r.info.run_id))
+        models = {name: m.model_id for name, m in _models(client, r).items()}
+        out[r.info.run_id] = (dict(r.data.params), histories, artifacts, models)
     return out
 
 
@@ -73,15 +82,36 @@ def test_a_run_sent_to_mlflow_reads_back_with_mlflow_s_client_and_a_second_send_
         assert child.data.params["lr"] == "0.01"
         assert child.data.params["variant.width"] == str(trial["variant"]["width"])
         for key in ("train_loss", "val_loss", "val_acc", "lr", "elapsed_s"):
-            history = client.get_metric_history(child.info.run_id, key)
+            history = client.get_metric_history(child.info.run_id, f"curves/{key}")
             assert [m.step for m in history] == [1, 2, 3]
             assert [m.value for m in history] == pytest.approx([e[key] for e in trial["history"]])
-        assert child.data.metrics["final.test_acc"] == pytest.approx(trial["test_acc"])
+        assert child.data.metrics["final/test_acc"] == pytest.approx(trial["test_acc"])
+        assert sorted(child.data.metrics)[0].startswith("curves/")  # the chart view's first section: the curves
     winner = next(t for t in by_idx.values() if t["rank"] == 1)
     child = children[winner["trial"]]
-    assert [a.path for a in client.list_artifacts(child.info.run_id, "onnx")] == ["onnx/model.onnx"]
-    assert child.data.metrics["latency.onnxruntime.fp32.cpu.b1.p50_ms"] == pytest.approx(winner["latency"][0]["p50_ms"])
+    p50 = winner["latency"][0]["p50_ms"]
+    assert child.data.metrics["latency/onnxruntime.fp32.cpu.b1.p50_ms"] == pytest.approx(p50)
     assert {"report", "environment.json"} <= {a.path for a in client.list_artifacts(parent.info.run_id)}
+    # the run itself carries its best trial's figures: the experiment's chart view compares runs
+    assert parent.data.metrics["best/test_acc"] == pytest.approx(winner["test_acc"])
+    assert (
+        parent.data.metrics["best/trial"] == winner["trial"] and parent.data.metrics["best/onnx_cpu_b1_p50_ms"] == p50
+    )
+    # the ONNX export is an MLflow logged model with its signature, that MLflow loads and runs as it is
+    (model,) = _models(client, child).values()
+    assert model.name == "onnx-fp32" and not _models(client, children[3 - winner["trial"]])
+    import mlflow
+    import numpy as np
+
+    mlflow.set_tracking_uri(uri)
+    loaded = mlflow.pyfunc.load_model(model.model_uri)
+    (spec,) = loaded.metadata.get_input_schema().inputs
+    assert spec.type == np.dtype("float32") and spec.shape == (-1, 1, 8, 8)
+    out = loaded.predict(np.zeros((2, 1, 8, 8), dtype=np.float32))
+    assert next(iter(out.values())).shape == (2, 10)
+    assert sent.link == f"`mlflow ui --backend-store-uri {uri}`, then http://127.0.0.1:5000/#/experiments/" + (
+        f"{parent.info.experiment_id}/runs/{parent.info.run_id}"
+    )
 
     before = _state(client, parents, children)
     (again,) = send_runs(store_path, [result.run_id], uri)
@@ -102,9 +132,14 @@ def test_track_mlflow_logs_each_trial_as_it_ends(tiny_plugin, store_path, uri):
 
     tracked = {"track": "mlflow", "tracking_uri": uri}
     result = bench.run(**RUN, no_benchmark=True, **tracked, store_path=store_path, listener=Watch())
-    assert seen == [[1], [1, 2]] and not result.notes
+    assert seen == [[1], [1, 2]]
     client, parents, children = _mlflow_runs(uri, result.run_id)
-    assert len(client.get_metric_history(children[2].info.run_id, "val_acc")) == 3
+    (note,) = result.notes  # where it went, and how to open it
+    assert note.startswith(f"run {result.run_id} is MLflow run {parents[0].info.run_id} (experiment 'cnnbench', {uri})")
+    assert note.endswith(f"#/experiments/{parents[0].info.experiment_id}/runs/{parents[0].info.run_id}")
+    assert len(client.get_metric_history(children[2].info.run_id, "curves/val_acc")) == 3
+    steps = [m.step for m in client.get_metric_history(parents[0].info.run_id, "best/val_acc")]
+    assert steps[0] == 1 and steps[-1] <= 2  # the best so far, logged as trials finished
     (again,) = send_runs(store_path, [result.run_id], uri)
     assert not again.new
 

@@ -149,6 +149,7 @@ def mlflow(run_refs, uri, experiment, store_path, as_json):
             else "nothing new"
         )
         click.echo(f"{s.run} -> MLflow run {s.mlflow_run} (experiment '{s.experiment}', {s.uri}): {what}")
+        click.echo(f"  open {s.link}")
 
 
 @cli.command()

@@ -18,12 +18,13 @@ class TrackingListener:
         self.tracker = Tracker(config.tracking_uri or default_uri(store.path), config.experiment)
         self.run_id: str | None = None
         self.problem: str | None = None
+        self.sent = None  # what the last send said (bench.tracking.mlflow.Sent)
 
     def _send(self, **how) -> None:
         if self.problem is not None or self.run_id is None:
             return
         try:
-            self.tracker.send(self.store, self.run_id, **how)
+            self.sent = self.tracker.send(self.store, self.run_id, **how)
         except BenchError as exc:
             self.problem = str(exc)
 
@@ -34,11 +35,14 @@ class TrackingListener:
         self._send(only={spec.idx}, report=False)
 
     def finish(self, run_id: str) -> list[str]:
-        """Send the whole run as it stands; the note to show, if tracking failed."""
+        """Send the whole run as it stands; the note to show: where it went, or why tracking stopped."""
         self.run_id = self.run_id or run_id
         self._send()
         if self.problem is None:
-            return []
+            s = self.sent
+            if s is None:
+                return []
+            return [f"run {s.run} is MLflow run {s.mlflow_run} (experiment '{s.experiment}', {s.uri}): open {s.link}"]
         return [f"tracking stopped ({self.problem}); nothing is lost: `bench mlflow {self.run_id}` sends the run later"]
 
 

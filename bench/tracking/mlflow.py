@@ -1,9 +1,10 @@
 """Runs in MLflow: a stored run sent to any MLflow tracking URI (`bench mlflow RUN`), or logged as its trials finish
 (`bench run --track mlflow`). Read from the store, never recomputed: one MLflow run per cnnbench run, with one
-nested run per trial (every hyperparameter and variant parameter, the per-epoch metrics with their epoch as step,
-the final figures, every latency measurement, tags, the ONNX files); the parent holds the run's config, environment
-and report. Sending a run again adds only what MLflow does not have yet (a trial finished or benchmarked since):
-nothing is ever logged twice. MLflow's own UI is the browser view: `mlflow ui --backend-store-uri URI`."""
+nested run per trial (every hyperparameter and variant parameter, the per-epoch curves with their epoch as step,
+the final figures, every latency measurement, tags, the ONNX files as logged models with their signature); the
+parent holds the run's config, environment, report and its best trial's figures (bench.tracking.metrics). Sending
+a run again adds only what MLflow does not have yet (a trial finished or benchmarked since): nothing is ever logged
+twice. MLflow's own UI is the browser view: `mlflow ui --backend-store-uri URI`."""
 
 from __future__ import annotations
 
@@ -18,26 +19,13 @@ from pathlib import Path
 
 from bench.core.errors import BenchError, UsageError
 from bench.core.formats import trial_label
-from bench.core.status import RUNNABLE, TO_RUN, ExportStatus, MeasurementStatus, RunStatus, TrialStatus
+from bench.core.status import RUNNABLE, TO_RUN, ExportStatus, RunStatus, TrialStatus
+from bench.tracking import metrics as metrics_of
 
 EXPERIMENT = "cnnbench"  # the MLflow experiment runs go to, unless told otherwise
 DB_FILE = "mlflow.db"  # the default backend: SQLite beside the results store
 ARTIFACTS = "mlartifacts"  # ... and its artifacts, beside it
 RUN, TRIAL = "run", "trial"  # the kinds of MLflow run cnnbench makes (tag cnnbench.kind)
-EPOCH_METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "lr", "elapsed_s")
-FINAL_METRICS = (
-    "test_acc",
-    "test_loss",
-    "val_acc",
-    "val_loss",
-    "train_acc",
-    "train_loss",
-    "best_epoch",
-    "epochs_run",
-    "params",
-    "duration_s",
-)
-LATENCY_METRICS = ("p50_ms", "p90_ms", "p99_ms", "mean_ms", "throughput")
 MAX_PARAM = 6000  # MLflow's longest parameter value
 BATCH = 500  # metrics per log_batch call (MLflow takes 1000 at most)
 
@@ -84,6 +72,7 @@ class Sent:
     mlflow_run: str  # the parent MLflow run's id
     experiment: str
     uri: str
+    link: str = ""  # where a person opens it (Tracker.link)
     trials: int = 0  # nested runs made by this call
     metrics: int = 0  # metric values logged by this call
     params: int = 0
@@ -154,12 +143,13 @@ class Tracker:
                 tags={**common, "cnnbench.kind": RUN},
                 start_time=_ms(run),
             )
-        sent = Sent(run["id"], parent.info.run_id, self.experiment_name, self.uri)
+        sent = Sent(run["id"], parent.info.run_id, self.experiment_name, self.uri, self.link(parent.info.run_id))
         config = run["config"] or {}
         self._params(parent, {"dataset": run["dataset"], **{k: _text(v) for k, v in config.items()}}, sent)
         self._tags(parent, {**common, "cnnbench.kind": RUN, "status": run["status"], "command": run["command"]})
         self._artifact_json(parent, "environment.json", env, sent)
         listed = run_records(store, run["id"], history=True)
+        self._summary(parent, listed, sent)
         records = {r["trial"]: r for r in listed}
         for idx, record in sorted(records.items()):
             if (only is not None and idx not in only) or record["status"] in TO_RUN:
@@ -208,46 +198,58 @@ class Tracker:
         have = child.data.metrics  # the latest value of each metric MLflow has
         now = int(time.time() * 1000)
         metrics = []
-        for key in EPOCH_METRICS:  # per epoch, the epoch as step; only the epochs MLflow lacks
+        for key, points in metrics_of.epoch_values(record).items():  # the epoch as step; only the epochs it lacks
             logged = {m.step for m in self.client.get_metric_history(run_id, key)} if key in have else set()
-            metrics += [
-                Metric(key, float(e[key]), now, e["epoch"])
-                for e in record.get("history") or []
-                if e.get(key) is not None and e["epoch"] not in logged
-            ]
-        finals = {f"final.{k}": record.get(k) for k in FINAL_METRICS}
-        for variant in record.get("variants") or []:
-            finals[f"final.test_acc.{variant['precision']}"] = variant.get("test_acc")
-        metrics += [Metric(k, float(v), now, 0) for k, v in finals.items() if v is not None and k not in have]
-        for m in record.get("latency") or []:  # every measurement, its repetition as step
-            if m.get("status") != MeasurementStatus.OK:
-                continue
-            provider = str(m["provider"]).replace("ExecutionProvider", "").lower()
-            where = f"{m['engine']}.{m['precision']}.{provider}.b{m['batch_size']}"
-            for key in LATENCY_METRICS:
-                name = f"latency.{where}.{key}"
-                if m.get(key) is not None and name not in have:
-                    metrics.append(Metric(name, float(m[key]), now, int(m.get("repeat") or 1)))
-        for start in range(0, len(metrics), BATCH):
-            self.client.log_batch(run_id, metrics=metrics[start : start + BATCH])
-        sent.metrics += len(metrics)
+            metrics += [Metric(key, value, now, epoch) for epoch, value in points if epoch not in logged]
+        metrics += [Metric(k, v, now, 0) for k, v in metrics_of.final_values(record).items() if k not in have]
+        # every latency figure, its repetition as step
+        metrics += [Metric(k, v, now, step) for k, v, step in metrics_of.latency_values(record) if k not in have]
+        self._log_metrics(run_id, metrics, sent)
         files = []
         if (record.get("onnx") or {}).get("status") == ExportStatus.OK:
             files.append(record["onnx"])
         files += [v for v in record.get("variants") or [] if v.get("status") in RUNNABLE]
         for f in files:
-            self._file(child, f, sent)
+            self._model(child, f, sent)
         self.client.set_terminated(run_id, status=_mlflow_status(record["status"]))
 
-    def _file(self, child, entry: dict, sent: Sent) -> None:
-        """An ONNX file as an artifact (under onnx/), once per content: its SHA-256 is a tag."""
+    def _log_metrics(self, run_id: str, metrics: list, sent: Sent) -> None:
+        for start in range(0, len(metrics), BATCH):
+            self.client.log_batch(run_id, metrics=metrics[start : start + BATCH])
+        sent.metrics += len(metrics)
+
+    def _model(self, child, entry: dict, sent: Sent) -> None:
+        """An ONNX file as an MLflow logged model (bench.tracking.models), once per content: its SHA-256 is a tag."""
+        from bench.tracking.models import log_onnx_model, model_name
+
         path = Path(entry.get("path") or "")
-        tag = f"cnnbench.sha256.{path.name}"
+        tag = f"cnnbench.sha256.{model_name(entry)}"
         if not path.is_file() or child.data.tags.get(tag) == entry.get("sha256"):
             return
-        self.client.log_artifact(child.info.run_id, str(path), "onnx")
+        log_onnx_model(self.uri, child.info.run_id, entry)
         self.client.set_tag(child.info.run_id, tag, entry.get("sha256") or "")
         sent.artifacts += 1
+
+    def _summary(self, parent, records: list[dict], sent: Sent) -> None:
+        """The run's best trial's figures on the run itself (bench.tracking.metrics.best_values), logged again when
+        they change (a better trial finished: the step is how many trials had)."""
+        from mlflow.entities import Metric
+
+        have = parent.data.metrics
+        step = sum(r["status"] not in TO_RUN for r in records)
+        now = int(time.time() * 1000)
+        best = metrics_of.best_values(records)
+        self._log_metrics(
+            parent.info.run_id, [Metric(k, v, now, step) for k, v in best.items() if have.get(k) != v], sent
+        )
+
+    def link(self, mlflow_run: str) -> str:
+        """Where a person opens MLflow run ``mlflow_run``: its page on a server, or the command that serves a local
+        backend and the page's path there."""
+        page = f"#/experiments/{self.experiment}/runs/{mlflow_run}"
+        if self.uri.startswith(("http://", "https://")):
+            return f"{self.uri.rstrip('/')}/{page}"
+        return f"`mlflow ui --backend-store-uri {self.uri}`, then http://127.0.0.1:5000/{page}"
 
     # --- the run ----------------------------------------------------------------------------------------------
 
