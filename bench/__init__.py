@@ -13,10 +13,12 @@ from bench.core.version import __version__  # noqa: E402
 from bench.plugins.hookspecs import hookimpl  # noqa: E402
 
 _PUBLIC = {
-    # The Python API: run a sweep, resume one, read a run's trials (docs/runs.md).
+    # The Python API: run a sweep, resume one, read a run's trials (docs/runs.md), classify images with its shipped
+    # model (docs/report.md).
     "run": "bench.sweep.runner",
     "resume": "bench.sweep.runner",
     "trials": "bench.sweep.runner",
+    "predict": "bench.deploy.predict",
     "RunConfig": "bench.options.config",
     "RunResult": "bench.sweep.result",
     "RunListener": "bench.sweep.listener",

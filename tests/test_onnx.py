@@ -145,6 +145,79 @@ def test_readme_onnx_example_runs_as_written(deployed, capsys):
     assert re.fullmatch(r"\[('\d', ){7}'\d'\]\n", printed)
 
 
+def test_the_report_says_what_to_ship_and_bench_predict_runs_it_as_the_readme_does(deployed, tmp_path):
+    """Per target measured (ONNX Runtime and PyTorch on the CPU), the fastest model within the accepted loss, with
+    its file and the command that loads it; `bench predict` classifies image files with it, exactly as the README's
+    onnxruntime snippet does on the same pixels."""
+    from PIL import Image
+
+    store, rows = deployed
+    assert _cli("report", "--store", store, "--out", tmp_path / "rep").exit_code == 0
+    text = next((tmp_path / "rep").glob("*/report.md")).read_text()
+    ship = text.split("## What to ship", 1)[1].split("\n## ", 1)[0]
+    table = [line for line in ship.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert [line.split(" | ")[0] for line in table] == ["| onnxruntime on cpu", "| torch on cpu"]
+    ort_row = table[0]
+    assert "`bench predict " in ort_row and "model.onnx`" in ort_row and "--engine onnxruntime" in ort_row
+    digits = load_dataset("digits")
+    folder = tmp_path / "images"
+    folder.mkdir()
+    raw = digits.test.images[:6].numpy()  # 0..16: an 8-bit image file holds them as 0..255
+    for i, image in enumerate(raw):
+        Image.fromarray((image[0].astype(np.int32) * 255 // 16).astype(np.uint8)).save(folder / f"{i}.png")
+    result = _cli("predict", "latest", folder, "--json", "--store", store)
+    assert result.exit_code == 0, result.output
+    predicted = json.loads(result.stdout)
+    assert [Path(p["image"]).name for p in predicted] == [f"{i}.png" for i in range(6)]
+    shipped = ort_row.split("`")[1]  # the recommended file: the README's snippet on the same pixels
+    session = ort.InferenceSession(str(Path(store).parent / shipped))
+    meta = {k: json.loads(v) for k, v in session.get_modelmeta().custom_metadata_map.items()}
+    pixels = np.stack([np.asarray(Image.open(folder / f"{i}.png"))[None] for i in range(6)]) / 255.0
+    mean, std = (np.array(meta[k], np.float32).reshape(1, -1, 1, 1) for k in ("mean", "std"))
+    logits = session.run(None, {"input": ((pixels - mean) / std).astype(np.float32)})[0]
+    assert [p["class"] for p in predicted] == [meta["classes"][i] for i in logits.argmax(1)]
+    assert all(abs(sum(x for _, x in p["top"]) - 1) < 0.5 and p["probability"] == p["top"][0][1] for p in predicted)
+    torch_said = json.loads(
+        _cli("predict", "latest", folder / "0.png", "--engine", "torch", "--json", "--store", store).stdout
+    )
+    assert torch_said[0]["class"] == predicted[0]["class"]  # the checkpoint in PyTorch agrees with its export
+    missing = _cli("predict", "latest", tmp_path / "nothing.png", "--store", store)
+    assert missing.exit_code == 2 and "no such image file or folder" in missing.output
+    unmade = _cli("predict", "latest", folder, "--precision", "int8", "--store", store)
+    assert unmade.exit_code == 1 and "cannot run t00" in unmade.output and "int8" in unmade.output
+
+
+def test_the_fastest_model_within_the_accepted_loss_is_recommended_counted_in_images():
+    from types import SimpleNamespace
+
+    from bench.results.recommend import recommend
+
+    def timed(precision, p50):
+        row = {"engine": "onnxruntime", "provider": "CPUExecutionProvider", "batch_size": 1, "repeat": 1}
+        return {**row, "precision": precision, "status": "ok", "p50_ms": p50, "noisy": False}
+
+    def evaluated(precision, acc):
+        return {"engine": "onnxruntime", "precision": precision, "status": "ok", "test_acc": acc}
+
+    trial = {"idx": 1, "test_acc": 0.44, "checkpoint": "r/t001/best.pt"}
+    export = {"path": "r/t001/model.onnx"}
+    variants = [
+        {"precision": p, "path": f"r/t001/model-{p}.onnx", "status": "ok", "test_acc": None} for p in ("int8", "fp16")
+    ]
+    entry = SimpleNamespace(
+        run={"id": "r"},
+        trial=trial,
+        export=export,
+        variants=variants,
+        latency=[timed("fp32", 2.0), timed("int8", 0.5), timed("fp16", 1.0)],
+        evaluations=[evaluated("fp32", 0.44), evaluated("int8", 0.43), evaluated("fp16", 0.44)],
+    )
+    (choice,) = recommend([entry], 1.0, 100)  # int8 loses exactly 1 point of 100 images: allowed
+    assert (choice.precision, choice.file, choice.best_acc) == ("int8", "r/t001/model-int8.onnx", 0.44)
+    (choice,) = recommend([entry], 0.5, 100)  # ... not within half a point: fp16, as accurate as fp32 and faster
+    assert choice.precision == "fp16" and choice.command().startswith("bench predict r IMAGES... --trial t001")
+
+
 # --- failures: corrupted files, models that cannot be exported, CUDA without a GPU --------------------
 
 

@@ -291,7 +291,7 @@ def test_openvino_is_skipped_with_its_reason_where_its_extra_is_absent():
 def test_a_variant_losing_exactly_the_allowed_points_is_kept_unflagged():
     """Issue 41: a 1.00-point drop with --max-accuracy-drop 1 was flagged, since 100 * (0.44 - 0.43) is
     1.0000000000000009: the loss is counted in test images, never in rounded shares."""
-    from bench.deploy.quantize import too_lossy
+    from bench.results.deployed import too_lossy
 
     assert 100 * (0.44 - 0.43) > 1.0  # what comparing shares did
     assert not too_lossy(44, 43, 100, 1.0) and too_lossy(44, 42, 100, 1.0)

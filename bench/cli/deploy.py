@@ -1,4 +1,5 @@
-"""`bench export`, `benchmark` and `quantize`: the deploy steps on a stored run's winners, or on the trials named."""
+"""`bench export`, `benchmark` and `quantize`: the deploy steps on a stored run's winners, or on the trials named;
+`bench predict`: image files classified by the shipped model."""
 
 from __future__ import annotations
 
@@ -129,3 +130,43 @@ def _quantize_steps(config: RunConfig):
         variants_again=True,
         benchmark=None if config.no_benchmark else settings(BenchSettings, config),
     )
+
+
+@cli.command()
+@click.argument("run_ref", metavar="RUN")
+@click.argument("images", metavar="IMAGES...", nargs=-1, required=True)
+@click.option("--trial", "trial_ref", metavar="TRIAL", help="The trial whose model classifies (3 or t003).")
+@click.option("--engine", default=None, help="The engine that runs it [default: onnxruntime].")
+@click.option("--precision", default=None, help="fp32, int8, fp16, bf16: one the engine ran [default: fp32].")
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda... (with --trial, --engine, --precision).")
+@store_option
+@json_option
+def predict(run_ref, images, trial_ref, engine, precision, device, store_path, as_json):
+    """Classify image files (or folders of them) with RUN's shipped model: by default the one its report recommends
+    for ONNX Runtime on the CPU (the fastest within the run's --max-accuracy-drop), else the trial, engine and
+    precision given. Each image: its class, probability and the next classes."""
+    from bench.core.formats import pct, trial_label
+    from bench.deploy.predict import predict as classify
+
+    shipped, rows = classify(
+        run_ref, images, trial=trial_ref, engine=engine, precision=precision, device=device, store_path=store_path
+    )
+    if as_json:
+        print_json(rows)
+        return
+    t = shipped.trial
+    click.echo(
+        f"{trial_label(t['idx'])} {t['architecture']} at {shipped.precision} in {shipped.engine} on "
+        f"{shipped.device}: {shipped.why}",
+        err=True,
+    )
+    from bench.cli.tables import rich_table
+    from bench.results.columns import Column
+
+    columns = (
+        Column("image", lambda r: r["image"], left=True),
+        Column("class", lambda r: r["class"], left=True),
+        Column("probability %", lambda r: pct(r["probability"])),
+        Column("next", lambda r: ", ".join(f"{c} {pct(p)}%" for c, p in r["top"][1:]), left=True),
+    )
+    console().print(rich_table(columns, rows, markup=False))

@@ -28,6 +28,7 @@ from bench.core.files import no_room
 from bench.core.status import Precision, VariantStatus
 from bench.options.choices import QUANTIZE
 from bench.options.config import stage_settings
+from bench.results.deployed import too_lossy
 from bench.runtime import onnxrt
 
 QDQ_OPS = {"QuantizeLinear", "DequantizeLinear"}
@@ -289,13 +290,6 @@ def to_fp16(fp32_path: Path) -> tuple[bytes, dict]:
         "tool": f"onnxruntime.transformers.float16 ({ort.__version__})",
         "io": "float32 inputs and outputs, cast inside",
     }
-
-
-def too_lossy(fp32_correct: int, correct: int, images: int, allowed_points: float) -> bool:
-    """Whether a variant that classifies ``correct`` of ``images`` test images right, where fp32 does ``fp32_correct``,
-    loses more than ``allowed_points`` points of accuracy: counted in images (lost x 100 > allowed x images), never
-    in rounded shares, so a drop of exactly the allowance (1.00 points: 0.44 -> 0.43) is allowed."""
-    return (fp32_correct - correct) * 100 > allowed_points * images
 
 
 def make_variants(

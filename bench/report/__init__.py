@@ -6,6 +6,7 @@ diagnosis and method. Every figure in it is read from the store, never recompute
     tradeoff.py    accuracy against cost, and each parameter's effect
     deployment.py  engines, precisions, variants and batch curves
     search.py      a search's progress
+    ship.py        what to ship: the fastest model per target within the accepted loss
     method.py      how every figure was measured
     data.py        the report as data: JSON and CSV
     compare.py     two runs side by side (bench compare)
@@ -32,6 +33,7 @@ from bench.report.sections import (
     time_section,
     top_section,
 )
+from bench.report.ship import ship_section
 from bench.report.tradeoff import tradeoff_section
 from bench.report.views import TrialView, choose_target, comparable, gather, groups_of, select_runs
 from bench.results.columns import markdown
@@ -129,5 +131,7 @@ def _body(views: list[TrialView], top: int, target_acc, folder: Path, prefix: st
             deployment_section(views, write_png),
             "## Diagnosis of every trial",
             diagnosis_section(views),
+            "## What to ship",
+            ship_section(views),
         ]
     )

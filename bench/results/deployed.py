@@ -118,12 +118,9 @@ def variant_rows(export: dict | None, variants: list[dict], latency: list[dict])
     return out
 
 
-def deployment_points(
-    trial: dict, export: dict | None, variants: list[dict], latency: list[dict], evaluations: list[dict], batch: int = 1
-) -> list[dict]:
-    """Every (engine, precision) of a trial measured on the CPU at ``batch`` with a test accuracy: the points of the
-    deployment trade-off, with that engine's accuracy at that precision (stores from before engines were evaluated:
-    the ONNX files' accuracy through onnxruntime, and PyTorch's own)."""
+def accuracies(trial: dict, export: dict | None, variants: list[dict], evaluations: list[dict]) -> dict:
+    """(engine, precision) -> the test accuracy that engine gives at that precision, on the CPU over the whole test
+    set (stores from before engines were evaluated: the ONNX files' accuracy through onnxruntime, PyTorch's own)."""
     accuracy = {
         (e["engine"], e["precision"]): e["test_acc"] for e in evaluations if e["status"] == MeasurementStatus.OK
     }
@@ -134,6 +131,24 @@ def deployment_points(
             accuracy.setdefault(("onnxruntime", v["precision"]), v["test_acc"])
     if trial.get("test_acc") is not None:
         accuracy.setdefault(("torch", Precision.FP32), trial["test_acc"])
+    return accuracy
+
+
+def too_lossy(reference_correct: int, correct: int, images: int, allowed_points: float) -> bool:
+    """Whether a model that classifies ``correct`` of ``images`` test images right, where the reference does
+    ``reference_correct``, loses more than ``allowed_points`` points of accuracy: counted in images (lost x 100 >
+    allowed x images), never in rounded shares, so a drop of exactly the allowance (1.00 points: 0.44 -> 0.43) is
+    allowed."""
+    return (reference_correct - correct) * 100 > allowed_points * images
+
+
+def deployment_points(
+    trial: dict, export: dict | None, variants: list[dict], latency: list[dict], evaluations: list[dict], batch: int = 1
+) -> list[dict]:
+    """Every (engine, precision) of a trial measured on the CPU at ``batch`` with a test accuracy: the points of the
+    deployment trade-off, with that engine's accuracy at that precision (stores from before engines were evaluated:
+    the ONNX files' accuracy through onnxruntime, and PyTorch's own)."""
+    accuracy = accuracies(trial, export, variants, evaluations)
     out = []
     for r in latency:
         key = (r["engine"], r["precision"])
