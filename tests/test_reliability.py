@@ -192,6 +192,14 @@ BAD_INPUTS = [
     (["new-plugin", "torchvision"], 2, "a plugin called 'torchvision' is already installed"),
     (["new-plugin", "engines"], 2, "a plugin called 'engines' is already installed"),
     (["quantize", "latest", "--calibration-images", "-5"], 2, "Invalid value for '--calibration-images'"),
+    # run names, and images to classify
+    ([*RUN, "--name", "12x"], 2, "--name '12x': a run's name starts with a letter"),
+    ([*RUN, "--name", "latest"], 2, "('latest' names the latest run)"),
+    ([*RUN, "--name", "a b"], 2, "--name 'a b': a run's name starts with a letter"),
+    (["run", "--resume", "latest", "--name", "x"], 2, "--name names a new run; a resumed run keeps its own"),
+    (["predict"], 2, "Missing argument 'RUN'"),
+    (["predict", "latest"], 2, "Missing argument 'IMAGES...'"),
+    (["predict", "latest", "x.png", "--store", "/tmp/cnnbench-no-store/bench.db"], 1, "no store at"),
 ]
 
 
