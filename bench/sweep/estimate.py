@@ -9,6 +9,7 @@ its deployments' wall time; the median), times the winners this run will deploy.
 
 from __future__ import annotations
 
+import json
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
@@ -121,10 +122,14 @@ def trial_rows(specs: list, data, history: _History) -> list[dict]:
     from bench.models.stats import count_flops, count_parameters
 
     rows = []
+    sizes: dict[str, tuple[int, int]] = {}  # a variant is built and counted once, whatever the grid repeats of it
     for spec in specs:
         hp = spec.hparams
-        model = spec.architecture.build(data.input_shape, data.num_classes, spec.variant)
-        flops = count_flops(model, data.input_shape)
+        key = json.dumps([spec.architecture.name, spec.variant], sort_keys=True, default=str)
+        if key not in sizes:
+            model = spec.architecture.build(data.input_shape, data.num_classes, spec.variant)
+            sizes[key] = count_parameters(model), count_flops(model, data.input_shape)
+        params, flops = sizes[key]
         train = data.split(hp.val_ratio, hp.seed).sizes()["train"]
         total = TRAIN_FLOPS_PER_FORWARD * flops * train * hp.epochs
         own = history.rates.get(spec.architecture.name) or [r for rs in history.rates.values() for r in rs]
@@ -135,7 +140,7 @@ def trial_rows(specs: list, data, history: _History) -> list[dict]:
                 "architecture": spec.architecture.name,
                 "variant": spec.variant,
                 "hparams": hp.as_dict(),
-                "params": count_parameters(model),
+                "params": params,
                 "flops": flops,
                 "train_images": train,
                 "train_flops": total,
