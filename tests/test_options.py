@@ -238,3 +238,19 @@ def test_a_default_is_shown_from_its_declaration_never_written_into_the_help():
             raise AssertionError(f"--{flag(name)}: its help restates the default it shows: {option.help}")
     (lr,) = [p for p in RUN.params if p.name == "lr"]
     assert lr.show_default == "0.01"
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.toml")), ids=str)
+def test_every_shipped_config_is_accepted_and_plans_its_trials(path):
+    """configs/*.toml as `bench run --config` reads them: every key an option, every value valid, the plan made
+    (the dataset is not loaded: CIFAR-10 is a download or the JPEG archive)."""
+    import click
+
+    from bench.cli.options import load_config, parse_where
+    from bench.sweep.plan import plan_run
+
+    command = cli.commands["run"]
+    ctx = click.Context(command)
+    load_config(ctx, next(p for p in command.params if p.name == "config"), str(path))
+    options = {**ctx.default_map, "where": parse_where(ctx.default_map.get("where") or ())}
+    assert plan_run(RunConfig(**options))
