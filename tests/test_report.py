@@ -342,6 +342,32 @@ def test_every_swept_axis_is_a_column_of_every_trial_table(invoke, tmp_path, mon
     assert "label_smoothing" in header and "seed" not in header
 
 
+def test_compare_says_whether_an_accuracy_difference_over_seeds_is_significant(invoke, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "400")
+    seeds = ("--arch", "cnn_baseline", "--epochs", "2", "--no-benchmark", "-q", "--seed", "0,1,2")
+    for lr in ("0.05", "0.05", "0.0001"):  # the same twice, then a rate far too low to learn in 2 epochs
+        assert invoke("run", *seeds, "--lr", lr).exit_code == 0
+    a, again, slow = (r["id"] for r in invoke.json("runs"))
+    (same,) = invoke.json("compare", a, again)
+    assert same["test_acc_significance"]["significant"] is False and same["test_acc_significance"]["n_a"] == 3
+    (worse,) = invoke.json("compare", a, slow)
+    assert worse["test_acc_change"] < 0 and worse["test_acc_significance"]["significant"] is True
+    assert worse["test_acc_significance"]["p_value"] < 0.05
+    assert "significant (p=" in invoke("compare", a, slow).output
+
+
+def test_welch_needs_two_independent_values_a_side():
+    from bench.results.significance import welch
+
+    assert welch([1.0, 1.1, 0.9], [2.0, 2.1, 1.9]).significant is True
+    assert welch([1.0, 1.2, 0.9, 1.1], [1.05, 0.95, 1.15, 1.0]).significant is False
+    verdict = welch([1.0], [1.0, 1.1], "repetitions")
+    assert (
+        verdict.significant is None and verdict.text() == "not testable (1 and 2 repetitions: 2 or more on each side)"
+    )
+    assert welch([0.5, 0.5], [0.5, 0.5]).significant is False and welch([0.5, 0.5], [0.6, 0.6]).significant is True
+
+
 def test_compare_puts_two_runs_side_by_side_per_variant(invoke, monkeypatch):
     monkeypatch.setenv("COLUMNS", "400")
     quick = ("--arch", "cnn_baseline", "--epochs", "2", *FAST_DEPLOY_ARGS, "-q")
@@ -357,5 +383,8 @@ def test_compare_puts_two_runs_side_by_side_per_variant(invoke, monkeypatch):
     assert (row["latency_ratio"] is not None) == both_quiet
     result = invoke("compare", a, b)
     assert result.exit_code == 0 and "lr=0.01->0.03" in result.output and "(n=2)" in result.output
+    # one seed on A's side, one repetition on each: said, not tested
+    assert row["test_acc_significance"]["significant"] is None and "1 and 2 seeds" in result.output
+    assert "not testable (1 and 1 quiet repetitions" in result.output or row["a"]["latency"]["noisy"]
     result = invoke("compare", a, "nope")
     assert result.exit_code == 2 and "unknown run 'nope'" in result.output

@@ -135,10 +135,22 @@ def test_resume_runs_only_what_is_missing_in_the_same_run(invoke, tiny_plugin, s
     assert result.exit_code == 2 and "--resume runs the stored plan of its run: drop --lr" in result.output
 
 
+def _as_in_a_terminal():
+    """In the child before it starts: Ctrl-C's signal as a terminal delivers it. A job started in the background by
+    a non-interactive shell (`cmd &`, as some CI runners do) inherits SIGINT ignored, and Python then never raises
+    KeyboardInterrupt: the Ctrl-C tests would test the shell that started them."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start(args, store):
     env = {**os.environ, "COLUMNS": "200"}
     return subprocess.Popen(
-        [BENCH, "run", *args, "--store", str(store)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [BENCH, "run", *args, "--store", str(store)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=_as_in_a_terminal,
     )
 
 
@@ -262,6 +274,7 @@ def test_a_stop_before_training_exits_130_without_a_traceback(tmp_path, signum):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=_as_in_a_terminal,
     )
     deadline = time.time() + 60
     while not mark.exists():

@@ -12,6 +12,7 @@ from bench.core.status import ExportStatus, MeasurementStatus, TrialStatus
 from bench.models.registry import format_value, format_variant
 from bench.results.columns import Column
 from bench.results.deployed import RATIO_RULE, representative, speedup
+from bench.results.significance import verdict_text
 from bench.results.tables import VARIANT_COLUMNS, VARIANTS_METHOD, swept_columns, variants_of
 from bench.runtime.protocol import graph_levels
 
@@ -287,9 +288,11 @@ COMPARE_COLUMNS = (
     Column("A test %", lambda r: _compare_accuracy(r["a"]["test_acc"])),
     Column("B test %", lambda r: _compare_accuracy(r["b"]["test_acc"])),
     Column("Δ points", lambda r: "-" if r["test_acc_change"] is None else f"{100 * r['test_acc_change']:+.2f}"),
+    Column("accuracy Δ", lambda r: verdict_text(r["test_acc_significance"]), left=True, wrap=True),
     Column("A p50 ms", lambda r: _compare_p50(r["a"]["latency"])),
     Column("B p50 ms", lambda r: _compare_p50(r["b"]["latency"])),
     Column("B/A latency", lambda r: "-" if r["latency_ratio"] is None else f"{r['latency_ratio']:.2f}x"),
+    Column("latency Δ", lambda r: verdict_text(r["latency_significance"]), left=True, wrap=True),
 )
 
 
@@ -298,6 +301,8 @@ def compare_table(rows: list[dict], a: str, b: str) -> Table:
     caption = (
         "test %: mean ± standard deviation over seeds (n); p50: ONNX Runtime fp32, CPU, batch 1, of the best trial; "
         + RATIO_RULE
+        + "; Δ: Welch's t-test at 95% on the seeds' test accuracies and on the quiet repetitions' p50s (bench "
+        "benchmark --repeat N; the calls of one measurement are not independent)"
     )
     return rich_table(COMPARE_COLUMNS, rows, f"B = {b} against A = {a}", caption)
 

@@ -1,7 +1,8 @@
 """`bench compare A B`: two runs on the same test set side by side. Trials are matched by architecture and variant;
 each side's best configuration of it (best mean validation accuracy over its seeds) gives the test accuracy (mean,
 spread over seeds) and the fp32 ONNX Runtime latency on the CPU at batch 1 (p50, with its noise); the differences
-are B minus A, and a latency ratio only where neither measurement is noisy."""
+are B minus A, and a latency ratio only where neither measurement is noisy; each difference is tested (Welch's
+t-test at 95%, bench.results.significance) on the seeds' test accuracies and on the quiet repetitions' p50s."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from bench.core.status import MeasurementStatus, Precision
 from bench.report.views import comparable
 from bench.results.deployed import representative, speedup
 from bench.results.leaderboard import configurations, rank
+from bench.results.significance import welch
 from bench.store import Store
 
 
@@ -26,7 +28,7 @@ def compare(store: Store, a: dict, b: dict) -> list[dict]:
     sides = [_best_by_variant(store, run) for run in (a, b)]
     rows = []
     for key in [k for k in sides[0] if k in sides[1]]:
-        (ca, la), (cb, lb) = sides[0][key], sides[1][key]
+        (ca, la, accs_a, reps_a), (cb, lb, accs_b, reps_b) = sides[0][key], sides[1][key]
         differs = sorted(
             k for k in set(ca["hparams"]) | set(cb["hparams"]) if ca["hparams"].get(k) != cb["hparams"].get(k)
         )
@@ -42,24 +44,42 @@ def compare(store: Store, a: dict, b: dict) -> list[dict]:
                     acc_b["mean"] - acc_a["mean"] if acc_a["mean"] is not None and acc_b["mean"] is not None else None
                 ),
                 "latency_ratio": speedup(lb, la),  # B's p50 over A's
+                "test_acc_significance": welch(accs_a, accs_b, "seeds").asdict(),
+                "latency_significance": welch(reps_a, reps_b, "quiet repetitions").asdict(),
             }
         )
     return rows
 
 
-def _best_by_variant(store: Store, run: dict) -> dict[str, tuple[dict, dict | None]]:
-    """Per (architecture, variant): the run's best configuration of it, and the fp32 CPU batch-1 ONNX Runtime
-    measurement of its best trial (None when not measured)."""
+def _best_by_variant(store: Store, run: dict) -> dict[str, tuple]:
+    """Per (architecture, variant): the run's best configuration of it, the fp32 CPU batch-1 ONNX Runtime
+    measurement of its best trial (None when not measured), the test accuracies of the configuration's seeds, and
+    the p50s of that measurement's quiet repetitions."""
     ranked = rank(store.trials(run["id"]))
     by_idx = {t["idx"]: t for t in ranked}
-    out: dict[str, tuple[dict, dict | None]] = {}
+    out: dict[str, tuple] = {}
     for config in configurations(ranked):  # best mean validation accuracy first: the first of a variant wins
         key = json.dumps([config["architecture"], config["variant"]], sort_keys=True)
         if key in out or config["test_acc"]["n"] == 0:
             continue
         trial = max((by_idx[i] for i in config["trials"]), key=lambda t: t["val_acc"] or 0)
-        out[key] = (config, _latency(store, trial))
+        accuracies = [by_idx[i]["test_acc"] for i in config["trials"] if by_idx[i]["rank"] is not None]
+        out[key] = (config, _latency(store, trial), accuracies, [r["p50_ms"] for r in _timed(store, trial)])
     return out
+
+
+def _timed(store: Store, trial: dict) -> list[dict]:
+    """Every repetition of the trial's fp32 CPU batch-1 ONNX Runtime measurement that ran and is not noisy."""
+    return [
+        r
+        for r in store.latency_of(trial["id"])
+        if r["engine"] == "onnxruntime"
+        and r["provider"] in CPU_PROVIDERS
+        and r["precision"] == Precision.FP32
+        and r["batch_size"] == 1
+        and r["status"] == MeasurementStatus.OK
+        and not r["noisy"]
+    ]
 
 
 def _latency(store: Store, trial: dict) -> dict | None:

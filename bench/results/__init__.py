@@ -6,6 +6,7 @@ diagnosis; and tables as column specs, for the terminal, the report and CSV alik
     records.py      the public records of trials, exports and measurements; noise warnings
     deployed.py     variants against fp32, engines against PyTorch, accuracy-latency points, batch curves
     recommend.py    what to ship: per deployment target, the fastest model within the accepted loss
+    significance.py whether a difference is more than noise (Welch's t-test)
     diagnosis.py    diverged, overfitting, underfitting, ...
     columns.py      Column: a table column declared once, rendered to markdown and CSV (and rich by the CLI)
     tables.py       the tables the CLI and the report share (variants against fp32)"""
