@@ -300,3 +300,21 @@ def test_a_run_cannot_be_resumed_by_another_thread_of_the_process_running_it(tin
         release.set()
         worker.join(60)
     assert bench.resume(seen["run"], store_path=store_path).trained == []  # once it has ended, it can be resumed
+
+
+def test_the_run_s_estimate_is_made_only_for_a_listener_that_takes_it(tiny_plugin, store_path, monkeypatch):
+    """Building every variant to count its FLOPs is for the display: a bench.run without such a listener skips it."""
+    from bench.sweep import estimate
+
+    made = []
+    monkeypatch.setattr(estimate, "run_estimate", lambda *a, **k: made.append(1) or estimate.RunEstimate(trials=2))
+    bench.run(plugin=["tiny"], epochs=[1], no_benchmark=True, store_path=store_path)
+    assert made == []
+
+    class Wants(bench.RunListener):
+        def run_estimated(self, run_id, estimate):
+            self.estimate = estimate
+
+    listener = Wants()
+    bench.run(plugin=["tiny"], epochs=[1], no_benchmark=True, store_path=store_path, listener=listener)
+    assert made == [1] and listener.estimate.trials == 2

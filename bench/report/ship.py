@@ -7,28 +7,18 @@ from bench.core.formats import num, pct, trial_label
 from bench.options.config import default
 from bench.report.views import TrialView
 from bench.results.columns import Column, markdown
-from bench.results.recommend import Choice, recommend
+from bench.results.recommend import recommend
 
-SHIP_COLUMNS = (
-    Column("target", lambda c: c.target, left=True),
-    Column("trial", lambda c: f"{c.trial_name} {c.trial['architecture']}", left=True),
-    Column("precision", lambda c: c.precision, left=True),
-    Column("test %", lambda c: pct(c.test_acc)),
-    Column("best on target %", lambda c: pct(c.best_acc)),
-    Column("p50 batch 1 (ms)", lambda c: num(c.p50_ms) + (" (noisy)" if c.noisy else "")),
-    Column("file", lambda c: f"`{c.file}`" if c.file else "-", left=True),
-    Column("load with", lambda c: f"`{c.command()}`", left=True),
+SHIP_COLUMNS = (  # rows: (Choice, the trial's name in the report: t003, or RUN/t003 over several runs)
+    Column("target", lambda r: r[0].target, left=True),
+    Column("trial", lambda r: f"{r[1]} {r[0].trial['architecture']}", left=True),
+    Column("precision", lambda r: r[0].precision, left=True),
+    Column("test %", lambda r: pct(r[0].test_acc)),
+    Column("best on target %", lambda r: pct(r[0].best_acc)),
+    Column("p50 batch 1 (ms)", lambda r: num(r[0].p50_ms) + (" (noisy)" if r[0].noisy else "")),
+    Column("file", lambda r: f"`{r[0].file}`" if r[0].file else "-", left=True),
+    Column("load with", lambda r: f"`{r[0].command()}`", left=True),
 )
-
-
-class _Named:
-    """A Choice with its trial's name as the report writes it (t003, or RUN/t003 over several runs)."""
-
-    def __init__(self, choice: Choice, name: str):
-        self.choice, self.trial_name = choice, name
-
-    def __getattr__(self, key):
-        return getattr(self.choice, key)
 
 
 def allowed_points(views: list[TrialView]) -> float:
@@ -45,7 +35,7 @@ def ship_section(views: list[TrialView]) -> str:
     if not choices:
         return "No model was timed at batch 1 with a test accuracy: nothing to recommend (`bench benchmark RUN`)."
     names = {(v.run["id"], v.trial["idx"]): v.name for v in views}
-    rows = [_Named(c, names.get((c.run["id"], c.trial["idx"]), trial_label(c.trial["idx"]))) for c in choices]
+    rows = [(c, names.get((c.run["id"], c.trial["idx"]), trial_label(c.trial["idx"]))) for c in choices]
     noisy = any(c.noisy for c in choices)
     return (
         f"For each deployment target measured, the fastest model at batch 1 whose test accuracy is within "

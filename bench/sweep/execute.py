@@ -18,7 +18,7 @@ from bench.results.leaderboard import rank
 from bench.results.records import noise_warning, run_records
 from bench.runtime.protocol import BenchSettings
 from bench.store import Store, now
-from bench.sweep.listener import ListenerFailed, Listeners, guarded
+from bench.sweep.listener import ListenerFailed, Listeners, guarded, wants
 from bench.sweep.result import RunResult
 
 
@@ -53,9 +53,10 @@ def _execute(store, run_id: str, specs: list, data, config: RunConfig, device, l
     status = RunStatus.COMPLETED
     searching = search is not None and not finished
     if specs or searching:
-        from bench.sweep.estimate import run_estimate
+        if wants(listener, "run_estimated"):  # building every variant to count its FLOPs: only for a listener
+            from bench.sweep.estimate import run_estimate
 
-        listener.run_estimated(run_id, run_estimate(store, run_id, config, specs, data, device, search))
+            listener.run_estimated(run_id, run_estimate(store, run_id, config, specs, data, device, search))
         status = _train(store, run_id, specs, data, config, device, listener, search)
         specs = search.asked if search is not None else specs
     ranked = rank(store.trials(run_id))

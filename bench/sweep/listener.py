@@ -72,6 +72,17 @@ class GuardedListener:
         return call
 
 
+def wants(listener, method: str) -> bool:
+    """Whether some listener behind ``listener`` (guarded, or several as one) has its own ``method``, not
+    RunListener's default that does nothing: what only a listener needs (a run's estimate) is then worth making."""
+    if isinstance(listener, GuardedListener):
+        return wants(listener.listener, method)
+    if isinstance(listener, Listeners):
+        return any(wants(x, method) for x in listener.listeners)
+    own = getattr(type(listener), method, None)
+    return callable(own) and own is not getattr(RunListener, method, None)
+
+
 def guarded(listener) -> GuardedListener:
     """The run's listener, guarded (``None``: one that does nothing)."""
     if isinstance(listener, GuardedListener):
