@@ -342,7 +342,7 @@ def test_every_swept_axis_is_a_column_of_every_trial_table(invoke, tmp_path, mon
     assert "label_smoothing" in header and "seed" not in header
 
 
-def test_compare_says_whether_an_accuracy_difference_over_seeds_is_significant(invoke, monkeypatch):
+def test_compare_says_whether_an_accuracy_difference_over_seeds_is_significant(invoke, monkeypatch, tmp_path):
     monkeypatch.setenv("COLUMNS", "400")
     seeds = ("--arch", "cnn_baseline", "--epochs", "2", "--no-benchmark", "-q", "--seed", "0,1,2")
     for lr in ("0.05", "0.05", "0.0001"):  # the same twice, then a rate far too low to learn in 2 epochs
@@ -354,6 +354,11 @@ def test_compare_says_whether_an_accuracy_difference_over_seeds_is_significant(i
     assert worse["test_acc_change"] < 0 and worse["test_acc_significance"]["significant"] is True
     assert worse["test_acc_significance"]["p_value"] < 0.05
     assert "significant (p=" in invoke("compare", a, slow).output
+    # the combined report of the three says the same of each against the first (issue 37)
+    assert invoke("report", a, again, slow, "--out", tmp_path).exit_code == 0
+    against = next(tmp_path.glob("combined-*/report.md")).read_text().split("## Run against run", 1)[1]
+    first, second = against.split("### B = ")[1:3]
+    assert "| not significant (p=" in first and "| significant (p=" in second
 
 
 def test_welch_needs_two_independent_values_a_side():

@@ -385,6 +385,21 @@ def test_parameters_with_an_lr_scale_get_their_own_rate_through_the_whole_schedu
         scheduler.step()
 
 
+def test_a_one_cycle_fits_any_number_of_steps():
+    """fast_cnn's default schedule with --epochs 1 on a small set: OneCycleLR divided by zero when its rising phase
+    was under 2 steps."""
+    from bench.train.optim import make_optimizer, make_scheduler
+
+    for steps, epochs, warmup in [(1, 1, 0.2), (2, 1, 0.2), (3, 1, 0.214), (3, 2, 0.5), (10, 1, 0.0), (2, 2, 1.0)]:
+        hp = HParams(optimizer="sgd", lr=0.1, schedule="onecycle", warmup_epochs=warmup, epochs=epochs)
+        optimizer = make_optimizer(nn.Linear(2, 2), hp)
+        scheduler = make_scheduler(optimizer, hp, steps=steps)
+        for _ in range(epochs * steps):
+            optimizer.step()
+            scheduler.step()
+            assert 0 <= optimizer.param_groups[0]["lr"] <= 0.1 + 1e-12
+
+
 def test_altflip_shows_every_image_mirrored_in_exactly_one_of_two_epochs(digits, tmp_path, monkeypatch):
     import bench.train.loop
 

@@ -13,6 +13,7 @@ from bench.cli.tables import (
     configurations_table,
     inference_table,
     leaderboard_table,
+    rich_table,
     run_title,
     short_variant,
     variants_table,
@@ -22,6 +23,8 @@ from bench.core.formats import duration, pct, trial_label
 from bench.core.status import ExportStatus, TrialStatus
 from bench.deploy.steps import DeployResult
 from bench.results.leaderboard import configurations, repeated
+from bench.results.serving import method_text as serving_method
+from bench.results.serving import serving_columns, serving_targets
 from bench.results.tables import swept, swept_text
 from bench.sweep.estimate import RunEstimate
 from bench.sweep.listener import RunListener
@@ -192,3 +195,14 @@ class RichDisplay(RunListener):
             self.tables.print(inference_table(results, f"Run {run['id']}: ONNX export{what}"))
             if any(r.variants for r in results):
                 self.tables.print(variants_table(results, f"Run {run['id']}: int8 and fp16 variants"))
+            if any(r.serving for r in results):
+                self.tables.print(serving_table(results, f"Run {run['id']}: serving scenarios"))
+
+
+def serving_table(results: list, title: str):
+    """One row per (trial, engine, device, precision): its serving scenarios (bench.results.serving)."""
+    rows = [{**t, "trial": r.trial} for r in results for t in serving_targets(r.serving)]
+    for i, row in enumerate(rows):
+        row["head"] = i == 0 or rows[i - 1]["trial"]["id"] != row["trial"]["id"]
+    columns = serving_columns(rows, lambda t: trial_label(t["trial"]["idx"]) if t["head"] else "")
+    return rich_table(columns, rows, title, escape(serving_method(rows)), wrap=False)

@@ -53,13 +53,22 @@ from bench.options.config import default
     "size) instead of one per trial.",
 )
 @click.option(
+    "--serving",
+    "serving_rows",
+    is_flag=True,
+    help="With csv or --json: one row per serving figure (trial, engine, device, precision, scenario, server "
+    "configuration, repetition).",
+)
+@click.option(
     "--history",
     is_flag=True,
     help="With --json: each trial with its per-epoch history; with csv: one row per trial and epoch.",
 )
 @json_option
 @store_option
-def report(run_refs, all_runs, out_root, top, fmt, target_acc, measurements, history, as_json, store_path):
+def report(
+    run_refs, all_runs, out_root, top, fmt, target_acc, measurements, serving_rows, history, as_json, store_path
+):
     """Write the report of stored runs (the latest by default; RUN is 'latest', an id or a unique prefix):
     leaderboard, every parameter, loss plots, confusion matrices, trade-offs, diagnosis and method."""
     from bench import report as r
@@ -67,20 +76,29 @@ def report(run_refs, all_runs, out_root, top, fmt, target_acc, measurements, his
     from bench.store import Store
 
     fmt = "json" if as_json else fmt
-    if measurements and fmt == "md":
-        raise click.UsageError("--measurements goes with --format csv or --json")
-    if history and (fmt == "md" or measurements):
-        raise click.UsageError("--history goes with --format csv or --json, without --measurements")
+    if sum((measurements, serving_rows, history)) > 1:
+        raise click.UsageError("--measurements, --serving and --history go one at a time")
+    for flag, name in ((measurements, "--measurements"), (serving_rows, "--serving"), (history, "--history")):
+        if flag and fmt == "md":
+            raise click.UsageError(f"{name} goes with --format csv or --json")
     with Store(store_path, readonly=True) as store:
         runs = r.select_runs(store, run_refs, all_runs)
         if fmt == "json":
             views = r.gather(store, runs)
-            print_json(r.measurements(views) if measurements else r.records(store, views, history))
+            if measurements or serving_rows:
+                print_json(r.measurements(views) if measurements else r.serving(views))
+            else:
+                print_json(r.records(store, views, history))
             return
         if fmt == "csv":
             views = r.gather(store, runs)
-            text = r.measurements_csv(views) if measurements else r.history_csv(views, store) if history else None
-            click.echo(text if text is not None else r.to_csv(views), nl=False)
+            if measurements:
+                text = r.measurements_csv(views)
+            elif serving_rows:
+                text = r.serving_csv(views)
+            else:
+                text = r.history_csv(views, store) if history else r.to_csv(views)
+            click.echo(text, nl=False)
             return
         path, views = r.write_report(store, runs, Path(out_root), top, None if target_acc is None else target_acc / 100)
     from bench.report.plots import fonts_for

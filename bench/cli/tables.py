@@ -10,9 +10,9 @@ from bench.core.formats import count, device_of, duration, pct, run_label, times
 from bench.core.noise import NOISE_METHOD
 from bench.core.status import ExportStatus, MeasurementStatus, TrialStatus
 from bench.models.registry import format_value, format_variant
+from bench.report.compare import COMPARE_METHOD, compare_columns
 from bench.results.columns import Column
 from bench.results.deployed import RATIO_RULE, representative, speedup
-from bench.results.significance import verdict_text
 from bench.results.tables import VARIANT_COLUMNS, VARIANTS_METHOD, swept_columns, variants_of
 from bench.runtime.protocol import graph_levels
 
@@ -268,43 +268,10 @@ def catalog_tables(catalog: dict) -> list[tuple[str, Table, str]]:
     return out
 
 
-def _compare_accuracy(stats: dict) -> str:
-    return _mean_std(stats) + (f" (n={stats['n']})" if stats["n"] > 1 else "")
-
-
-def _compare_p50(latency: dict | None) -> str:
-    return "-" if latency is None else f"{latency['p50_ms']:.3f}" + (NOISY if latency["noisy"] else "")
-
-
-COMPARE_COLUMNS = (
-    Column("architecture", lambda r: r["architecture"], left=True),
-    Column("variant", lambda r: format_variant(r["variant"]) or "-", left=True),
-    Column(
-        "differs (A -> B)",
-        lambda r: " ".join(f"{k}={format_value(x)}->{format_value(y)}" for k, (x, y) in r["differs"].items()) or "-",
-        left=True,
-        wrap=True,
-    ),
-    Column("A test %", lambda r: _compare_accuracy(r["a"]["test_acc"])),
-    Column("B test %", lambda r: _compare_accuracy(r["b"]["test_acc"])),
-    Column("Δ points", lambda r: "-" if r["test_acc_change"] is None else f"{100 * r['test_acc_change']:+.2f}"),
-    Column("accuracy Δ", lambda r: verdict_text(r["test_acc_significance"]), left=True, wrap=True),
-    Column("A p50 ms", lambda r: _compare_p50(r["a"]["latency"])),
-    Column("B p50 ms", lambda r: _compare_p50(r["b"]["latency"])),
-    Column("B/A latency", lambda r: "-" if r["latency_ratio"] is None else f"{r['latency_ratio']:.2f}x"),
-    Column("latency Δ", lambda r: verdict_text(r["latency_significance"]), left=True, wrap=True),
-)
-
-
 def compare_table(rows: list[dict], a: str, b: str) -> Table:
     """`bench compare A B`: per architecture and variant, each run's test accuracy and latency, B against A."""
-    caption = (
-        "test %: mean ± standard deviation over seeds (n); p50: ONNX Runtime fp32, CPU, batch 1, of the best trial; "
-        + RATIO_RULE
-        + "; Δ: Welch's t-test at 95% on the seeds' test accuracies and on the quiet repetitions' p50s (bench "
-        "benchmark --repeat N; the calls of one measurement are not independent)"
-    )
-    return rich_table(COMPARE_COLUMNS, rows, f"B = {b} against A = {a}", caption)
+    caption = COMPARE_METHOD
+    return rich_table(compare_columns(NOISY), rows, f"B = {b} against A = {a}", caption)
 
 
 def plan_table(plan: dict) -> Table:

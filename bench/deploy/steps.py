@@ -193,17 +193,24 @@ def _variants_step(store: Store, run: dict, trial: dict, data: Dataset, plan: De
 @dataclass(frozen=True)
 class DeployResult:
     """One trial's deployment as the store holds it: its export, its variants, every latency measurement (each
-    repetition) and the test accuracy each engine gives at each precision (bench.store rows)."""
+    repetition), the test accuracy each engine gives at each precision and its serving scenarios (bench.store
+    rows)."""
 
     trial: dict
     export: dict | None
     variants: list[dict]
     latency: list[dict]
     evaluations: list[dict]
+    serving: list[dict] = field(default_factory=list)
 
     @classmethod
     def read(cls, store: Store, trial: dict) -> DeployResult:
         tid = trial["id"]
         return cls(
-            trial, store.export_of(tid), store.variants_of(tid), store.latency_of(tid), store.evaluations_of(tid)
+            trial,
+            store.export_of(tid),
+            store.variants_of(tid),
+            store.latency_of(tid),
+            store.evaluations_of(tid),
+            store.serving_of(tid),
         )

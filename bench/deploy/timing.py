@@ -18,6 +18,7 @@ from bench.plugins.manager import get_plugins
 from bench.runtime import measure
 from bench.runtime.engines import EngineModel
 from bench.runtime.protocol import BenchSettings, Measurement, check_batch_sizes
+from bench.runtime.serve import serve_all
 from bench.store import Store
 
 
@@ -32,7 +33,7 @@ def benchmark_trial(
     """Latency of the trial's verified model in every engine ``settings`` asks for (bench.runtime.engines), at every
     precision each runs (ONNX Runtime: the fp32 export and its int8/fp16 variants; PyTorch: the model itself;
     OpenVINO: the export at fp32 and bf16 and its own int8), then the test accuracy each engine gives at each
-    precision; nothing for a failed export."""
+    precision, then the serving scenarios asked for (bench.runtime.serve); nothing for a failed export."""
     model = deployable(store, run, trial, data, calibration_images)
     check_batch_sizes(settings.batch_sizes, data.input_shape, activation_bytes(model.module, data.input_shape))
     engines = get_plugins().engines.select(settings.engines)
@@ -44,6 +45,11 @@ def benchmark_trial(
     # benchmark is done again on resume).
     store.record_latencies(trial["id"], rows)
     store.record_evaluations(trial["id"], evaluations(model, engines, images, labels, settings))
+    if settings.scenario:
+        served = []
+        for repeat in range(1, settings.repeat + 1):
+            served += serve_all(model, images, settings, engines, repeat)
+        store.record_serving(trial["id"], served)
     return store.latency_of(trial["id"])
 
 

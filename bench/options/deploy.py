@@ -15,6 +15,7 @@ from bench.options.choices import (
     MAX_MIN_TIME,
     PROVIDERS,
     QUANTIZE,
+    SCENARIOS,
     VARIANT_PRECISIONS,
     WINNERS,
 )
@@ -111,6 +112,58 @@ class DeployOptions:
         1,
         group=BENCHMARK,
         **COUNT,
+    )
+    scenario: list[str] = declare(
+        DEPLOY,
+        "Serving scenarios to measure besides the latency protocol, MLPerf LoadGen's way: single-stream (one "
+        "query at a time), offline (the test set in batches: images/s), server (Poisson arrivals: the most "
+        "queries/s whose p99 stays under --latency-bound-ms); none.",
+        factory=list,
+        many=True,
+        choices=SCENARIOS,
+        empty="none",
+        group=BENCHMARK,
+    )
+    latency_bound_ms: float = declare(
+        DEPLOY,
+        "The server scenario's p99 latency bound, in milliseconds, counted from each query's scheduled arrival.",
+        10.0,
+        kind=float,
+        low=0,
+        low_open=True,
+        group=BENCHMARK,
+    )
+    queries: int = declare(
+        DEPLOY,
+        "Queries of the single-stream scenario, and of each rate the server scenario tries (a p99 needs 662).",
+        1024,
+        group=BENCHMARK,
+        **COUNT,
+    )
+    server_workers: list[int] = declare(
+        DEPLOY,
+        "Workers answering the server scenario's queries (threads sharing the model); each count is measured.",
+        factory=lambda: [1],
+        many=True,
+        group=BENCHMARK,
+        machine_bound=True,
+        **COUNT,
+    )
+    dynamic_batch: int = declare(
+        DEPLOY,
+        "Also measure the server with dynamic batching: a worker answers up to this many queued queries in one "
+        "call (1: off).",
+        1,
+        group=BENCHMARK,
+        **COUNT,
+    )
+    batch_wait_ms: float = declare(
+        DEPLOY,
+        "With --dynamic-batch: how long a query may wait for others to join its call, in milliseconds.",
+        2.0,
+        kind=float,
+        low=0,
+        group=BENCHMARK,
     )
     quantize: list[str] = declare(
         DEPLOY,

@@ -5,6 +5,7 @@ diagnosis and method. Every figure in it is read from the store, never recompute
     sections.py    the training sections: leaderboard, parameters, top trials, time to accuracy, diagnosis
     tradeoff.py    accuracy against cost, and each parameter's effect
     deployment.py  engines, precisions, variants and batch curves
+    serving.py     serving scenarios: single-stream, offline, server QPS under a p99 bound
     search.py      a search's progress
     ship.py        what to ship: the fastest model per target within the accepted loss
     method.py      how every figure was measured
@@ -20,7 +21,8 @@ from pathlib import Path
 from bench.core.files import atomic_write
 from bench.core.formats import GPU_PROVIDERS, pct, run_label
 from bench.core.status import MeasurementStatus
-from bench.report.data import history_csv, measurements, measurements_csv, records, to_csv
+from bench.report.compare import compare_section
+from bench.report.data import history_csv, measurements, measurements_csv, records, serving, serving_csv, to_csv
 from bench.report.deployment import deployment_section
 from bench.report.method import method_section
 from bench.report.search import search_section
@@ -33,6 +35,7 @@ from bench.report.sections import (
     time_section,
     top_section,
 )
+from bench.report.serving import serving_section
 from bench.report.ship import ship_section
 from bench.report.tradeoff import tradeoff_section
 from bench.report.views import TrialView, choose_target, comparable, gather, groups_of, select_runs
@@ -48,6 +51,8 @@ __all__ = [
     "records",
     "select_runs",
     "to_csv",
+    "serving",
+    "serving_csv",
     "write_report",
 ]
 
@@ -90,6 +95,8 @@ def _write_report(store, runs, out_root, top, target_acc, font_note) -> tuple[Pa
         mine = [v for v in views if v.run["id"] in names]
         prefix = "" if len(groups) == 1 else f"set{i}_"  # a dataset's name may be a path: not part of file names
         body = _body(mine, top, target_acc, folder, prefix, gpu_of(mine))
+        if against := compare_section(store, group):
+            body += f"\n\n## Run against run\n\n{against}"
         parts.append(body if len(groups) == 1 else f"# {comparable(group[0])}\n\n{body}")
     parts += ["## Method", method_section(runs, views) + (f"\n\nFigures: {font_note}." if font_note else "")]
     path = folder / "report.md"
@@ -129,6 +136,7 @@ def _body(views: list[TrialView], top: int, target_acc, folder: Path, prefix: st
             tradeoff_section(views, write_png),
             "## Deployment: precisions and batch sizes",
             deployment_section(views, write_png),
+            *(["## Serving", served] if (served := serving_section(views, write_png)) else []),
             "## Diagnosis of every trial",
             diagnosis_section(views),
             "## What to ship",

@@ -9,13 +9,70 @@ from __future__ import annotations
 import json
 
 from bench.core.errors import UsageError
-from bench.core.formats import CPU_PROVIDERS
+from bench.core.formats import CPU_PROVIDERS, run_label
 from bench.core.status import MeasurementStatus, Precision
+from bench.models.registry import format_value, format_variant
+from bench.report.sections import mean_std
 from bench.report.views import comparable
-from bench.results.deployed import representative, speedup
+from bench.results.columns import Column, markdown
+from bench.results.deployed import RATIO_RULE, representative, speedup
 from bench.results.leaderboard import configurations, rank
-from bench.results.significance import welch
+from bench.results.significance import verdict_text, welch
 from bench.store import Store
+
+
+def _compare_accuracy(stats: dict) -> str:
+    return mean_std(stats) + (f" (n={stats['n']})" if stats["n"] > 1 else "")
+
+
+def _compare_p50(latency: dict | None, noisy: str) -> str:
+    return "-" if latency is None else f"{latency['p50_ms']:.3f}" + (noisy if latency["noisy"] else "")
+
+
+def compare_columns(noisy: str = " (noisy)") -> tuple[Column, ...]:
+    """The columns of `bench compare` and of the combined report's run-against-run tables; ``noisy``: the mark of a
+    noisy latency."""
+    return (
+        Column("architecture", lambda r: r["architecture"], left=True),
+        Column("variant", lambda r: format_variant(r["variant"]) or "-", left=True),
+        Column(
+            "differs (A -> B)",
+            lambda r: (
+                " ".join(f"{k}={format_value(x)}->{format_value(y)}" for k, (x, y) in r["differs"].items()) or "-"
+            ),
+            left=True,
+            wrap=True,
+        ),
+        Column("A test %", lambda r: _compare_accuracy(r["a"]["test_acc"])),
+        Column("B test %", lambda r: _compare_accuracy(r["b"]["test_acc"])),
+        Column("Δ points", lambda r: "-" if r["test_acc_change"] is None else f"{100 * r['test_acc_change']:+.2f}"),
+        Column("accuracy Δ", lambda r: verdict_text(r["test_acc_significance"]), left=True, wrap=True),
+        Column("A p50 ms", lambda r: _compare_p50(r["a"]["latency"], noisy)),
+        Column("B p50 ms", lambda r: _compare_p50(r["b"]["latency"], noisy)),
+        Column("B/A latency", lambda r: "-" if r["latency_ratio"] is None else f"{r['latency_ratio']:.2f}x"),
+        Column("latency Δ", lambda r: verdict_text(r["latency_significance"]), left=True, wrap=True),
+    )
+
+
+COMPARE_METHOD = (
+    "test %: mean ± standard deviation over seeds (n); p50: ONNX Runtime fp32, CPU, batch 1, of the best trial; "
+    + RATIO_RULE
+    + "; Δ: Welch's t-test at 95% on the seeds' test accuracies and on the quiet repetitions' p50s (bench "
+    "benchmark --repeat N; the calls of one measurement are not independent)"
+)
+
+
+def compare_section(store: Store, runs: list[dict]) -> str | None:
+    """The combined report's run against run: each run of a group of comparable runs against the first, per
+    architecture and variant trained in both, each difference tested."""
+    if len(runs) < 2:
+        return None
+    parts = [f"Each run against {run_label(runs[0])}, as `bench compare` shows them. {COMPARE_METHOD}."]
+    for b in runs[1:]:
+        rows = compare(store, runs[0], b)
+        table = markdown(compare_columns(), rows) if rows else "No architecture and variant was trained in both."
+        parts += [f"### B = {run_label(b)} against A = {run_label(runs[0])}", table]
+    return "\n\n".join(parts)
 
 
 def compare(store: Store, a: dict, b: dict) -> list[dict]:

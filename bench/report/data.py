@@ -147,6 +147,48 @@ def measurements_csv(views: list[TrialView]) -> str:
     return csv_text([_values(k, lambda r, k=k: r[k]) for k in names], measurements(views))
 
 
+SERVING_FIELDS = ("engine", "provider", "precision", "scenario", "setup", "repeat", "status", "note")
+SERVING_FIGURES = (
+    "queries",
+    "p50_ms",
+    "p90_ms",
+    "p99_ms",
+    "mean_ms",
+    "images",
+    "batch_size",
+    "throughput",
+    "bound_ms",
+    "workers",
+    "max_batch",
+    "max_wait_ms",
+    "max_qps",
+    "failed_qps",
+    "others_cpu",
+)
+
+
+def serving(views: list[TrialView]) -> list[dict]:
+    """`bench report --serving`: one record per serving row (trial, engine, device, precision, scenario, server setup,
+    repetition) with its figures; the server's rates tried with --json."""
+    return [
+        {
+            "run": v.run["id"],
+            "trial": v.trial["idx"],
+            "architecture": v.trial["architecture"],
+            **{k: r[k] for k in SERVING_FIELDS},
+            **{k: (r["result"] or {}).get(k) for k in SERVING_FIGURES},
+            "rates": (r["result"] or {}).get("rates"),
+        }
+        for v in views
+        for r in v.serving
+    ]
+
+
+def serving_csv(views: list[TrialView]) -> str:
+    names = ["run", "trial", "architecture", *SERVING_FIELDS, *SERVING_FIGURES]
+    return csv_text([_values(k, lambda r, k=k: r[k]) for k in names], serving(views))
+
+
 def records(store: Store, views: list, history: bool = False) -> list[dict]:
     """`bench report --json`: each trial's public record, with its configuration over seeds, its test-accuracy rank
     and its diagnosis (``history``: and its per-epoch history)."""

@@ -280,6 +280,29 @@ def batch_curve_plot(series: list[tuple[str, list[int], list[float], list[float]
     return _png(fig)
 
 
+def load_plot(series: list[tuple[str, list[float], list[float | None]]], bound: float | None, title: str) -> bytes:
+    """p99 latency against offered queries/s, one line per label; a rate that failed (None) is an x at the bound."""
+    fig = Figure(figsize=(8.0, 4.6))
+    ax = fig.subplots()
+    for label, rates, p99s in series:
+        passed = [(r, p) for r, p in zip(rates, p99s, strict=True) if p is not None]
+        line = ax.plot([r for r, _ in passed], [p for _, p in passed], marker="o", markersize=3, label=label)[0]
+        failed = [r for r, p in zip(rates, p99s, strict=True) if p is None]
+        if failed and bound:
+            ax.plot(failed, [bound] * len(failed), "x", color=line.get_color(), markersize=6)
+    if bound:
+        ax.axhline(bound, linestyle="--", color="grey", linewidth=1, label=f"bound {bound:g} ms")
+    ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(ticker.FuncFormatter(_short_number))
+    ax.set_xlabel("offered load (queries/s, Poisson)")
+    ax.set_ylabel("p99 latency from arrival (ms)")
+    ax.set_title(title, fontsize=10, loc="left")
+    ax.grid(True, alpha=0.3, which="both")
+    if len(series) <= 12:
+        ax.legend(fontsize=7)
+    return _png(fig)
+
+
 def fonts_for(labels) -> tuple[list[str], str | None]:
     """The font families that draw ``labels`` and a note on what none draws (_fonts_for, cached: the report and
     the CLI's warning ask for the same labels)."""

@@ -247,8 +247,8 @@ def configurations_section(views: list[TrialView]) -> str | None:
         Column("batch", lambda c: str(c["hparams"]["batch_size"])),
         *swept_columns(rows, lambda c: c["hparams"]),
         Column("n", lambda c: str(c["val_acc"]["n"])),
-        Column("val % (mean ± std)", lambda c: _mean_std(c["val_acc"])),
-        Column("test % (mean ± std)", lambda c: _mean_std(c["test_acc"])),
+        Column("val % (mean ± std)", lambda c: mean_std(c["val_acc"])),
+        Column("test % (mean ± std)", lambda c: mean_std(c["test_acc"])),
     )
     return (
         "Trials that differ only by their seed (initialization, order and split) are one configuration: mean and "
@@ -257,7 +257,7 @@ def configurations_section(views: list[TrialView]) -> str | None:
     )
 
 
-def _mean_std(stats: dict) -> str:
+def mean_std(stats: dict) -> str:
     if stats["mean"] is None:
         return "-"
     return pct(stats["mean"]) + (f" ± {pct(stats['std'])}" if stats["std"] is not None else "")

@@ -26,6 +26,7 @@ class TrialView:
     variants: list[dict] = field(default_factory=list)
     repetitions: list[dict] = field(default_factory=list)  # every stored measurement, every repetition
     evaluations: list[dict] = field(default_factory=list)  # the test accuracy of each engine at each precision
+    serving: list[dict] = field(default_factory=list)  # serving scenarios, every configuration and repetition
     findings: list[diagnosis.Finding] = field(default_factory=list)
     test_rank: int | None = None
     name: str = ""  # t003, or <run>/t003 in a report over several runs
@@ -75,6 +76,7 @@ def gather(store: Store, runs: list[dict]) -> list[TrialView]:
                     store.variants_of(t["id"]),
                     latency,
                     store.evaluations_of(t["id"]),
+                    store.serving_of(t["id"]),
                     diagnosis.diagnose(t, history),
                     name=name,
                 )

@@ -96,6 +96,7 @@ def trial_record(store: Store, run_id: str, trial: dict) -> dict:
         "onnx": export_record(store, store.export_of(trial["id"])),
         "variants": [variant_record(store, v) for v in store.variants_of(trial["id"])],
         "latency": [latency_record(r) for r in store.latency_of(trial["id"])],
+        "serving": [serving_record(r) for r in store.serving_of(trial["id"])],
     }
 
 
@@ -115,6 +116,10 @@ def variant_record(store: Store, row: dict) -> dict:
 
 def latency_record(row: dict) -> dict:
     return {k: v for k, v in row.items() if k not in ("id", "trial_id", "samples")}
+
+
+def serving_record(row: dict) -> dict:
+    return {k: v for k, v in row.items() if k != "trial_id"}
 
 
 def noise_warning(store: Store, trials: list[dict], run_id: str, epochs: bool = True, since: str = "") -> str | None:
@@ -152,4 +157,5 @@ def deployment_record(store: Store, run_id: str, trial: dict) -> dict:
         "onnx": export_record(store, store.export_of(trial["id"])),
         "variants": [variant_record(store, v) for v in store.variants_of(trial["id"])],
         "latency": [latency_record(r) for r in store.latency_of(trial["id"])],
+        "serving": [serving_record(r) for r in store.serving_of(trial["id"])],
     }

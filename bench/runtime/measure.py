@@ -73,7 +73,7 @@ def measure(
     return m
 
 
-def _targets(entry: EngineEntry, model: EngineModel, settings: BenchSettings) -> list[tuple[str, str, str | None]]:
+def targets(entry: EngineEntry, model: EngineModel, settings: BenchSettings) -> list[tuple[str, str, str | None]]:
     """(device, precision, why it cannot run or None) that ``entry`` is asked for: the devices of settings it
     has, each precision it knows for the model. A precision it cannot make is recorded as unavailable."""
     try:
@@ -109,7 +109,7 @@ def benchmark(
     out = []
     try:
         for entry in engines:
-            for device, precision, why in _targets(entry, model, settings):
+            for device, precision, why in targets(entry, model, settings):
                 stop = why
                 status = MeasurementStatus.UNAVAILABLE if why else MeasurementStatus.SKIPPED
                 for batch_size in settings.sizes():

@@ -42,6 +42,12 @@ class BenchSettings:
     graph_optimization: str
     batch_curve: bool  # also every batch size of CURVE, until time or memory runs out
     repeat: int  # times every model is measured (bench.deploy.steps.benchmark_trial)
+    scenario: tuple[str, ...]  # serving scenarios (bench.runtime.scenarios), beside the protocol
+    latency_bound_ms: float  # the server scenario's p99 bound
+    queries: int  # single-stream queries; queries per rate the server scenario tries
+    server_workers: tuple[int, ...]  # each measured
+    dynamic_batch: int  # > 1: the server also measured with dynamic batches of up to this many queries
+    batch_wait_ms: float  # how long a query waits for others to join its batch
 
     def sizes(self) -> tuple[int, ...]:
         return tuple(sorted(set(self.batch_sizes) | set(CURVE))) if self.batch_curve else tuple(self.batch_sizes)

@@ -85,6 +85,16 @@ class Reads:
         ).fetchall()
         return [{**d, "noisy": None if d["noisy"] is None else bool(d["noisy"])} for d in map(self._decode, rows)]
 
+    def serving_of(self, trial_id: int) -> list[dict]:
+        """The trial's serving scenarios (bench.runtime.scenarios), every configuration and repetition."""
+        rows = self.conn.execute(
+            "SELECT * FROM serving WHERE trial_id = ?"
+            " ORDER BY scenario, provider NOT IN ('CPUExecutionProvider', 'cpu'), engine, precision != 'fp32',"
+            " precision, setup, repeat",
+            (trial_id,),
+        ).fetchall()
+        return [self._decode(r) for r in rows]
+
     def evaluations_of(self, trial_id: int) -> list[dict]:
         rows = self.conn.execute(
             "SELECT * FROM evaluations WHERE trial_id = ? ORDER BY engine, precision", (trial_id,)

@@ -1,7 +1,7 @@
 """The store's schema: its tables as a new store gets them, and the migrations that take an older store there."""
 
 APPLICATION_ID = 0x434E4E42  # "CNNB": marks the file as a cnnbench database
-SCHEMA_VERSION = 9
+SCHEMA_VERSION = 10
 
 SCHEMA = """
 CREATE TABLE runs (
@@ -227,6 +227,23 @@ ALTER TABLE runs ADD COLUMN deployed_trials INTEGER;  -- the winners those secon
 ALTER TABLE runs ADD COLUMN name TEXT;            -- the user's name for the run (bench run --name), unique
 CREATE UNIQUE INDEX runs_name ON runs(name);
 """,
+    """
+CREATE TABLE serving (                 -- serving scenarios (bench.runtime.scenarios): one row per configuration
+    trial_id INTEGER NOT NULL REFERENCES trials(id),
+    scenario TEXT NOT NULL,            -- single-stream | offline | server
+    setup TEXT NOT NULL,               -- the server's workers and dynamic batching, in words ('' for the others)
+    engine TEXT NOT NULL,
+    provider TEXT NOT NULL,
+    precision TEXT NOT NULL,
+    repeat INTEGER NOT NULL,           -- 1, 2...: each in its own worker process (--repeat)
+    status TEXT NOT NULL,              -- ok | unavailable | failed
+    note TEXT,
+    result TEXT,                       -- JSON: the scenario's figures (percentiles, images/s, max QPS, rates tried)
+    method TEXT,                       -- JSON: what the engine recorded, threads, queries, bound
+    measured_at TEXT,
+    PRIMARY KEY (trial_id, scenario, setup, engine, provider, precision, repeat)
+);
+""",
 ]
 
 JSON_COLUMNS = {
@@ -241,4 +258,5 @@ JSON_COLUMNS = {
     "confusion",
     "samples",
     "method",
+    "result",
 }

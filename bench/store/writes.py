@@ -237,15 +237,16 @@ class Writes:
     def record_export(self, trial_id: int, row: dict) -> None:
         """Replace the trial's export record with ``row`` (column -> value; path relative or absolute), in one
         transaction. Figures belong to the file they were measured on: unless the new file has the old one's bytes
-        (sha256), the int8 and fp16 variants made from it, every latency measurement and every evaluation go with
-        it. Callers keep a verified export rather than record a failed one over it (bench.deploy.steps.export_trial)."""
+        (sha256), the int8 and fp16 variants made from it, every latency measurement, serving figure and evaluation
+        go with it. Callers keep a verified export rather than record a failed one over it
+        (bench.deploy.steps.export_trial)."""
         row = {**row, "trial_id": trial_id, "exported_at": now(), "max_abs_diff": _num(row.get("max_abs_diff"))}
         if row.get("path"):
             row["path"] = os.path.relpath(row["path"], self.root)
         with self._tx() as conn:
             old = conn.execute("SELECT sha256 FROM exports WHERE trial_id = ?", (trial_id,)).fetchone()
             if old is None or old[0] is None or old[0] != row.get("sha256"):
-                for table in ("variants", "latency", "evaluations"):
+                for table in ("variants", "latency", "evaluations", "serving"):
                     conn.execute(f"DELETE FROM {table} WHERE trial_id = ?", (trial_id,))
             conn.execute(
                 f"INSERT OR REPLACE INTO exports ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
@@ -282,6 +283,34 @@ class Writes:
                     f"INSERT INTO latency ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})", list(row.values())
                 )
 
+    def record_serving(self, trial_id: int, rows: list[dict]) -> None:
+        """Replace every serving figure of the trial's (engine, provider, precision) in ``rows`` (all their scenarios,
+        configurations and repetitions: figures measured together, under one bound) by ``rows``, in one
+        transaction."""
+        stamp = now()
+        rows = [
+            {
+                "setup": "",
+                "repeat": 1,
+                **row,
+                "trial_id": trial_id,
+                "measured_at": stamp,
+                "result": json.dumps(row.get("result")),
+                "method": json.dumps(row.get("method")),
+            }
+            for row in rows
+        ]
+        keys = {(r["engine"], r["provider"], r["precision"]) for r in rows}
+        with self._tx() as conn:
+            conn.executemany(
+                "DELETE FROM serving WHERE trial_id = ? AND engine = ? AND provider = ? AND precision = ?",
+                [(trial_id, *key) for key in keys],
+            )
+            for row in rows:
+                conn.execute(
+                    f"INSERT INTO serving ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})", list(row.values())
+                )
+
     def record_evaluations(self, trial_id: int, rows: list[dict]) -> None:
         """Replace the test accuracies of the trial's (engine, precision) pairs in ``rows``, in one transaction."""
         stamp = now()
@@ -301,6 +330,7 @@ class Writes:
             row["path"] = os.path.relpath(row["path"], self.root)
         with self._tx() as conn:
             conn.execute("DELETE FROM latency WHERE trial_id = ? AND precision = ?", (trial_id, row["precision"]))
+            conn.execute("DELETE FROM serving WHERE trial_id = ? AND precision = ?", (trial_id, row["precision"]))
             conn.execute(
                 "DELETE FROM evaluations WHERE trial_id = ? AND precision = ? AND engine = 'onnxruntime'",
                 (trial_id, row["precision"]),

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from bench.core.formats import CPU_PROVIDERS
 from bench.core.status import MeasurementStatus, Precision
+from bench.results.percentiles import supported
 
 EPOCH_METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "lr", "elapsed_s")
 FINAL_METRICS = (
@@ -58,7 +59,35 @@ def latency_values(record: dict) -> list[tuple[str, float, int]]:
         out += [
             (f"latency/{where}.{key}", float(m[key]), int(m.get("repeat") or 1))
             for key in LATENCY_METRICS
-            if m.get(key) is not None
+            if m.get(key) is not None and _supported(key, m.get("n"))
+        ]
+    return out + serving_values(record)
+
+
+def _supported(key: str, n: int | None) -> bool:
+    """A percentile is logged only with the samples its early-stopping bound needs (bench.results.percentiles)."""
+    return key not in ("p90_ms", "p99_ms") or supported(int(key[1:3]), n)
+
+
+SERVING_METRICS = {"single-stream": ("p50_ms", "p90_ms", "p99_ms"), "offline": ("throughput",), "server": ("max_qps",)}
+
+
+def serving_values(record: dict) -> list[tuple[str, float, int]]:
+    """Every serving figure of a trial (``serving/onnxruntime.fp32.cpu.server.max_qps``, the repetition as step);
+    a server configuration other than one worker alone is named by its workers and batching (w2.b8)."""
+    out = []
+    for r in record.get("serving") or []:
+        if r.get("status") != MeasurementStatus.OK or not r.get("result"):
+            continue
+        provider = str(r["provider"]).replace("ExecutionProvider", "").lower()
+        result, scenario = r["result"], r["scenario"]
+        if scenario == "server" and (result.get("workers", 1), result.get("max_batch", 1)) != (1, 1):
+            scenario += f".w{result['workers']}.b{result['max_batch']}"
+        where = f"{r['engine']}.{r['precision']}.{provider}.{scenario}"
+        out += [
+            (f"serving/{where}.{key}", float(result[key]), int(r.get("repeat") or 1))
+            for key in SERVING_METRICS.get(r["scenario"], ())
+            if result.get(key) is not None
         ]
     return out
 

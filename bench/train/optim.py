@@ -47,8 +47,11 @@ def make_scheduler(optimizer: torch.optim.Optimizer, hp: HParams, steps: int) ->
 
     total = hp.epochs * steps
     warmup = min(round((hp.warmup_epochs or 0) * steps), total - 1)
+    if hp.schedule == "onecycle" and total < 3:
+        return sched.ConstantLR(optimizer, factor=1.0, total_iters=0)  # no cycle fits in fewer than 3 steps
     if hp.schedule == "onecycle":
-        pct = warmup / total if warmup else 0.3  # 0.3: torch's default rising phase
+        # 0.3: torch's default rising phase; OneCycleLR divides by zero unless it rises for 2 to total - 1 steps
+        pct = min(max(warmup, 2), total - 1) / total if warmup else 0.3
         peaks = [group["lr"] for group in optimizer.param_groups]  # each group's own (lr_scale)
         return sched.OneCycleLR(optimizer, max_lr=peaks, total_steps=total, pct_start=pct, cycle_momentum=False)
     rest = total - warmup
