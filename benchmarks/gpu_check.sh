@@ -5,6 +5,8 @@
 #      fp16 variants made, all benchmarked in every engine on every device: ONNX Runtime's CPU, CUDA and TensorRT
 #      providers (IO binding on the GPU), PyTorch eager and torch.compile on CPU and CUDA, OpenVINO on the CPU where
 #      installed, with a batch-size curve (1 to 256);
+#      then its serving scenarios (single-stream, offline, server under a 10 ms p99 bound, alone and with dynamic
+#      batches of up to 8) on every device;
 #   2. a short CIFAR-10 sweep on CUDA (the lab's config, 2 epochs) when the archive is here: data/cifar10-jpeg.tar.gz
 #      (copy ../shared/data/cifar10-jpeg.tar.gz there and carry it), the same deployment;
 #   3. the figures (GPU, versions, accuracy, latency per provider and batch) into benchmarks/RESULTS.md, section
@@ -26,6 +28,9 @@ BENCH=("$PY" -m bench.cli)
 
 "${BENCH[@]}" run --plugin cnn_dropout --device "$DEVICE" --providers "$PROVIDERS" --engines "$ENGINES" --batch-curve \
   --min-time 0.5 --store "$STORE" -q
+"${BENCH[@]}" benchmark latest --scenario single-stream,offline,server --latency-bound-ms 10 --dynamic-batch 8 \
+  --providers "$PROVIDERS" --engines "$ENGINES" --batch-sizes 1 --store "$STORE" \
+  || echo "serving scenarios: see their rows' notes"
 # torch.compile compiles once per batch shape: two shapes, not the curve's nine
 "${BENCH[@]}" benchmark latest --engines torch-compile --providers "$PROVIDERS" --batch-sizes 1,64 --store "$STORE" \
   || echo "torch-compile: see its rows' notes"
@@ -67,6 +72,21 @@ with Store(store, readonly=True) as s:
                 lines.append(f"| {run['id']} | {run['dataset'].split('/')[-1]} | {t['architecture']} | "
                              f"{m['precision']} | {shown} | {m['engine']} | {m['provider']} | "
                              f"{m['batch_size']} | {p50} | {rate} | {m['status']}{': ' + m['note'] if m['note'] else ''} |")
+lines += ["", "Serving scenarios of the digits winner (`bench benchmark --scenario ...`; p99 bound 10 ms):", "",
+          "| engine | provider | precision | scenario | setup | figures | status |", "| --- | --- | --- | --- | --- | --- | --- |"]
+with Store(store, readonly=True) as s:
+    for t in s.trials(s.runs()[0]["id"]):
+        for r in s.serving_of(t["id"]):
+            res = r["result"] or {}
+            if r["scenario"] == "single-stream":
+                shown = " / ".join(f"{res[k]:.3f}" if res.get(k) is not None else "n/a" for k in ("p50_ms", "p90_ms", "p99_ms"))
+                shown += f" ms (n {res.get('queries')})"
+            elif r["scenario"] == "offline":
+                shown = f"{res.get('throughput')} img/s (batch {res.get('batch_size')})"
+            else:
+                shown = f"max {res.get('max_qps')} QPS, p99 {res.get('p99_ms')} ms, failed at {res.get('failed_qps')}"
+            lines.append(f"| {r['engine']} | {r['provider']} | {r['precision']} | {r['scenario']} | {r['setup']} | "
+                         f"{shown} | {r['status']}{': ' + r['note'] if r['note'] else ''} |")
 section = "\n".join(lines) + "\n"
 record("GPU check", section)
 print(section)

@@ -162,18 +162,22 @@ def test_benchmark_repeat_keeps_every_repetition_and_the_report_shows_their_spre
     invoke = tiny_run
     args = ["--batch-sizes", "1", "--min-runs", "5", "--min-time", "0", "--warmup", "1", "--providers", "cpu"]
     args += ["--engines", "onnxruntime,torch", "--exporter", "torchscript"]  # the repetitions are the point here
-    result = invoke("benchmark", "latest", "--repeat", "3", *args)
+    result = invoke("benchmark", "latest", "--repeat", "2", *args)
     assert result.exit_code == 0, result.output
-    rows = invoke.json("report", "--measurements")
-    ort = [m for m in rows if m["engine"] == "onnxruntime" and m["batch_size"] == 1]
-    assert sorted(m["repeat"] for m in ort) == [1, 2, 3]
-    again = invoke("benchmark", "latest", "--repeat", "2", *args)  # a new benchmark replaces the old repetitions
-    assert again.exit_code == 0
-    assert sorted(m["repeat"] for m in invoke.json("report", "--measurements") if m["engine"] == "torch") == [1, 2]
+    (record,) = invoke.json("report")
+    ort = [m for m in record["latency"] if m["engine"] == "onnxruntime" and m["batch_size"] == 1]
+    assert sorted(m["repeat"] for m in ort) == [1, 2]
+    # issue 37: each repetition in a fresh worker process, pyperf's way (the tiny model's class is importable there)
+    assert [m["method"]["process"] for m in ort] == [
+        f"a fresh worker process (spawn), repetition {i} of 2" for i in (1, 2)
+    ]
     assert invoke("report", "--out", tmp_path).exit_code == 0
     (report,) = tmp_path.glob("*/report.md")
     text = report.read_text()
-    assert "### Repetitions" in text and "measured 2 times" in text
+    assert "### Repetitions" in text and "measured 2 times" in text and "pyperf's thresholds" in text
+    again = invoke("benchmark", "latest", *args)  # a new benchmark replaces the old repetitions
+    assert again.exit_code == 0
+    assert [m["repeat"] for m in invoke.json("report", "--measurements") if m["engine"] == "torch"] == [1]
 
 
 def test_seeds_show_each_configuration_once_with_mean_and_std(invoke, store_path, monkeypatch):

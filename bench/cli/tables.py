@@ -13,6 +13,7 @@ from bench.models.registry import format_value, format_variant
 from bench.report.compare import COMPARE_METHOD, compare_columns
 from bench.results.columns import Column
 from bench.results.deployed import RATIO_RULE, representative, speedup
+from bench.results.percentiles import needed, supported
 from bench.results.tables import VARIANT_COLUMNS, VARIANTS_METHOD, swept_columns, variants_of
 from bench.runtime.protocol import graph_levels
 
@@ -162,7 +163,10 @@ def _latency_cells(r: dict) -> str:
         return "-"
     if r["status"] != MeasurementStatus.OK:
         return f"[yellow]{r['status']}[/]: {escape(r['note'] or '')}"
-    return f"{r['p50_ms']:.3f} / {r['p90_ms']:.3f} / {r['p99_ms']:.3f}" + (NOISY if r.get("noisy") else "")
+    cells = [
+        f"{r[f'p{q}_ms']:.3f}" if supported(q, r["n"]) else f"needs {needed(q)}" for q in (50, 90, 99)
+    ]  # a percentile from fewer samples than its early-stopping bound needs would be one of the largest samples
+    return " / ".join(cells) + (NOISY if r.get("noisy") else "")
 
 
 def _ok(r: dict, text) -> str:
@@ -234,7 +238,8 @@ def inference_table(results: list, title: str) -> Table:
         ort = [x for x in methods if "graph_optimization" in x]
         caption = (
             f"Latency per call, load and first run kept apart; warm-up {m['warmup']} runs, then at least "
-            f"{m['min_runs']} runs and {m['min_time_s']:g} s; percentiles: {m['percentiles']}; intra-op threads "
+            f"{m['min_runs']} runs and {m['min_time_s']:g} s; percentiles: {m['percentiles']}, each shown only with "
+            "the runs its bound needs (p90 64, p99 662: MLPerf LoadGen's early-stopping rule); intra-op threads "
             f"{m.get('intra_op_threads', '-')}"
             + (f"; ORT graph optimization {graph_levels(ort)}" if ort else "")
             + ". Parity: max |logit difference| against PyTorch on real test images; test %: through that engine at "

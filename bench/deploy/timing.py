@@ -4,6 +4,8 @@ each engine gives (`benchmark_trial`); and one ONNX file or PyTorch module in on
 
 from __future__ import annotations
 
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import torch
@@ -38,19 +40,53 @@ def benchmark_trial(
     check_batch_sizes(settings.batch_sizes, data.input_shape, activation_bytes(model.module, data.input_shape))
     engines = get_plugins().engines.select(settings.engines)
     images, labels = test_images(data, trial)
-    rows = []
+    rows, served = [], []
     for repeat in range(1, settings.repeat + 1):  # each repetition times every model once: drifts show as spread
-        rows += _rows(measure.benchmark(model, images, settings, engines), repeat)
+        measured, serving = _repetition_in_its_process(model, images, settings, engines, repeat)
+        rows += _rows(measured, repeat)
+        served += serving
     # Recorded together once all are measured: a model has the whole benchmark or none of it (a stopped
     # benchmark is done again on resume).
     store.record_latencies(trial["id"], rows)
     store.record_evaluations(trial["id"], evaluations(model, engines, images, labels, settings))
     if settings.scenario:
-        served = []
-        for repeat in range(1, settings.repeat + 1):
-            served += serve_all(model, images, settings, engines, repeat)
         store.record_serving(trial["id"], served)
     return store.latency_of(trial["id"])
+
+
+def repetition(model: EngineModel, images, settings: BenchSettings, engines: list, repeat: int, threads: int):
+    """One repetition of the benchmark: every engine's measurements under the protocol and its serving scenarios
+    (``engines``: their names when run in a worker process, which loads the plugins again)."""
+    torch.set_num_threads(threads)
+    if engines and isinstance(engines[0], str):
+        engines = get_plugins().engines.select(engines)
+    measured = measure.benchmark(model, images, settings, engines)
+    return measured, serve_all(model, images, settings, engines, repeat) if settings.scenario else []
+
+
+def _repetition_in_its_process(model, images, settings: BenchSettings, engines: list, repeat: int):
+    """repetition(), with --repeat N in a fresh worker process each (pyperf's way: each its own memory layout,
+    allocator and thread pools, so that the spread of the repetitions is the spread a user meets); in this process
+    when N is 1, or when a fresh process cannot run it (an engine or model registered in this process only), which
+    its method records."""
+    threads = settings.bench_threads or torch.get_num_threads()
+    where = "the benchmark's own process"
+    if settings.repeat > 1:
+        try:
+            with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+                names = [e.name for e in engines]
+                measured, served = pool.submit(repetition, model, images, settings, names, repeat, threads).result()
+            where = f"a fresh worker process (spawn), repetition {repeat} of {settings.repeat}"
+        except Exception as exc:  # what a fresh process cannot import or load: measured here, and said
+            measured, served = None, None
+            where = f"the benchmark's own process (a fresh one failed: {one_line(exc, 150)})"
+    if settings.repeat == 1 or measured is None:
+        measured, served = repetition(model, images, settings, engines, repeat, threads)
+    for m in measured:
+        m.method["process"] = where
+    for row in served:
+        row["method"] = {**(row.get("method") or {}), "process": where}
+    return measured, served
 
 
 def _rows(measurements, repeat: int) -> list[dict]:

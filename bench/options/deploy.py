@@ -107,8 +107,8 @@ class DeployOptions:
     )
     repeat: int = declare(
         DEPLOY,
-        "Time every model this many times, one after the other; every repetition is kept, and the report shows "
-        "their spread.",
+        "Time every model this many times, each in a fresh worker process; every repetition is kept, and the "
+        "report shows their spread (mean ± std, cv, unstable).",
         1,
         group=BENCHMARK,
         **COUNT,

@@ -9,6 +9,7 @@ from bench.report import plots
 from bench.report.views import TrialView
 from bench.results import deployed
 from bench.results.columns import Column, markdown
+from bench.results.serving import UNSTABLE_RULE, spread
 from bench.results.tables import VARIANT_COLUMNS, VARIANTS_METHOD, variants_of
 
 
@@ -162,6 +163,9 @@ REPETITION_COLUMNS = (
     Column("median p50 (ms)", lambda r: num(r["p50_ms"])),
     Column("p50 range (ms)", lambda r: f"{num(r['p50_min_ms'])} - {num(r['p50_max_ms'])}"),
     Column("max / min", lambda r: times(r["p50_max_ms"] / r["p50_min_ms"])),
+    Column("p50 mean ± std (ms)", lambda r: f"{num(r['spread']['mean'])} ± {num(r['spread']['std'])}"),
+    Column("cv", lambda r: f"{r['spread']['cv']:.1%}"),
+    Column("unstable", lambda r: "unstable" if r["spread"]["unstable"] else "no"),
     Column("noisy", lambda r: str(sum(bool(x.get("noisy")) for x in r["same"]))),
 )
 
@@ -181,7 +185,11 @@ def repetitions_part(views: list[TrialView]) -> str | None:
     ]
     if not rows:
         return None
+    for r in rows:
+        r["spread"] = spread([x["p50_ms"] for x in r["same"] if x["status"] == MeasurementStatus.OK])
     return (
-        "### Repetitions\n\nEach figure measured several times, one repetition after the other: the tables above "
-        "show the repetition with the median p50; here its range.\n\n" + markdown(REPETITION_COLUMNS, rows)
+        "### Repetitions\n\nEach figure measured several times, each repetition in a fresh worker process (its "
+        "method says where it ran): the tables above show the repetition with the median p50; here its range, the "
+        f"mean ± standard deviation of the repetitions' p50s and their coefficient of variation (cv); {UNSTABLE_RULE}."
+        "\n\n" + markdown(REPETITION_COLUMNS, rows)
     )

@@ -123,6 +123,6 @@ def _repetitions(views: list[TrialView]) -> str:
     if repeats < 2:
         return ""
     return (
-        f" Each model was measured {repeats} times, one repetition after the other; a table's figure is the "
-        "repetition with the median p50, and Deployment lists the spread across them."
+        f" Each model was measured {repeats} times, each repetition in a fresh worker process; a table's figure is "
+        "the repetition with the median p50, and Deployment lists the spread across them and which are unstable."
     )
