@@ -41,12 +41,13 @@ class _OrtSession:
             "inter_op_threads": 1,
             "io_binding": device != "cpu",
             "graph_optimization": levels[0],
+            "intra_op_allow_spinning": settings.ort_spinning == "on",
         }
         chosen, probed = None, {}
         for level in levels:
             t0 = time.perf_counter()
             try:
-                session = bench.ort_session(path, device, threads, level)
+                session = bench.ort_session(path, device, threads, level, settings.ort_spinning == "on")
             except bench.ProviderUnavailable as exc:
                 raise Unavailable(str(exc)) from None
             load_ms = (time.perf_counter() - t0) * 1000
@@ -214,6 +215,7 @@ class OpenVino:
             "INFERENCE_NUM_THREADS": threads,
             "PERFORMANCE_HINT": "LATENCY",
             "INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",
+            "ENABLE_CPU_PINNING": settings.openvino_pinning == "on",
         }
         compiled = core.compile_model(core.read_model(str(source)), device.upper(), config)
         method = {
@@ -221,6 +223,7 @@ class OpenVino:
             "intra_op_threads": threads,
             "precision_hint": config["INFERENCE_PRECISION_HINT"],
             "performance_hint": "LATENCY",
+            "cpu_pinning": config["ENABLE_CPU_PINNING"],
         }
         if precision == "int8":
             import nncf

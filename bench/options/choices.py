@@ -23,6 +23,7 @@ GRAPH_OPTIMIZATIONS = ("auto", "disable", "basic", "extended", "all")
 PROVIDERS = ("auto", "cpu", "cuda", "tensorrt")  # where models run; tensorrt: onnxruntime's TensorRT provider
 VARIANT_PRECISIONS = (Precision.INT8, Precision.FP16)  # the deployment variants made of an fp32 ONNX export
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
+SWITCH = ("on", "off")  # an engine setting turned on or off
 SCENARIOS = ("single-stream", "offline", "server")  # serving scenarios (bench.runtime.scenarios)
 
 # Upper limits: more threads than CPUs never trains faster and thousands stall the machine (options declared

@@ -16,6 +16,7 @@ from bench.options.choices import (
     PROVIDERS,
     QUANTIZE,
     SCENARIOS,
+    SWITCH,
     VARIANT_PRECISIONS,
     WINNERS,
 )
@@ -112,6 +113,21 @@ class DeployOptions:
         1,
         group=BENCHMARK,
         **COUNT,
+    )
+    ort_spinning: str = declare(
+        DEPLOY,
+        "Whether onnxruntime's idle intra-op threads spin for work (its default) or sleep at once "
+        "(session.intra_op.allow_spinning).",
+        "on",
+        choices=SWITCH,
+        group=BENCHMARK,
+    )
+    openvino_pinning: str = declare(
+        DEPLOY,
+        "Whether OpenVINO pins its inference threads to cores (ENABLE_CPU_PINNING, its default on Linux).",
+        "on",
+        choices=SWITCH,
+        group=BENCHMARK,
     )
     scenario: list[str] = declare(
         DEPLOY,

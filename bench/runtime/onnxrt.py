@@ -44,11 +44,15 @@ def tensorrt_unavailable_reason() -> str | None:
     return cuda_unavailable_reason()
 
 
-def ort_session(path, provider: str = "cpu", threads: int | None = None, graph_optimization: str = "all"):
-    """An InferenceSession on ``provider`` ('cpu' or 'cuda'). Raises ProviderUnavailable with the reason
-    if that provider cannot be used, BenchError if the file is not a loadable model."""
+def ort_session(
+    path, provider: str = "cpu", threads: int | None = None, graph_optimization: str = "all", spinning: bool = True
+):
+    """An InferenceSession on ``provider`` ('cpu' or 'cuda'); ``spinning``: whether its idle intra-op threads spin
+    for work (ORT's default) or sleep at once (session.intra_op.allow_spinning). Raises ProviderUnavailable with the
+    reason if that provider cannot be used, BenchError if the file is not a loadable model."""
     global _preloaded
     options = ort.SessionOptions()
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
     options.graph_optimization_level = GRAPH_OPTIMIZATION[graph_optimization]
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.inter_op_num_threads = 1

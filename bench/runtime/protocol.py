@@ -42,6 +42,8 @@ class BenchSettings:
     graph_optimization: str
     batch_curve: bool  # also every batch size of CURVE, until time or memory runs out
     repeat: int  # times every model is measured (bench.deploy.steps.benchmark_trial)
+    ort_spinning: str  # on: onnxruntime's idle intra-op threads spin (its default); off: they sleep
+    openvino_pinning: str  # on: OpenVINO pins its threads to cores (its default); off: the OS places them
     scenario: tuple[str, ...]  # serving scenarios (bench.runtime.scenarios), beside the protocol
     latency_bound_ms: float  # the server scenario's p99 bound
     queries: int  # single-stream queries; queries per rate the server scenario tries
