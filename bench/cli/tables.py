@@ -169,6 +169,10 @@ def _latency_cells(r: dict) -> str:
     return " / ".join(cells) + (NOISY if r.get("noisy") else "")
 
 
+def _cold_start(r: dict) -> str:
+    return " / ".join("-" if r.get(k) is None else f"{r[k]:,.1f}" for k in ("session_ms", "first_ms"))
+
+
 def _ok(r: dict, text) -> str:
     return text(r) if r["status"] == MeasurementStatus.OK else "-"
 
@@ -185,7 +189,7 @@ INFERENCE_COLUMNS = (
     Column("p50 / p90 / p99 ms", _latency_cells),
     Column("n", lambda r: _ok(r, lambda r: str(r["n"]))),
     Column("img/s", lambda r: _ok(r, lambda r: f"{r['throughput']:,.0f}")),
-    Column("load ms", lambda r: _ok(r, lambda r: "-" if r["session_ms"] is None else f"{r['session_ms']:,.0f}")),
+    Column("load / first ms", lambda r: _ok(r, _cold_start)),
     Column("peak MB", lambda r: _ok(r, lambda r: "-" if r.get("peak_rss_mb") is None else f"{r['peak_rss_mb']:,.0f}")),
     Column("test %", lambda r: pct(r["test_acc"])),
     Column("vs torch", lambda r: r["vs_torch"]),

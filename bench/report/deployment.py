@@ -106,19 +106,43 @@ ENGINE_COLUMNS = (
     Column("top-1 agree %", lambda r: pct(r["top1_agreement"])),
     Column("vs its fp32", lambda r: f"{times(r['vs_fp32'])} (batch {r['batch']})" if r["vs_fp32"] else "-"),
     Column("vs torch", lambda r: times(r["vs_torch"])),
+    Column("cold start: load / first / steady ms", lambda r: r["cold"]),
     Column("how", _how, left=True),
 )
 
 
+def _cold(latency: list[dict], engine: str, precision: str) -> str:
+    """The engine's cold start at batch 1 on the CPU: loading (session creation, compilation), the first
+    inference, and the steady state (p50)."""
+    row = next(
+        (
+            r
+            for r in latency
+            if (r["engine"], r["precision"], r["batch_size"]) == (engine, precision, 1)
+            and r["provider"] in deployed.CPU_DEVICES
+            and r["status"] == MeasurementStatus.OK
+        ),
+        None,
+    )
+    if row is None:
+        return "-"
+    return " / ".join("-" if row.get(k) is None else f"{row[k]:,.2f}" for k in ("session_ms", "first_ms", "p50_ms"))
+
+
 def engines_part(views: list[TrialView]) -> str | None:
-    rows = [{**r, "name": v.name} for v in views for r in deployed.engine_rows(v.trial, v.latency, v.evaluations)]
+    rows = [
+        {**r, "name": v.name, "cold": _cold(v.latency, r["engine"], r["precision"])}
+        for v in views
+        for r in deployed.engine_rows(v.trial, v.latency, v.evaluations)
+    ]
     if not rows:
         return None
     return (
         "### Engines and precisions against PyTorch\n\nTest accuracy through each engine at each precision on "
         "the CPU over the whole test set; Δ in points and top-1 agreement against the PyTorch model (fp32); "
         "speedup as CPU p50 at the largest batch measured, over the same engine's fp32 and over PyTorch eager "
-        "fp32.\n\n" + markdown(ENGINE_COLUMNS, rows)
+        "fp32; cold start at batch 1 on the CPU: loading the model (session creation, compilation), its first "
+        "inference, then the steady p50.\n\n" + markdown(ENGINE_COLUMNS, rows)
     )
 
 
