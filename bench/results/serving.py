@@ -82,47 +82,49 @@ def _value(s: dict, digits: str, unit: str = "") -> str:
     return text
 
 
-def single_text(entry: dict | None) -> str:
-    """p50 / p90 / p99 ms, each its estimate or 'needs N' (the samples it needed)."""
+def _cell(entry: dict | None, text) -> str:
+    """A scenario's cell: ``text(entry, its first row that ran)``, else why none ran ('-': not measured)."""
     if not entry:
         return "-"
     first = _first_ok(entry["rows"])
     if first is None:
         r = entry["rows"][0]
         return f"{r['status']}: {r.get('note') or ''}"
-    parts = []
-    for q in (50, 90, 99):
-        s = entry[f"p{q}_ms"]
-        parts.append(_value(s, ".3f") if s["n"] else f"needs {first['result'].get(f'p{q}_needs', '?')}")
-    return " / ".join(parts) + f" (n {first['result']['queries']:,})"
+    return text(entry, first)
+
+
+def single_text(entry: dict | None) -> str:
+    """p50 / p90 / p99 ms, each its estimate or 'needs N' (the samples it needed)."""
+
+    def text(entry, first):
+        needs = first["result"]
+        parts = [
+            _value(entry[f"p{q}_ms"], ".3f") if entry[f"p{q}_ms"]["n"] else f"needs {needs.get(f'p{q}_needs', '?')}"
+            for q in (50, 90, 99)
+        ]
+        return " / ".join(parts) + f" (n {needs['queries']:,})"
+
+    return _cell(entry, text)
 
 
 def offline_text(entry: dict | None) -> str:
-    if not entry:
-        return "-"
-    first = _first_ok(entry["rows"])
-    if first is None:
-        r = entry["rows"][0]
-        return f"{r['status']}: {r.get('note') or ''}"
-    return _value(entry["throughput"], ",.0f") + f" (batch {first['result']['batch_size']})"
+    return _cell(entry, lambda e, first: _value(e["throughput"], ",.0f") + f" (batch {first['result']['batch_size']})")
 
 
 def server_text(entry: dict | None) -> str:
     """The most queries/s under the bound (p99 there; the rate above it that failed), or why there is none."""
-    if not entry:
-        return "-"
-    first = _first_ok(entry["rows"])
-    if first is None:
-        r = entry["rows"][0]
-        return f"{r['status']}: {r.get('note') or ''}"
-    result = first["result"]
-    if entry["max_qps"]["n"] == 0:
-        return f"not met: {first.get('note') or '-'}"
-    text = _value(entry["max_qps"], ",.0f")
-    if entry["max_qps"]["n"] == 1:
-        failed = f"; {result['failed_qps']:,.0f} failed" if result.get("failed_qps") else ""
-        text += f" (p99 {result['p99_ms']:.2f} ms{failed})"
-    return text
+
+    def text(entry, first):
+        result = first["result"]
+        if entry["max_qps"]["n"] == 0:
+            return f"not met: {first.get('note') or '-'}"
+        out = _value(entry["max_qps"], ",.0f")
+        if entry["max_qps"]["n"] == 1:
+            failed = f"; {result['failed_qps']:,.0f} failed" if result.get("failed_qps") else ""
+            out += f" (p99 {result['p99_ms']:.2f} ms{failed})"
+        return out
+
+    return _cell(entry, text)
 
 
 def setups(targets: list[dict]) -> list[str]:
