@@ -117,13 +117,15 @@ def test_bench_benchmark_scenarios_on_a_digits_run(tiny_run, store_path):
     number; the report and the CSV carry them."""
     args = ("--engines", "onnxruntime,torch", "--batch-sizes", "1", "--min-runs", "3", "--min-time", "0")
     args += ("--scenario", "single-stream,offline,server", "--latency-bound-ms", "50", "--queries", "100")
+    made = tiny_run("quantize", "latest", "--quantize", "int8", "--no-benchmark", "--exporter", "torchscript")
+    assert made.exit_code == 0, made.output
     result = tiny_run("benchmark", "latest", *args, "--exporter", "torchscript")
     assert result.exit_code == 0, result.output
     assert "serving scenarios" in result.output and "needs 662" in result.output
     (record,) = tiny_run.json("benchmark", "latest", *args, "--exporter", "torchscript")
     rows = record["serving"]
     targets = {(r["engine"], r["precision"]) for r in rows}
-    assert targets == {("onnxruntime", "fp32"), ("torch", "fp32")}
+    assert targets == {("onnxruntime", "fp32"), ("onnxruntime", "int8"), ("torch", "fp32")}
     for target in targets:
         mine = {r["scenario"]: r for r in rows if (r["engine"], r["precision"]) == target}
         assert set(mine) == {"single-stream", "offline", "server"} and all(r["status"] == "ok" for r in mine.values())

@@ -76,7 +76,9 @@ def compare_section(store: Store, runs: list[dict]) -> str | None:
 
 
 def compare(store: Store, a: dict, b: dict) -> list[dict]:
-    """One row per (architecture, variant) trained in both runs ``a`` and ``b`` (run rows of ``store``)."""
+    """One row per (architecture, variant) trained in both runs ``a`` and ``b`` (run rows of ``store``); an
+    architecture trained with one other variant in each run is compared too, its variant among what differs (a
+    bigger variant against a smaller one)."""
     if comparable(a) != comparable(b):
         raise UsageError(
             f"runs {a['id']} and {b['id']} test on different sets ({comparable(a)}; {comparable(b)}): their "
@@ -84,17 +86,14 @@ def compare(store: Store, a: dict, b: dict) -> list[dict]:
         )
     sides = [_best_by_variant(store, run) for run in (a, b)]
     rows = []
-    for key in [k for k in sides[0] if k in sides[1]]:
-        (ca, la, accs_a, reps_a), (cb, lb, accs_b, reps_b) = sides[0][key], sides[1][key]
-        differs = sorted(
-            k for k in set(ca["hparams"]) | set(cb["hparams"]) if ca["hparams"].get(k) != cb["hparams"].get(k)
-        )
+    for key_a, key_b in _pairs(*sides):
+        (ca, la, accs_a, reps_a), (cb, lb, accs_b, reps_b) = sides[0][key_a], sides[1][key_b]
         acc_a, acc_b = ca["test_acc"], cb["test_acc"]
         rows.append(
             {
                 "architecture": ca["architecture"],
                 "variant": ca["variant"],
-                "differs": {k: [ca["hparams"].get(k), cb["hparams"].get(k)] for k in differs},
+                "differs": {**_differs(ca["variant"], cb["variant"]), **_differs(ca["hparams"], cb["hparams"])},
                 "a": {"trials": ca["trials"], "test_acc": acc_a, "latency": la},
                 "b": {"trials": cb["trials"], "test_acc": acc_b, "latency": lb},
                 "test_acc_change": (
@@ -106,6 +105,23 @@ def compare(store: Store, a: dict, b: dict) -> list[dict]:
             }
         )
     return rows
+
+
+def _pairs(a: dict[str, tuple], b: dict[str, tuple]) -> list[tuple[str, str]]:
+    """The keys of ``a`` and ``b`` compared: the same (architecture, variant), then an architecture left with one
+    variant on each side."""
+    pairs = [(k, k) for k in a if k in b]
+    left_a, left_b = [k for k in a if k not in b], [k for k in b if k not in a]
+    for arch in dict.fromkeys(json.loads(k)[0] for k in left_a):
+        mine = [k for k in left_a if json.loads(k)[0] == arch]
+        theirs = [k for k in left_b if json.loads(k)[0] == arch]
+        if len(mine) == len(theirs) == 1:
+            pairs.append((mine[0], theirs[0]))
+    return pairs
+
+
+def _differs(a: dict, b: dict) -> dict[str, list]:
+    return {k: [a.get(k), b.get(k)] for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}
 
 
 def _best_by_variant(store: Store, run: dict) -> dict[str, tuple]:
