@@ -65,7 +65,7 @@ def serving_targets(serving: list[dict]) -> list[dict]:
 
 def setup_key(scenario: str, setup: str, rows: list[dict]) -> str:
     """single-stream, offline, or a server configuration with its bound ("p99 <= 10 ms, 1 worker")."""
-    if scenario != "server":
+    if scenario != "server" or not setup:  # not measured: unavailable, or failed before its first rate
         return scenario
     bound = next(((r.get("result") or {}).get("bound_ms") for r in rows if r.get("result")), None)
     return f"p99 <= {bound:g} ms, {setup}" if bound else setup
