@@ -93,6 +93,9 @@ def test_every_leaderboard_figure_equals_the_stored_value(default_run):
             assert row["train %"] == f"{100 * t['train_acc']:.2f}"
             assert row["val %"] == f"{100 * t['val_acc']:.2f}"
             assert row["test %"] == f"{100 * t['test_acc']:.2f}"
+            low, high = map(float, row["test 95% interval"].split("-"))  # issue 40: how far the truth may be
+            normal = 2 * 1.96 * 100 * (t["test_acc"] * (1 - t["test_acc"]) / t["split"]["test"]) ** 0.5
+            assert low < 100 * t["test_acc"] < high and 0.8 * normal < high - low < 1.25 * normal
             assert row["params"] == str(t["params"])
             assert row["MFLOPs"] == f"{t['flops'] / 1e6:.2f}"
             assert row["epochs (best/run)"] == f"{t['best_epoch']}/{t['epochs_run']}"
@@ -157,6 +160,7 @@ def test_csv_and_json_formats_carry_every_trial(default_run):
     assert len(rows) == len(records) == 3
     assert {r["trial"] for r in rows} == {str(r["trial"]) for r in records}
     assert all(r["diagnosis"] for r in records) and [r["test_rank"] for r in records] == [1, 2, 3]
+    assert all(low < r["test_acc"] < high for r in records for low, high in [r["test_acc_ci95"]])
 
 
 def test_diverged_and_overfitting_trials_are_diagnosed_on_real_data(tmp_path):
@@ -383,7 +387,10 @@ def test_compare_says_whether_a_latency_difference_is_significant(invoke, monkey
 
 
 def test_welch_needs_two_independent_values_a_side():
-    from bench.results.significance import welch
+    from bench.results.significance import welch, wilson
+
+    # the Wilson score interval of 250 of 500 (statsmodels' proportion_confint(250, 500, method="wilson"))
+    assert [round(x, 4) for x in wilson(0.5, 500)] == [0.4563, 0.5437] and wilson(None, 500) is None
 
     assert welch([1.0, 1.1, 0.9], [2.0, 2.1, 1.9]).significant is True
     assert welch([1.0, 1.2, 0.9, 1.1], [1.05, 0.95, 1.15, 1.0]).significant is False

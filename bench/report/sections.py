@@ -16,6 +16,7 @@ from bench.report.views import TrialView, learned, time_to, training_seconds, va
 from bench.results import diagnosis
 from bench.results.columns import Column, markdown
 from bench.results.leaderboard import configurations, rank, repeated
+from bench.results.significance import wilson
 from bench.results.tables import swept, swept_columns, swept_text
 from bench.store import Store
 
@@ -39,6 +40,7 @@ def leaderboard_columns(views: list[TrialView], gpu: bool, target: float | None 
         Column("train %", lambda v: pct(v.trial["train_acc"])),
         Column("val %", lambda v: pct(v.trial["val_acc"])),
         Column("test %", lambda v: pct(v.trial["test_acc"])),
+        Column("test 95% interval", _interval),
         Column("training s", lambda v: secs(training_seconds(v.history))),
         Column(f"time to {pct(target)}% val (s)", lambda v: _time_text(v.history, target)),
         Column("ONNX test %", lambda v: pct(v.export["onnx_test_acc"]) if v.export else "-"),
@@ -59,6 +61,12 @@ def leaderboard_columns(views: list[TrialView], gpu: bool, target: float | None 
         Column("status", lambda v: v.status, left=True),
         Column("diagnosis", lambda v: diagnosis.summary(v.findings), left=True),
     ]
+
+
+def _interval(v: TrialView) -> str:
+    """The test accuracy's 95% Wilson interval over the test images (bench.results.significance.wilson)."""
+    interval = wilson(v.trial["test_acc"], (v.trial.get("split") or {}).get("test"))
+    return "-" if interval is None else f"{pct(interval[0])}-{pct(interval[1])}"
 
 
 def _or_dash(x) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from bench.core.status import MeasurementStatus
 from bench.results.leaderboard import configuration_key, configurations, rank
+from bench.results.significance import wilson
 from bench.store import Store
 
 TRIAL_FIELDS = (
@@ -91,6 +92,7 @@ def trial_record(store: Store, run_id: str, trial: dict) -> dict:
         "rank": trial.get("rank"),
         "winner": trial.get("winner"),
         **{k: trial[k] for k in TRIAL_FIELDS},
+        "test_acc_ci95": wilson(trial["test_acc"], (trial.get("split") or {}).get("test")),
         "checkpoint": str(ckpt.resolve()) if ckpt else None,
         "checkpoint_sha256": trial["checkpoint_sha256"],
         "onnx": export_record(store, store.export_of(trial["id"])),

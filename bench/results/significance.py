@@ -36,6 +36,20 @@ def verdict_text(verdict: dict) -> str:
     return Verdict(**verdict).text()
 
 
+Z95 = 1.959963984540054  # the two-sided 95% normal quantile
+
+
+def wilson(accuracy: float | None, n: int | None) -> tuple[float, float] | None:
+    """The 95% Wilson score interval of an accuracy measured on ``n`` images (None without both): how far the true
+    accuracy may be from it given the test set's size (500 images: about +-4 points at 50%)."""
+    if accuracy is None or not n:
+        return None
+    p, z2 = accuracy, Z95**2
+    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
+    half = Z95 * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
 def welch(a: list[float], b: list[float], what: str = "values") -> Verdict:
     """Whether the means of ``a`` and ``b`` differ at 95% (Welch's t-test); ``what`` names the values in the reason
     a test cannot be made."""
