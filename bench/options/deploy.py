@@ -116,15 +116,17 @@ class DeployOptions:
     )
     ort_spinning: str = declare(
         DEPLOY,
-        "Whether onnxruntime's idle intra-op threads spin for work (its default) or sleep at once "
-        "(session.intra_op.allow_spinning).",
+        "Whether onnxruntime's idle intra-op threads spin for work (its default: far more queries/s under a p99 "
+        "bound on a machine given to the model) or sleep at once (session.intra_op.allow_spinning; off: the better "
+        "choice beside other CPU work, benchmarks/RESULTS.md).",
         "on",
         choices=SWITCH,
         group=BENCHMARK,
     )
     openvino_pinning: str = declare(
         DEPLOY,
-        "Whether OpenVINO pins its inference threads to cores (ENABLE_CPU_PINNING, its default on Linux).",
+        "Whether OpenVINO pins its inference threads to cores (ENABLE_CPU_PINNING, its default on Linux; off: the "
+        "better choice beside other CPU work, benchmarks/RESULTS.md).",
         "on",
         choices=SWITCH,
         group=BENCHMARK,
