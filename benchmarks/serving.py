@@ -24,6 +24,7 @@ from pathlib import Path
 from record import cpu_name, record
 
 BENCH = str(Path(sys.executable).parent / "bench")
+ENGINES = os.environ.get("SERVING_ENGINES", "onnxruntime,torch,openvino")  # winners: the engines measured
 COMPETITOR = """
 import torch
 torch.set_num_threads(2)
@@ -158,7 +159,7 @@ def _qps(server: dict) -> str:
 
 def _serving(store: str, run: str, bound: float) -> list[dict]:
     args = [BENCH, "benchmark", run, "--store", store, "--scenario", "single-stream,offline,server"]
-    args += ["--latency-bound-ms", str(bound), "--engines", "onnxruntime,torch,openvino", "--batch-sizes", "1"]
+    args += ["--latency-bound-ms", str(bound), "--engines", ENGINES, "--batch-sizes", "1"]
     subprocess.run(args, check=True, capture_output=True)
     out = subprocess.run(
         [BENCH, "report", run, "--store", store, "--serving", "--json"], check=True, capture_output=True, text=True

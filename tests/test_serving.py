@@ -113,7 +113,7 @@ def test_dynamic_batching_serves_more_than_one_call_per_query(fixed_engine):
     assert not scenarios.server_rate([{1: session.bind(None)}], scenarios.ServerConfig(), rate, 662, bound)["passed"]
 
 
-def test_bench_benchmark_scenarios_on_a_digits_run(tiny_run, store_path):
+def test_bench_benchmark_scenarios_on_a_digits_run(tiny_run, store_path, tmp_path):
     """Every engine x precision gets all three scenarios; a percentile short of samples is 'needs N', never a
     number; the report and the CSV carry them."""
     args = ("--engines", "onnxruntime,torch", "--batch-sizes", "1", "--min-runs", "3", "--min-time", "0")
@@ -139,3 +139,9 @@ def test_bench_benchmark_scenarios_on_a_digits_run(tiny_run, store_path):
     csv = tiny_run("report", "latest", "--serving", "--format", "csv").output
     assert csv.splitlines()[0].startswith("run,trial,architecture,engine,provider,precision,scenario,setup,repeat")
     assert len(csv.splitlines()) == 1 + len(rows)
+    assert tiny_run("report", "latest", "--out", tmp_path / "reports").exit_code == 0
+    (report,) = (tmp_path / "reports").glob("*/report.md")
+    serving = report.read_text().split("## Serving", 1)[1].split("\n## ", 1)[0]
+    assert "| single-stream ms p50 / p90 / p99 |" in serving and "needs 662" in serving
+    records = tiny_run.json("report", "latest", "--serving")
+    assert len(records) == len(rows) and all(r["rates"] is not None for r in records if r["scenario"] == "server")

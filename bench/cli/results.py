@@ -86,7 +86,7 @@ def report(
         if fmt == "json":
             views = r.gather(store, runs)
             if measurements or serving_rows:
-                print_json(r.measurements(views) if measurements else r.serving(views))
+                print_json(r.measurements(views) if measurements else r.serving_records(views))
             else:
                 print_json(r.records(store, views, history))
             return

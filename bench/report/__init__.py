@@ -22,7 +22,7 @@ from bench.core.files import atomic_write
 from bench.core.formats import GPU_PROVIDERS, pct, run_label
 from bench.core.status import MeasurementStatus
 from bench.report.compare import compare_section
-from bench.report.data import history_csv, measurements, measurements_csv, records, serving, serving_csv, to_csv
+from bench.report.data import history_csv, measurements, measurements_csv, records, serving_csv, serving_records, to_csv
 from bench.report.deployment import deployment_section
 from bench.report.method import method_section
 from bench.report.search import search_section
@@ -51,7 +51,7 @@ __all__ = [
     "records",
     "select_runs",
     "to_csv",
-    "serving",
+    "serving_records",
     "serving_csv",
     "write_report",
 ]

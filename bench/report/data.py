@@ -167,7 +167,7 @@ SERVING_FIGURES = (
 )
 
 
-def serving(views: list[TrialView]) -> list[dict]:
+def serving_records(views: list[TrialView]) -> list[dict]:
     """`bench report --serving`: one record per serving row (trial, engine, device, precision, scenario, server setup,
     repetition) with its figures; the server's rates tried with --json."""
     return [
@@ -186,7 +186,7 @@ def serving(views: list[TrialView]) -> list[dict]:
 
 def serving_csv(views: list[TrialView]) -> str:
     names = ["run", "trial", "architecture", *SERVING_FIELDS, *SERVING_FIGURES]
-    return csv_text([_values(k, lambda r, k=k: r[k]) for k in names], serving(views))
+    return csv_text([_values(k, lambda r, k=k: r[k]) for k in names], serving_records(views))
 
 
 def records(store: Store, views: list, history: bool = False) -> list[dict]:

@@ -17,7 +17,7 @@ def serving_section(views: list[TrialView], write_png) -> str | None:
     bound = bound_of(rows)
     parts = [
         f"Measured with `bench benchmark RUN --scenario ...`. {method_text(rows)}",
-        markdown(serving_columns(rows, bound, lambda t: t["view"].name), rows),
+        markdown(serving_columns(rows, lambda t: t["view"].name), rows),
     ]
     series = _load_series(views)
     if series:
