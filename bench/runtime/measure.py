@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -97,17 +98,27 @@ def targets(entry: EngineEntry, model: EngineModel, settings: BenchSettings) -> 
     return out
 
 
+@contextmanager
+def bench_threads(settings: BenchSettings):
+    """torch's intra-op threads set to the benchmark's (``--bench-threads``, else torch's own) while measuring, and
+    restored after; yields that count, which every engine is given."""
+    threads = settings.bench_threads or torch.get_num_threads()
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield threads
+    finally:
+        torch.set_num_threads(previous)
+
+
 def benchmark(
     model: EngineModel, images: torch.Tensor, settings: BenchSettings, engines: list[EngineEntry]
 ) -> list[Measurement]:
     """Every (engine, device, precision, batch size) of ``settings`` on the same images. A curve (``batch_curve``)
     stops after a batch that fails or whose p50 passes CURVE_LIMIT_MS; the larger batch sizes are recorded as
     skipped, with the reason."""
-    threads = settings.bench_threads or torch.get_num_threads()
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
     out = []
-    try:
+    with bench_threads(settings) as threads:
         for entry in engines:
             for device, precision, why in targets(entry, model, settings):
                 stop = why
@@ -134,8 +145,6 @@ def benchmark(
                             f"the curve stopped after batch {batch_size} took {p50:,.0f} ms (limit "
                             f"{CURVE_LIMIT_MS:,.0f} ms)"
                         )
-    finally:
-        torch.set_num_threads(previous)
     return out
 
 

@@ -13,7 +13,7 @@ from bench.core.status import MeasurementStatus
 from bench.results.percentiles import RULE, needed
 from bench.runtime import scenarios
 from bench.runtime.engines import EngineEntry, EngineModel, Unavailable
-from bench.runtime.measure import device_name, targets
+from bench.runtime.measure import bench_threads, device_name, targets
 from bench.runtime.protocol import BenchSettings, batch_of
 
 
@@ -107,11 +107,8 @@ def serve_all(
     model: EngineModel, images: torch.Tensor, settings: BenchSettings, engines: list[EngineEntry], repeat: int = 1
 ) -> list[dict]:
     """Every engine, device and precision of ``settings``: their serving rows, each marked with ``repeat``."""
-    threads = settings.bench_threads or torch.get_num_threads()
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
     rows = []
-    try:
+    with bench_threads(settings) as threads:
         for entry in engines:
             for device, precision, why in targets(entry, model, settings):
                 if why:
@@ -120,6 +117,4 @@ def serve_all(
                     rows += [{**base, "scenario": s, "status": status, "note": why} for s in settings.scenario]
                     continue
                 rows += serve(entry, model, device, precision, images, settings, threads)
-    finally:
-        torch.set_num_threads(previous)
     return [{**row, "repeat": repeat} for row in rows]
