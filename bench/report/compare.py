@@ -17,7 +17,7 @@ from bench.report.views import comparable
 from bench.results.columns import Column, markdown
 from bench.results.deployed import RATIO_RULE, representative, speedup
 from bench.results.leaderboard import configurations, rank
-from bench.results.significance import verdict_text, welch
+from bench.results.significance import LATENCY_MARGIN, verdict_text, welch
 from bench.store import Store
 
 
@@ -58,7 +58,8 @@ COMPARE_METHOD = (
     "test %: mean ± standard deviation over seeds (n); p50: ONNX Runtime fp32, CPU, batch 1, of the best trial; "
     + RATIO_RULE
     + "; Δ: Welch's t-test at 95% on the seeds' test accuracies and on the quiet repetitions' p50s (bench "
-    "benchmark --repeat N; the calls of one measurement are not independent)"
+    "benchmark --repeat N; the calls of one measurement are not independent), a latency change significant only when "
+    f"its 95% interval lies beyond ±{LATENCY_MARGIN:.0%} of A's"
 )
 
 
@@ -101,7 +102,7 @@ def compare(store: Store, a: dict, b: dict) -> list[dict]:
                 ),
                 "latency_ratio": speedup(lb, la),  # B's p50 over A's
                 "test_acc_significance": welch(accs_a, accs_b, "seeds").asdict(),
-                "latency_significance": welch(reps_a, reps_b, "quiet repetitions").asdict(),
+                "latency_significance": welch(reps_a, reps_b, "quiet repetitions", LATENCY_MARGIN).asdict(),
             }
         )
     return rows
