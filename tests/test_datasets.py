@@ -667,12 +667,14 @@ def test_limit_train_is_a_seeded_stratified_subset_and_the_test_part_stays_whole
         "100",
         "--epochs",
         "1",
-        *FAST_DEPLOY_ARGS,
+        "--no-benchmark",
     )
     assert result.exit_code == 0, result.output
     (row,) = invoke.json("report")
-    assert row["split"]["train"] + row["split"]["val"] == 100 and row["onnx"]["status"] == "ok"
-    assert invoke("export", "latest", "--exporter", "torchscript").exit_code == 0  # the run's subset: the one it pinned
+    assert row["split"]["train"] + row["split"]["val"] == 100
+    # the run's subset: the one it pinned (the trial named, as one epoch on 90 images may leave it at chance)
+    assert invoke("export", "latest", "t001", "--exporter", "torchscript").exit_code == 0
+    assert invoke.json("report")[0]["onnx"]["status"] == "ok"
 
 
 def test_parallel_decoding_gives_the_images_of_one_process_in_order_and_names_a_broken_file(

@@ -63,6 +63,7 @@ STATUS_STYLE = {
     TrialStatus.RUNNING: "cyan",
 }
 NOISY = " [yellow]noisy[/]"
+AT_CHANCE = "validation accuracy within noise of guessing the most common class, one-sided 99%"
 
 
 def _rank(row: dict) -> str:
@@ -85,7 +86,8 @@ def leaderboard_table(ranked: list[dict], title: str) -> Table:
     keys = varying(ranked)
 
     def status(t: dict) -> str:
-        return t["status"] + (f": {t['note']}" if t.get("note") and t["status"] != TrialStatus.COMPLETED else "")
+        text = t["status"] + (f": {t['note']}" if t.get("note") and t["status"] != TrialStatus.COMPLETED else "")
+        return text + (", [yellow]at chance[/]" if t.get("learned") is False else "")
 
     columns = [
         Column("#", _rank),
@@ -107,6 +109,11 @@ def leaderboard_table(ranked: list[dict], title: str) -> Table:
         Column("status", status, left=True, style=lambda t: STATUS_STYLE.get(t["status"], "white"), wrap=True),
     ]
     caption = "★ best validation accuracy of its architecture"
+    if any(t.get("learned") is False for t in ranked):
+        caption += (
+            f"; at chance: did not learn ({AT_CHANCE}), so no winner, not deployed, off the fronts (`bench benchmark "
+            "RUN TRIAL` deploys one anyway)"
+        )
     if len(sets) > 1:  # ranks start again on each test set: say which one each row is ranked on
         columns.append(Column("test set", lambda t: t.get("test_set") or "-", left=True, wrap=True))
         caption += "; ranks are per test set, never across them"

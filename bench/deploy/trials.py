@@ -18,6 +18,7 @@ from bench.core.version import __version__
 from bench.data.splits import Dataset, Normalized, Normalizer
 from bench.options.config import default
 from bench.plugins.manager import get_registry
+from bench.results.diagnosis import chance_text
 from bench.results.leaderboard import rank
 from bench.runtime.engines import EngineModel
 from bench.store import Store
@@ -26,16 +27,33 @@ from bench.train.weights import described
 
 
 def winners(ranked: list[dict], top_k: int = 1) -> list[dict]:
-    """The ``top_k`` best completed trials of each architecture, in leaderboard order."""
+    """The ``top_k`` best completed trials of each architecture that learned (above chance), in leaderboard order."""
     taken: dict[str, int] = {}
     out = []
     for t in ranked:
-        if t["rank"] is None or not t.get("checkpoint"):
+        if t["rank"] is None or not t.get("checkpoint") or t.get("learned") is False:
             continue
         if taken.get(t["architecture"], 0) < top_k:
             taken[t["architecture"]] = taken.get(t["architecture"], 0) + 1
             out.append(t)
     return out
+
+
+def unlearned_warning(ranked: list[dict], run_id: str) -> str | None:
+    """One line naming the architectures none of whose trials learned (so none is deployed), or None."""
+    learned_archs = {t["architecture"] for t in ranked if t.get("learned")}
+    best: dict[str, dict] = {}
+    for t in ranked:
+        if t.get("learned") is False and t.get("checkpoint") and t["architecture"] not in learned_archs:
+            best.setdefault(t["architecture"], t)
+    if not best:
+        return None
+    named = "; ".join(f"{arch} ({trial_label(t['idx'])}: {chance_text(t)})" for arch, t in best.items())
+    first = trial_label(next(iter(best.values()))["idx"])
+    return (
+        f"did not learn, so not deployed and left off the fronts: {named}. `bench benchmark {run_id} {first}` "
+        "deploys one anyway"
+    )
 
 
 def select_trials(store: Store, run: dict, refs: tuple[str, ...], top_k: int) -> list[dict]:
@@ -44,6 +62,13 @@ def select_trials(store: Store, run: dict, refs: tuple[str, ...], top_k: int) ->
     if not refs:
         chosen = winners(ranked, top_k)
         if not chosen:
+            at_chance = [t for t in ranked if t.get("learned") is False and t.get("checkpoint")]
+            if at_chance:
+                raise BenchError(
+                    f"no trial of run {run['id']} learned ({trial_label(at_chance[0]['idx'])}'s "
+                    f"{chance_text(at_chance[0])}): name one to deploy it anyway, e.g. "
+                    f"`bench benchmark {run['id']} {trial_label(at_chance[0]['idx'])}`"
+                )
             raise BenchError(f"run {run['id']} has no completed trial with a checkpoint to export")
         return chosen
     by_idx = {t["idx"]: t for t in ranked}

@@ -53,6 +53,7 @@ def front_part(views: list[TrialView], write_png) -> str | None:
     points = [
         {**p, "view": v, "label": f"{v.trial['architecture']} {p['precision']} {engine_short(p['engine'])}"}
         for v in views
+        if v.trial.get("learned") is not False  # a model at chance is on no front, even when deployed by name
         for p in deployed.deployment_points(v.trial, v.export, v.variants, v.latency, v.evaluations)
     ]
     if not points:

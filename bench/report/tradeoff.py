@@ -13,7 +13,10 @@ from bench.results.columns import Column, markdown
 
 def tradeoff_section(views: list[TrialView], write_png) -> str:
     parts = []
-    done = [v for v in views if v.test_rank is not None]
+    finished = [v for v in views if v.test_rank is not None]
+    done = [v for v in finished if v.trial.get("learned") is not False]
+    if len(done) < len(finished):
+        parts.append(left_off([v for v in finished if v not in done]))
     timed = [(v, v.onnx(CPU_PROVIDERS, 1)) for v in done]
     timed = [(v, m) for v, m in timed if m]
     if timed:
@@ -47,8 +50,17 @@ def tradeoff_section(views: list[TrialView], write_png) -> str:
                 log_x=True,
             )
         )
-    parts.append("### Effect of each swept parameter on validation accuracy\n\n" + effects(done))
+    parts.append("### Effect of each swept parameter on validation accuracy\n\n" + effects(finished))
     return "\n\n".join(parts)
+
+
+def left_off(views: list[TrialView]) -> str:
+    """The line that says which trials no front shows, and why."""
+    names = ", ".join(v.name for v in views)
+    return (
+        f"Left off the fronts: {names}, which did not learn (validation accuracy within noise of guessing the most "
+        "common class, one-sided 99%; the diagnosis says more). `bench benchmark RUN TRIAL` deploys one anyway."
+    )
 
 
 def _tradeoff(write_png, filename, views, costs, what, xlabel, title, rule, show, log_x=False) -> str:

@@ -8,10 +8,15 @@ Rules (the thresholds are stated in every report's method section):
 - still improving: the last epoch was the best one.
 - underfitting: the kept checkpoint classifies less than UNDERFIT_TRAIN_ACC of its own training images.
 - generalization gap: training accuracy exceeds validation accuracy by more than GAP points.
+- at chance (did not learn): the kept checkpoint's validation accuracy is no more than guessing reaches plus noise:
+  the share of the most common class (in the test set's confusion matrix; 1/classes without one) plus CHANCE_Z
+  standard errors of that share over the validation images (one-sided 99%). Such a trial is ranked but is no
+  architecture's winner: not deployed by default and left off every Pareto front.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from bench.core.status import TrialStatus
@@ -20,6 +25,7 @@ OVERFIT_RISE = 0.10  # relative rise of the validation loss above its minimum
 OVERFIT_MIN_EPOCHS = 2  # epochs after the best one before calling it a trend
 UNDERFIT_TRAIN_ACC = 0.90
 GAP = 0.10
+CHANCE_Z = 2.326  # one-sided 99% normal quantile: validation accuracy this far above guessing has learned something
 
 
 @dataclass
@@ -27,6 +33,34 @@ class Finding:
     kind: str  # diverged | overfitting | still_improving | underfitting | gap | converged | failed | interrupted
     text: str
     epoch: int | None = None
+
+
+def chance(trial: dict) -> tuple[float, float] | None:
+    """(what guessing the most common class reaches, the validation accuracy within noise of it), or None when the
+    trial lacks what that needs (its test confusion matrix or its validation size)."""
+    confusion, n_val = trial.get("confusion"), (trial.get("split") or {}).get("val")
+    if not confusion or not n_val:
+        return None
+    rows = [sum(row) for row in confusion]
+    share = max(rows) / sum(rows) if sum(rows) else 1 / len(rows)
+    share = max(share, 1 / len(rows))
+    return share, share + CHANCE_Z * math.sqrt(share * (1 - share) / n_val)
+
+
+def learned(trial: dict) -> bool:
+    """Whether a finished trial's validation accuracy is above what guessing reaches, noise included (True when that
+    cannot be told: no validation accuracy, no confusion matrix)."""
+    level = chance(trial)
+    return level is None or trial.get("val_acc") is None or trial["val_acc"] > level[1]
+
+
+def chance_text(trial: dict) -> str:
+    """Why a trial counts as not learned, in one sentence's worth of words."""
+    share, bound = chance(trial)
+    return (
+        f"validation {100 * trial['val_acc']:.1f}% is within noise of guessing ({100 * share:.1f}%, the most common "
+        f"class; up to {100 * bound:.1f}% over {trial['split']['val']} validation images)"
+    )
 
 
 def diagnose(trial: dict, history: list[dict]) -> list[Finding]:
@@ -41,14 +75,13 @@ def diagnose(trial: dict, history: list[dict]) -> list[Finding]:
         text = f"Pruned: {why}, its validation figures being among the weakest of its rung; its best epoch was kept."
         return [Finding(TrialStatus.PRUNED, text)]
     if status in (TrialStatus.FAILED, TrialStatus.INTERRUPTED, TrialStatus.RUNNING, TrialStatus.PENDING):
-        return [
-            Finding(
-                status, f"No diagnosis: the trial {status}" + (f" ({trial['note']})." if trial.get("note") else ".")
-            )
-        ]
+        why = f" ({trial['note']})." if trial.get("note") else "."
+        return [Finding(status, f"No diagnosis: the trial {status}{why}")]
     if not history or trial.get("best_epoch") is None:
         return []
     findings: list[Finding] = []
+    if not learned(trial):
+        findings.append(Finding("at_chance", _at_chance(trial)))
     if status == TrialStatus.EARLY_STOPPED:
         findings.append(Finding(TrialStatus.EARLY_STOPPED, f"Stopped early: {trial.get('note')}."))
     best = trial["best_epoch"]
@@ -90,7 +123,7 @@ def diagnose(trial: dict, history: list[dict]) -> list[Finding]:
                 "a larger model, less regularization, more epochs or a higher learning rate may help.",
             )
         )
-    if train_acc is not None and val_acc is not None and train_acc - val_acc > GAP:
+    if train_acc is not None and val_acc is not None and train_acc - val_acc > GAP and learned(trial):
         findings.append(
             Finding(
                 "gap",
@@ -108,6 +141,20 @@ def diagnose(trial: dict, history: list[dict]) -> list[Finding]:
             )
         )
     return findings
+
+
+def _at_chance(trial: dict) -> str:
+    text = f"Did not learn: {chance_text(trial)}. It is not deployed by default and is left off the Pareto fronts"
+    train_acc, bound = trial.get("train_acc"), chance(trial)[1]
+    if train_acc is not None and train_acc > bound + GAP:
+        text += (
+            f". Yet its checkpoint classifies {100 * train_acc:.1f}% of its training images: it learned them and "
+            "does not generalize, or its evaluation differs from its training (batch-norm statistics that do not "
+            "match the data: more data, fewer epochs, or a smaller batch-norm momentum may help)"
+        )
+    else:
+        text += ": a learning rate, recipe or epoch count suited to this data may help"
+    return text + "."
 
 
 def summary(findings: list[Finding]) -> str:

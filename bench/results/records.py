@@ -91,6 +91,7 @@ def trial_record(store: Store, run_id: str, trial: dict) -> dict:
         "trial": trial["idx"],
         "rank": trial.get("rank"),
         "winner": trial.get("winner"),
+        "learned": trial.get("learned"),  # False: validation accuracy within noise of chance (no winner, no front)
         **{k: trial[k] for k in TRIAL_FIELDS},
         "test_acc_ci95": wilson(trial["test_acc"], (trial.get("split") or {}).get("test")),
         "checkpoint": str(ckpt.resolve()) if ckpt else None,

@@ -12,7 +12,7 @@ from bench.core.status import RUNNABLE, ExportStatus, Precision, RunStatus
 from bench.deploy.export import ExportSettings
 from bench.deploy.quantize import QuantizeSettings
 from bench.deploy.steps import Deployed, DeployPlan, DeployResult, deploy
-from bench.deploy.trials import winners
+from bench.deploy.trials import unlearned_warning, winners
 from bench.options.config import RunConfig, settings
 from bench.results.leaderboard import rank
 from bench.results.records import noise_warning, run_records
@@ -77,6 +77,7 @@ def _execute(store, run_id: str, specs: list, data, config: RunConfig, device, l
         status = row["status"]
     trained = {s.idx for s in specs} | {t["idx"] for t in chosen}
     warning = noise_warning(store, [t for t in store.trials(run_id) if t["idx"] in trained], run_id, since=started)
+    at_chance = unlearned_warning(ranked, run_id) if deploying and not config.no_benchmark else None
     return RunResult(
         run_id,
         status,
@@ -85,7 +86,7 @@ def _execute(store, run_id: str, specs: list, data, config: RunConfig, device, l
         deployed=[t["idx"] for t in chosen],
         problems=deployed.problems,
         store=str(store.path),
-        warnings=deployed.undeployable + ([warning] if warning else []),
+        warnings=deployed.undeployable + [w for w in (at_chance, warning) if w],
     )
 
 
