@@ -12,6 +12,7 @@ OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "cosine", "onecycle", "step")  # torch's own schedulers (bench.train.optim)
 TRAINING_PRECISIONS = ("auto", Precision.FP32, Precision.BF16)  # what the training steps compute in
 SELECT_METRICS = ("val_loss", "val_acc")
+BN_RECALIBRATION = ("auto", "on", "off")
 AUGMENTATIONS = ("flip", "altflip", "crop", "translate", "grayscale")
 SEARCHES = ("grid", "random", "tpe")
 PRUNERS = ("none", "median", "halving")  # Optuna's, for --search tpe

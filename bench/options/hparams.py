@@ -58,6 +58,7 @@ class HParams:
     channels_last: bool | None = _trial("channels_last")  # None until the plan resolves it
     compile: bool = _trial("compile")
     lookahead: bool = _trial("lookahead")
+    bn_recalibrate: str = _trial("bn_recalibrate")  # auto until the plan resolves it (bench.train.batchnorm)
     select: str = _trial("select")
     patience: int | None = _trial("patience")
     weights: str | None = _trial("weights")  # PATH#sha256=HEX once the plan resolved it (bench.train.weights)

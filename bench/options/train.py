@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from bench.options.choices import (
     AUGMENTATIONS,
+    BN_RECALIBRATION,
     MAX_SEED,
     OPTIMIZERS,
     SCHEDULES,
@@ -180,6 +181,15 @@ class TrainOptions:
         kind=bool,
         trial_default=False,
         plugin_default=True,
+    )
+    bn_recalibrate: str = declare(
+        TRAIN,
+        "Recompute batch-norm statistics over training images before each epoch is validated: on, off, or auto "
+        "(when a layer's running average spans more batches than an epoch has, as MobileNetV3's on small data).",
+        "auto",
+        choices=BN_RECALIBRATION,
+        docs="Resolved to on or off when the run is planned and recorded so; frozen layers keep their statistics "
+        "([runs.md](runs.md#small-data)).",
     )
     select: str = declare(
         TRAIN,

@@ -8,6 +8,8 @@ Rules (the thresholds are stated in every report's method section):
 - still improving: the last epoch was the best one.
 - underfitting: the kept checkpoint classifies less than UNDERFIT_TRAIN_ACC of its own training images.
 - generalization gap: training accuracy exceeds validation accuracy by more than GAP points.
+- batch-norm mismatch: the training steps of the kept epoch classified more than GAP points more of their images
+  than the same weights do in evaluation mode (the running statistics describe other weights).
 - at chance (did not learn): the kept checkpoint's validation accuracy is no more than guessing reaches plus noise:
   the share of the most common class (in the test set's confusion matrix; 1/classes without one) plus CHANCE_Z
   standard errors of that share over the validation images (one-sided 99%). Such a trial is ranked but is no
@@ -30,7 +32,7 @@ CHANCE_Z = 2.326  # one-sided 99% normal quantile: validation accuracy this far 
 
 @dataclass
 class Finding:
-    kind: str  # diverged | overfitting | still_improving | underfitting | gap | converged | failed | interrupted
+    kind: str  # diverged | overfitting | still_improving | underfitting | gap | converged | at_chance | batchnorm | ...
     text: str
     epoch: int | None = None
 
@@ -82,6 +84,8 @@ def diagnose(trial: dict, history: list[dict]) -> list[Finding]:
     findings: list[Finding] = []
     if not learned(trial):
         findings.append(Finding("at_chance", _at_chance(trial)))
+    if mismatch := _batchnorm_mismatch(trial, history[trial["best_epoch"] - 1]):
+        findings.append(mismatch)
     if status == TrialStatus.EARLY_STOPPED:
         findings.append(Finding(TrialStatus.EARLY_STOPPED, f"Stopped early: {trial.get('note')}."))
     best = trial["best_epoch"]
@@ -141,6 +145,27 @@ def diagnose(trial: dict, history: list[dict]) -> list[Finding]:
             )
         )
     return findings
+
+
+def _batchnorm_mismatch(trial: dict, at_best: dict) -> Finding | None:
+    """The training steps classified far more of their images than the same weights do in evaluation mode: the
+    evaluation's batch-norm statistics do not describe those weights (augmentation and dropout make the steps' own
+    figure the lower one otherwise)."""
+    stepped, evaluated = at_best.get("train_acc"), trial.get("train_acc")
+    if stepped is None or evaluated is None or stepped - evaluated <= GAP:
+        return None
+    fix = (
+        "they were recomputed before each validation, yet differ: a batch norm that cannot be recalibrated?"
+        if (trial.get("hparams") or {}).get("bn_recalibrate") == "on"
+        else "--bn-recalibrate on recomputes them over training images before each validation"
+    )
+    return Finding(
+        "batchnorm",
+        f"Batch-norm statistics do not match the weights: the training steps of epoch {at_best['epoch']} classified "
+        f"{100 * stepped:.1f}% of their images, the same weights in evaluation mode {100 * evaluated:.1f}% of the "
+        f"training images; {fix}.",
+        at_best["epoch"],
+    )
 
 
 def _at_chance(trial: dict) -> str:

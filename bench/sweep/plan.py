@@ -19,6 +19,8 @@ from bench.options.choices import SEARCHES
 from bench.options.config import AXES, RunConfig
 from bench.options.hparams import HParams
 from bench.options.option import invalid
+from bench.train import batchnorm
+from bench.train.optim import steps_per_epoch
 from bench.train.precision import resolve_speed
 
 HPARAM_DEFAULTS = {f.name: f.default for f in fields(HParams)}
@@ -253,30 +255,44 @@ def check_plan(specs: list[TrialSpec], data: Dataset) -> None:
             raise invalid("batch_size", hp.batch_size, why=why)
 
 
+RESOLVED = ("precision", "channels_last", "bn_recalibrate")  # the hyperparameters resolve_plan may change
+
+
 def resolve_plan(specs: list[TrialSpec], data: Dataset, device: torch.device) -> list[TrialSpec]:
-    """Replace 'auto' precision and layout by their values on ``device`` before the plan is recorded: the one place
-    they are resolved, so every trial says what it trains in from the start and a resumed run trains the same way.
+    """Replace 'auto' precision, layout and batch-norm recalibration (bench.train.batchnorm.wanted) by their values
+    on ``device`` before the plan is recorded: the one place they are resolved, so every trial says what it trains in
+    from the start and a resumed run trains the same way.
     'auto' is the architecture's own precision where its plugin declares one (measured by its author), else what
     bench.train.precision measures here. A model that cannot be built here gets fp32 and the standard layout: its
     trial fails when it builds it."""
-    chosen: dict[tuple, object] = {}
+    chosen: dict[tuple, dict] = {}
+    sizes: dict[tuple, int] = {}
     out = []
     for spec in specs:
         hp = spec.hparams
         if hp.precision == "auto" and "precision" in spec.architecture.defaults:
             hp = replace(hp, precision=spec.architecture.defaults["precision"])
-        if hp.precision == "auto" or hp.channels_last is None:
+        if hp.precision == "auto" or hp.channels_last is None or hp.bn_recalibrate == "auto":
             key = (spec.architecture.name, repr(spec.variant), hp.precision, hp.channels_last)
             if key not in chosen:
                 try:
                     model = spec.architecture.build(data.input_shape, data.num_classes, spec.variant).to(device)
                     resolved = resolve_speed(hp, model, data.input_shape, device)
                     chosen[key] = {"precision": resolved.precision, "channels_last": resolved.channels_last}
+                    chosen[key]["window"] = batchnorm.window(model)
                 except Exception:  # recorded when the trial itself builds the model
                     chosen[key] = {
                         "precision": Precision.FP32 if hp.precision == "auto" else hp.precision,
                         "channels_last": bool(hp.channels_last),
+                        "window": 0.0,
                     }
-            hp = replace(hp, **chosen[key])
+            changes = {k: v for k, v in chosen[key].items() if k != "window"}
+            if hp.bn_recalibrate == "auto":
+                split = (hp.val_ratio, hp.seed)
+                if split not in sizes:
+                    sizes[split] = len(data.split(*split).train)
+                per_epoch = steps_per_epoch(sizes[split], hp.batch_size)
+                changes["bn_recalibrate"] = "on" if chosen[key]["window"] > per_epoch else "off"
+            hp = replace(hp, **changes)
         out.append(replace(spec, hparams=hp))
     return out

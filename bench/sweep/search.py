@@ -22,7 +22,7 @@ from bench.core.status import TO_RUN, TrialStatus
 from bench.models.registry import where_text
 from bench.options.config import AXES
 from bench.store import Store
-from bench.sweep.plan import TrialSpec, resolve_plan
+from bench.sweep.plan import RESOLVED, TrialSpec, resolve_plan
 from bench.train.loop import EpochStats
 
 STUDY_FILE = "study.log"  # in the run's folder beside its trials
@@ -228,11 +228,11 @@ class TpeSearch:
 
     @staticmethod
     def _earlier(chosen: TrialSpec, recorded: list[dict]) -> dict | None:
-        """The recorded trial of the same combination, if there is one (precision and layout aside: the plan
-        resolves them)."""
+        """The recorded trial of the same combination, if there is one (what the plan resolves aside: precision,
+        layout, batch-norm recalibration)."""
 
         def key(row: dict) -> str:
-            hparams = {k: v for k, v in row["hparams"].items() if k not in ("precision", "channels_last")}
+            hparams = {k: v for k, v in row["hparams"].items() if k not in RESOLVED}
             return json.dumps([row["architecture"], row["variant"], hparams], sort_keys=True, default=list)
 
         wanted = key(chosen.row())

@@ -7,4 +7,5 @@ schedules, the precision and layout it trains in, starting from trained weights,
     optim.py        optimizers, learning-rate schedules, lookahead
     precision.py    bf16 autocast and channels_last where they train faster (measured)
     weights.py      --weights, --freeze, --head-lr: fine-tuning
+    batchnorm.py    --bn-recalibrate: batch-norm statistics recomputed for the weights they evaluate
     device.py       the training device, and the environment a run records"""

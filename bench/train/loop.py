@@ -20,7 +20,7 @@ from bench.data.augment import alternating_flips, augment, parse
 from bench.data.splits import Normalizer, Split, Splits
 from bench.models import layers
 from bench.options.hparams import HParams
-from bench.train import checkpoints
+from bench.train import batchnorm, checkpoints
 from bench.train import weights as transfer
 from bench.train.optim import Lookahead, make_optimizer, make_scheduler, steps_per_epoch
 from bench.train.state import EpochStats, TrialState, WithinEpoch, load_state, save_state
@@ -125,6 +125,7 @@ class Steps:
         self.forward = torch.compile(model) if hp.compile else model
         self.autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=hp.precision == Precision.BF16)
         self.lookahead: Lookahead | None = None
+        self.recalibrate = batchnorm.wanted(hp.bn_recalibrate, model, self.per_epoch)  # auto: for direct callers
 
     def fit_to_data(self) -> float:
         """Fit the modules that ask for it (a whitening stem) to the first training images, unless --weights has them
@@ -290,6 +291,8 @@ def _epoch(steps: Steps, state: TrialState, epoch: int, saver: Saver, val: Split
             state.within = None
         if not steps.step(within):
             break
+    if steps.recalibrate:  # statistics of the weights the epoch ends with, counted as training time
+        batchnorm.recalibrate(steps.model, steps.train, steps.normalize, steps.hp.batch_size, steps.hp.seed + epoch)
     train_loss, train_acc = within.loss_sum.item() / steps.seen, within.correct.item() / steps.seen
     state.elapsed += time.perf_counter() - t0
     window = watch.stop()
