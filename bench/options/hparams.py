@@ -32,6 +32,11 @@ def _train_options(cls):
     return cls
 
 
+# What a trial recorded before the field existed did: trials before --bn-recalibrate never recalibrated (a resumed
+# one goes on so, and its saved state still matches).
+RECORDED_BEFORE = {"bn_recalibrate": "off"}
+
+
 @_train_options
 @dataclass(frozen=True)
 class HParams:
@@ -78,6 +83,7 @@ class HParams:
 
     @classmethod
     def from_dict(cls, d: dict) -> HParams:
-        """The hyperparameters a stored trial recorded; one recorded before a field existed has its default."""
+        """The hyperparameters a stored trial recorded; one recorded before a field existed has its default, or what
+        such trials did (RECORDED_BEFORE)."""
         names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
+        return cls(**{**RECORDED_BEFORE, **{k: v for k, v in d.items() if k in names}})
