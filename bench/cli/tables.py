@@ -14,6 +14,7 @@ from bench.report.compare import COMPARE_METHOD, compare_columns
 from bench.results.columns import Column
 from bench.results.deployed import RATIO_RULE, representative, speedup
 from bench.results.percentiles import needed, supported
+from bench.results.significance import INTERVAL_METHOD, test_interval
 from bench.results.tables import VARIANT_COLUMNS, VARIANTS_METHOD, swept_columns, variants_of
 from bench.runtime.protocol import graph_levels
 
@@ -104,11 +105,12 @@ def leaderboard_table(ranked: list[dict], title: str) -> Table:
         ),
         Column("val %", lambda t: pct(t["val_acc"])),
         Column("test %", lambda t: pct(t["test_acc"])),
+        Column("test 95%", test_interval),
         Column("params", lambda t: count(t["params"])),
         Column("time", lambda t: duration(t["duration_s"]) + (NOISY if t.get("noisy_epochs") else "")),
         Column("status", status, left=True, style=lambda t: STATUS_STYLE.get(t["status"], "white"), wrap=True),
     ]
-    caption = "★ best validation accuracy of its architecture"
+    caption = f"★ best validation accuracy of its architecture; {INTERVAL_METHOD}"
     if any(t.get("learned") is False for t in ranked):
         caption += (
             f"; at chance: did not learn ({AT_CHANCE}), so no winner, not deployed, off the fronts (`bench benchmark "

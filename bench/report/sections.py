@@ -16,7 +16,7 @@ from bench.report.views import TrialView, learned, time_to, training_seconds, va
 from bench.results import diagnosis
 from bench.results.columns import Column, markdown
 from bench.results.leaderboard import configurations, rank, repeated
-from bench.results.significance import wilson
+from bench.results.significance import test_interval
 from bench.results.tables import swept, swept_columns, swept_text
 from bench.store import Store
 
@@ -64,9 +64,7 @@ def leaderboard_columns(views: list[TrialView], gpu: bool, target: float | None 
 
 
 def _interval(v: TrialView) -> str:
-    """The test accuracy's 95% Wilson interval over the test images (bench.results.significance.wilson)."""
-    interval = wilson(v.trial["test_acc"], (v.trial.get("split") or {}).get("test"))
-    return "-" if interval is None else f"{pct(interval[0])}-{pct(interval[1])}"
+    return test_interval(v.trial)
 
 
 def _or_dash(x) -> str:

@@ -63,6 +63,17 @@ def wilson(accuracy: float | None, n: int | None) -> tuple[float, float] | None:
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
+def test_interval(trial: dict) -> str:
+    """A trial's test accuracy's 95% Wilson interval over its test images, as tables and reports show it."""
+    from bench.core.formats import pct
+
+    interval = wilson(trial.get("test_acc"), (trial.get("split") or {}).get("test"))
+    return "-" if interval is None else f"{pct(interval[0])}-{pct(interval[1])}"
+
+
+INTERVAL_METHOD = "test 95%: Wilson score interval over the test images"
+
+
 def welch(a: list[float], b: list[float], what: str = "values", margin: float = 0.0) -> Verdict:
     """Whether the means of ``a`` and ``b`` differ at 95% (Welch's t-test) by more than ``margin`` of ``a``'s mean:
     significant when the 95% confidence interval of the difference lies wholly beyond it (with no margin, exactly
