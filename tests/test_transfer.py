@@ -210,3 +210,30 @@ def test_weights_trained_on_fashion_mnist_fine_tune_a_small_digit_folder_better_
     figures = {"fine-tuned": mean(tuned), "scratch": mean(scratch)}
     print(json.dumps(figures))
     assert figures["fine-tuned"] > figures["scratch"] + 0.03, figures  # measured: 85.7% against 79.0%
+
+
+def test_grayscale_weights_start_an_rgb_model_as_timm_adapts_a_stem(tmp_path):
+    """Issue 40: weights trained on grey images start a model of RGB images; its first convolution sees in an image
+    whose three channels are equal what the grey model saw in that grey image. The other way, RGB weights start a
+    grey model (their sum)."""
+    from bench.train.weights import load_into, resolve
+
+    torch.manual_seed(0)
+    grey, rgb = NormPlugin.build((1, 8, 8), 10).eval(), NormPlugin.build((3, 8, 8), 10).eval()
+    torch.save(grey.state_dict(), tmp_path / "grey.pt")
+    loaded = load_into(rgb, resolve(str(tmp_path / "grey.pt")), list(range(10)))
+    assert loaded.adapted == ["0.weight (1 -> 3 input channels)"] and "by timm's in_chans rule" in loaded.line()
+    image = torch.rand(2, 1, 8, 8)
+    torch.testing.assert_close(rgb(image.expand(-1, 3, -1, -1)), grey(image))
+    torch.save(rgb.state_dict(), tmp_path / "rgb.pt")
+    back = NormPlugin.build((1, 8, 8), 10).eval()
+    assert load_into(back, resolve(str(tmp_path / "rgb.pt")), list(range(10))).adapted
+    torch.testing.assert_close(back(image), grey(image))
+
+
+def test_dry_run_refuses_weights_that_do_not_fit(invoke, trained, tmp_path):
+    first, source = trained
+    state, _ = checkpoints.load(source["checkpoint"])
+    torch.save({**state, "0.weight": torch.zeros(8, 1, 5, 5)}, tmp_path / "clash.pt")
+    result = invoke("run", "--plugin", "norm", "--weights", str(tmp_path / "clash.pt"), "--dry-run")
+    assert result.exit_code == 1 and "Error: the weights clash.pt do not fit: 0.weight is (8, 1, 5, 5)" in result.output

@@ -72,9 +72,11 @@ def dry_run(config: RunConfig, store_path=None) -> dict:
     this machine has a measured rate; with the plan's notes and the whole run's estimate, deployment included."""
     from bench.plugins.dataset_loading import load_dataset
     from bench.sweep.plan import check_plan, plan_run
+    from bench.sweep.trial import resolve_weights, starting_points
     from bench.train.device import resolve_device
 
     notes: list[str] = []
+    config = resolve_weights(config, store_path)  # as `bench run` records them: a file that is not there is refused
     specs = plan_run(config, notes)
     if config.search == "tpe" and config.trials < len(specs):
         notes.append(
@@ -83,6 +85,7 @@ def dry_run(config: RunConfig, store_path=None) -> dict:
         )
     data = load_dataset(config.dataset, download=config.download, **config.data_options())
     check_plan(specs, data)
+    notes += starting_points(specs, data)  # weights that do not fit are refused here too, as `bench run` would
     device = resolve_device(config.device)
     path = Path(store_path) if store_path is not None else None
     history = _History.read(path, device.type)

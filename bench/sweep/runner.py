@@ -15,7 +15,7 @@ from bench.options.option import flag
 from bench.sweep.execute import execute
 from bench.sweep.listener import ListenerFailed, guarded
 from bench.sweep.result import RunResult
-from bench.sweep.trial import starting_points
+from bench.sweep.trial import resolve_weights, starting_points
 from bench.tracking.live import tracking
 
 
@@ -44,7 +44,7 @@ def run(
         from bench.store.writes import check_run_name
 
         check_run_name(name)  # before anything is loaded
-    config = _resolve_weights(config, store_path)
+    config = resolve_weights(config, store_path)
     listener = guarded(listener)
     with _threads(config.threads), _listener_errors():
         device = resolve_device(config.device)
@@ -104,7 +104,7 @@ def resume(run_id: str = "latest", *, store_path=None, listener=None, **options)
         if options.get("executor") == "local":  # a Ray run finished here: its Ray options no longer apply
             recorded = replace(recorded, **{k: v for k, v in RAY_ONLY.items() if k not in options})
         config = replace(recorded, **options)  # checked as built
-        _resolve_weights(config, store_path)  # the files the run started from, unchanged: else one line
+        resolve_weights(config, store_path)  # the files the run started from, unchanged: else one line
         listener = guarded(listener)
         # the run's own thread count unless told otherwise: the same arithmetic
         with _threads(config.threads), _listener_errors():
@@ -141,19 +141,6 @@ def trials(run_id: str = "latest", *, store_path=None, history: bool = False):
     with Store(store_path, readonly=True) as store:
         row = store.run(None if run_id == "latest" else run_id)
         return run_records(store, row["id"], history)
-
-
-def _resolve_weights(config: RunConfig, store_path) -> RunConfig:
-    """--weights (the run's, and any architecture's own) as the plan records them: PATH#sha256=HEX (recorded ones are
-    checked against their file)."""
-    from bench.train.weights import resolve
-
-    per_arch = {
-        arch: {**own, "weights": resolve(own["weights"], store_path)} if own.get("weights") else own
-        for arch, own in config.per_arch.items()
-    }
-    weights = resolve(config.weights, store_path) if config.weights else None
-    return replace(config, weights=weights, per_arch=per_arch) if weights or per_arch != config.per_arch else config
 
 
 def _search(store, run_id: str, config: RunConfig, space: list, data, device):

@@ -73,6 +73,21 @@ def build_initial(spec: TrialSpec, data: Dataset, loaded: list | None = None):
     return model
 
 
+def resolve_weights(config, store_path):
+    """--weights (the run's, and any architecture's own) as the plan records them: PATH#sha256=HEX (recorded ones are
+    checked against their file)."""
+    from dataclasses import replace
+
+    from bench.train.weights import resolve
+
+    per_arch = {
+        arch: {**own, "weights": resolve(own["weights"], store_path)} if own.get("weights") else own
+        for arch, own in config.per_arch.items()
+    }
+    weights = resolve(config.weights, store_path) if config.weights else None
+    return replace(config, weights=weights, per_arch=per_arch) if weights or per_arch != config.per_arch else config
+
+
 def starting_points(specs: list[TrialSpec], data: Dataset) -> list[str]:
     """Each architecture's models built as their trials will start (--weights, --freeze), before anything is
     recorded: a file that does not fit is refused here; the notes say what was loaded, skipped, re-initialized."""

@@ -6,9 +6,11 @@ or a stored trial (`RUN/t003`). The plan records them as ``PATH#sha256=HEX``: th
 whenever a trial loads it (a resume after the file changed is refused), and the ONNX metadata names both. Loading
 maps what matches by name and shape; the logits layer keeps its initialization when the classes differ (a cnnbench
 checkpoint records its classes; a plain state dict's logits layer is taken when its shape fits), and so does any
-tensor the file lacks; a shape clash anywhere else is an error. The head is the logits layer: the last module
-whose weight has one row per class. `--freeze backbone` trains only the head, `--freeze N` all but the first N
-layers with parameters; frozen batch-norm layers keep their statistics (evaluation mode while training)."""
+tensor the file lacks; the first convolution of weights trained on another number of channels (grey against RGB) is
+adapted as timm's ``in_chans`` does (adapt_channels); a shape clash anywhere else is an error. The head is the
+logits layer: the last module whose weight has one row per class. `--freeze backbone` trains only the head,
+`--freeze N` all but the first N layers with parameters; frozen batch-norm layers keep their statistics (evaluation
+mode while training)."""
 
 from __future__ import annotations
 
@@ -115,6 +117,7 @@ class Loaded:
     loaded: int = 0
     skipped: list[str] = field(default_factory=list)  # in the file, not in the model
     reinitialized: list[str] = field(default_factory=list)  # in the model, not taken from the file
+    adapted: list[str] = field(default_factory=list)  # the first convolution, for another number of channels
 
     def line(self) -> str:
         path, _, digest = self.source.partition(MARK)
@@ -123,6 +126,8 @@ class Loaded:
             parts.append(f"skipped {len(self.skipped)} the model lacks ({_few(self.skipped)})")
         if self.reinitialized:
             parts.append(f"re-initialized {len(self.reinitialized)} ({_few(self.reinitialized)})")
+        if self.adapted:
+            parts.append(f"adapted {self.adapted[0]} by timm's in_chans rule")
         return f"weights {Path(path).name} (sha256 {digest[:12]}): " + ", ".join(parts)
 
 
@@ -146,6 +151,9 @@ def load_into(model: nn.Module, recorded: str, classes: list) -> Loaded:
             continue  # the logits layer of other classes: the model's own initialization
         elif own[key].shape == value.shape:
             taken[key] = value
+        elif not out.adapted and _input_channels_differ(own[key], value):
+            taken[key] = adapt_channels(value, own[key].shape[1])
+            out.adapted.append(f"{key} ({value.shape[1]} -> {own[key].shape[1]} input channels)")
         else:
             raise BenchError(
                 f"the weights {Path(recorded.split(MARK)[0]).name} do not fit: {key} is "
@@ -157,6 +165,23 @@ def load_into(model: nn.Module, recorded: str, classes: list) -> Loaded:
         raise BenchError(f"the weights {Path(recorded.split(MARK)[0]).name} share no tensor with the model")
     model.load_state_dict(taken, strict=False)
     return out
+
+
+def _input_channels_differ(own: torch.Tensor, value: torch.Tensor) -> bool:
+    """A convolution's weight that differs from the model's only in its input channels (out, in, kh, kw)."""
+    return own.dim() == value.dim() == 4 and own.shape[1] != value.shape[1] and own.shape[::2] == value.shape[::2]
+
+
+def adapt_channels(weight: torch.Tensor, channels: int) -> torch.Tensor:
+    """A first convolution's weight for ``channels`` input channels, as timm's ``in_chans`` adapts pretrained stems:
+    to one channel, the sum over the file's (a grey image is what their sum sees); to more, the file's channels
+    repeated in turn and scaled by have/wanted, so that an image whose channels are equal gives what it gave before
+    (grayscale weights start an RGB model)."""
+    have = weight.shape[1]
+    if channels == 1:
+        return weight.sum(dim=1, keepdim=True)
+    repeats = -(-channels // have)
+    return weight.repeat(1, repeats, 1, 1)[:, :channels] * (have / channels)
 
 
 def freeze(model: nn.Module, how: str, num_classes: int) -> int:
