@@ -7,8 +7,9 @@ python benchmarks/serving.py threads [--model cnn_vgg] [--competitors 2]
     (1,024 queries, early-stopping estimates) and the server's max QPS under a 10 ms p99 bound; section
     "Serving: engine threads under load".
 python benchmarks/serving.py winners --store S RUN [RUN...] [--bound-ms 10] [--competitors 2]
+        [--loaded-bound-ms B] [--loaded-engines onnxruntime,openvino]
     `bench benchmark RUN --scenario single-stream,offline,server` on each run's winner, every engine and
-    precision, quiet then loaded; section "Serving".
+    precision, quiet then loaded (beside the competitors: those engines, that bound); section "Serving".
 """
 
 from __future__ import annotations
@@ -157,21 +158,25 @@ def _qps(server: dict) -> str:
     return f"{server['max_qps']:,.0f} (p99 {server['p99_ms']:.2f})"
 
 
-def _serving(store: str, run: str, bound: float) -> list[dict]:
+def _serving(store: str, run: str, bound: float, engines: str, label: str) -> list[dict]:
     args = [BENCH, "benchmark", run, "--store", store, "--scenario", "single-stream,offline,server"]
-    args += ["--latency-bound-ms", str(bound), "--engines", ENGINES, "--batch-sizes", "1"]
+    args += ["--latency-bound-ms", str(bound), "--engines", engines, "--batch-sizes", "1"]
     subprocess.run(args, check=True, capture_output=True)
     out = subprocess.run(
         [BENCH, "report", run, "--store", store, "--serving", "--json"], check=True, capture_output=True, text=True
     ).stdout
-    return json.loads(out)
+    rows = [r for r in json.loads(out) if r["engine"] in engines.split(",")]
+    print(f"{label} {run}:", json.dumps(rows), flush=True)  # kept in the log should a later part be stopped
+    return rows
 
 
 def winners(args) -> None:
-    quiet = {run: _serving(args.store, run, args.bound_ms) for run in args.runs}
+    quiet = {run: _serving(args.store, run, args.bound_ms, ENGINES, "quiet") for run in args.runs}
     with Competitors(args.competitors):
         load = os.getloadavg()[0]
-        loaded = {run: _serving(args.store, run, args.bound_ms) for run in args.runs}
+        loaded = {
+            run: _serving(args.store, run, args.loaded_bound_ms, args.loaded_engines, "loaded") for run in args.runs
+        }
     out = subprocess.run(
         [BENCH, "report", *args.runs, "--store", args.store, "--json", "--measurements"],
         check=True,
@@ -217,7 +222,8 @@ def winners(args) -> None:
             "ms; offline: the test images at the batch a probe found fastest; server: 1 worker, Poisson arrivals, at "
             f"least 1,024 queries and 1 s per rate, the most queries/s with p99 <= {args.bound_ms:g} ms and the p99 "
             f"there). Quiet, then beside {args.competitors} processes each looping 2-thread torch matrix products "
-            f"(1-minute load {load:.1f}). Test accuracy: through that engine at that precision.",
+            f"(1-minute load {load:.1f}; engines {args.loaded_engines}, p99 bound {args.loaded_bound_ms:g} ms). Test "
+            "accuracy: through that engine at that precision.",
             "",
             "| model | engine | precision | test % | single-stream quiet | single-stream loaded | offline img/s | "
             "max QPS quiet | max QPS loaded |",
@@ -260,7 +266,11 @@ def main() -> None:
     w.add_argument("runs", nargs="+")
     w.add_argument("--competitors", type=int, default=2)
     w.add_argument("--bound-ms", type=float, default=10.0)
+    w.add_argument("--loaded-bound-ms", type=float, default=None, help="the p99 bound beside the competitors")
+    w.add_argument("--loaded-engines", default=ENGINES, help="the engines measured beside the competitors")
     args = parser.parse_args()
+    if args.command == "winners" and args.loaded_bound_ms is None:
+        args.loaded_bound_ms = args.bound_ms
     threads(args) if args.command == "threads" else winners(args)
 
 
