@@ -13,6 +13,7 @@ from bench.models.registry import format_value, format_variant
 from bench.report.compare import COMPARE_METHOD, compare_columns
 from bench.results.columns import Column
 from bench.results.deployed import RATIO_RULE, representative, speedup
+from bench.results.diagnosis import CHANCE_RULE
 from bench.results.percentiles import needed, supported
 from bench.results.significance import INTERVAL_METHOD, test_interval
 from bench.results.tables import VARIANT_COLUMNS, VARIANTS_METHOD, swept_columns, variants_of
@@ -64,7 +65,6 @@ STATUS_STYLE = {
     TrialStatus.RUNNING: "cyan",
 }
 NOISY = " [yellow]noisy[/]"
-AT_CHANCE = "validation accuracy within noise of guessing the most common class, one-sided 99%"
 
 
 def _rank(row: dict) -> str:
@@ -113,7 +113,7 @@ def leaderboard_table(ranked: list[dict], title: str) -> Table:
     caption = f"★ best validation accuracy of its architecture; {INTERVAL_METHOD}"
     if any(t.get("learned") is False for t in ranked):
         caption += (
-            f"; at chance: did not learn ({AT_CHANCE}), so no winner, not deployed, off the fronts (`bench benchmark "
+            f"; at chance: did not learn ({CHANCE_RULE}), so no winner, not deployed, off the fronts (`bench benchmark "
             "RUN TRIAL` deploys one anyway)"
         )
     if len(sets) > 1:  # ranks start again on each test set: say which one each row is ranked on

@@ -9,6 +9,7 @@ from bench.options.config import AXES
 from bench.report import plots as figures
 from bench.report.views import TrialView
 from bench.results.columns import Column, markdown
+from bench.results.diagnosis import CHANCE_RULE
 
 
 def tradeoff_section(views: list[TrialView], write_png) -> str:
@@ -58,8 +59,8 @@ def left_off(views: list[TrialView]) -> str:
     """The line that says which trials no front shows, and why."""
     names = ", ".join(v.name for v in views)
     return (
-        f"Left off the fronts: {names}, which did not learn (validation accuracy within noise of guessing the most "
-        "common class, one-sided 99%; the diagnosis says more). `bench benchmark RUN TRIAL` deploys one anyway."
+        f"Left off the fronts: {names}, which did not learn ({CHANCE_RULE}; the diagnosis says more). `bench "
+        "benchmark RUN TRIAL` deploys one anyway."
     )
 
 

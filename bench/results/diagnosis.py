@@ -28,6 +28,7 @@ OVERFIT_MIN_EPOCHS = 2  # epochs after the best one before calling it a trend
 UNDERFIT_TRAIN_ACC = 0.90
 GAP = 0.10
 CHANCE_Z = 2.326  # one-sided 99% normal quantile: validation accuracy this far above guessing has learned something
+CHANCE_RULE = "validation accuracy within noise of guessing the most common class, one-sided 99%"
 
 
 @dataclass
