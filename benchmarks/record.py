@@ -1,6 +1,7 @@
 """Write one section of benchmarks/RESULTS.md, replacing that section's previous figures only; name the CPU."""
 
 import platform
+import re
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
@@ -10,7 +11,8 @@ def record(heading: str, section: str) -> None:
     """``section`` starts with ``## heading``; the other sections of RESULTS.md are kept as they are."""
     section = section.rstrip("\n") + "\n\n"
     text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n\n"
-    start = text.find(f"## {heading}")
+    found = re.search(rf"^## {re.escape(heading)}$", text, re.MULTILINE)  # the whole heading: "Serving" is not
+    start = found.start() if found else -1  # "Serving: engine threads under load"
     if start >= 0:
         end = text.find("\n## ", start + 1)
         text = text[:start] + section + (text[end + 1 :] if end >= 0 else "")
