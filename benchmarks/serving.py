@@ -202,7 +202,7 @@ def winners(args) -> None:
                 for r in loaded[run]
                 if (r["trial"], r["architecture"], r["engine"], r["provider"], r["precision"]) == key
             }
-            acc = accuracy.get((run, key[0], key[2], key[4]))
+            acc = accuracy.get((quiet[run][0]["run"], key[0], key[2], key[4]))  # the run's id (RUN may be its name)
             rows.append(
                 f"| {key[1]} | {key[2]} | {key[4]} | {'-' if acc is None else f'{100 * acc:.2f}'} | "
                 f"{_single(q)} | {_single(ld)} | {_offline(q)} | {_server(q)} | {_server(ld)} |"
@@ -215,7 +215,8 @@ def winners(args) -> None:
             "## Serving",
             "",
             f"`python benchmarks/serving.py winners --store {args.store} {' '.join(args.runs)} --bound-ms "
-            f"{args.bound_ms:g} --competitors {args.competitors}` on {os.cpu_count()} cores of {cpu_name()}; torch "
+            f"{args.bound_ms:g} --competitors {args.competitors} --loaded-bound-ms {args.loaded_bound_ms:g} "
+            f"--loaded-engines {args.loaded_engines}` on {os.cpu_count()} cores of {cpu_name()}; torch "
             f"{torch.__version__}, onnxruntime {onnxruntime.__version__}. Each run's winner, every engine and "
             "precision: `bench benchmark RUN --scenario single-stream,offline,server --latency-bound-ms "
             f"{args.bound_ms:g}` (1,024 single-stream queries after 10 warm-up, p50 / p99 early-stopping estimates in "
