@@ -45,8 +45,7 @@ def chance(trial: dict) -> tuple[float, float] | None:
     if not confusion or not n_val:
         return None
     rows = [sum(row) for row in confusion]
-    share = max(rows) / sum(rows) if sum(rows) else 1 / len(rows)
-    share = max(share, 1 / len(rows))
+    share = max(rows) / sum(rows) if sum(rows) else 1 / len(rows)  # never below 1/classes
     return share, share + CHANCE_Z * math.sqrt(share * (1 - share) / n_val)
 
 
@@ -175,8 +174,8 @@ def _at_chance(trial: dict) -> str:
     if train_acc is not None and train_acc > bound + GAP:
         text += (
             f". Yet its checkpoint classifies {100 * train_acc:.1f}% of its training images: it learned them and "
-            "does not generalize, or its evaluation differs from its training (batch-norm statistics that do not "
-            "match the data: more data, fewer epochs, or a smaller batch-norm momentum may help)"
+            "does not generalize (more data or augmentation may help), or its evaluation differs from its training "
+            "(batch-norm statistics that lag the weights: --bn-recalibrate on)"
         )
     else:
         text += ": a learning rate, recipe or epoch count suited to this data may help"
