@@ -292,7 +292,8 @@ def resolve_plan(specs: list[TrialSpec], data: Dataset, device: torch.device) ->
                 if split not in sizes:
                     sizes[split] = len(data.split(*split).train)
                 per_epoch = steps_per_epoch(sizes[split], hp.batch_size)
-                changes["bn_recalibrate"] = "on" if chosen[key]["window"] > per_epoch else "off"
+                recalibrate = batchnorm.wanted("auto", chosen[key]["window"], per_epoch)
+                changes["bn_recalibrate"] = "on" if recalibrate else "off"
             hp = replace(hp, **changes)
         out.append(replace(spec, hparams=hp))
     return out

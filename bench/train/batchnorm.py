@@ -33,11 +33,12 @@ def window(model: nn.Module) -> float:
     return max((math.inf if m.momentum is None else 1 / m.momentum for m in layers), default=0.0)
 
 
-def wanted(setting: str, model: nn.Module, steps_per_epoch: int) -> bool:
-    """Whether a trial recalibrates: ``setting`` on/off as given; auto when the averages outlast an epoch."""
+def wanted(setting: str, model: nn.Module | float, steps_per_epoch: int) -> bool:
+    """Whether a trial recalibrates: ``setting`` on/off as given; auto when the averages outlast an epoch (``model``:
+    the model, or its window already measured)."""
     if setting in ("on", "off"):
         return setting == "on"
-    return window(model) > steps_per_epoch
+    return (model if isinstance(model, float) else window(model)) > steps_per_epoch
 
 
 def recalibrate(model: nn.Module, train: Split, normalize: Normalizer, batch_size: int, seed: int) -> int:
