@@ -129,18 +129,10 @@ def offline(session, images, threads: int, sync: Callable = lambda: None) -> dic
     }
 
 
-SPIN_S = 0.001  # the last stretch before a scheduled arrival is waited for awake, not asleep
-
-
 def _wait_until(t: float) -> None:
-    """Sleep until ``t`` (perf_counter seconds) but for its last SPIN_S, then yield until it: a sleeping thread on a
-    virtual machine wakes up to a millisecond late (p99 0.9 ms after 40 ms gaps on 2 EPYC vCPUs), a delay of the load
-    generator that the server's latency should not carry. time.sleep(0) lets other workers' threads run meanwhile."""
-    delay = t - time.perf_counter() - SPIN_S
+    delay = t - time.perf_counter()
     if delay > 0:
         time.sleep(delay)
-    while time.perf_counter() < t:
-        time.sleep(0)
 
 
 def server_rate(
